@@ -1,0 +1,344 @@
+"""PostgreSQL binaries and single clusters on this machine: find, initdb, start, stop, remove."""
+
+from __future__ import annotations
+
+import functools
+import glob
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+from restore_assets.errors import FleetError
+
+SERVER_BINARIES = ("initdb", "pg_ctl", "pg_basebackup", "postgres")
+RUN_AS_USER = os.environ.get("RESTORE_ASSETS_PG_USER", "postgres")
+
+
+@functools.cache
+def bindir() -> Path:
+    """Directory holding the PostgreSQL server binaries (initdb, pg_ctl, pg_basebackup)."""
+    candidates: list[Path] = []
+    env = os.environ.get("RESTORE_ASSETS_PG_BINDIR")
+    if env:
+        candidates.append(Path(env))
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
+        if out.returncode == 0 and out.stdout.strip():
+            candidates.append(Path(out.stdout.strip()))
+    candidates += [Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)]
+    for c in candidates:
+        if all((c / b).exists() for b in SERVER_BINARIES):
+            return c
+    raise FleetError(
+        "PostgreSQL server binaries (initdb, pg_ctl, pg_basebackup) not found: run `make setup`"
+        " (installs Debian's postgresql package) or set RESTORE_ASSETS_PG_BINDIR"
+    )
+
+
+def pg_bin(name: str) -> str:
+    """Absolute path of one PostgreSQL program (server binaries' directory first, then PATH)."""
+    p = bindir() / name
+    if p.exists():
+        return str(p)
+    found = shutil.which(name)
+    if not found:
+        raise FleetError(f"PostgreSQL program {name!r} not found in {bindir()} or on PATH")
+    return found
+
+
+@dataclass(frozen=True)
+class OsUser:
+    """The OS account PostgreSQL server processes run as."""
+
+    name: str
+    uid: int
+    gid: int
+
+    @property
+    def is_current(self) -> bool:
+        """True when the server runs as the calling user (no privilege switch)."""
+        return self.uid == os.geteuid()
+
+
+@functools.cache
+def server_user() -> OsUser:
+    """The calling user, or an unprivileged account when the caller is root (PostgreSQL refuses root)."""
+    if os.geteuid() != 0:
+        pw = pwd.getpwuid(os.geteuid())
+        return OsUser(pw.pw_name, pw.pw_uid, pw.pw_gid)
+    try:
+        pw = pwd.getpwnam(RUN_AS_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--home-dir", "/var/lib/postgresql", RUN_AS_USER],
+            check=True,
+            capture_output=True,
+        )
+        pw = pwd.getpwnam(RUN_AS_USER)
+    return OsUser(pw.pw_name, pw.pw_uid, pw.pw_gid)
+
+
+def run_server_cmd(
+    args: list[str], *, check: bool = True, timeout: float | None = 600, env: dict | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a PostgreSQL program as the server user; failures raise FleetError with its stderr."""
+    user = server_user()
+    kwargs: dict = {}
+    if not user.is_current:
+        kwargs = {"user": user.uid, "group": user.gid, "extra_groups": []}
+    full_env = {**os.environ, "LC_ALL": "C", "LANG": "C", **(env or {})}
+    if not user.is_current:
+        full_env["HOME"] = "/tmp"
+    try:
+        proc = subprocess.run(
+            args,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=full_env,
+            cwd="/",
+            check=False,
+            **kwargs,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise FleetError(f"{Path(args[0]).name} did not finish within {timeout:.0f}s") from exc
+    if check and proc.returncode != 0:
+        msg = (proc.stderr or proc.stdout).strip().splitlines()
+        tail = " | ".join(msg[-5:]) if msg else f"exit code {proc.returncode}"
+        raise FleetError(f"{Path(args[0]).name} failed: {tail}")
+    return proc
+
+
+def give_to_server_user(path: Path) -> None:
+    """Make a directory (created if missing) owned by the server user, and check it is reachable."""
+    path.mkdir(parents=True, exist_ok=True)
+    user = server_user()
+    if user.is_current:
+        return
+    os.chown(path, user.uid, user.gid)
+    for parent in path.resolve().parents:
+        mode = parent.stat().st_mode
+        if not mode & 0o001:
+            raise FleetError(
+                f"{parent} is not reachable by the {user.name!r} user that runs PostgreSQL"
+                f" (mode {oct(mode & 0o777)}): choose a --root under a directory others can enter,"
+                f" such as /tmp or /var/tmp"
+            )
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_in_use(port: int) -> bool:
+    """True when something accepts connections on 127.0.0.1:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def dsn(
+    port: int, dbname: str = "postgres", user: str = "postgres", host: str = "127.0.0.1"
+) -> str:
+    """A libpq connection string for a local cluster (trust auth on 127.0.0.1: no password)."""
+    return psycopg.conninfo.make_conninfo(host=host, port=port, dbname=dbname, user=user)
+
+
+BASE_SETTINGS = {
+    "listen_addresses": "'127.0.0.1'",
+    "unix_socket_directories": "''",
+    "max_connections": "100",
+    "shared_buffers": "'128MB'",
+    "fsync": "on",
+    "logging_collector": "off",
+    "log_min_messages": "warning",
+    "max_logical_replication_workers": "0",
+    "max_sync_workers_per_subscription": "0",
+}
+
+
+@dataclass
+class Cluster:
+    """One PostgreSQL cluster: a data directory, a port and a log file."""
+
+    datadir: Path
+    port: int
+
+    @property
+    def logfile(self) -> Path:
+        """Server log (kept beside the data directory so removing the cluster keeps it readable)."""
+        return self.datadir.parent / f"{self.datadir.name}.log"
+
+    def dsn(self, dbname: str = "postgres") -> str:
+        """Connection string to one database of this cluster."""
+        return dsn(self.port, dbname)
+
+    def initdb(self, settings: dict[str, str] | None = None) -> None:
+        """Create the data directory with initdb and write this cluster's settings."""
+        give_to_server_user(self.datadir.parent)
+        run_server_cmd(
+            [
+                pg_bin("initdb"),
+                "-D",
+                str(self.datadir),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-instructions",
+            ]
+        )
+        pg_hba = "local all all trust\nhost all all 127.0.0.1/32 trust\n"
+        pg_hba += "host replication all 127.0.0.1/32 trust\n"
+        self.write_file("pg_hba.conf", pg_hba)
+        self.configure({**BASE_SETTINGS, **(settings or {})})
+
+    def write_file(self, name: str, text: str) -> None:
+        """Write a file inside the data directory, owned by the server user."""
+        path = self.datadir / name
+        path.write_text(text)
+        user = server_user()
+        if not user.is_current:
+            os.chown(path, user.uid, user.gid)
+        os.chmod(path, 0o600)
+
+    def configure(self, settings: dict[str, str]) -> None:
+        """Write restore_assets.conf (included from postgresql.conf) with the given settings."""
+        conf = self.datadir / "postgresql.conf"
+        text = conf.read_text()
+        include = "include_if_exists = 'restore_assets.conf'\n"
+        if include not in text:
+            user = server_user()
+            conf.write_text(text + "\n" + include)
+            if not user.is_current:
+                os.chown(conf, user.uid, user.gid)
+        body = "".join(f"{k} = {v}\n" for k, v in {"port": str(self.port), **settings}.items())
+        self.write_file("restore_assets.conf", body)
+
+    def start(self, timeout: float = 60) -> None:
+        """Start the server and wait until it accepts connections (or fail with its log)."""
+        proc = run_server_cmd(
+            [
+                pg_bin("pg_ctl"),
+                "-D",
+                str(self.datadir),
+                "-l",
+                str(self.logfile),
+                "-w",
+                "-t",
+                str(int(timeout)),
+                "-o",
+                f"-p {self.port}",
+                "start",
+            ],
+            check=False,
+            timeout=timeout + 30,
+        )
+        if proc.returncode != 0:
+            raise FleetError(
+                f"PostgreSQL on port {self.port} did not start: {self.last_log_error() or proc.stderr.strip()}"
+            )
+
+    def is_running(self) -> bool:
+        """True when a postmaster runs on this data directory."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def pid(self) -> int | None:
+        """The postmaster's pid from postmaster.pid, if the file exists."""
+        try:
+            first = (self.datadir / "postmaster.pid").read_text().splitlines()[0]
+            return int(first)
+        except (FileNotFoundError, IndexError, ValueError, PermissionError):
+            return None
+
+    def stop(self, mode: str = "fast", timeout: float = 60) -> None:
+        """Stop the server if it runs; kill the postmaster if pg_ctl cannot."""
+        if not self.datadir.exists() or not self.is_running():
+            return
+        proc = run_server_cmd(
+            [
+                pg_bin("pg_ctl"),
+                "-D",
+                str(self.datadir),
+                "-m",
+                mode,
+                "-w",
+                "-t",
+                str(int(timeout)),
+                "stop",
+            ],
+            check=False,
+            timeout=timeout + 30,
+        )
+        if proc.returncode != 0 and self.is_running():
+            pid = self.pid()
+            if pid:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                time.sleep(0.5)
+
+    def remove(self) -> None:
+        """Stop the server and delete its data directory and log (idempotent)."""
+        self.stop(mode="immediate")
+        shutil.rmtree(self.datadir, ignore_errors=True)
+        self.logfile.unlink(missing_ok=True)
+
+    def last_log_error(self) -> str | None:
+        """The last FATAL/PANIC/ERROR line of the server log, if any."""
+        try:
+            lines = self.logfile.read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            return None
+        for line in reversed(lines):
+            if any(k in line for k in ("FATAL:", "PANIC:", "ERROR:")):
+                return line.strip()
+        return lines[-1].strip() if lines else None
+
+    def connect(self, dbname: str = "postgres", **kwargs) -> psycopg.Connection:
+        """A psycopg connection to one database of this cluster."""
+        return psycopg.connect(self.dsn(dbname), **kwargs)
+
+
+def start_new_cluster(
+    datadir: Path, settings: dict[str, str] | None = None, attempts: int = 5
+) -> Cluster:
+    """initdb and start a cluster on a free port, retrying on a port taken in the meantime."""
+    last: Exception | None = None
+    cluster = Cluster(datadir, free_port())
+    cluster.initdb(settings)
+    for _ in range(attempts):
+        try:
+            cluster.start()
+            return cluster
+        except FleetError as exc:
+            last = exc
+            if "could not bind" not in str(exc) and "Address already in use" not in str(exc):
+                break
+            cluster.port = free_port()
+            cluster.configure({**BASE_SETTINGS, **(settings or {})})
+    cluster.remove()
+    raise FleetError(f"could not start a cluster in {datadir}: {last}")
