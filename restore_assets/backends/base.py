@@ -1,0 +1,127 @@
+"""Backend protocols and the value types phases exchange: one small protocol per role."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A restorable copy of the whole source: a base backup locally, an RDS snapshot on AWS."""
+
+    id: str
+    created_at: datetime
+    size_bytes: int
+    kind: str = "base-backup"
+    completed_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        d = asdict(self)
+        d["created_at"] = self.created_at.isoformat()
+        d["completed_at"] = self.completed_at.isoformat() if self.completed_at else None
+        return d
+
+
+@dataclass(frozen=True)
+class RestoreWindow:
+    """The interval of points in time a restore can target."""
+
+    earliest: datetime | None
+    latest: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "earliest": self.earliest.isoformat() if self.earliest else None,
+            "latest": self.latest.isoformat() if self.latest else None,
+        }
+
+
+@dataclass(frozen=True)
+class RestoreTarget:
+    """Exactly one of a point in time or a snapshot id."""
+
+    restore_time: datetime | None = None
+    snapshot_id: str | None = None
+
+    def describe(self) -> str:
+        """Human-readable form for messages."""
+        if self.snapshot_id:
+            return f"snapshot {self.snapshot_id}"
+        assert self.restore_time is not None
+        return f"point in time {self.restore_time.isoformat()}"
+
+
+@dataclass(frozen=True)
+class Source:
+    """What the fleet knows about the production database server."""
+
+    identifier: str
+    topology: str
+    engine_version: str
+    window: RestoreWindow
+    snapshots: list[Snapshot] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "identifier": self.identifier,
+            "topology": self.topology,
+            "engine_version": self.engine_version,
+            "window": self.window.to_dict(),
+            "snapshots": [s.to_dict() for s in self.snapshots],
+        }
+
+
+@dataclass
+class TempDatabase:
+    """An isolated temporary server restored from a snapshot or to a point in time."""
+
+    restore_id: str
+    identifier: str
+    host: str
+    port: int
+    user: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (never holds a password)."""
+        return asdict(self)
+
+
+RecordResource = Callable[[str, str, dict[str, Any]], None]
+"""Callback (kind, identifier, details) that records a resource before it is relied on."""
+
+
+class Fleet(Protocol):
+    """The database servers: production, its snapshots and restore window, temporary copies."""
+
+    def describe(self) -> Source:
+        """Topology, engine version, restore window and snapshots of the production server."""
+        ...
+
+    def check_target(self, target: RestoreTarget) -> datetime:
+        """Refuse a target outside the restore window or an unknown snapshot; return the point."""
+        ...
+
+    def production_dsn(self, database: str) -> str:
+        """Connection string to one database of the production server."""
+        ...
+
+    def provision(
+        self, restore_id: str, target: RestoreTarget, record: RecordResource, timeout: float
+    ) -> TempDatabase:
+        """Create and start a temporary server restored to the target; wait until it is ready."""
+        ...
+
+    def temp_dsn(self, db: TempDatabase, database: str) -> str:
+        """Connection string to one database of a temporary server."""
+        ...
+
+    def delete_resource(self, kind: str, identifier: str, details: dict[str, Any]) -> None:
+        """Delete one recorded resource; a resource already gone is success."""
+        ...

@@ -1,0 +1,644 @@
+"""The local fleet: a production cluster with a WAL archive and base backups, and temporary PITR copies."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from restore_assets.backends.base import (
+    RecordResource,
+    RestoreTarget,
+    RestoreWindow,
+    Snapshot,
+    Source,
+    TempDatabase,
+)
+from restore_assets.backends.local import pg
+from restore_assets.errors import FleetError, InvalidRequest
+
+CONFIG_FILE = "fleet.json"
+WAL_SEGMENT = re.compile(r"^[0-9A-F]{24}$")
+BACKUP_HISTORY = re.compile(r"^[0-9A-F]{24}\.[0-9A-F]{8}\.backup$")
+WALDUMP_TIME = re.compile(r"desc: (?:COMMIT|ABORT) (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? \S+)")
+LABEL_TIME = re.compile(r"^(START|STOP) TIME: (.+)$", re.M)
+TEMP_KIND = "local-temp-cluster"
+
+
+def parse_pg_time(text: str) -> datetime:
+    """Parse a timestamp as PostgreSQL prints it in logs and labels ('2026-01-02 03:04:05.123 UTC')."""
+    text = text.strip()
+    stamp, _, zone = text.rpartition(" ")
+    if not stamp:
+        raise ValueError(f"not a PostgreSQL timestamp: {text!r}")
+    if zone not in ("UTC", "GMT"):
+        # the local clusters run with timezone UTC; an adopted cluster may log another zone
+        try:
+            from zoneinfo import ZoneInfo
+
+            tz = ZoneInfo(zone)
+        except Exception as exc:  # noqa: BLE001 - any unknown zone is a clear error below
+            raise ValueError(f"unknown time zone {zone!r} in {text!r}") from exc
+    else:
+        tz = UTC
+    fmt = "%Y-%m-%d %H:%M:%S.%f" if "." in stamp else "%Y-%m-%d %H:%M:%S"
+    return datetime.strptime(stamp, fmt).replace(tzinfo=tz).astimezone(UTC)
+
+
+def mask_dsn(dsn: str) -> str:
+    """A connection string with any password replaced by ***."""
+    params = psycopg.conninfo.conninfo_to_dict(dsn)
+    if "password" in params:
+        params["password"] = "***"
+    return psycopg.conninfo.make_conninfo(**params)
+
+
+def _dir_size(path: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, f)).st_size
+            except OSError:
+                pass
+    return total
+
+
+@dataclass
+class FleetConfig:
+    """What `fleet.json` under the root records: managed or adopted production and its directories."""
+
+    mode: str  # "managed" | "adopted"
+    archive_dir: str
+    backup_dir: str
+    port: int | None = None
+    dsn: str | None = None  # adopted only; may hold a password, never printed
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, including the DSN (the file is written 0600)."""
+        return dict(self.__dict__)
+
+
+class LocalFleet:
+    """PostgreSQL clusters on this machine under one root directory, playing the part RDS plays on AWS."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).resolve()
+
+    # ---------------------------------------------------------------- configuration
+    @property
+    def config_path(self) -> Path:
+        """Path of fleet.json."""
+        return self.root / CONFIG_FILE
+
+    def exists(self) -> bool:
+        """True when a fleet was set up (or adopted) under this root."""
+        return self.config_path.exists()
+
+    def config(self) -> FleetConfig:
+        """The fleet's configuration; a clear error when there is no fleet under the root."""
+        try:
+            data = json.loads(self.config_path.read_text())
+        except FileNotFoundError:
+            raise FleetError(
+                f"no fleet under {self.root}: run `restore-assets fleet up --root {self.root}`"
+                " or `restore-assets fleet adopt ...` first"
+            ) from None
+        return FleetConfig(**data)
+
+    def _save(self, cfg: FleetConfig) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.config_path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(cfg.to_dict(), fh, indent=2)
+        os.replace(tmp, self.config_path)
+
+    @property
+    def archive_dir(self) -> Path:
+        """Directory of archived WAL segments."""
+        return Path(self.config().archive_dir)
+
+    @property
+    def backup_dir(self) -> Path:
+        """Directory of base backups (one sub-directory each)."""
+        return Path(self.config().backup_dir)
+
+    @property
+    def temp_root(self) -> Path:
+        """Directory holding the temporary clusters, one sub-directory per restore id."""
+        return self.root / "temp"
+
+    def production_cluster(self) -> pg.Cluster:
+        """The managed production cluster."""
+        cfg = self.config()
+        if cfg.mode != "managed" or cfg.port is None:
+            raise FleetError(
+                "this fleet adopts an existing cluster: the tool does not manage its server"
+            )
+        return pg.Cluster(self.root / "production" / "data", cfg.port)
+
+    # ---------------------------------------------------------------- lifecycle
+    def up(self) -> str:
+        """Create the production cluster (or start the existing one); return its masked DSN."""
+        if self.exists():
+            cfg = self.config()
+            if cfg.mode == "adopted":
+                self._check_adopted_reachable(cfg)
+                return mask_dsn(cfg.dsn or "")
+            cluster = self.production_cluster()
+            if not cluster.is_running():
+                if pg.port_in_use(cluster.port):
+                    cluster.port = pg.free_port()
+                    cfg.port = cluster.port
+                    cluster.configure(self._production_settings())
+                    self._save(cfg)
+                cluster.start()
+            return cluster.dsn()
+        self.root.mkdir(parents=True, exist_ok=True)
+        pg.give_to_server_user(self.root)
+        archive = self.root / "archive"
+        backups = self.root / "backups"
+        pg.give_to_server_user(archive)
+        pg.give_to_server_user(backups)
+        cfg = FleetConfig(mode="managed", archive_dir=str(archive), backup_dir=str(backups))
+        try:
+            cluster = pg.start_new_cluster(
+                self.root / "production" / "data", self._production_settings(archive)
+            )
+        except Exception:
+            shutil.rmtree(self.root / "production", ignore_errors=True)
+            raise
+        cfg.port = cluster.port
+        self._save(cfg)
+        return cluster.dsn()
+
+    def _production_settings(self, archive: Path | None = None) -> dict[str, str]:
+        archive = archive or self.archive_dir
+        cmd = f"test ! -f '{archive}/%f' && cp '%p' '{archive}/%f'"
+        return {
+            **pg.BASE_SETTINGS,
+            "wal_level": "replica",
+            "archive_mode": "on",
+            "archive_command": "'" + cmd.replace("'", "''") + "'",
+            "max_wal_senders": "10",
+            "timezone": "'UTC'",
+            "log_timezone": "'UTC'",
+        }
+
+    def adopt(self, dsn: str, archive_dir: str, backup_dir: str) -> None:
+        """Point the fleet at an existing self-managed cluster, its WAL archive and its base backups."""
+        archive, backups = Path(archive_dir).resolve(), Path(backup_dir).resolve()
+        if not archive.is_dir():
+            raise InvalidRequest(
+                f"archive directory missing: {archive} does not exist or is not a directory"
+            )
+        if not backups.is_dir():
+            raise InvalidRequest(
+                f"base-backup directory missing: {backups} does not exist or is not a directory"
+            )
+        cfg = FleetConfig(
+            mode="adopted", archive_dir=str(archive), backup_dir=str(backups), dsn=dsn
+        )
+        self._check_adopted_reachable(cfg)
+        self._save(cfg)
+
+    def _check_adopted_reachable(self, cfg: FleetConfig) -> None:
+        try:
+            with psycopg.connect(cfg.dsn or "", connect_timeout=10) as conn:
+                wal_level = conn.execute("SHOW wal_level").fetchone()[0]
+        except psycopg.Error as exc:
+            raise FleetError(
+                f"cannot connect to {mask_dsn(cfg.dsn or '')}: {str(exc).strip()}"
+            ) from None
+        if wal_level not in ("replica", "logical"):
+            raise InvalidRequest(
+                f"the adopted cluster has wal_level={wal_level}: point-in-time restore needs replica or logical"
+            )
+
+    def down(self, purge: bool = False) -> list[str]:
+        """Stop production (when managed) and remove every temporary cluster; purge deletes the root."""
+        removed = [self.delete_temp(p.name) for p in self._temp_dirs()]
+        if self.exists() and self.config().mode == "managed":
+            self.production_cluster().stop()
+        if purge:
+            if self.exists() and self.config().mode == "managed":
+                shutil.rmtree(self.root, ignore_errors=True)
+            else:
+                # an adopted cluster's archive and backups belong to its owner: remove only our files
+                self.config_path.unlink(missing_ok=True)
+                shutil.rmtree(self.temp_root, ignore_errors=True)
+        return removed
+
+    def production_dsn(self, database: str = "postgres") -> str:
+        """Connection string to one database of the production cluster."""
+        cfg = self.config()
+        if cfg.mode == "adopted":
+            params = psycopg.conninfo.conninfo_to_dict(cfg.dsn or "")
+            params["dbname"] = database
+            return psycopg.conninfo.make_conninfo(**params)
+        return self.production_cluster().dsn(database)
+
+    def superuser(self) -> str:
+        """The role the tool connects as (postgres for a managed fleet, the DSN's user when adopted)."""
+        cfg = self.config()
+        if cfg.mode == "adopted":
+            params = psycopg.conninfo.conninfo_to_dict(cfg.dsn or "")
+            return params.get("user") or os.environ.get("PGUSER") or "postgres"
+        return "postgres"
+
+    # ---------------------------------------------------------------- snapshots
+    def snapshot(self) -> Snapshot:
+        """Take a base backup of production (pg_basebackup, fast checkpoint, WAL streamed)."""
+        backups = self.backup_dir
+        pg.give_to_server_user(backups)
+        now = datetime.now(UTC)
+        snap_id = "snap-" + now.strftime("%Y%m%dT%H%M%S%fZ")
+        target = backups / snap_id
+        started = datetime.now(UTC)
+        try:
+            pg.run_server_cmd(
+                [
+                    pg.pg_bin("pg_basebackup"),
+                    "-d",
+                    self.production_dsn(),
+                    "-D",
+                    str(target),
+                    "-Fp",
+                    "-X",
+                    "stream",
+                    "-c",
+                    "fast",
+                    "--no-password",
+                ],
+                env=self._libpq_password_env(),
+            )
+        except FleetError:
+            shutil.rmtree(target, ignore_errors=True)
+            raise
+        completed = datetime.now(UTC)
+        label = (target / "backup_label").read_text()
+        start = self._label_times(label).get("START", started)
+        meta = {"id": snap_id, "start": start.isoformat(), "stop": completed.isoformat()}
+        meta["size_bytes"] = _dir_size(target)
+        (backups / f"{snap_id}.json").write_text(json.dumps(meta))
+        return self._snapshot_from(target)
+
+    def _libpq_password_env(self) -> dict[str, str]:
+        cfg = self.config()
+        if cfg.mode != "adopted":
+            return {}
+        password = psycopg.conninfo.conninfo_to_dict(cfg.dsn or "").get("password")
+        return {"PGPASSWORD": str(password)} if password else {}
+
+    @staticmethod
+    def _label_times(text: str) -> dict[str, datetime]:
+        out = {}
+        for kind, value in LABEL_TIME.findall(text):
+            out[kind] = parse_pg_time(value.split("(")[0])
+        return out
+
+    def _history_stop_times(self) -> dict[str, datetime]:
+        """START TIME -> STOP TIME from the archive's backup history files (`*.backup`)."""
+        out: dict[str, datetime] = {}
+        archive = self.archive_dir
+        if not archive.is_dir():
+            return out
+        for f in archive.iterdir():
+            if BACKUP_HISTORY.match(f.name):
+                try:
+                    times = self._label_times(f.read_text(errors="replace"))
+                except (OSError, ValueError):
+                    continue
+                if "START" in times and "STOP" in times:
+                    out[times["START"].isoformat()] = times["STOP"]
+        return out
+
+    def _snapshot_from(self, path: Path, history: dict[str, datetime] | None = None) -> Snapshot:
+        meta_file = path.parent / f"{path.name}.json"
+        if meta_file.exists():
+            meta = json.loads(meta_file.read_text())
+            return Snapshot(
+                id=path.name,
+                created_at=datetime.fromisoformat(meta["start"]),
+                completed_at=datetime.fromisoformat(meta["stop"]),
+                size_bytes=int(meta["size_bytes"]),
+            )
+        label = path / "backup_label"
+        if not label.exists():
+            raise FleetError(f"{path} is not a plain-format base backup (no backup_label)")
+        times = self._label_times(label.read_text(errors="replace"))
+        start = times["START"]
+        history = history if history is not None else self._history_stop_times()
+        stop = history.get(start.isoformat())
+        return Snapshot(
+            id=path.name, created_at=start, completed_at=stop, size_bytes=_dir_size(path)
+        )
+
+    def snapshots(self) -> list[Snapshot]:
+        """Every base backup in the backup directory, oldest first."""
+        backups = self.backup_dir
+        if not backups.is_dir():
+            raise InvalidRequest(f"base-backup directory missing: {backups}")
+        history = self._history_stop_times()
+        out = []
+        for p in sorted(backups.iterdir()):
+            if p.is_dir() and (p / "backup_label").exists():
+                out.append(self._snapshot_from(p, history))
+        return sorted(out, key=lambda s: s.created_at)
+
+    def get_snapshot(self, snapshot_id: str) -> Snapshot:
+        """One snapshot by id; InvalidRequest naming the known ids when it does not exist."""
+        for s in self.snapshots():
+            if s.id == snapshot_id:
+                return s
+        known = ", ".join(s.id for s in self.snapshots()) or "none"
+        raise InvalidRequest(f"unknown snapshot id {snapshot_id!r} (known: {known})")
+
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        """Delete one base backup by id."""
+        snap = self.get_snapshot(snapshot_id)
+        shutil.rmtree(self.backup_dir / snap.id)
+        (self.backup_dir / f"{snap.id}.json").unlink(missing_ok=True)
+
+    # ---------------------------------------------------------------- restore window
+    def switch_wal(self, timeout: float = 60) -> None:
+        """Commit a marker transaction, switch WAL segment and wait until it is archived."""
+        with psycopg.connect(self.production_dsn(), autocommit=True, connect_timeout=10) as conn:
+            conn.execute("SELECT pg_catalog.txid_current()")
+            lsn = conn.execute("SELECT pg_catalog.pg_switch_wal()").fetchone()[0]
+            seg = conn.execute("SELECT pg_catalog.pg_walfile_name(%s)", (lsn,)).fetchone()[0]
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if (self.archive_dir / seg).exists():
+                    return
+                row = conn.execute(
+                    "SELECT last_failed_wal, last_failed_time FROM pg_stat_archiver"
+                ).fetchone()
+                if row[0] == seg:
+                    raise FleetError(
+                        f"archiving WAL segment {seg} failed: see the production server log"
+                    )
+                time.sleep(0.1)
+        raise FleetError(f"WAL segment {seg} was not archived within {timeout:.0f}s")
+
+    def latest_archived_time(self) -> datetime | None:
+        """Time of the last commit found in the archived WAL (pg_waldump over the newest segments)."""
+        archive = self.archive_dir
+        if not archive.is_dir():
+            raise InvalidRequest(f"archive directory missing: {archive}")
+        segments = sorted(f.name for f in archive.iterdir() if WAL_SEGMENT.match(f.name))
+        for seg in reversed(segments[-8:]):
+            proc = subprocess.run(
+                [pg.pg_bin("pg_waldump"), "--path", str(archive), "--rmgr=Transaction", seg],
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=120,
+                env={**os.environ, "TZ": "UTC"},
+            )
+            found = WALDUMP_TIME.findall(proc.stdout)
+            if found:
+                return parse_pg_time(found[-1])
+        return None
+
+    def window(self, refresh: bool = False) -> RestoreWindow:
+        """Earliest = oldest snapshot's completion; latest = last commit in the archived WAL."""
+        if refresh:
+            self.switch_wal()
+        snaps = self.snapshots()
+        earliest = None
+        if snaps:
+            first = snaps[0]
+            earliest = first.completed_at or first.created_at
+        return RestoreWindow(
+            earliest=earliest, latest=self.latest_archived_time() if snaps else None
+        )
+
+    def describe(self) -> Source:
+        """Topology, engine version, restore window and snapshots of the production cluster."""
+        with psycopg.connect(self.production_dsn(), connect_timeout=10) as conn:
+            version = conn.execute("SHOW server_version").fetchone()[0]
+        mode = self.config().mode
+        return Source(
+            identifier=str(self.root),
+            topology="local-cluster" if mode == "managed" else "adopted-cluster",
+            engine_version=version,
+            window=self.window(),
+            snapshots=self.snapshots(),
+        )
+
+    def check_target(self, target: RestoreTarget) -> datetime:
+        """Refuse a time in the future or outside the window, or an unknown snapshot; return the point."""
+        if not self.archive_dir.is_dir():
+            raise InvalidRequest(f"archive directory missing: {self.archive_dir}")
+        if target.snapshot_id:
+            snap = self.get_snapshot(target.snapshot_id)
+            return snap.completed_at or snap.created_at
+        t = target.restore_time
+        if t is None or t.tzinfo is None:
+            raise InvalidRequest("restore time must be an ISO 8601 timestamp with a time zone")
+        now = datetime.now(UTC)
+        if t > now:
+            raise InvalidRequest(
+                f"restore time {t.isoformat()} is in the future (now {now.isoformat()})"
+            )
+        snaps = self.snapshots()
+        if not snaps:
+            raise InvalidRequest(
+                "no snapshot exists yet: take one with `restore-assets fleet snapshot`"
+            )
+        self._base_for(t, snaps)
+        window = self.window()
+        if window.latest is None or t >= window.latest:
+            self.switch_wal()
+            window = self.window()
+        if window.latest is None or t >= window.latest:
+            latest = window.latest.isoformat() if window.latest else "none"
+            raise InvalidRequest(
+                f"restore time {t.isoformat()} is after the last archived WAL (latest restorable {latest})"
+            )
+        return t
+
+    def _base_for(self, t: datetime, snaps: list[Snapshot]) -> Snapshot:
+        usable = [s for s in snaps if (s.completed_at or s.created_at) <= t]
+        if not usable:
+            first = snaps[0]
+            raise InvalidRequest(
+                f"restore time {t.isoformat()} is before the earliest snapshot"
+                f" ({first.id}, consistent from {(first.completed_at or first.created_at).isoformat()})"
+            )
+        return usable[-1]
+
+    # ---------------------------------------------------------------- temporary clusters
+    def _temp_dirs(self) -> list[Path]:
+        if not self.temp_root.is_dir():
+            return []
+        return sorted(p for p in self.temp_root.iterdir() if p.is_dir())
+
+    def temp_instances(self) -> list[dict[str, Any]]:
+        """Every temporary cluster under the root, with its state."""
+        out = []
+        for d in self._temp_dirs():
+            info = {"restore_id": d.name, "dir": str(d)}
+            meta = d / "instance.json"
+            if meta.exists():
+                info.update(json.loads(meta.read_text()))
+                info["running"] = pg.Cluster(d / "data", int(info["port"])).is_running()
+            out.append(info)
+        return out
+
+    def provision(
+        self,
+        restore_id: str,
+        target: RestoreTarget,
+        record: RecordResource | None = None,
+        timeout: float = 300,
+    ) -> TempDatabase:
+        """Restore a temporary cluster on a free port from a snapshot or to a point in time."""
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", restore_id):
+            raise InvalidRequest(
+                f"restore id {restore_id!r} may hold only letters, digits, '.', '_' and '-'"
+            )
+        self.check_target(target)
+        if target.snapshot_id:
+            base = self.get_snapshot(target.snapshot_id)
+        else:
+            assert target.restore_time is not None
+            base = self._base_for(target.restore_time, self.snapshots())
+        workdir = self.temp_root / restore_id
+        if workdir.exists():
+            raise FleetError(
+                f"a temporary cluster for restore {restore_id} already exists: {workdir}"
+            )
+        port = pg.free_port()
+        details = {"dir": str(workdir), "port": port, "snapshot": base.id, "root": str(self.root)}
+        if record:
+            record(TEMP_KIND, restore_id, details)
+        pg.give_to_server_user(self.temp_root)
+        pg.give_to_server_user(workdir)
+        meta = {**details, "created_at": datetime.now(UTC).isoformat(), "creator_pid": os.getpid()}
+        (workdir / "instance.json").write_text(json.dumps(meta))
+        cluster = pg.Cluster(workdir / "data", port)
+        try:
+            pg.run_server_cmd(["cp", "-a", str(self.backup_dir / base.id), str(cluster.datadir)])
+            self._prepare_recovery(cluster, target)
+            cluster.start(timeout=timeout)
+            self._wait_promoted(cluster, timeout)
+        except Exception:
+            cluster.stop(mode="immediate")
+            raise
+        return TempDatabase(
+            restore_id=restore_id,
+            identifier=f"local:{restore_id}",
+            host="127.0.0.1",
+            port=port,
+            user=self.superuser(),
+            details={"dir": str(workdir), "snapshot": base.id, "log": str(cluster.logfile)},
+        )
+
+    def _prepare_recovery(self, cluster: pg.Cluster, target: RestoreTarget) -> None:
+        for name in ("postmaster.pid", "postmaster.opts", "standby.signal"):
+            (cluster.datadir / name).unlink(missing_ok=True)
+        restore_cmd = f"cp '{self.archive_dir}/%f' '%p'"
+        settings = {
+            **pg.BASE_SETTINGS,
+            "archive_mode": "off",
+            "archive_command": "''",
+            "restore_command": "'" + restore_cmd.replace("'", "''") + "'",
+            "recovery_target_action": "'promote'",
+            "hot_standby": "on",
+            "primary_conninfo": "''",
+            "timezone": "'UTC'",
+            "log_timezone": "'UTC'",
+        }
+        if target.snapshot_id:
+            settings["recovery_target"] = "'immediate'"
+        else:
+            assert target.restore_time is not None
+            stamp = target.restore_time.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00")
+            settings["recovery_target_time"] = f"'{stamp}'"
+        # an adopted cluster may carry its own archive/replication settings in postgresql.auto.conf
+        auto = cluster.datadir / "postgresql.auto.conf"
+        if auto.exists():
+            cluster.write_file(
+                "postgresql.auto.conf", "# cleared by restore-assets for a temporary copy\n"
+            )
+        cluster.write_file("pg_hba.conf", "local all all trust\nhost all all 127.0.0.1/32 trust\n")
+        cluster.configure(settings)
+        cluster.write_file("recovery.signal", "")
+
+    def _wait_promoted(self, cluster: pg.Cluster, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        last_exc: Exception | None = None
+        while time.monotonic() < deadline:
+            if not cluster.is_running():
+                raise FleetError(
+                    f"temporary cluster stopped during recovery: {cluster.last_log_error()}"
+                )
+            try:
+                with psycopg.connect(
+                    cluster.dsn(), user=self.superuser(), connect_timeout=5
+                ) as conn:
+                    if not conn.execute("SELECT pg_catalog.pg_is_in_recovery()").fetchone()[0]:
+                        return
+            except psycopg.OperationalError as exc:
+                last_exc = exc
+            time.sleep(0.2)
+        raise FleetError(
+            f"temporary cluster on port {cluster.port} not promoted within {timeout:.0f}s:"
+            f" {cluster.last_log_error() or last_exc}"
+        )
+
+    def temp_dsn(self, db: TempDatabase, database: str = "postgres") -> str:
+        """Connection string to one database of a temporary cluster."""
+        return pg.dsn(db.port, database, user=db.user)
+
+    def delete_temp(self, restore_id: str) -> str:
+        """Stop and delete the temporary cluster of a restore (idempotent)."""
+        workdir = self.temp_root / restore_id
+        meta = workdir / "instance.json"
+        if meta.exists():
+            info = json.loads(meta.read_text())
+            pg.Cluster(workdir / "data", int(info["port"])).stop(mode="immediate")
+        elif (workdir / "data").exists():
+            pg.Cluster(workdir / "data", 0).stop(mode="immediate")
+        shutil.rmtree(workdir, ignore_errors=True)
+        return restore_id
+
+    def delete_resource(self, kind: str, identifier: str, details: dict[str, Any]) -> None:
+        """Delete one recorded resource; a resource already gone is success."""
+        if kind == TEMP_KIND:
+            self.delete_temp(identifier)
+        else:
+            raise FleetError(f"the local fleet cannot delete a resource of kind {kind!r}")
+
+    def status(self) -> dict[str, Any]:
+        """Clusters, snapshots and restore window, JSON-ready."""
+        cfg = self.config()
+        out: dict[str, Any] = {"root": str(self.root), "mode": cfg.mode}
+        if cfg.mode == "managed":
+            cluster = self.production_cluster()
+            out["production"] = {
+                "dsn": cluster.dsn(),
+                "port": cluster.port,
+                "running": cluster.is_running(),
+                "datadir": str(cluster.datadir),
+            }
+        else:
+            out["production"] = {"dsn": mask_dsn(cfg.dsn or "")}
+        out["archive_dir"] = cfg.archive_dir
+        out["backup_dir"] = cfg.backup_dir
+        out["snapshots"] = [s.to_dict() for s in self.snapshots()]
+        out["window"] = self.window().to_dict()
+        out["temporary"] = self.temp_instances()
+        return out
