@@ -1,0 +1,42 @@
+"""Backends: where a restore runs. Chosen in one place from configuration (`build_services`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+DEFAULT_ROOT_ENV = "RESTORE_ASSETS_ROOT"
+
+
+def default_root() -> str:
+    """The local fleet root: $RESTORE_ASSETS_ROOT, else .restore-assets in the current directory."""
+    return os.environ.get(DEFAULT_ROOT_ENV) or str(Path(".restore-assets").resolve())
+
+
+def build_services(config: dict[str, Any]) -> Any:
+    """The Services of one backend ('local' by default, or 'aws') from a configuration mapping."""
+    from restore_assets.phases import Services
+
+    backend = config.get("backend", "local")
+    if backend == "local":
+        from restore_assets.audit import SqliteAuditLog
+        from restore_assets.backends.local.artifacts import LocalArtifacts
+        from restore_assets.backends.local.fleet import LocalFleet
+        from restore_assets.backends.local.tasks import CopyMover, LocalDdlTask
+
+        root = Path(config.get("root") or default_root())
+        return Services(
+            fleet=LocalFleet(root),
+            audit=SqliteAuditLog(root / "audit.sqlite"),
+            artifacts=LocalArtifacts(root / "artifacts"),
+            ddl=LocalDdlTask(lock_timeout=str(config.get("lock_timeout", "5s"))),
+            mover=CopyMover(workers=int(config.get("copy_workers", 4))),
+            provision_timeout=float(config.get("provision_timeout_s", 900)),
+            keep_artifacts=bool(config.get("keep_artifacts", True)),
+        )
+    if backend == "aws":
+        from restore_assets.backends.aws import aws_services
+
+        return aws_services(config)
+    raise ValueError(f"unknown backend {backend!r}: use 'local' or 'aws'")

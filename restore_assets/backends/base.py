@@ -125,3 +125,27 @@ class Fleet(Protocol):
     def delete_resource(self, kind: str, identifier: str, details: dict[str, Any]) -> None:
         """Delete one recorded resource; a resource already gone is success."""
         ...
+
+
+class ArtifactStore(Protocol):
+    """Where the DDL files and reports of a restore are kept (local directory or S3)."""
+
+    def put(self, restore_id: str, name: str, data: bytes | str) -> str:
+        """Store one artifact and return its URI."""
+        ...
+
+    def get(self, restore_id: str, name: str) -> bytes:
+        """Read one artifact back."""
+        ...
+
+    def purge(self, restore_id: str) -> None:
+        """Delete every artifact of a restore (idempotent)."""
+        ...
+
+
+class Notifier(Protocol):
+    """Sends alerts (Slack, email, SNS); never raises."""
+
+    def send(self, event: dict[str, Any]) -> None:
+        """Deliver one event to every configured channel, logging failures."""
+        ...

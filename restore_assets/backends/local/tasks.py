@@ -1,0 +1,63 @@
+"""Local implementations of the DDL task (a subprocess of pg_dump plus the engine) and the COPY mover."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+
+from restore_assets import ddl
+from restore_assets.copy import copy_schema
+
+
+class LocalDdlTask:
+    """Runs the DDL engine in this process (pg_dump as a subprocess)."""
+
+    def __init__(self, lock_timeout: str = "5s") -> None:
+        self.lock_timeout = lock_timeout
+
+    def extract(self, dsn: str, schemas: list[str], suffix: str) -> ddl.DdlBundle:
+        """A DdlBundle of the schemas, renamed to `<schema>_<suffix>`."""
+        return ddl.extract(dsn, schemas, suffix)
+
+    def apply(
+        self,
+        dsn: str,
+        statements: list[str],
+        allowed_schemas: set[str],
+        on_start: Callable[[int], None],
+    ) -> None:
+        """Guard, then apply statements in one transaction; on_start gets its xid before anything runs."""
+        ddl.guard(statements, allowed_schemas)
+        with psycopg.connect(dsn) as conn:
+            xid = conn.execute("SELECT pg_catalog.txid_current()").fetchone()[0]
+            on_start(int(xid))
+            ddl.apply(conn, statements, lock_timeout=self.lock_timeout)
+
+
+class CopyMover:
+    """The parallel COPY streaming mover."""
+
+    def __init__(self, workers: int = 4) -> None:
+        self.workers = workers
+
+    def copy(
+        self,
+        source_dsn: str,
+        target_dsn: str,
+        schema: str,
+        target_schema: str,
+        tables: list[str] | None,
+        progress: Callable[[Any], None] | None,
+    ) -> Any:
+        """Copy every (or the listed) table of a schema; return the CopyReport."""
+        return copy_schema(
+            source_dsn,
+            target_dsn,
+            schema,
+            target_schema,
+            workers=self.workers,
+            tables=tables,
+            progress=progress,
+        )

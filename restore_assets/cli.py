@@ -1,0 +1,397 @@
+"""The `restore-assets` command line: fleet, demo, restore, cleanup, history, compare, copy-back."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from restore_assets.backends import default_root
+from restore_assets.errors import RestoreError
+
+Handler = Callable[[argparse.Namespace], Any]
+
+
+def _emit(args: argparse.Namespace, data: Any, text: Callable[[Any], str] | None = None) -> None:
+    if getattr(args, "json", False) or text is None:
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        print(text(data))
+
+
+def _fleet(args: argparse.Namespace):
+    from restore_assets.backends.local.fleet import LocalFleet
+
+    return LocalFleet(args.root)
+
+
+# ---------------------------------------------------------------------------- fleet
+def cmd_fleet_up(args: argparse.Namespace) -> None:
+    """Create (or start) the local production cluster and print its DSN."""
+    fleet = _fleet(args)
+    dsn = fleet.up()
+    _emit(args, {"root": str(fleet.root), "dsn": dsn}, lambda d: d["dsn"])
+
+
+def cmd_fleet_adopt(args: argparse.Namespace) -> None:
+    """Point the fleet at an existing self-managed cluster."""
+    from restore_assets.backends.local.fleet import mask_dsn
+
+    fleet = _fleet(args)
+    fleet.adopt(args.dsn, args.archive_dir, args.backup_dir)
+    _emit(
+        args,
+        {"root": str(fleet.root), "dsn": mask_dsn(args.dsn), "mode": "adopted"},
+        lambda d: f"adopted {d['dsn']}",
+    )
+
+
+def cmd_fleet_status(args: argparse.Namespace) -> None:
+    """Clusters, snapshots, restore window and temporary instances."""
+    fleet = _fleet(args)
+    if args.refresh:
+        fleet.switch_wal()
+    st = fleet.status()
+
+    def text(d: dict[str, Any]) -> str:
+        lines = [f"root: {d['root']} ({d['mode']})", f"production: {d['production']['dsn']}"]
+        if "running" in d["production"]:
+            lines[-1] += " (running)" if d["production"]["running"] else " (stopped)"
+        lines.append(f"restore window: {d['window']['earliest']} .. {d['window']['latest']}")
+        lines.append(f"snapshots ({len(d['snapshots'])}):")
+        lines += [
+            f"  {s['id']}  {s['created_at']}  {s['size_bytes'] / 1e6:.1f} MB"
+            for s in d["snapshots"]
+        ]
+        lines.append(f"temporary instances ({len(d['temporary'])}):")
+        lines += [
+            f"  {t['restore_id']}  port {t.get('port')}  running={t.get('running')}"
+            for t in d["temporary"]
+        ]
+        return "\n".join(lines)
+
+    _emit(args, st, text)
+
+
+def cmd_fleet_snapshot(args: argparse.Namespace) -> None:
+    """Take a base backup of production; print its snapshot_id."""
+    snap = _fleet(args).snapshot()
+    _emit(args, {"snapshot_id": snap.id, **snap.to_dict()}, lambda d: d["snapshot_id"])
+
+
+def cmd_fleet_delete_snapshot(args: argparse.Namespace) -> None:
+    """Delete one snapshot."""
+    _fleet(args).delete_snapshot(args.snapshot_id)
+    _emit(args, {"deleted": args.snapshot_id}, lambda d: f"deleted {d['deleted']}")
+
+
+def cmd_fleet_down(args: argparse.Namespace) -> None:
+    """Stop production, remove temporary instances; --purge deletes the root."""
+    removed = _fleet(args).down(purge=args.purge)
+    _emit(
+        args,
+        {"removed_temporary": removed, "purged": args.purge},
+        lambda d: f"stopped; removed {d['removed_temporary']}",
+    )
+
+
+# ---------------------------------------------------------------------------- demo
+def cmd_demo_seed(args: argparse.Namespace) -> None:
+    """Create the demo tenants (tenant_a, tenant_b) on the fleet's production cluster."""
+    from restore_assets.demo import seed
+
+    fleet = _fleet(args)
+    fleet.up()
+    out = seed(
+        fleet.production_dsn,
+        rows=args.rows,
+        replace=args.replace,
+        progress=lambda m: print(m, file=sys.stderr),
+    )
+    _emit(args, out, lambda d: json.dumps(d, indent=2))
+
+
+def cmd_demo_activity(args: argparse.Namespace) -> None:
+    """Run application-like inserts and updates for some seconds."""
+    from restore_assets.demo import activity
+
+    fleet = _fleet(args)
+    out = activity(fleet.production_dsn, seconds=args.seconds)
+    _emit(args, out, lambda d: json.dumps(d))
+
+
+def cmd_demo_run(args: argparse.Namespace) -> None:
+    """The whole story: fleet, seed, activity, incident, restore to just before it, comparison."""
+    from restore_assets.demo.story import run_story
+
+    out = run_story(
+        Path(args.root), rows=args.rows, log=lambda m: print(m, file=sys.stderr, flush=True)
+    )
+    _emit(args, out, lambda d: d["summary"])
+
+
+# ---------------------------------------------------------------------------- restore
+def request_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The restore request mapping from CLI arguments."""
+    req: dict[str, Any] = {"database": args.database, "schemas": args.schema}
+    if args.restore_time:
+        req["restore_time"] = args.restore_time
+    if args.snapshot_id:
+        req["snapshot_id"] = args.snapshot_id
+    if args.tables:
+        req["tables"] = [t for item in args.tables for t in item.split(",") if t]
+    if args.no_dependencies:
+        req["include_dependencies"] = False
+    if args.suffix:
+        req["suffix"] = args.suffix
+    return req
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Run the schema_restore job in process and print its outcome."""
+    from restore_assets.runner import run_schema_restore
+
+    if args.plan:
+        from restore_assets.runner import plan_schema_restore
+
+        out = plan_schema_restore(request_from_args(args), backend_config(args))
+        _emit(args, out, lambda d: json.dumps(d, indent=2))
+        return 0
+    out = run_schema_restore(
+        request_from_args(args),
+        backend_config(args),
+        compare=not args.no_compare,
+        restore_id=args.restore_id,
+    )
+
+    def text(d: dict[str, Any]) -> str:
+        lines = [f"restore {d['restore_id']}: {d['status']}"]
+        if d.get("cause"):
+            lines.append(f"cause: {d['cause']}")
+        lines += [f"  {s} -> {t}" for s, t in (d.get("restored") or {}).items()]
+        if d.get("report"):
+            lines.append(f"report: {d['report']}")
+        return "\n".join(lines)
+
+    if out["status"] == "rejected" and not args.json:
+        print(f"error: {out['cause']}", file=sys.stderr)
+        return 2
+    _emit(args, out, text)
+    return {"succeeded": 0, "rejected": 2}.get(out["status"], 1)
+
+
+def backend_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The backend configuration mapping from --backend, --root and --config."""
+    cfg: dict[str, Any] = {}
+    if getattr(args, "config", None):
+        import yaml
+
+        cfg = yaml.safe_load(Path(args.config).read_text()) or {}
+    if getattr(args, "backend", None):
+        cfg["backend"] = args.backend
+    cfg.setdefault("backend", "local")
+    cfg["root"] = args.root
+    if getattr(args, "workers", None):
+        cfg["copy_workers"] = args.workers
+    return cfg
+
+
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    """Remove what a restore id left behind (temporary instance, partial schemas)."""
+    from restore_assets.backends import build_services
+    from restore_assets.phases import cleanup_restore
+
+    services = build_services(backend_config(args))
+    try:
+        out = cleanup_restore(services, args.restore_id)
+    except KeyError:
+        raise RestoreError(
+            f"unknown restore id {args.restore_id!r}: see `restore-assets history`"
+        ) from None
+    _emit(
+        args,
+        {"restore_id": args.restore_id, **out},
+        lambda d: f"removed {d['removed']}; kept {d['kept']}",
+    )
+    return 1 if out["errors"] else 0
+
+
+def cmd_history(args: argparse.Namespace) -> None:
+    """Recent restores from the audit log (one with --restore-id)."""
+    from restore_assets.backends import build_services
+
+    audit = build_services(backend_config(args)).audit
+    if args.restore_id:
+        try:
+            rec = audit.get(args.restore_id)
+        except KeyError:
+            raise RestoreError(f"unknown restore id {args.restore_id!r}") from None
+        _emit(args, rec, lambda d: json.dumps(d, indent=2, default=str))
+        return
+    rows = audit.history(args.limit)
+
+    def text(rs: list[dict[str, Any]]) -> str:
+        out = []
+        for r in rs:
+            dur = f"{r['duration_s']:.1f}s" if r.get("duration_s") is not None else "-"
+            what = f"{r['inputs'].get('database')}:{','.join(r['inputs'].get('schemas') or [])}"
+            out.append(
+                f"{r['restore_id']}  {r['status']:<9} {dur:>8}  {what}  {r.get('cause') or ''}"
+            )
+        return "\n".join(out) or "no restores yet"
+
+    _emit(args, rows, text)
+
+
+# ---------------------------------------------------------------------------- parser
+def _add_common(p: argparse.ArgumentParser, root: bool = True) -> None:
+    if root:
+        p.add_argument(
+            "--root",
+            default=default_root(),
+            help="local fleet root directory (default: %(default)s)",
+        )
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _add_backend(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--backend", choices=["local", "aws"], help="backend (default local, or from --config)"
+    )
+    p.add_argument("--config", help="backend configuration YAML (AWS settings)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command."""
+    parser = argparse.ArgumentParser(prog="restore-assets", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    fleet = sub.add_parser("fleet", help="the local PostgreSQL fleet").add_subparsers(
+        dest="fleet_cmd", required=True
+    )
+    p = fleet.add_parser("up", help="create or start the production cluster; prints its DSN")
+    _add_common(p)
+    p.set_defaults(fn=cmd_fleet_up)
+    p = fleet.add_parser(
+        "adopt", help="use an existing cluster, its WAL archive and base-backup directory"
+    )
+    _add_common(p)
+    p.add_argument("--dsn", required=True)
+    p.add_argument("--archive-dir", required=True)
+    p.add_argument("--backup-dir", required=True)
+    p.set_defaults(fn=cmd_fleet_adopt)
+    p = fleet.add_parser("status", help="clusters, snapshots, restore window")
+    _add_common(p)
+    p.add_argument(
+        "--refresh", action="store_true", help="switch and archive the current WAL segment first"
+    )
+    p.set_defaults(fn=cmd_fleet_status)
+    p = fleet.add_parser("snapshot", help="take a base backup; prints snapshot_id")
+    _add_common(p)
+    p.set_defaults(fn=cmd_fleet_snapshot)
+    p = fleet.add_parser("delete-snapshot", help="delete one snapshot")
+    _add_common(p)
+    p.add_argument("snapshot_id")
+    p.set_defaults(fn=cmd_fleet_delete_snapshot)
+    p = fleet.add_parser("down", help="stop production and remove temporary instances")
+    _add_common(p)
+    p.add_argument(
+        "--purge", action="store_true", help="also delete the root directory (managed fleets)"
+    )
+    p.set_defaults(fn=cmd_fleet_down)
+
+    demo = sub.add_parser("demo", help="the demo tenants").add_subparsers(
+        dest="demo_cmd", required=True
+    )
+    p = demo.add_parser("seed", help="create tenant_a and tenant_b with their customer schemas")
+    _add_common(p)
+    p.add_argument("--rows", type=int, default=200, help="users per schema (orders ~2x, items ~5x)")
+    p.add_argument("--replace", action="store_true", help="drop and recreate existing demo schemas")
+    p.set_defaults(fn=cmd_demo_seed)
+    p = demo.add_parser("activity", help="application-like writes for some seconds")
+    _add_common(p)
+    p.add_argument("--seconds", type=float, default=10)
+    p.set_defaults(fn=cmd_demo_activity)
+    p = demo.add_parser("run", help="the whole demo story (what `make demo` runs)")
+    _add_common(p)
+    p.add_argument("--rows", type=int, default=200)
+    p.set_defaults(fn=cmd_demo_run)
+
+    p = sub.add_parser(
+        "restore", help="restore schemas to a point in time or snapshot, side by side"
+    )
+    _add_common(p)
+    _add_backend(p)
+    p.add_argument("--database", required=True)
+    p.add_argument("--schema", action="append", required=True, help="repeat for several schemas")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--restore-time", help="ISO 8601 with a time zone, e.g. 2026-01-02T03:04:05Z")
+    g.add_argument("--snapshot-id")
+    p.add_argument(
+        "--tables", action="append", help="table-level restore: names (comma-separated or repeated)"
+    )
+    p.add_argument(
+        "--no-dependencies",
+        action="store_true",
+        help="with --tables: not the tables they reference",
+    )
+    p.add_argument(
+        "--suffix",
+        help="restored schema is <schema>_<suffix> (default: restore point YYYYMMDDHHMMSS)",
+    )
+    p.add_argument("--restore-id", help="use this restore id (default: generated)")
+    p.add_argument("--workers", type=int, help="parallel COPY workers per schema")
+    p.add_argument("--no-compare", action="store_true", help="skip the comparison report")
+    p.add_argument(
+        "--plan", action="store_true", help="print what would be created, create nothing"
+    )
+    p.set_defaults(fn=cmd_restore)
+
+    p = sub.add_parser("cleanup", help="remove what a restore id left behind")
+    _add_common(p)
+    _add_backend(p)
+    p.add_argument("--restore-id", required=True)
+    p.set_defaults(fn=cmd_cleanup)
+
+    p = sub.add_parser("history", help="recent restores from the audit log")
+    _add_common(p)
+    _add_backend(p)
+    p.add_argument("--restore-id")
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(fn=cmd_history)
+
+    for register in _EXTENSIONS:
+        register(sub)
+    return parser
+
+
+_EXTENSIONS: list[Callable[[Any], None]] = []
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `restore-assets` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        rc = args.fn(args)
+    except RestoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return int(rc or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,434 @@
+"""The `schema_restore` job: one thin op per phase; errors travel as results to an always-run cleanup."""
+
+import re
+from typing import Any
+
+import dagster as dg
+
+from restore_assets import phases
+from restore_assets.errors import InvalidRequest
+from restore_assets.jobs.resources import RestoreBackend
+from restore_assets.phases import PhaseResult
+
+
+class RestoreRequestConfig(dg.Config):
+    """The launchpad's config: the restore request itself, at the top level."""
+
+    database: str
+    schemas: list[str]
+    restore_time: str | None = None
+    snapshot_id: str | None = None
+    tables: list[str] = []
+    include_dependencies: bool = True
+    suffix: str | None = None
+    compare: bool = True
+    restore_id: str | None = None
+    fail_at_phase: str | None = None
+
+
+def restore_id_for(run_id: str, configured: str | None = None) -> str:
+    """The restore id of a Dagster run: the configured one, else derived from the run id."""
+    return configured or f"dg-{run_id}"
+
+
+@dg.config_mapping(config_schema=RestoreRequestConfig.to_config_schema())
+def request_as_run_config(val: dict[str, Any]) -> dict[str, Any]:
+    """Map the top-level request typed in the launchpad to the validate op's config."""
+    return {"ops": {"validate_request": {"config": val}}}
+
+
+def _services(
+    backend: RestoreBackend, context: dg.OpExecutionContext, fail_at: str | None = None
+) -> phases.Services:
+    services = backend.services()
+    services.fail_at = fail_at
+    return services
+
+
+def _meta(result: PhaseResult) -> dict[str, Any]:
+    meta: dict[str, Any] = {"ok": result.ok, "seconds": result.seconds}
+    if result.error:
+        meta["error"] = result.error
+    if result.skipped:
+        meta["skipped"] = True
+    for k, v in result.metadata.items():
+        meta[k] = dg.MetadataValue.json(v) if isinstance(v, dict | list) else v
+    return meta
+
+
+def _finish_op(context: dg.OpExecutionContext, result: PhaseResult) -> PhaseResult:
+    if result.ok:
+        context.log.info(f"phase {result.phase} done in {result.seconds}s")
+    elif result.skipped:
+        context.log.warning(f"phase {result.phase} skipped: an earlier phase failed")
+    else:
+        context.log.error(f"phase {result.phase} failed: {result.error}")
+    context.add_output_metadata(_meta(result))
+    return result
+
+
+@dg.op(out=dg.Out(dict))
+def validate_request(
+    context: dg.OpExecutionContext, config: RestoreRequestConfig, backend: RestoreBackend
+) -> dict:
+    """Phase 1: validate the request against the server before anything is created; record it."""
+    raw = config.model_dump(exclude={"compare", "restore_id", "fail_at_phase"})
+    raw = {k: v for k, v in raw.items() if v not in (None, [])}
+    rid = restore_id_for(context.run_id, config.restore_id)
+    services = _services(backend, context, config.fail_at_phase)
+    try:
+        rid, plan = phases.validate(services, raw, rid)
+    except InvalidRequest as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    context.log.info(f"restore {rid}: {plan.request.target.describe()} -> {plan.targets}")
+    context.add_output_metadata(
+        {
+            "restore_id": rid,
+            "restore_point": plan.restore_point.isoformat(),
+            "targets": dg.MetadataValue.json(plan.targets),
+        }
+    )
+    return {
+        "restore_id": rid,
+        "plan": plan.to_dict(),
+        "compare": config.compare,
+        "fail_at": config.fail_at_phase,
+    }
+
+
+def _ctx(run: dict) -> tuple[str, phases.RestorePlan]:
+    return run["restore_id"], phases.RestorePlan.from_dict(run["plan"])
+
+
+@dg.op(out=dg.Out(PhaseResult))
+def detect_topology(
+    context: dg.OpExecutionContext, run: dict, backend: RestoreBackend
+) -> PhaseResult:
+    """Phase 1b: topology, engine version and restore window of the source."""
+    services = _services(backend, context, run["fail_at"])
+    rid, _plan = _ctx(run)
+    return _finish_op(
+        context,
+        phases.run_phase(
+            services, rid, "topology", lambda: phases.topology(services), metadata=lambda v: v
+        ),
+    )
+
+
+@dg.op(out=dg.Out(PhaseResult))
+def provision_temp_database(
+    context: dg.OpExecutionContext, run: dict, topology: PhaseResult, backend: RestoreBackend
+) -> PhaseResult:
+    """Phase 2: the temporary server at the restore point."""
+    services = _services(backend, context, run["fail_at"])
+    rid, plan = _ctx(run)
+    return _finish_op(
+        context,
+        phases.run_phase(
+            services,
+            rid,
+            "provision",
+            lambda: phases.provision(services, rid, plan),
+            [topology],
+            metadata=lambda t: t.to_dict(),
+        ),
+    )
+
+
+@dg.op(out=dg.Out(PhaseResult))
+def extract_ddl(
+    context: dg.OpExecutionContext, run: dict, temp: PhaseResult, backend: RestoreBackend
+) -> PhaseResult:
+    """Phase 3: dump, split and rename the DDL; store pre, post and full as artifacts."""
+    services = _services(backend, context, run["fail_at"])
+    rid, plan = _ctx(run)
+    return _finish_op(
+        context,
+        phases.run_phase(
+            services,
+            rid,
+            "ddl",
+            lambda: phases.extract_ddl(services, rid, plan, temp.value),
+            [temp],
+            metadata=lambda v: {
+                "artifacts": v["artifacts"],
+                "pre_statements": len(v["bundle"].pre),
+                "post_statements": len(v["bundle"].post),
+                "warnings": list(v["bundle"].warnings),
+            },
+        ),
+    )
+
+
+@dg.op(out=dg.Out(PhaseResult))
+def apply_pre_ddl(
+    context: dg.OpExecutionContext, run: dict, ddl: PhaseResult, backend: RestoreBackend
+) -> PhaseResult:
+    """Phase 3b: create the restored schemas' tables and keys in production (one transaction)."""
+    services = _services(backend, context, run["fail_at"])
+    rid, plan = _ctx(run)
+    return _finish_op(
+        context,
+        phases.run_phase(
+            services,
+            rid,
+            "pre",
+            lambda: phases.apply_pre(services, rid, plan, ddl.value["bundle"]),
+            [ddl],
+            metadata=lambda v: v,
+        ),
+    )
+
+
+@dg.op(out=dg.DynamicOut(dict))
+def fan_out_schemas(context: dg.OpExecutionContext, run: dict, temp: PhaseResult, pre: PhaseResult):
+    """Phase 4 fan-out: one copy per schema."""
+    for schema in run["plan"]["request"]["schemas"]:
+        key = re.sub(r"[^A-Za-z0-9_]", "_", schema)
+        yield dg.DynamicOutput(
+            {"schema": schema, "run": run, "temp": temp, "pre": pre}, mapping_key=key
+        )
+
+
+@dg.op(out=dg.Out(PhaseResult))
+def copy_schema_data(
+    context: dg.OpExecutionContext, task: dict, backend: RestoreBackend
+) -> PhaseResult:
+    """Phase 4: copy one schema's rows from the temporary server (parallel COPY or DMS)."""
+    run, schema = task["run"], task["schema"]
+    services = _services(backend, context, run["fail_at"])
+    rid, plan = _ctx(run)
+    temp: PhaseResult = task["temp"]
+
+    def progress(t: Any) -> None:
+        context.log.info(
+            f"copied {t.schema}.{t.table} -> {t.target_schema}: {t.rows} rows, {t.bytes} bytes in {t.seconds:.2f}s"
+        )
+
+    def meta(report: Any) -> dict[str, Any]:
+        return {
+            "schema": schema,
+            "rows": sum(t.rows for t in report.tables),
+            "bytes": sum(t.bytes for t in report.tables),
+            "tables": {
+                t.table: {"rows": t.rows, "bytes": t.bytes, "seconds": round(t.seconds, 3)}
+                for t in report.tables
+            },
+        }
+
+    result = phases.run_phase(
+        services,
+        rid,
+        f"copy:{schema}",
+        lambda: phases.copy_schema(services, plan, temp.value, schema, progress),
+        [temp, task["pre"]],
+        metadata=meta,
+    )
+    return _finish_op(context, result)
+
+
+@dg.op(out=dg.Out(PhaseResult))
+def apply_post_ddl(
+    context: dg.OpExecutionContext,
+    run: dict,
+    ddl: PhaseResult,
+    copies: list[PhaseResult],
+    backend: RestoreBackend,
+) -> PhaseResult:
+    """Phase 5: constraints, indexes, triggers, views, policies, sequences; refresh; ANALYZE."""
+    services = _services(backend, context, run["fail_at"])
+    rid, plan = _ctx(run)
+    return _finish_op(
+        context,
+        phases.run_phase(
+            services,
+            rid,
+            "post",
+            lambda: phases.apply_post(services, plan, ddl.value["bundle"]),
+            [ddl, *copies],
+            metadata=lambda v: v,
+        ),
+    )
+
+
+@dg.op(out=dg.Out(dict))
+def cleanup_resources(
+    context: dg.OpExecutionContext,
+    run: dict,
+    topology: PhaseResult,
+    temp: PhaseResult,
+    ddl: PhaseResult,
+    pre: PhaseResult,
+    copies: list[PhaseResult],
+    post: PhaseResult,
+    backend: RestoreBackend,
+) -> dict:
+    """Phase 6: always runs; removes the temporary server, and the restored schemas if anything failed."""
+    services = _services(backend, context, None)
+    rid, _plan = _ctx(run)
+    results = [topology, temp, ddl, pre, *copies, post]
+    failed = phases.first_failure(results) is not None
+    inject = run["fail_at"] == "cleanup"
+    out = phases.cleanup(services, rid, failed=failed or inject)
+    context.log.info(f"cleanup removed {out['removed']}, kept {out['kept']}")
+    if out["errors"]:
+        context.log.error(f"cleanup errors: {out['errors']}")
+    context.add_output_metadata(
+        {
+            "removed": dg.MetadataValue.json(out["removed"]),
+            "kept": dg.MetadataValue.json(out["kept"]),
+        }
+    )
+    error = "; ".join(out["errors"]) or (
+        "cleanup: injected failure in phase cleanup" if inject else None
+    )
+    cleanup_result = PhaseResult("cleanup", ok=not error, error=error, value=out)
+    return {"results": results + [cleanup_result], "cleanup": out}
+
+
+@dg.op(out=dg.Out(dict))
+def finish_restore(
+    context: dg.OpExecutionContext,
+    run: dict,
+    cleaned: dict,
+    compared: PhaseResult,
+    backend: RestoreBackend,
+) -> dict:
+    """Phase 7: final audit status with timings and cause; the run fails if any phase failed."""
+    services = _services(backend, context, None)
+    rid, plan = _ctx(run)
+    results: list[PhaseResult] = [*cleaned["results"], compared]
+    ddl = next((r for r in results if r.phase == "ddl" and r.ok), None)
+    extra = {
+        "restored": plan.targets,
+        "restore_point": plan.restore_point.isoformat(),
+        "artifacts": ddl.value["artifacts"] if ddl else {},
+        "report": compared.value if compared.ok and compared.value else None,
+    }
+    summary = phases.finish(services, rid, results, extra)
+    context.add_output_metadata({"status": summary["status"], "restore_id": rid})
+    if summary["status"] != "succeeded":
+        raise dg.Failure(
+            description=f"restore {rid} failed: {summary['cause']}", metadata={"restore_id": rid}
+        )
+    return summary
+
+
+@dg.op(out=dg.Out(PhaseResult))
+def compare_restored(
+    context: dg.OpExecutionContext, run: dict, cleaned: dict, backend: RestoreBackend
+) -> PhaseResult:
+    """Phase 7a: the comparison report of each restored schema against its live schema (configurable off)."""
+    services = _services(backend, context, run["fail_at"])
+    rid, plan = _ctx(run)
+    if not run.get("compare", True):
+        return _finish_op(
+            context, PhaseResult("compare", ok=True, value=None, metadata={"disabled": True})
+        )
+    result = phases.run_phase(
+        services,
+        rid,
+        "compare",
+        lambda: phases.compare(services, rid, plan),
+        cleaned["results"],
+        metadata=lambda v: v["headline"],
+    )
+    if result.ok:
+        for schema, report in result.value["reports"].items():
+            context.log_event(
+                dg.AssetMaterialization(
+                    asset_key=dg.AssetKey(["comparison_report", plan.request.database, schema]),
+                    description=f"{schema} restored as {plan.targets[schema]} at {plan.restore_point.isoformat()}",
+                    metadata={
+                        "restore_id": rid,
+                        "html": dg.MetadataValue.path(report.get("html") or ""),
+                        "json": dg.MetadataValue.path(report["json"]),
+                        **{k: v for k, v in report["headline"].items()},
+                    },
+                )
+            )
+    return _finish_op(context, result)
+
+
+@dg.job(config=request_as_run_config, tags={"restore-assets/kind": "schema_restore"})
+def schema_restore():
+    """Restore schemas of one database to a point in time or snapshot, side by side with the live ones."""
+    run = validate_request()
+    topo = detect_topology(run)
+    temp = provision_temp_database(run, topo)
+    ddl = extract_ddl(run, temp)
+    pre = apply_pre_ddl(run, ddl)
+    copies = fan_out_schemas(run, temp, pre).map(copy_schema_data).collect()
+    post = apply_post_ddl(run, ddl, copies)
+    cleaned = cleanup_resources(run, topo, temp, ddl, pre, copies, post)
+    compared = compare_restored(run, cleaned)
+    finish_restore(run, cleaned, compared)
+
+
+class CleanupConfig(dg.Config):
+    """The restore id whose leftovers to remove."""
+
+    restore_id: str
+
+
+@dg.op(out=dg.Out(dict))
+def cleanup_restore(
+    context: dg.OpExecutionContext, config: CleanupConfig, backend: RestoreBackend
+) -> dict:
+    """Remove everything a crashed, failed or terminated restore left behind (idempotent)."""
+    services = backend.services()
+    try:
+        out = phases.cleanup_restore(services, config.restore_id)
+    except KeyError:
+        context.log.info(f"restore {config.restore_id} has no audit record: nothing to clean")
+        return {"removed": [], "kept": [], "errors": []}
+    context.log.info(f"removed {out['removed']}")
+    context.add_output_metadata({"removed": dg.MetadataValue.json(out["removed"])})
+    if out["errors"]:
+        raise dg.Failure(description=f"cleanup of {config.restore_id} incomplete: {out['errors']}")
+    return out
+
+
+@dg.job(tags={"restore-assets/kind": "cleanup"})
+def cleanup():
+    """Remove the leftovers of one restore id: temporary servers, secrets, partial schemas."""
+    cleanup_restore()
+
+
+@dg.run_failure_sensor(
+    monitored_jobs=[schema_restore],
+    request_job=cleanup,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+)
+def cleanup_after_failure(context: dg.RunFailureSensorContext):
+    """Launch the idempotent cleanup job for a schema restore that failed, crashed or was terminated."""
+    return _cleanup_request(context.dagster_run)
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.CANCELED,
+    monitored_jobs=[schema_restore],
+    request_job=cleanup,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+)
+def cleanup_after_termination(context: dg.RunStatusSensorContext):
+    """Launch the cleanup job for a schema restore that was terminated from the UI."""
+    return _cleanup_request(context.dagster_run)
+
+
+def configured_restore_id(run_config: dict[str, Any]) -> str | None:
+    """The restore id a run was launched with, whether its config is the request or the op config."""
+    if run_config.get("restore_id"):
+        return run_config["restore_id"]
+    op_cfg = run_config.get("ops", {}).get("validate_request", {}).get("config", {})
+    return op_cfg.get("restore_id")
+
+
+def _cleanup_request(run: dg.DagsterRun) -> dg.RunRequest:
+    rid = restore_id_for(run.run_id, configured_restore_id(run.run_config or {}))
+    return dg.RunRequest(
+        run_key=f"cleanup-{rid}",
+        run_config={"ops": {"cleanup_restore": {"config": {"restore_id": rid}}}},
+    )

@@ -1,0 +1,437 @@
+"""The schema restore, phase by phase, over backend protocols (no Dagster here: ops call these)."""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import psycopg
+from psycopg import sql
+
+from restore_assets.audit import AuditLog
+from restore_assets.backends.base import ArtifactStore, Fleet, Notifier, TempDatabase
+from restore_assets.errors import InvalidRequest, RestoreError
+from restore_assets.request import RestorePlan, RestoreRequest, plan_restore
+
+log = logging.getLogger("restore_assets")
+
+SCHEMA_RESOURCE = "restored-schema"
+ARTIFACT_RESOURCE = "artifacts"
+PHASES = (
+    "validate",
+    "topology",
+    "provision",
+    "ddl",
+    "pre",
+    "copy",
+    "post",
+    "compare",
+    "cleanup",
+    "finish",
+)
+
+
+class DdlTask(Protocol):
+    """Extracts the DDL of schemas from a server and applies statements to one (subprocess or ECS)."""
+
+    def extract(self, dsn: str, schemas: list[str], suffix: str) -> Any:
+        """A DdlBundle (pre, post, full, warnings) of the schemas, renamed to `<schema>_<suffix>`."""
+        ...
+
+    def apply(
+        self,
+        dsn: str,
+        statements: list[str],
+        allowed_schemas: set[str],
+        on_start: Callable[[int], None],
+    ) -> None:
+        """Guard and apply statements in one transaction; on_start gets the transaction's xid."""
+        ...
+
+
+class Mover(Protocol):
+    """Copies the rows of one schema from the temporary server into the restored schema."""
+
+    def copy(
+        self,
+        source_dsn: str,
+        target_dsn: str,
+        schema: str,
+        target_schema: str,
+        tables: list[str] | None,
+        progress: Callable[[Any], None] | None,
+    ) -> Any:
+        """Copy every (or the listed) table; return a CopyReport."""
+        ...
+
+
+@dataclass
+class Services:
+    """The backend implementations one restore runs on, chosen in one place (definitions/CLI)."""
+
+    fleet: Fleet
+    audit: AuditLog
+    artifacts: ArtifactStore
+    ddl: DdlTask
+    mover: Mover
+    notifier: Notifier | None = None
+    provision_timeout: float = 900
+    fail_at: str | None = None  # fault injection for tests: the phase that raises
+    keep_artifacts: bool = True
+    render_report: Callable[[str, str, dict[str, Any]], str] | None = (
+        None  # -> HTML report path/URI
+    )
+
+
+@dataclass
+class PhaseResult:
+    """What a phase produced, or the error that stopped it (carried forward to cleanup)."""
+
+    phase: str
+    ok: bool
+    value: Any = None
+    error: str | None = None
+    skipped: bool = False
+    started_at: str = ""
+    seconds: float = 0.0
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (without the value)."""
+        d = asdict(self)
+        d.pop("value")
+        return d
+
+
+def first_failure(results: list[PhaseResult]) -> PhaseResult | None:
+    """The first failed (not merely skipped) phase among results."""
+    for r in results:
+        if not r.ok and not r.skipped:
+            return r
+    for r in results:
+        if not r.ok:
+            return r
+    return None
+
+
+def run_phase(
+    services: Services,
+    restore_id: str | None,
+    phase: str,
+    fn: Callable[[], Any],
+    upstream: list[PhaseResult] | tuple[PhaseResult, ...] = (),
+    metadata: Callable[[Any], dict[str, Any]] | None = None,
+) -> PhaseResult:
+    """Run one phase unless an upstream one failed; record it in the audit log; never raise."""
+    started = datetime.now(UTC).isoformat()
+    failed = first_failure(list(upstream))
+    if failed is not None:
+        return PhaseResult(phase, ok=False, skipped=True, error=failed.error, started_at=started)
+    t0 = time.monotonic()
+    try:
+        if services.fail_at and (
+            phase == services.fail_at or phase.startswith(services.fail_at + ":")
+        ):
+            raise RestoreError(f"injected failure in phase {phase}")
+        value = fn()
+        meta = metadata(value) if metadata else {}
+        result = PhaseResult(phase, True, value, started_at=started, metadata=meta)
+    except Exception as exc:  # noqa: BLE001 - the error is carried to cleanup and re-raised by finish
+        cause = f"{phase}: {type(exc).__name__}: {exc}"
+        log.error("phase %s failed: %s", phase, exc)
+        log.debug("%s", traceback.format_exc())
+        result = PhaseResult(phase, False, error=cause, started_at=started)
+    result.seconds = round(time.monotonic() - t0, 3)
+    if restore_id:
+        services.audit.phase(
+            restore_id,
+            phase,
+            "succeeded" if result.ok else "failed",
+            started_at=started,
+            error=result.error,
+            metadata={**result.metadata, "seconds": result.seconds},
+        )
+    return result
+
+
+# ---------------------------------------------------------------------------- phase 1
+def validate(
+    services: Services, raw: dict[str, Any], restore_id: str | None = None
+) -> tuple[str, RestorePlan]:
+    """Check the request before anything is created; record it (status rejected when refused)."""
+    try:
+        request = RestoreRequest.parse(raw)
+        plan = plan_restore(request, services.fleet)
+    except InvalidRequest as exc:
+        rid = services.audit.reject("schema_restore", _safe_inputs(raw), str(exc), restore_id)
+        raise InvalidRequest(f"{exc} (restore {rid} rejected)") from None
+    rid = services.audit.open("schema_restore", plan.request.to_dict(), restore_id)
+    services.audit.update(rid, restore_point=plan.restore_point.isoformat())
+    return rid, plan
+
+
+def _safe_inputs(raw: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: (v if isinstance(v, str | int | float | bool | list | type(None)) else str(v))
+        for k, v in raw.items()
+    }
+
+
+# ---------------------------------------------------------------------------- phases 2-3
+def topology(services: Services) -> dict[str, Any]:
+    """Topology, engine version and restore window of the production server."""
+    src = services.fleet.describe()
+    return {
+        "identifier": src.identifier,
+        "topology": src.topology,
+        "engine_version": src.engine_version,
+    }
+
+
+def provision(services: Services, restore_id: str, plan: RestorePlan) -> TempDatabase:
+    """Create the temporary server at the restore point (recorded before it is created)."""
+
+    def record(kind: str, identifier: str, details: dict[str, Any]) -> None:
+        services.audit.resource(restore_id, kind, identifier, details)
+
+    return services.fleet.provision(
+        restore_id, plan.request.target, record, timeout=services.provision_timeout
+    )
+
+
+# ---------------------------------------------------------------------------- phase 4
+def extract_ddl(services: Services, restore_id: str, plan: RestorePlan, temp: TempDatabase) -> Any:
+    """Dump, split and rename the schemas' DDL from the temporary server; store pre, post and full."""
+    from restore_assets.ddl import restrict_to_tables
+
+    dsn = services.fleet.temp_dsn(temp, plan.request.database)
+    bundle = services.ddl.extract(dsn, list(plan.request.schemas), plan.suffix)
+    if plan.tables is not None:
+        bundle = restrict_to_tables(
+            bundle, {plan.targets[s]: set(t) for s, t in plan.tables.items()}
+        )
+    services.audit.resource(restore_id, ARTIFACT_RESOURCE, restore_id, {})
+    uris = {
+        "pre.sql": services.artifacts.put(restore_id, "pre.sql", bundle.pre_sql),
+        "post.sql": services.artifacts.put(restore_id, "post.sql", bundle.post_sql),
+        "full.sql": services.artifacts.put(restore_id, "full.sql", bundle.full_sql),
+    }
+    return {"bundle": bundle, "artifacts": uris}
+
+
+# ---------------------------------------------------------------------------- phases 5 and 7
+def apply_pre(
+    services: Services, restore_id: str, plan: RestorePlan, bundle: Any
+) -> dict[str, Any]:
+    """Create the restored schemas' objects (pre DDL) in production, in one guarded transaction."""
+    dsn = services.fleet.production_dsn(plan.request.database)
+
+    def on_start(xid: int) -> None:
+        for schema in plan.targets.values():
+            services.audit.resource(
+                restore_id,
+                SCHEMA_RESOURCE,
+                f"{plan.request.database}.{schema}",
+                {"database": plan.request.database, "schema": schema, "xid": xid},
+            )
+
+    services.ddl.apply(dsn, bundle.pre, set(plan.targets.values()), on_start)
+    with psycopg.connect(dsn) as conn:
+        oids = dict(
+            conn.execute(
+                "SELECT nspname, oid::int FROM pg_catalog.pg_namespace WHERE nspname = ANY(%s)",
+                (list(plan.targets.values()),),
+            ).fetchall()
+        )
+    for schema in plan.targets.values():
+        services.audit.resource(
+            restore_id,
+            SCHEMA_RESOURCE,
+            f"{plan.request.database}.{schema}",
+            {"database": plan.request.database, "schema": schema, "oid": oids.get(schema)},
+        )
+    return {"statements": len(bundle.pre), "schemas": sorted(oids)}
+
+
+def apply_post(services: Services, plan: RestorePlan, bundle: Any) -> dict[str, Any]:
+    """Constraints, indexes, triggers, views, policies, grants and sequence values; then ANALYZE."""
+    dsn = services.fleet.production_dsn(plan.request.database)
+    services.ddl.apply(dsn, bundle.post, set(plan.targets.values()), lambda _xid: None)
+    analyzed = 0
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for schema in plan.targets.values():
+            rels = conn.execute(
+                "SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'm')",
+                (schema,),
+            ).fetchall()
+            for (rel,) in rels:
+                conn.execute(
+                    sql.SQL("ANALYZE {}.{}").format(sql.Identifier(schema), sql.Identifier(rel))
+                )
+                analyzed += 1
+    return {"statements": len(bundle.post), "analyzed": analyzed, "warnings": list(bundle.warnings)}
+
+
+# ---------------------------------------------------------------------------- phase 6
+def copy_schema(
+    services: Services,
+    plan: RestorePlan,
+    temp: TempDatabase,
+    schema: str,
+    progress: Callable[[Any], None] | None = None,
+) -> Any:
+    """Copy one schema's rows from the temporary server into its restored copy."""
+    source = services.fleet.temp_dsn(temp, plan.request.database)
+    target = services.fleet.production_dsn(plan.request.database)
+    tables = plan.tables.get(schema) if plan.tables is not None else None
+    return services.mover.copy(source, target, schema, plan.targets[schema], tables, progress)
+
+
+# ---------------------------------------------------------------------------- phase 8
+def cleanup(services: Services, restore_id: str, failed: bool) -> dict[str, Any]:
+    """Remove what the run created: always the temporary server; the restored schemas only on failure."""
+    removed: list[str] = []
+    kept: list[str] = []
+    errors: list[str] = []
+    for res in services.audit.resources(restore_id):
+        kind, ident, details = res["kind"], res["identifier"], res["details"]
+        try:
+            if kind == SCHEMA_RESOURCE:
+                if not failed:
+                    kept.append(ident)
+                    continue
+                if drop_restored_schema(services.fleet, details):
+                    removed.append(ident)
+                services.audit.resource_deleted(restore_id, kind, ident)
+            elif kind == ARTIFACT_RESOURCE:
+                if services.keep_artifacts:
+                    kept.append(f"artifacts:{ident}")
+                    continue
+                services.artifacts.purge(restore_id)
+                services.audit.resource_deleted(restore_id, kind, ident)
+                removed.append(f"artifacts:{ident}")
+            else:
+                services.fleet.delete_resource(kind, ident, details)
+                services.audit.resource_deleted(restore_id, kind, ident)
+                removed.append(f"{kind}:{ident}")
+        except Exception as exc:  # noqa: BLE001 - one failing delete must not stop the others
+            errors.append(f"{kind}:{ident}: {exc}")
+            log.error("cleanup of %s %s failed: %s", kind, ident, exc)
+    return {"removed": removed, "kept": kept, "errors": errors}
+
+
+def drop_restored_schema(fleet: Fleet, details: dict[str, Any]) -> bool:
+    """Drop a restored schema only if it is the one this run created (same oid or creating xid)."""
+    database, schema = details["database"], details["schema"]
+    try:
+        conn = psycopg.connect(fleet.production_dsn(database), autocommit=True, connect_timeout=10)
+    except psycopg.OperationalError as exc:
+        if "does not exist" in str(exc):
+            return False
+        raise
+    with conn:
+        row = conn.execute(
+            "SELECT oid::int, xmin::text::bigint FROM pg_catalog.pg_namespace WHERE nspname = %s",
+            (schema,),
+        ).fetchone()
+        if row is None:
+            return False
+        oid, xmin = row
+        ours = (details.get("oid") is not None and details["oid"] == oid) or (
+            details.get("xid") is not None and int(details["xid"]) % (1 << 32) == xmin
+        )
+        if not ours:
+            log.warning(
+                "schema %s.%s was not created by this restore: left in place", database, schema
+            )
+            return False
+        conn.execute("SET lock_timeout = '30s'")
+        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+        return True
+
+
+# ---------------------------------------------------------------------------- phase 8b
+def compare(services: Services, restore_id: str, plan: RestorePlan) -> dict[str, Any]:
+    """Compare each restored schema with its live schema; store the JSON (and HTML) reports."""
+    from restore_assets.compare import compare_schemas
+
+    dsn = services.fleet.production_dsn(plan.request.database)
+    reports: dict[str, dict[str, Any]] = {}
+    headline: dict[str, Any] = {
+        "tables_with_differences": 0,
+        "rows_only_in_restored": 0,
+        "rows_only_in_live": 0,
+        "rows_changed": 0,
+    }
+    for schema, target in plan.targets.items():
+        result = compare_schemas(dsn, schema, target)
+        data = result.to_dict()
+        tables = data["tables"].values()
+        head = {
+            "tables_compared": len(data["tables"]),
+            "tables_with_differences": sum(
+                1 for t in tables if t["only_in_restored"] or t["only_in_live"] or t["changed"]
+            ),
+            "rows_only_in_restored": sum(t["only_in_restored"] for t in tables),
+            "rows_only_in_live": sum(t["only_in_live"] for t in tables),
+            "rows_changed": sum(t["changed"] for t in tables),
+        }
+        for k in headline:
+            headline[k] += head[k]
+        report = {
+            "json": services.artifacts.put(restore_id, f"compare-{schema}.json", result.to_json()),
+            "headline": head,
+        }
+        if services.render_report is not None:
+            report["html"] = services.render_report(restore_id, schema, data)
+        reports[schema] = report
+    return {"reports": reports, "headline": headline}
+
+
+# ---------------------------------------------------------------------------- phase 9
+def finish(
+    services: Services, restore_id: str, results: list[PhaseResult], extra: dict[str, Any]
+) -> dict[str, Any]:
+    """Write the final status, cause, per-phase timings and result; return the run's summary."""
+    failed = first_failure(results)
+    status = "failed" if failed else "succeeded"
+    summary = {
+        "restore_id": restore_id,
+        "status": status,
+        "cause": failed.error if failed else None,
+        "phases": {
+            r.phase: {"ok": r.ok, "skipped": r.skipped, "seconds": r.seconds, "error": r.error}
+            for r in results
+        },
+        **extra,
+    }
+    services.audit.update(restore_id, result=summary)
+    services.audit.close(restore_id, status, failed.error if failed else None)
+    if services.notifier is not None:
+        services.notifier.send(
+            {
+                "kind": "schema_restore",
+                "status": status,
+                "restore_id": restore_id,
+                "cause": summary["cause"],
+            }
+        )
+    return summary
+
+
+def cleanup_restore(services: Services, restore_id: str) -> dict[str, Any]:
+    """The cleanup job's core: remove everything a crashed or terminated run left, and mark it failed."""
+    rec = services.audit.get(restore_id)
+    failed = rec["status"] != "succeeded"
+    out = cleanup(services, restore_id, failed=failed)
+    if rec["status"] == "running":
+        services.audit.close(
+            restore_id, "failed", "run ended without finishing (crashed or terminated); cleaned up"
+        )
+    return out

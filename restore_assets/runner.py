@@ -1,0 +1,105 @@
+"""Run the Dagster jobs in process (what the CLI and the runbook notebooks call)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from restore_assets.audit import new_restore_id
+from restore_assets.backends import build_services
+from restore_assets.errors import InvalidRequest
+
+
+def _resource(config: dict[str, Any]):
+    from restore_assets.jobs.resources import RestoreBackend
+
+    kwargs = {
+        k: config[k]
+        for k in ("root", "copy_workers", "provision_timeout_s", "lock_timeout", "keep_artifacts")
+        if k in config
+    }
+    return RestoreBackend(
+        backend=config.get("backend", "local"), config_file=config.get("config_file", ""), **kwargs
+    )
+
+
+def run_schema_restore(
+    request: dict[str, Any],
+    backend_config: dict[str, Any],
+    *,
+    compare: bool = True,
+    restore_id: str | None = None,
+    fail_at_phase: str | None = None,
+) -> dict[str, Any]:
+    """Execute the schema_restore job in process; return restore_id, status, restored, phases, artifacts."""
+    from restore_assets.jobs.schema_restore import schema_restore
+
+    rid = restore_id or new_restore_id()
+    run_config = {**request, "compare": compare, "restore_id": rid}
+    if fail_at_phase:
+        run_config["fail_at_phase"] = fail_at_phase
+    result = schema_restore.execute_in_process(
+        run_config=run_config,
+        resources={"backend": _resource(backend_config)},
+        raise_on_error=False,
+    )
+    services = build_services(backend_config)
+    try:
+        rec = services.audit.get(rid)
+    except KeyError:
+        rec = None
+    if rec is None or rec["status"] == "rejected" and not result.success:
+        cause = rec["cause"] if rec else _first_failure(result)
+        return {
+            "restore_id": rid,
+            "status": "rejected",
+            "cause": cause,
+            "restored": {},
+            "phases": {},
+            "artifacts": {},
+        }
+    summary = rec.get("result") or {}
+    return {
+        "restore_id": rid,
+        "status": rec["status"],
+        "cause": rec.get("cause"),
+        "dagster_run_id": result.run_id,
+        "restore_point": rec.get("restore_point"),
+        "restored": summary.get("restored", {}),
+        "phases": {
+            p["phase"]: {
+                "outcome": p["outcome"],
+                "seconds": p["metadata"].get("seconds"),
+                "error": p["error"],
+            }
+            for p in rec["phases"]
+        },
+        "artifacts": summary.get("artifacts", {}),
+        "report": summary.get("report"),
+        "duration_s": rec.get("duration_s"),
+    }
+
+
+def _first_failure(result: Any) -> str:
+    for event in result.all_events:
+        if event.is_failure and event.step_failure_data is not None:
+            return (
+                event.step_failure_data.error.message.strip()
+                if event.step_failure_data.error
+                else "failed"
+            )
+    return "failed"
+
+
+def plan_schema_restore(request: dict[str, Any], backend_config: dict[str, Any]) -> dict[str, Any]:
+    """Validate a request and describe what a restore would create, creating nothing."""
+    from restore_assets.request import RestoreRequest, plan_restore
+
+    services = build_services(backend_config)
+    req = RestoreRequest.parse(request)
+    plan = plan_restore(req, services.fleet)
+    describe = getattr(services.fleet, "plan_resources", None)
+    resources = describe(plan) if describe else []
+    return {"plan": plan.to_dict(), "would_create": resources}
+
+
+__all__ = ["run_schema_restore", "plan_schema_restore", "InvalidRequest"]
