@@ -374,6 +374,7 @@ class LocalFleet:
     def switch_wal(self, timeout: float = 60) -> None:
         """Commit a marker transaction, switch WAL segment and wait until it is archived."""
         with psycopg.connect(self.production_dsn(), autocommit=True, connect_timeout=10) as conn:
+            switched_at = conn.execute("SELECT pg_catalog.clock_timestamp()").fetchone()[0]
             conn.execute("SELECT pg_catalog.txid_current()")
             lsn = conn.execute("SELECT pg_catalog.pg_switch_wal()").fetchone()[0]
             seg = conn.execute("SELECT pg_catalog.pg_walfile_name(%s)", (lsn,)).fetchone()[0]
@@ -381,12 +382,21 @@ class LocalFleet:
             while time.monotonic() < deadline:
                 if (self.archive_dir / seg).exists():
                     return
-                row = conn.execute(
-                    "SELECT last_failed_wal, last_failed_time FROM pg_stat_archiver"
+                failed_wal, failed_at, archived_at = conn.execute(
+                    "SELECT last_failed_wal, last_failed_time, last_archived_time"
+                    " FROM pg_stat_archiver"
                 ).fetchone()
-                if row[0] == seg:
+                # segments are archived in order: a failure on an older segment that is still
+                # pending (no success since) blocks ours too, so it is reported at once
+                if (
+                    failed_at is not None
+                    and failed_at >= switched_at
+                    and (archived_at is None or failed_at > archived_at)
+                ):
+                    behind = "" if failed_wal == seg else f" (segment {seg} waits behind it)"
                     raise FleetError(
-                        f"archiving WAL segment {seg} failed: see the production server log"
+                        f"archiving WAL segment {failed_wal} failed{behind}:"
+                        " check archive_command and the production server log"
                     )
                 time.sleep(0.1)
         raise FleetError(f"WAL segment {seg} was not archived within {timeout:.0f}s")
@@ -459,13 +469,19 @@ class LocalFleet:
             )
         self._base_for(t, snaps)
         window = self.window()
+        archiving = ""
         if window.latest is None or t >= window.latest:
-            self.switch_wal()
+            try:
+                self.switch_wal()
+            except FleetError as exc:
+                # archiving is failing: the window ends at the last WAL that reached the archive
+                archiving = f"; {exc}"
             window = self.window()
         if window.latest is None or t >= window.latest:
             latest = window.latest.isoformat() if window.latest else "none"
             raise InvalidRequest(
-                f"restore time {t.isoformat()} is after the last archived WAL (latest restorable {latest})"
+                f"restore time {t.isoformat()} is after the last archived WAL"
+                f" (latest restorable {latest}){archiving}"
             )
         return t
 
