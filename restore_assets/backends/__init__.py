@@ -26,17 +26,36 @@ def build_services(config: dict[str, Any]) -> Any:
         from restore_assets.backends.local.tasks import CopyMover, LocalDdlTask
 
         root = Path(config.get("root") or default_root())
+        audit = SqliteAuditLog(root / "audit.sqlite")
         return Services(
             fleet=LocalFleet(root),
-            audit=SqliteAuditLog(root / "audit.sqlite"),
+            audit=audit,
             artifacts=LocalArtifacts(root / "artifacts"),
             ddl=LocalDdlTask(lock_timeout=str(config.get("lock_timeout", "5s"))),
             mover=CopyMover(workers=int(config.get("copy_workers", 4))),
             provision_timeout=float(config.get("provision_timeout_s", 900)),
             keep_artifacts=bool(config.get("keep_artifacts", True)),
+            render_report=report_renderer(root / "artifacts", audit)
+            if config.get("html_report", True)
+            else None,
         )
     if backend == "aws":
         from restore_assets.backends.aws import aws_services
 
         return aws_services(config)
     raise ValueError(f"unknown backend {backend!r}: use 'local' or 'aws'")
+
+
+def report_renderer(artifact_dir: Path, audit: Any) -> Any:
+    """A Services.render_report that writes the comparison notebook's HTML beside the run's artifacts."""
+
+    def render(restore_id: str, schema: str, comparison: dict[str, Any]) -> str:
+        from restore_assets.notebooks import render_comparison_report
+
+        record = audit.get(restore_id)
+        out = render_comparison_report(
+            artifact_dir / restore_id, comparison, record, name=f"comparison-{schema}"
+        )
+        return str(out)
+
+    return render
