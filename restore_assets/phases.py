@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 import traceback
 from collections.abc import Callable
@@ -119,6 +120,14 @@ def first_failure(results: list[PhaseResult]) -> PhaseResult | None:
     return None
 
 
+# test seam: hang before a phase so a test can kill the run mid-way
+PAUSE_ENV = "RESTORE_ASSETS_PAUSE_AT_PHASE"
+
+
+def _matches(selector: str | None, phase: str) -> bool:
+    return bool(selector) and (phase == selector or phase.startswith(f"{selector}:"))
+
+
 def run_phase(
     services: Services,
     restore_id: str | None,
@@ -134,10 +143,12 @@ def run_phase(
         return PhaseResult(phase, ok=False, skipped=True, error=failed.error, started_at=started)
     t0 = time.monotonic()
     try:
-        if services.fail_at and (
-            phase == services.fail_at or phase.startswith(services.fail_at + ":")
-        ):
+        if _matches(services.fail_at, phase):
             raise RestoreError(f"injected failure in phase {phase}")
+        if _matches(os.environ.get(PAUSE_ENV), phase):
+            log.warning("%s is set: pausing before phase %s until killed", PAUSE_ENV, phase)
+            while True:
+                time.sleep(1)
         value = fn()
         meta = metadata(value) if metadata else {}
         result = PhaseResult(phase, True, value, started_at=started, metadata=meta)

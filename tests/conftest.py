@@ -55,3 +55,21 @@ def fresh_db(pg: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+@pytest.fixture(scope="session")
+def demo_fleet():
+    """A local fleet with the demo tenants seeded (small) and one snapshot, shared by the session."""
+    from restore_assets.backends.local.fleet import LocalFleet
+    from restore_assets.demo import seed
+
+    root = scratch_dir("ra-fleet-")
+    fleet = LocalFleet(root)
+    fleet.up()
+    seed(fleet.production_dsn, rows=60)
+    fleet.snapshot()
+    try:
+        yield fleet
+    finally:
+        fleet.down(purge=True)
+        shutil.rmtree(root, ignore_errors=True)

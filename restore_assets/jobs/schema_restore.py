@@ -261,12 +261,13 @@ def cleanup_resources(
     pre: PhaseResult,
     copies: list[PhaseResult],
     post: PhaseResult,
+    compared: PhaseResult,
     backend: RestoreBackend,
 ) -> dict:
     """Phase 6: always runs; removes the temporary server, and the restored schemas if anything failed."""
     services = _services(backend, context, None)
     rid, _plan = _ctx(run)
-    results = [topology, temp, ddl, pre, *copies, post]
+    results = [topology, temp, ddl, pre, *copies, post, compared]
     failed = phases.first_failure(results) is not None
     inject = run["fail_at"] == "cleanup"
     out = phases.cleanup(services, rid, failed=failed or inject)
@@ -291,13 +292,13 @@ def finish_restore(
     context: dg.OpExecutionContext,
     run: dict,
     cleaned: dict,
-    compared: PhaseResult,
     backend: RestoreBackend,
 ) -> dict:
     """Phase 7: final audit status with timings and cause; the run fails if any phase failed."""
     services = _services(backend, context, None)
     rid, plan = _ctx(run)
-    results: list[PhaseResult] = [*cleaned["results"], compared]
+    results: list[PhaseResult] = cleaned["results"]
+    compared = next(r for r in results if r.phase == "compare")
     ddl = next((r for r in results if r.phase == "ddl" and r.ok), None)
     extra = {
         "restored": plan.targets,
@@ -316,12 +317,12 @@ def finish_restore(
 
 @dg.op(out=dg.Out(PhaseResult))
 def compare_restored(
-    context: dg.OpExecutionContext, run: dict, cleaned: dict, backend: RestoreBackend
+    context: dg.OpExecutionContext, run: dict, post: PhaseResult, backend: RestoreBackend
 ) -> PhaseResult:
-    """Phase 7a: the comparison report of each restored schema against its live schema (configurable off)."""
+    """Phase 5b: the comparison report of each restored schema against its live schema (configurable off)."""
     services = _services(backend, context, run["fail_at"])
     rid, plan = _ctx(run)
-    if not run.get("compare", True):
+    if not run.get("compare", True) and run["fail_at"] != "compare":
         return _finish_op(
             context, PhaseResult("compare", ok=True, value=None, metadata={"disabled": True})
         )
@@ -330,7 +331,7 @@ def compare_restored(
         rid,
         "compare",
         lambda: phases.compare(services, rid, plan),
-        cleaned["results"],
+        [post],
         metadata=lambda v: v["headline"],
     )
     if result.ok:
@@ -360,9 +361,9 @@ def schema_restore():
     pre = apply_pre_ddl(run, ddl)
     copies = fan_out_schemas(run, temp, pre).map(copy_schema_data).collect()
     post = apply_post_ddl(run, ddl, copies)
-    cleaned = cleanup_resources(run, topo, temp, ddl, pre, copies, post)
-    compared = compare_restored(run, cleaned)
-    finish_restore(run, cleaned, compared)
+    compared = compare_restored(run, post)
+    cleaned = cleanup_resources(run, topo, temp, ddl, pre, copies, post, compared)
+    finish_restore(run, cleaned)
 
 
 class CleanupConfig(dg.Config):

@@ -1,0 +1,373 @@
+"""The schema_restore job end to end on real local clusters: data, sequences, isolation, faults, cleanup."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from restore_assets.phases import PHASES
+from restore_assets.runner import run_schema_restore
+
+pytestmark = pytest.mark.integration
+
+
+def schema_checksums(conn: psycopg.Connection, schema: str) -> dict[str, str]:
+    """md5 over every row's text, per ordinary or partition-leaf table of a schema."""
+    tables = conn.execute(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relkind = 'r' ORDER BY 1",
+        (schema,),
+    ).fetchall()
+    out = {}
+    for (t,) in tables:
+        q = sql.SQL(
+            "SELECT coalesce(md5(string_agg(x::text, '|' ORDER BY x::text)), '') FROM {}.{} x"
+        ).format(sql.Identifier(schema), sql.Identifier(t))
+        out[t] = conn.execute(q).fetchone()[0]
+    return out
+
+
+def sequence_state(conn: psycopg.Connection, schema: str) -> dict[str, tuple[int, bool]]:
+    """(last_value, is_called) of every sequence of a schema."""
+    seqs = conn.execute(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relkind = 'S' ORDER BY 1",
+        (schema,),
+    ).fetchall()
+    out = {}
+    for (s,) in seqs:
+        row = conn.execute(
+            sql.SQL("SELECT last_value, is_called FROM {}.{}").format(
+                sql.Identifier(schema), sql.Identifier(s)
+            )
+        ).fetchone()
+        out[s] = (row[0], row[1])
+    return out
+
+
+def schema_names(conn: psycopg.Connection) -> set[str]:
+    """Every schema of a database."""
+    return {r[0] for r in conn.execute("SELECT nspname FROM pg_namespace")}
+
+
+def damage(conn: psycopg.Connection, schema: str) -> None:
+    """Deletes and updates after the restore point."""
+    s = sql.Identifier(schema)
+    conn.execute(sql.SQL("DELETE FROM {}.order_items WHERE id % 3 = 0").format(s))
+    conn.execute(sql.SQL("UPDATE {}.products SET price = price + 1").format(s))
+    conn.execute(
+        sql.SQL(
+            "INSERT INTO {}.users (email, username) VALUES ('late@example.com', 'late')"
+        ).format(s)
+    )
+
+
+def test_pitr_restore_of_two_schemas_equals_the_source_at_the_restore_point(demo_fleet):
+    dsn = demo_fleet.production_dsn("tenant_a")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        before = {s: schema_checksums(conn, s) for s in ("customer_a1", "customer_a2")}
+        seqs = {s: sequence_state(conn, s) for s in ("customer_a1", "customer_a2")}
+        time.sleep(0.2)
+        point = datetime.now(UTC)
+        time.sleep(0.2)
+        damage(conn, "customer_a1")
+        damage(conn, "customer_a2")
+        live_after = {s: schema_checksums(conn, s) for s in ("customer_a1", "customer_a2")}
+    with psycopg.connect(demo_fleet.production_dsn("tenant_b")) as conn:
+        other_tenant = {s: schema_checksums(conn, s) for s in ("customer_b1", "customer_b2")}
+
+    out = run_schema_restore(
+        {
+            "database": "tenant_a",
+            "schemas": ["customer_a1", "customer_a2"],
+            "restore_time": point.isoformat(),
+            "suffix": "pitr",
+        },
+        {"root": str(demo_fleet.root)},
+        compare=False,
+    )
+    assert out["status"] == "succeeded", out
+    assert out["restored"] == {"customer_a1": "customer_a1_pitr", "customer_a2": "customer_a2_pitr"}
+    assert set(out["artifacts"]) == {"pre.sql", "post.sql", "full.sql"}
+    with psycopg.connect(dsn) as conn:
+        for s in ("customer_a1", "customer_a2"):
+            assert schema_checksums(conn, f"{s}_pitr") == before[s]
+            assert sequence_state(conn, f"{s}_pitr") == seqs[s]
+            assert schema_checksums(conn, s) == live_after[s]  # the live schema is untouched
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(f"{s}_pitr")))
+    with psycopg.connect(demo_fleet.production_dsn("tenant_b")) as conn:
+        assert {
+            s: schema_checksums(conn, s) for s in ("customer_b1", "customer_b2")
+        } == other_tenant
+    assert demo_fleet.temp_instances() == []
+
+
+def test_snapshot_restore_returns_the_snapshot_state(demo_fleet):
+    dsn = demo_fleet.production_dsn("tenant_b")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        before = schema_checksums(conn, "customer_b1")
+        snap = demo_fleet.snapshot()
+        damage(conn, "customer_b1")
+    out = run_schema_restore(
+        {
+            "database": "tenant_b",
+            "schemas": ["customer_b1"],
+            "snapshot_id": snap.id,
+            "suffix": "snap",
+        },
+        {"root": str(demo_fleet.root)},
+        compare=True,
+    )
+    assert out["status"] == "succeeded", out
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        assert schema_checksums(conn, "customer_b1_snap") == before
+        conn.execute("DROP SCHEMA customer_b1_snap CASCADE")
+    reports = out["report"]["reports"]
+    assert reports["customer_b1"]["headline"]["rows_changed"] > 0
+    assert os.path.exists(reports["customer_b1"]["html"])
+
+
+def test_table_level_restore_brings_named_tables_and_their_references(demo_fleet):
+    point = datetime.now(UTC)
+    time.sleep(0.2)
+    out = run_schema_restore(
+        {
+            "database": "tenant_a",
+            "schemas": ["customer_a2"],
+            "restore_time": point.isoformat(),
+            "tables": ["orders"],
+            "suffix": "tbl",
+        },
+        {"root": str(demo_fleet.root)},
+        compare=False,
+    )
+    assert out["status"] == "succeeded", out
+    out2 = run_schema_restore(
+        {
+            "database": "tenant_a",
+            "schemas": ["customer_a2"],
+            "restore_time": point.isoformat(),
+            "tables": ["order_items"],
+            "include_dependencies": False,
+            "suffix": "nodeps",
+        },
+        {"root": str(demo_fleet.root)},
+        compare=False,
+    )
+    assert out2["status"] == "succeeded", out2
+    with psycopg.connect(demo_fleet.production_dsn("tenant_a"), autocommit=True) as conn:
+        tables = lambda s: {  # noqa: E731
+            r[0]
+            for r in conn.execute(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = %s AND c.relkind IN ('r', 'p')",
+                (s,),
+            )
+        }
+        assert tables("customer_a2_tbl") == {"orders", "users"}
+        assert tables("customer_a2_nodeps") == {"order_items"}
+        fks = conn.execute(
+            "SELECT count(*) FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace"
+            " WHERE n.nspname = 'customer_a2_nodeps' AND c.contype = 'f'"
+        ).fetchone()[0]
+        assert fks == 0
+        for s in ("customer_a2_tbl", "customer_a2_nodeps"):
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(s)))
+
+
+@pytest.mark.parametrize("phase", [p for p in PHASES if p not in ("validate", "finish")])
+def test_failure_in_each_phase_leaves_nothing_behind(demo_fleet, phase):
+    point = datetime.now(UTC)
+    time.sleep(0.1)
+    with psycopg.connect(demo_fleet.production_dsn("tenant_a")) as conn:
+        schemas_before = schema_names(conn)
+    out = run_schema_restore(
+        {
+            "database": "tenant_a",
+            "schemas": ["customer_a1", "customer_a2"],
+            "restore_time": point.isoformat(),
+            "suffix": f"f{phase}",
+        },
+        {"root": str(demo_fleet.root)},
+        fail_at_phase=phase,
+    )
+    assert out["status"] == "failed"
+    assert f"injected failure in phase {phase}" in out["cause"]
+    assert demo_fleet.temp_instances() == []
+    with psycopg.connect(demo_fleet.production_dsn("tenant_a")) as conn:
+        assert schema_names(conn) == schemas_before
+    from restore_assets.backends import build_services
+
+    rec = build_services({"root": str(demo_fleet.root)}).audit.get(out["restore_id"])
+    assert rec["status"] == "failed" and phase in rec["cause"]
+
+
+def test_failure_of_one_schema_copy_among_several(demo_fleet):
+    point = datetime.now(UTC)
+    time.sleep(0.1)
+    out = run_schema_restore(
+        {
+            "database": "tenant_a",
+            "schemas": ["customer_a1", "customer_a2"],
+            "restore_time": point.isoformat(),
+            "suffix": "onecopy",
+        },
+        {"root": str(demo_fleet.root)},
+        fail_at_phase="copy:customer_a2",
+    )
+    assert out["status"] == "failed"
+    with psycopg.connect(demo_fleet.production_dsn("tenant_a")) as conn:
+        assert not {"customer_a1_onecopy", "customer_a2_onecopy"} & schema_names(conn)
+    assert demo_fleet.temp_instances() == []
+
+
+def test_bad_requests_are_rejected_before_anything_is_created(demo_fleet):
+    cases = [
+        (
+            {"database": "nope", "schemas": ["s"], "restore_time": datetime.now(UTC).isoformat()},
+            "unknown database 'nope'",
+        ),
+        (
+            {
+                "database": "tenant_a",
+                "schemas": ["nope"],
+                "restore_time": datetime.now(UTC).isoformat(),
+            },
+            "unknown schema(s)",
+        ),
+        (
+            {
+                "database": "tenant_a",
+                "schemas": ["customer_a1"],
+                "restore_time": "2000-01-01T00:00:00Z",
+            },
+            "before the earliest snapshot",
+        ),
+        (
+            {
+                "database": "tenant_a",
+                "schemas": ["customer_a1"],
+                "restore_time": "2999-01-01T00:00:00Z",
+            },
+            "in the future",
+        ),
+        (
+            {"database": "tenant_a", "schemas": ["customer_a1"], "snapshot_id": "snap-nope"},
+            "unknown snapshot id",
+        ),
+        (
+            {
+                "database": "tenant_a",
+                "schemas": ["customer_a1"],
+                "snapshot_id": "x",
+                "restore_time": "2026-01-01T00:00:00Z",
+            },
+            "exactly one",
+        ),
+        (
+            {
+                "database": "tenant_a",
+                "schemas": ["customer_a1"],
+                "restore_time": datetime.now(UTC).isoformat(),
+                "suffix": "z" * 60,
+            },
+            "63",
+        ),
+        (
+            {
+                "database": "tenant_a",
+                "schemas": ["customer_a1"],
+                "restore_time": datetime.now(UTC).isoformat(),
+                "tables": ["nope"],
+            },
+            "unknown table(s)",
+        ),
+    ]
+    with psycopg.connect(demo_fleet.production_dsn("tenant_a"), autocommit=True) as conn:
+        before = schema_names(conn)
+        conn.execute("CREATE SCHEMA customer_a1_taken")
+    cases.append(
+        (
+            {
+                "database": "tenant_a",
+                "schemas": ["customer_a1"],
+                "restore_time": datetime.now(UTC).isoformat(),
+                "suffix": "taken",
+            },
+            "already exist",
+        )
+    )
+    try:
+        for request, message in cases:
+            out = run_schema_restore(request, {"root": str(demo_fleet.root)})
+            assert out["status"] == "rejected", (request, out)
+            assert message in out["cause"], (message, out["cause"])
+            assert demo_fleet.temp_instances() == []
+    finally:
+        with psycopg.connect(demo_fleet.production_dsn("tenant_a"), autocommit=True) as conn:
+            conn.execute("DROP SCHEMA customer_a1_taken")
+            assert schema_names(conn) == before
+
+
+def test_killed_during_copy_then_cleanup_removes_everything(demo_fleet, tmp_path):
+    point = datetime.now(UTC)
+    time.sleep(0.1)
+    rid = f"r-kill-{os.getpid()}"
+    env = {**os.environ, "RESTORE_ASSETS_PAUSE_AT_PHASE": "copy"}
+    cmd = [
+        sys.executable, "-m", "restore_assets.cli", "restore", "--root", str(demo_fleet.root), "--database", "tenant_a",
+        "--schema", "customer_a1", "--restore-time", point.isoformat(), "--suffix", "killed", "--restore-id", rid, "--json",
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "err", "w"),
+        start_new_session=True,
+    )  # noqa: SIM115
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            with psycopg.connect(demo_fleet.production_dsn("tenant_a")) as conn:
+                if "customer_a1_killed" in schema_names(conn) and demo_fleet.temp_instances():
+                    break
+            assert proc.poll() is None, (tmp_path / "err").read_text()[-2000:]
+            time.sleep(0.3)
+        else:
+            raise AssertionError("restore never reached the copy phase")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert demo_fleet.temp_instances()  # the crash left the temporary cluster behind
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "restore_assets.cli",
+            "cleanup",
+            "--root",
+            str(demo_fleet.root),
+            "--restore-id",
+            rid,
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert rid in json.loads(res.stdout)["restore_id"]
+    assert demo_fleet.temp_instances() == []
+    with psycopg.connect(demo_fleet.production_dsn("tenant_a")) as conn:
+        assert "customer_a1_killed" not in schema_names(conn)
+    from restore_assets.backends import build_services
+
+    assert build_services({"root": str(demo_fleet.root)}).audit.get(rid)["status"] == "failed"
