@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -34,24 +35,39 @@ LABEL_TIME = re.compile(r"^(START|STOP) TIME: (.+)$", re.M)
 TEMP_KIND = "local-temp-cluster"
 
 
-def parse_pg_time(text: str) -> datetime:
-    """Parse a timestamp as PostgreSQL prints it in logs and labels ('2026-01-02 03:04:05.123 UTC')."""
+def parse_pg_time(text: str, zone_name: str | None = None) -> datetime:
+    """Parse a timestamp as PostgreSQL prints it in logs and labels ('2026-01-02 03:04:05.123 UTC').
+
+    Backup labels print the zone as an abbreviation of the server's log_timezone (PST, CEST): pass
+    that zone's name as zone_name to read abbreviations that are no zone name of their own.
+    """
     text = text.strip()
     stamp, _, zone = text.rpartition(" ")
     if not stamp:
         raise ValueError(f"not a PostgreSQL timestamp: {text!r}")
-    if zone not in ("UTC", "GMT"):
-        # the local clusters run with timezone UTC; an adopted cluster may log another zone
-        try:
-            from zoneinfo import ZoneInfo
-
-            tz = ZoneInfo(zone)
-        except Exception as exc:  # noqa: BLE001 - any unknown zone is a clear error below
-            raise ValueError(f"unknown time zone {zone!r} in {text!r}") from exc
-    else:
-        tz = UTC
     fmt = "%Y-%m-%d %H:%M:%S.%f" if "." in stamp else "%Y-%m-%d %H:%M:%S"
-    return datetime.strptime(stamp, fmt).replace(tzinfo=tz).astimezone(UTC)
+    naive = datetime.strptime(stamp, fmt)
+    if zone in ("UTC", "GMT"):
+        return naive.replace(tzinfo=UTC)
+    from zoneinfo import ZoneInfo
+
+    named = None
+    if zone_name:
+        try:
+            named = ZoneInfo(zone_name)
+        except Exception:  # noqa: BLE001 - a POSIX-style zone: fall back to the abbreviation
+            named = None
+    if named is not None:
+        for fold in (0, 1):  # fold picks the second of two equal wall-clock times (DST end)
+            local = naive.replace(tzinfo=named, fold=fold)
+            if local.tzname() == zone:
+                return local.astimezone(UTC)
+    try:
+        tz = ZoneInfo(zone)
+    except Exception as exc:  # noqa: BLE001 - any unknown zone is a clear error below
+        hint = f" (log_timezone {zone_name!r})" if zone_name else ""
+        raise ValueError(f"unknown time zone {zone!r} in {text!r}{hint}") from exc
+    return naive.replace(tzinfo=tz).astimezone(UTC)
 
 
 def mask_dsn(dsn: str) -> str:
@@ -300,12 +316,28 @@ class LocalFleet:
         password = psycopg.conninfo.conninfo_to_dict(cfg.dsn or "").get("password")
         return {"PGPASSWORD": str(password)} if password else {}
 
-    @staticmethod
-    def _label_times(text: str) -> dict[str, datetime]:
+    def _label_times(self, text: str) -> dict[str, datetime]:
         out = {}
         for kind, value in LABEL_TIME.findall(text):
-            out[kind] = parse_pg_time(value.split("(")[0])
+            value = value.split("(")[0]
+            try:
+                out[kind] = parse_pg_time(value)
+            except ValueError:
+                # an adopted server labels backups in its log_timezone's abbreviation (PST, CEST)
+                out[kind] = parse_pg_time(value, self._log_timezone)
         return out
+
+    @functools.cached_property
+    def _log_timezone(self) -> str | None:
+        """The adopted server's log_timezone (asked once), which its backup labels are printed in."""
+        cfg = self.config()
+        if cfg.mode != "adopted":
+            return None
+        try:
+            with psycopg.connect(cfg.dsn or "", connect_timeout=10) as conn:
+                return conn.execute("SHOW log_timezone").fetchone()[0]
+        except psycopg.Error:
+            return None
 
     def _history_stop_times(self) -> dict[str, datetime]:
         """START TIME -> STOP TIME from the archive's backup history files (`*.backup`)."""
@@ -336,8 +368,10 @@ class LocalFleet:
         label = path / "backup_label"
         if not label.exists():
             raise FleetError(f"{path} is not a plain-format base backup (no backup_label)")
-        times = self._label_times(label.read_text(errors="replace"))
-        start = times["START"]
+        try:
+            start = self._label_times(label.read_text(errors="replace"))["START"]
+        except (KeyError, ValueError) as exc:
+            raise FleetError(f"cannot read the START TIME of {label}: {exc}") from None
         history = history if history is not None else self._history_stop_times()
         stop = history.get(start.isoformat())
         return Snapshot(
