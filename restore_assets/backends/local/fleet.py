@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -340,7 +340,12 @@ class LocalFleet:
             return None
 
     def _history_stop_times(self) -> dict[str, datetime]:
-        """START TIME -> STOP TIME from the archive's backup history files (`*.backup`)."""
+        """START TIME -> end of the backup from the archive's backup history files (`*.backup`).
+
+        STOP TIME is printed in whole seconds, truncated: the backup became consistent at some
+        moment within the second after it, so the end is STOP TIME + 1 s (a restore to an
+        earlier point could stop before the backup is consistent, and recovery would fail).
+        """
         out: dict[str, datetime] = {}
         archive = self.archive_dir
         if not archive.is_dir():
@@ -352,7 +357,7 @@ class LocalFleet:
                 except (OSError, ValueError):
                     continue
                 if "START" in times and "STOP" in times:
-                    out[times["START"].isoformat()] = times["STOP"]
+                    out[times["START"].isoformat()] = times["STOP"] + timedelta(seconds=1)
         return out
 
     def _snapshot_from(self, path: Path, history: dict[str, datetime] | None = None) -> Snapshot:
