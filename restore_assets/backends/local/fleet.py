@@ -589,8 +589,10 @@ class LocalFleet:
             self._prepare_recovery(cluster, target)
             cluster.start(timeout=timeout)
             self._wait_promoted(cluster, timeout)
-        except Exception:
-            cluster.stop(mode="immediate")
+        except BaseException:
+            # nothing usable was made: stop the server and remove its directory (its last log
+            # error is already in the exception), so a failed restore leaves no instance behind
+            self.delete_temp(restore_id)
             raise
         return TempDatabase(
             restore_id=restore_id,
