@@ -1,0 +1,362 @@
+"""The guard: every statement may create or change objects only inside the restored schemas.
+
+It is a whitelist over parse trees (pglast): each statement type the DDL engine emits has a rule
+naming the object it creates or changes, and that object's schema must be one of
+`allowed_schemas`. References to other schemas are reads and pass (``REFERENCES
+shared.countries``, a column of type ``shared.money``, ``EXECUTE FUNCTION shared.f()``); anything
+else is refused with the statement's text in the message: ``DROP`` of anything, changes to another
+schema's objects, objects created unqualified or elsewhere, ``CREATE EXTENSION`` (database-wide:
+install extensions before the restore), ``DO`` blocks, roles, ``ALTER DEFAULT PRIVILEGES``
+without ``IN SCHEMA``, settings that switch identity (``SET ROLE``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from pglast import parser
+
+from restore_assets.ddl.names import ident_value
+from restore_assets.errors import GuardViolation
+
+# settings a dump may set for its own session; anything else (role, session_authorization...) is
+# refused
+ALLOWED_SETTINGS = frozenset(
+    {
+        "search_path",
+        "check_function_bodies",
+        "client_encoding",
+        "standard_conforming_strings",
+        "xmloption",
+        "client_min_messages",
+        "row_security",
+        "default_tablespace",
+        "default_table_access_method",
+        "default_with_oids",
+        "statement_timeout",
+        "lock_timeout",
+        "idle_in_transaction_session_timeout",
+        "idle_session_timeout",
+        "transaction_timeout",
+        "escape_string_warning",
+        "synchronous_commit",
+        "maintenance_work_mem",
+        "work_mem",
+    }
+)
+_THREE_PART = frozenset(
+    {"OBJECT_COLUMN", "OBJECT_TABCONSTRAINT", "OBJECT_TRIGGER", "OBJECT_POLICY", "OBJECT_RULE"}
+)
+_REFUSED = {
+    "DropStmt": "DROP is never part of a restore",
+    "TruncateStmt": "TRUNCATE is never part of a restore",
+    "DeleteStmt": "DML is never part of a restore's DDL",
+    "UpdateStmt": "DML is never part of a restore's DDL",
+    "InsertStmt": "DML is never part of a restore's DDL",
+    "MergeStmt": "DML is never part of a restore's DDL",
+    "CopyStmt": "COPY is the data mover's job, not DDL",
+    "DoStmt": "anonymous DO blocks can do anything and are not allowed",
+    "CallStmt": "CALL runs code and is not allowed",
+    "ExecuteStmt": "EXECUTE runs code and is not allowed",
+    "TransactionStmt": "transaction control is done by apply(), not by the statements",
+    "CreateExtensionStmt": (
+        "CREATE EXTENSION changes the whole database: install extensions before the restore"
+    ),
+    "AlterExtensionStmt": "extensions are database-wide",
+    "CreateRoleStmt": "roles are cluster-wide",
+    "AlterRoleStmt": "roles are cluster-wide",
+    "AlterRoleSetStmt": "roles are cluster-wide",
+    "DropRoleStmt": "roles are cluster-wide",
+    "GrantRoleStmt": "role membership is cluster-wide",
+    "CreatedbStmt": "databases are out of scope",
+    "AlterDatabaseStmt": "databases are out of scope",
+    "AlterDatabaseSetStmt": "databases are out of scope",
+    "CreateEventTrigStmt": "event triggers are database-wide",
+    "CreateCastStmt": "casts are database-wide",
+    "CreateTransformStmt": "transforms are database-wide",
+    "CreatePLangStmt": "languages are database-wide",
+    "CreateFdwStmt": "foreign-data wrappers are database-wide",
+    "CreateForeignServerStmt": "foreign servers are database-wide",
+    "CreateUserMappingStmt": "user mappings are database-wide",
+    "CreatePublicationStmt": "publications are database-wide",
+    "CreateSubscriptionStmt": "subscriptions are database-wide",
+    "CreateTableSpaceStmt": "tablespaces are cluster-wide",
+    "AlterSystemStmt": "ALTER SYSTEM changes the server",
+    "VacuumStmt": "VACUUM/ANALYZE is not DDL (and VACUUM cannot run in a transaction)",
+    "LockStmt": "explicit locks are not allowed",
+    "ReindexStmt": "REINDEX is not allowed",
+    "ClusterStmt": "CLUSTER is not allowed",
+    "LoadStmt": "LOAD is not allowed",
+    "DiscardStmt": "DISCARD is not allowed",
+    "ListenStmt": "not DDL",
+    "NotifyStmt": "not DDL",
+}
+
+
+def _names(items: Iterable[dict]) -> list[str]:
+    return [i["String"]["sval"] for i in items if "String" in i]
+
+
+class _Check:
+    def __init__(self, allowed: set[str]):
+        self.allowed = allowed
+
+    def schema(self, schema: str | None, what: str) -> str | None:
+        if not schema:
+            return f"{what} is not schema-qualified"
+        if schema not in self.allowed:
+            return f"{what} is in schema {schema!r}, outside the restored schema(s)"
+        return None
+
+    def rangevar(self, rv: dict | None, what: str) -> str | None:
+        if not rv:
+            return f"{what} is missing"
+        rv = rv.get("RangeVar", rv)
+        name = rv.get("relname")
+        return self.schema(rv.get("schemaname"), f"{what} {name!r}")
+
+    def names(self, items: list[dict], what: str, parts: int = 2) -> str | None:
+        names = _names(items)
+        if len(names) < parts:
+            return self.schema(None, f"{what} {'.'.join(names)!r}")
+        return self.schema(names[len(names) - parts], f"{what} {'.'.join(names)!r}")
+
+    def obj(self, objtype: str, obj: dict) -> str | None:
+        what = objtype.removeprefix("OBJECT_").lower().replace("_", " ")
+        if "String" in obj:
+            if objtype == "OBJECT_SCHEMA":
+                return self.schema(obj["String"]["sval"], "schema")
+            return f"{what} {obj['String']['sval']!r} is not an object of the restored schema"
+        if "List" in obj:
+            items = obj["List"].get("items", [])
+            if items and "TypeName" in items[0]:
+                return self.names(items[0]["TypeName"]["names"], what)
+            return self.names(items, what, 3 if objtype in _THREE_PART else 2)
+        if "ObjectWithArgs" in obj:
+            return self.names(obj["ObjectWithArgs"].get("objname", []), what)
+        if "TypeName" in obj:
+            return self.names(obj["TypeName"].get("names", []), what)
+        return f"{what}: unsupported object reference"
+
+
+def _setval_target(call: dict) -> str | None:
+    """The schema named by the first argument of setval('schema.seq', ...)."""
+    args = call.get("args", [])
+    if not args:
+        return None
+    arg = args[0]
+    if "TypeCast" in arg:
+        arg = arg["TypeCast"].get("arg", {})
+    sval = arg.get("A_Const", {}).get("sval", {}).get("sval")
+    if sval is None:
+        return None
+    toks = parser.scan(sval)
+    if len(toks) >= 3 and toks[1].name == "ASCII_46":
+        return ident_value(sval[toks[0].start : toks[0].end + 1])
+    return None
+
+
+def _select_violation(node: dict, check: _Check) -> str | None:
+    keys = set(node) - {"targetList", "limitOption", "op"}
+    targets = node.get("targetList", [])
+    if keys or len(targets) != 1:
+        return "only SELECT pg_catalog.set_config(...) and pg_catalog.setval(...) are allowed"
+    call = targets[0].get("ResTarget", {}).get("val", {}).get("FuncCall")
+    if call is None:
+        return "only SELECT pg_catalog.set_config(...) and pg_catalog.setval(...) are allowed"
+    fname = _names(call.get("funcname", []))
+    if fname not in (
+        ["pg_catalog", "set_config"],
+        ["set_config"],
+        ["pg_catalog", "setval"],
+        ["setval"],
+    ):
+        return f"SELECT of function {'.'.join(fname)!r} is not allowed"
+    if fname[-1] == "set_config":
+        first = call.get("args", [{}])[0].get("A_Const", {}).get("sval", {}).get("sval")
+        if first not in ALLOWED_SETTINGS:
+            return f"setting {first!r} is not allowed"
+        return None
+    return check.schema(_setval_target(call), "sequence of setval()")
+
+
+def _violation(kind: str, node: dict, check: _Check) -> str | None:
+    if kind in _REFUSED:
+        return _REFUSED[kind]
+    if kind == "VariableSetStmt":
+        name = node.get("name")
+        if node.get("kind") not in ("VAR_SET_VALUE", "VAR_SET_DEFAULT", "VAR_RESET"):
+            return f"SET form {node.get('kind')} is not allowed"
+        if name not in ALLOWED_SETTINGS:
+            return f"setting {name!r} is not allowed"
+        return None
+    if kind == "SelectStmt":
+        return _select_violation(node, check)
+    if kind == "CreateSchemaStmt":
+        if node.get("schemaElts"):
+            return "CREATE SCHEMA with embedded elements is not allowed"
+        return check.schema(node.get("schemaname"), "schema")
+    if kind == "CreateStmt":
+        v = check.rangevar(node.get("relation"), "table")
+        for parent in node.get("inhRelations", []):
+            v = v or check.rangevar(parent, "parent table (PARTITION OF/INHERITS)")
+        return v
+    if kind == "CreateForeignTableStmt":
+        return check.rangevar(node.get("base", {}).get("relation"), "foreign table")
+    if kind in ("CreateSeqStmt", "AlterSeqStmt"):
+        v = check.rangevar(node.get("sequence"), "sequence")
+        for opt in node.get("options", []):
+            d = opt.get("DefElem", {})
+            if d.get("defname") == "owned_by":
+                names = _names(d.get("arg", {}).get("List", {}).get("items", []))
+                if names != ["none"]:
+                    v = v or check.names(
+                        d["arg"]["List"]["items"], "OWNED BY column", min(3, len(names))
+                    )
+        return v
+    if kind == "CreateFunctionStmt":
+        return check.names(node.get("funcname", []), "function")
+    if kind == "DefineStmt":
+        return check.names(node.get("defnames", []), node.get("kind", "object").lower())
+    if kind in ("CreateEnumStmt", "CreateRangeStmt", "AlterEnumStmt"):
+        return check.names(node.get("typeName", []), "type")
+    if kind == "CompositeTypeStmt":
+        return check.rangevar(node.get("typevar"), "type")
+    if kind == "CreateDomainStmt":
+        return check.names(node.get("domainname", []), "domain")
+    if kind == "AlterDomainStmt":
+        return check.names(node.get("typeName", []), "domain")
+    if kind == "IndexStmt":
+        return check.rangevar(node.get("relation"), "table of the index")
+    if kind == "CreateTrigStmt":
+        return check.rangevar(node.get("relation"), "table of the trigger")
+    if kind == "ViewStmt":
+        return check.rangevar(node.get("view"), "view")
+    if kind == "CreateTableAsStmt":
+        return check.rangevar(node.get("into", {}).get("rel"), "materialized view")
+    if kind == "RefreshMatViewStmt":
+        return check.rangevar(node.get("relation"), "materialized view")
+    if kind == "RuleStmt":
+        return check.rangevar(node.get("relation"), "table of the rule")
+    if kind in ("CreatePolicyStmt", "AlterPolicyStmt"):
+        return check.rangevar(node.get("table"), "table of the policy")
+    if kind in ("CommentStmt", "SecLabelStmt"):
+        return check.obj(node.get("objtype", ""), node.get("object", {}))
+    if kind == "AlterOwnerStmt":
+        if node.get("relation"):
+            return check.rangevar(node["relation"], "object")
+        return check.obj(node.get("objectType", ""), node.get("object", {}))
+    if kind == "AlterTableStmt":
+        v = check.rangevar(node.get("relation"), "altered relation")
+        for cmd in node.get("cmds", []):
+            c = cmd.get("AlterTableCmd", {})
+            part = c.get("def", {}).get("PartitionCmd")
+            if part is not None:
+                v = v or check.rangevar(part.get("name"), "attached partition")
+        return v
+    if kind == "GrantStmt":
+        return _grant_violation(node, check)
+    if kind == "AlterDefaultPrivilegesStmt":
+        for opt in node.get("options", []):
+            d = opt.get("DefElem", {})
+            if d.get("defname") == "schemas":
+                for name in _names(d.get("arg", {}).get("List", {}).get("items", [])):
+                    v = check.schema(name, "schema of ALTER DEFAULT PRIVILEGES")
+                    if v:
+                        return v
+                return None
+        return "ALTER DEFAULT PRIVILEGES without IN SCHEMA changes the whole database"
+    if kind == "CreateStatsStmt":
+        v = check.names(node.get("defnames", []), "statistics object")
+        for rel in node.get("relations", []):
+            v = v or check.rangevar(rel, "table of the statistics")
+        return v
+    if kind == "CreateOpClassStmt":
+        return check.names(node.get("opclassname", []), "operator class") or (
+            check.names(node["opfamilyname"], "operator family")
+            if node.get("opfamilyname")
+            else None
+        )
+    if kind in ("CreateOpFamilyStmt", "AlterOpFamilyStmt"):
+        return check.names(node.get("opfamilyname", []), "operator family")
+    if kind == "AlterTSConfigurationStmt":
+        return check.names(node.get("cfgname", []), "text search configuration")
+    if kind == "AlterTSDictionaryStmt":
+        return check.names(node.get("dictname", []), "text search dictionary")
+    if kind == "CreateConversionStmt":
+        return check.names(node.get("conversion_name", []), "conversion")
+    return f"statement type {kind} is not allowed in a restore"
+
+
+def _grant_violation(node: dict, check: _Check) -> str | None:
+    objtype = node.get("objtype", "")
+    targtype = node.get("targtype")
+    objects = node.get("objects", [])
+    if targtype == "ACL_TARGET_ALL_IN_SCHEMA":
+        for o in objects:
+            v = check.schema(o.get("String", {}).get("sval"), "schema of GRANT ... IN SCHEMA")
+            if v:
+                return v
+        return None
+    if targtype != "ACL_TARGET_OBJECT":
+        return f"GRANT target {targtype} is not allowed"
+    allowed_types = {
+        "OBJECT_TABLE",
+        "OBJECT_SEQUENCE",
+        "OBJECT_FUNCTION",
+        "OBJECT_PROCEDURE",
+        "OBJECT_ROUTINE",
+        "OBJECT_TYPE",
+        "OBJECT_DOMAIN",
+        "OBJECT_SCHEMA",
+        "OBJECT_FOREIGN_TABLE",
+    }
+    if objtype not in allowed_types:
+        return f"GRANT on {objtype.removeprefix('OBJECT_').lower()} is not allowed"
+    for o in objects:
+        if "RangeVar" in o:
+            v = check.rangevar(o, "granted relation")
+        else:
+            v = check.obj(objtype, o)
+        if v:
+            return v
+    return None
+
+
+def statement_violation(statement: str, allowed_schemas: set[str]) -> str | None:
+    """Why a statement text breaks the guard's rules, or None when it is allowed."""
+    try:
+        tree = json.loads(parser.parse_sql_json(statement))
+    except parser.ParseError as exc:
+        return f"cannot be parsed ({exc})"
+    check = _Check(allowed_schemas)
+    stmts = tree.get("stmts", [])
+    if not stmts:
+        return None
+    for raw in stmts:
+        stmt = raw.get("stmt", {})
+        kind, node = next(iter(stmt.items()))
+        v = _violation(kind, node, check)
+        if v:
+            return v
+    return None
+
+
+def guard(statements: list[str], allowed_schemas: set[str]) -> None:
+    """Raise GuardViolation naming the first statement that touches anything outside the schemas."""
+    allowed = set(allowed_schemas)
+    for number, statement in enumerate(statements, 1):
+        reason = statement_violation(statement, allowed)
+        if reason:
+            text = " ".join(statement.split())
+            if len(text) > 300:
+                text = text[:300] + "..."
+            raise GuardViolation(
+                f"refused statement {number} of {len(statements)}: {reason}."
+                f" Statement: {text}. Allowed schemas: {sorted(allowed)};"
+                " the dump must only create objects inside the restored schema(s)."
+            )
+
+
+__all__ = ["ALLOWED_SETTINGS", "guard", "statement_violation"]

@@ -1,0 +1,516 @@
+"""Split a pg_dump --schema-only script into pre/post/full statement lists, renamed.
+
+Each statement is parsed on its own (pglast's JSON parse tree; the scanner for locations) and
+classified by its node type, never by text patterns:
+
+* *pre* (applied before the data is copied): schemas, types, domains, functions, procedures,
+  aggregates, operators, collations, text search objects, sequences and ``OWNED BY``, tables
+  (with their inline NOT NULL / DEFAULT / CHECK / generated columns), column defaults, identity
+  columns, partitions attached, and PRIMARY KEYs;
+* *post* (after the data): unique, check, exclusion and foreign-key constraints, indexes and
+  ``ALTER INDEX ... ATTACH PARTITION``, triggers, rules, views and materialized views, RLS and
+  policies, comments, security labels, grants, default privileges, extended statistics, ownership
+  when asked, then ``REFRESH MATERIALIZED VIEW`` for every materialized view and ``setval`` for
+  every sequence;
+* *full*: every statement of the dump, renamed, in dump order (the audit copy).
+
+pg_dump's order is kept inside each list: pg_dump already sorts by dependency. Two exceptions
+are repaired: a view that a *pre* statement depends on (a ``BEGIN ATOMIC`` function reading it, a
+function returning its row type) moves to *pre* with the views it reads; and a function pg_dump
+postponed into its post-data section (it depends on a constraint or index, e.g. ``ON CONFLICT``
+in a ``BEGIN ATOMIC`` body) stays in *post*. Statements the splitter does not know go to *post*
+and are listed in ``unknown``: never dropped.
+
+Session settings of the dump's header (``search_path = ''``, ``check_function_bodies = false``,
+``standard_conforming_strings``...) are kept, as transaction-local settings, at the start of both
+*pre* and *post* (and wherever the dump changes them, e.g. ``default_tablespace``); pg_dump's
+``statement_timeout``/``lock_timeout`` resets are dropped because ``apply()`` owns the timeouts.
+Statements are stored *without* a trailing semicolon; the ``*_sql`` properties join them into
+runnable scripts.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from pglast import parser
+
+from restore_assets.ddl.names import check_identifier_length, qualified, quote_ident, sql_literal
+from restore_assets.ddl.rename import Renamer, collect_facts
+from restore_assets.errors import DdlError
+
+SESSION_DROPPED = frozenset(
+    {
+        "statement_timeout",
+        "lock_timeout",
+        "idle_in_transaction_session_timeout",
+        "idle_session_timeout",
+        "transaction_timeout",
+    }
+)
+PRE_KINDS = frozenset(
+    {
+        "CreateSchemaStmt",
+        "CreateEnumStmt",
+        "AlterEnumStmt",
+        "CompositeTypeStmt",
+        "CreateRangeStmt",
+        "CreateDomainStmt",
+        "CreateFunctionStmt",
+        "CreateSeqStmt",
+        "AlterSeqStmt",
+        "CreateStmt",
+        "CreateForeignTableStmt",
+        "DefineStmt",
+        "CreateConversionStmt",
+        "CreateOpClassStmt",
+        "CreateOpFamilyStmt",
+        "AlterOpFamilyStmt",
+        "AlterTSConfigurationStmt",
+        "AlterTSDictionaryStmt",
+    }
+)
+POST_KINDS = frozenset(
+    {
+        "IndexStmt",
+        "CreateTrigStmt",
+        "ViewStmt",
+        "RuleStmt",
+        "CreatePolicyStmt",
+        "AlterPolicyStmt",
+        "CommentStmt",
+        "SecLabelStmt",
+        "GrantStmt",
+        "AlterDefaultPrivilegesStmt",
+        "CreateStatsStmt",
+        "AlterStatsStmt",
+        "RefreshMatViewStmt",
+    }
+)
+# ALTER TABLE subcommands that shape the table itself (pre) ...
+AT_PRE = frozenset(
+    {
+        "AT_ColumnDefault",
+        "AT_AddIdentity",
+        "AT_SetIdentity",
+        "AT_SetStatistics",
+        "AT_SetStorage",
+        "AT_SetCompression",
+        "AT_SetOptions",
+        "AT_ResetOptions",
+        "AT_SetRelOptions",
+        "AT_ResetRelOptions",
+        "AT_AddInherit",
+        "AT_AddOf",
+        "AT_SetNotNull",
+        "AT_GenericOptions",
+        "AT_AlterColumnGenericOptions",
+        "AT_SetAccessMethod",
+        "AT_SetLogged",
+        "AT_SetUnLogged",
+        "AT_AttachPartition",
+    }
+)
+# ... and those that need the data or the indexes (post)
+AT_POST = frozenset(
+    {
+        "AT_EnableRowSecurity",
+        "AT_DisableRowSecurity",
+        "AT_ForceRowSecurity",
+        "AT_NoForceRowSecurity",
+        "AT_ClusterOn",
+        "AT_ReplicaIdentity",
+        "AT_EnableTrig",
+        "AT_EnableAlwaysTrig",
+        "AT_EnableReplicaTrig",
+        "AT_DisableTrig",
+        "AT_EnableTrigAll",
+        "AT_DisableTrigAll",
+        "AT_EnableTrigUser",
+        "AT_DisableTrigUser",
+        "AT_EnableRule",
+        "AT_EnableAlwaysRule",
+        "AT_EnableReplicaRule",
+        "AT_DisableRule",
+        "AT_ValidateConstraint",
+        "AT_AlterConstraint",
+    }
+)
+# constraints that pg_dump always places in its post-data section
+POST_DATA_CONSTRAINTS = frozenset(
+    {"CONSTR_PRIMARY", "CONSTR_UNIQUE", "CONSTR_FOREIGN", "CONSTR_EXCLUSION"}
+)
+# pre statements whose creation may need a view to exist (BEGIN ATOMIC bodies, row types)
+VIEW_DEPENDENT_KINDS = frozenset(
+    {
+        "CreateFunctionStmt",
+        "CreateStmt",
+        "CompositeTypeStmt",
+        "CreateDomainStmt",
+        "CreateRangeStmt",
+        "DefineStmt",
+    }
+)
+
+
+def _script(statements: list[str], *, transaction: bool) -> str:
+    body = "".join(f"{s};\n\n" for s in statements)
+    return f"BEGIN;\n\n{body}COMMIT;\n" if transaction else body
+
+
+@dataclass
+class DdlBundle:
+    """A renamed dump split for a restore. Statements carry no trailing semicolon.
+
+    ``pre``/``post`` are applied each in one transaction (see ``apply``); their session settings
+    are transaction-local (``SET LOCAL``), so ``pre_sql``/``post_sql`` wrap them in
+    ``BEGIN``/``COMMIT``. ``full`` is the whole dump renamed, for audit (``full_sql`` is a plain
+    script). ``warnings`` are for the operator (dynamic SQL in function bodies...); ``unknown``
+    lists statements the splitter did not recognise (they are in ``post``).
+    """
+
+    pre: list[str]
+    post: list[str]
+    full: list[str]
+    warnings: list[str] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)
+    renames: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def target_schemas(self) -> set[str]:
+        """The schemas this bundle creates (what the guard allows)."""
+        return set(self.renames.values())
+
+    @property
+    def pre_sql(self) -> str:
+        """The pre statements as one transaction, runnable with psql."""
+        return _script(self.pre, transaction=True)
+
+    @property
+    def post_sql(self) -> str:
+        """The post statements as one transaction, runnable with psql."""
+        return _script(self.post, transaction=True)
+
+    @property
+    def full_sql(self) -> str:
+        """The whole renamed dump as a plain script."""
+        return _script(self.full, transaction=False)
+
+
+@dataclass
+class _Entry:
+    cls: str  # session | session-dropped | pre | post | owner | unknown
+    text: str
+    local: str | None = None  # the transaction-local form of a session statement
+
+
+def _names(items: list[dict]) -> list[str]:
+    return [i["String"]["sval"] for i in items if "String" in i]
+
+
+def _rv_key(rv: dict | None) -> tuple[str, str] | None:
+    if not rv:
+        return None
+    return rv.get("schemaname", ""), rv.get("relname", "")
+
+
+class _Builder:
+    def __init__(
+        self,
+        renames: dict[str, str],
+        sequence_values: dict[tuple[str, str], tuple[int, bool]] | None,
+        include_owner: bool,
+        unpopulated_matviews: set[tuple[str, str]] | None,
+    ):
+        self.renames = renames
+        self.renamer = Renamer(renames)
+        self.sequence_values = sequence_values
+        self.include_owner = include_owner
+        self.unpopulated = unpopulated_matviews or set()
+        self.entries: list[_Entry] = []
+        self.warnings: list[str] = []
+        self.sequences: list[tuple[str, str]] = []
+        self.matviews: list[tuple[str, str]] = []
+        self.views: dict[tuple[str, str], tuple[int, list[tuple[str, str]]]] = {}
+        self.schemas_created: set[str] = set()
+        self.in_post_data = False
+
+    # -- classification -------------------------------------------------------------------------
+    def classify(self, kind: str, node: dict) -> str:
+        if kind == "VariableSetStmt":
+            if node.get("kind") not in ("VAR_SET_VALUE", "VAR_SET_DEFAULT") or node.get("name") in (
+                "role",
+                "session_authorization",
+            ):
+                return "unknown"
+            return "session-dropped" if node.get("name") in SESSION_DROPPED else "session"
+        if kind == "SelectStmt":
+            targets = node.get("targetList", [])
+            call = (
+                targets[0].get("ResTarget", {}).get("val", {}).get("FuncCall") if targets else None
+            )
+            fname = _names(call.get("funcname", [])) if call else []
+            if len(targets) == 1 and fname and fname[-1] == "set_config":
+                return "session"
+            if len(targets) == 1 and fname and fname[-1] == "setval":
+                return "post"
+            return "unknown"
+        if kind == "AlterOwnerStmt":
+            return "owner"
+        if kind == "AlterTableStmt":
+            return self._classify_alter_table(node)
+        if kind == "CreateTableAsStmt":
+            if node.get("objtype") != "OBJECT_MATVIEW":
+                return "unknown"
+            key = _rv_key(node.get("into", {}).get("rel"))
+            if key and node.get("into", {}).get("skipData") and key not in self.unpopulated:
+                self.matviews.append(key)
+            return "post"
+        if kind == "AlterDomainStmt":
+            return "post" if node.get("subtype") in ("C", "V") else "unknown"
+        if kind in PRE_KINDS:
+            if kind == "CreateSchemaStmt":
+                self.schemas_created.add(node.get("schemaname", ""))
+            elif kind == "CreateSeqStmt":
+                key = _rv_key(node.get("sequence"))
+                if key:
+                    self.sequences.append(key)
+            elif kind == "CreateFunctionStmt" and self.in_post_data:
+                return "post"  # pg_dump postponed it: it depends on a post-data object
+            return "pre"
+        if kind in POST_KINDS:
+            if kind in ("IndexStmt", "CreateTrigStmt", "RuleStmt", "CreatePolicyStmt"):
+                self.in_post_data = True
+            return "post"
+        return "unknown"
+
+    def _classify_alter_table(self, node: dict) -> str:
+        objtype = node.get("objtype", "OBJECT_TABLE")
+        classes = set()
+        for cmd in node.get("cmds", []):
+            c = cmd.get("AlterTableCmd", {})
+            sub = c.get("subtype")
+            if sub == "AT_ChangeOwner":
+                classes.add("owner")
+            elif sub == "AT_AddConstraint":
+                contype = c.get("def", {}).get("Constraint", {}).get("contype")
+                if contype in POST_DATA_CONSTRAINTS:
+                    self.in_post_data = True
+                classes.add("pre" if contype in ("CONSTR_PRIMARY", "CONSTR_NOTNULL") else "post")
+            elif sub == "AT_AddIdentity":
+                options = c.get("def", {}).get("Constraint", {}).get("options", [])
+                for opt in options:
+                    d = opt.get("DefElem", {})
+                    if d.get("defname") == "sequence_name":
+                        names = _names(d.get("arg", {}).get("List", {}).get("items", []))
+                        if len(names) == 2:
+                            self.sequences.append((names[0], names[1]))
+                classes.add("pre")
+            elif sub in AT_PRE:
+                classes.add("pre")
+            elif sub in AT_POST:
+                classes.add("post")
+            else:
+                classes.add("unknown")
+        if classes == {"owner"}:
+            return "owner"
+        classes.discard("owner")
+        if "unknown" in classes:
+            return "unknown"
+        if objtype in ("OBJECT_INDEX", "OBJECT_VIEW", "OBJECT_MATVIEW"):
+            return "post"
+        if _rv_key(node.get("relation")) in self.views:
+            return "post"  # e.g. a view column's DEFAULT: follows the view
+        return "post" if "post" in classes else "pre"
+
+    # -- one statement ------------------------------------------------------------------------
+    def feed(self, raw: str) -> None:
+        try:
+            toks = parser.scan(raw)
+        except parser.ParseError as exc:
+            self._unknown(raw.strip(), f"cannot be scanned ({exc})")
+            return
+        if not toks:
+            return
+        first, last = toks[0].start, toks[-1].end + 1
+        try:
+            tree_json = parser.parse_sql_json(raw)
+            stmts = json.loads(tree_json)["stmts"]
+        except parser.ParseError as exc:
+            self._unknown(raw[first:last], f"cannot be parsed ({exc})")
+            return
+        if len(stmts) != 1:
+            self._unknown(raw[first:last], "not a single statement")
+            return
+        kind, node = next(iter(stmts[0]["stmt"].items()))
+        cls = self.classify(kind, node)
+        facts = None
+        is_view = kind == "ViewStmt" or (
+            kind == "CreateTableAsStmt" and node.get("objtype") == "OBJECT_MATVIEW"
+        )
+        if is_view or (cls == "pre" and self.views and kind in VIEW_DEPENDENT_KINDS):
+            facts = collect_facts(node, refs=True)
+        renamed, warnings = self.renamer.rename_statement(raw, toks, kind, node, tree_json, facts)
+        self.warnings += warnings
+        text = renamed[first : len(renamed) - (len(raw) - last)]
+        index = len(self.entries)
+        entry = _Entry(cls, text)
+        if cls == "session":
+            entry.local = self._local(kind, text)
+        elif cls == "unknown":
+            self._unknown(text, f"statement type {kind} is not classified", add=False)
+        self.entries.append(entry)
+        if facts is not None:
+            refs = facts.rangevars + facts.typenames
+            if is_view:
+                key = _rv_key(node.get("view") or node.get("into", {}).get("rel"))
+                if key and not self.in_post_data:
+                    self.views[key] = (index, refs)
+            elif cls == "pre":
+                for ref in refs:
+                    self._promote(ref, index)
+
+    def _promote(self, key: tuple[str, str], before: int) -> None:
+        """Move a view (and the views it reads) to pre: a pre statement needs it."""
+        found = self.views.get(key)
+        if found is None:
+            return
+        index, refs = found
+        entry = self.entries[index]
+        if index >= before or entry.cls == "pre":
+            return
+        entry.cls = "pre"
+        self.warnings.append(
+            f"view {key[0]}.{key[1]} moved to pre: a function or type created in pre depends on it"
+        )
+        for ref in refs:
+            self._promote(ref, index)
+
+    def _local(self, kind: str, text: str) -> str:
+        """The transaction-local form of a session setting (SET LOCAL / set_config(..., true))."""
+        toks = parser.scan(text)
+        if kind == "VariableSetStmt":
+            end = toks[0].end + 1
+            return f"{text[:end]} LOCAL{text[end:]}"
+        if len(toks) >= 2 and toks[-1].name == "ASCII_41" and toks[-2].name == "FALSE_P":
+            t = toks[-2]
+            return f"{text[: t.start]}true{text[t.end + 1 :]}"
+        return text
+
+    def _unknown(self, text: str, why: str, *, add: bool = True) -> None:
+        short = " ".join(text.split())[:120]
+        self.warnings.append(f"unknown statement kept in post ({why}): {short}")
+        if add:
+            self.entries.append(_Entry("unknown", text))
+
+    # -- assembly ---------------------------------------------------------------------------------
+    def finish(self) -> DdlBundle:
+        pre: list[str] = []
+        post: list[str] = []
+        full: list[str] = []
+        unknown: list[str] = []
+        header_done = False
+        header_len = 0
+        for e in self.entries:
+            full.append(e.text)
+            if e.cls == "session":
+                pre.append(e.local or e.text)
+                post.append(e.local or e.text)
+                if not header_done:
+                    header_len = len(pre)
+                continue
+            if e.cls == "session-dropped":
+                continue
+            header_done = True
+            if e.cls == "pre":
+                pre.append(e.text)
+            elif e.cls == "post":
+                post.append(e.text)
+            elif e.cls == "owner":
+                if self.include_owner:
+                    post.append(e.text)
+            else:
+                post.append(e.text)
+                unknown.append(e.text)
+        self._ensure_settings(pre, post, header_len)
+        missing = [s for s in self.renames if s not in self.schemas_created]
+        for offset, old in enumerate(missing):
+            pre.insert(header_len + offset, f"CREATE SCHEMA {quote_ident(self.renames[old])}")
+            self.warnings.append(
+                f"the dump has no CREATE SCHEMA for {old!r}; pre creates {self.renames[old]!r}"
+            )
+        for schema, name in self.matviews:
+            if schema in self.renames:
+                post.append(f"REFRESH MATERIALIZED VIEW {qualified(self.renames[schema], name)}")
+        post += self._setvals()
+        return DdlBundle(pre, post, full, self.warnings, unknown, dict(self.renames))
+
+    def _ensure_settings(self, pre: list[str], post: list[str], header_len: int) -> None:
+        """Dumps without pg_dump's header still get search_path '' and no body checks."""
+        header = " ".join(pre[:header_len]).lower()
+        needed = []
+        if "search_path" not in header:
+            needed.append("SELECT pg_catalog.set_config('search_path', '', true)")
+        if "check_function_bodies" not in header:
+            needed.append("SET LOCAL check_function_bodies = false")
+        for i, stmt in enumerate(needed):
+            pre.insert(i, stmt)
+            post.insert(i, stmt)
+
+    def _setvals(self) -> list[str]:
+        values = self.sequence_values
+        if values is None:
+            if self.sequences:
+                self.warnings.append(
+                    "no sequence values given: sequences of the restored schema start afresh"
+                )
+            return []
+        out = []
+        known = set(self.sequences)
+        for schema, seq in self.sequences:
+            if schema not in self.renames:
+                continue
+            if (schema, seq) not in values:
+                self.warnings.append(f"no value read for sequence {schema}.{seq}; not set")
+                continue
+            last_value, is_called = values[(schema, seq)]
+            target = sql_literal(qualified(self.renames[schema], seq))
+            out.append(
+                f"SELECT pg_catalog.setval({target}, {int(last_value)}, {str(bool(is_called)).lower()})"
+            )
+        for schema, seq in values:
+            if schema in self.renames and (schema, seq) not in known:
+                self.warnings.append(
+                    f"sequence {schema}.{seq} has a value but is not in the dump; not set"
+                )
+        return out
+
+
+def _split(dump_sql: str) -> list[str]:
+    try:
+        slices = parser.split(dump_sql, only_slices=True)
+    except parser.ParseError:
+        slices = parser.split(dump_sql, with_parser=False, only_slices=True)
+    return [dump_sql[s] for s in slices]
+
+
+def build_bundle(
+    dump_sql: str,
+    renames: dict[str, str],
+    sequence_values: dict[tuple[str, str], tuple[int, bool]] | None = None,
+    *,
+    include_owner: bool = False,
+    unpopulated_matviews: set[tuple[str, str]] | None = None,
+) -> DdlBundle:
+    """Split a schema-only dump into pre/post/full, renaming schemas and adding setval calls."""
+    if not renames:
+        raise DdlError("no schema to rename: give at least one {schema: new_name}")
+    for old, new in renames.items():
+        check_identifier_length(new, what=f"restored schema name for {old!r}")
+        if old == new:
+            raise DdlError(f"schema {old!r} would be restored onto itself; choose a suffix")
+    builder = _Builder(renames, sequence_values, include_owner, unpopulated_matviews)
+    for raw in _split(dump_sql):
+        builder.feed(raw)
+    return builder.finish()
