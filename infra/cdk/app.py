@@ -17,7 +17,6 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 import aws_cdk as cdk  # noqa: E402
-
 from restore_assets_infra.config import ConfigError  # noqa: E402
 from restore_assets_infra.stack import build  # noqa: E402
 

@@ -51,7 +51,10 @@ TAG_PRESENT_ON_RESOURCE = {"Null": {f"aws:ResourceTag/{RESTORE_ID_TAG}": "false"
 
 def _arn(scope: Construct, service: str, resource: str, name: str) -> str:
     return Stack.of(scope).format_arn(
-        service=service, resource=resource, resource_name=name, arn_format=ArnFormat.COLON_RESOURCE_NAME
+        service=service,
+        resource=resource,
+        resource_name=name,
+        arn_format=ArnFormat.COLON_RESOURCE_NAME,
     )
 
 
@@ -232,7 +235,9 @@ class BackendRole(Construct):
                     sid="SourceKmsKeyViaRds",
                     actions=["kms:CreateGrant", "kms:DescribeKey"],
                     resources=[self.settings.source_kms_key_arn],
-                    conditions={"StringEquals": {"kms:ViaService": f"rds.{Aws.REGION}.amazonaws.com"}},
+                    conditions={
+                        "StringEquals": {"kms:ViaService": f"rds.{Aws.REGION}.amazonaws.com"}
+                    },
                 )
             )
         return statements

@@ -36,8 +36,35 @@ AWS_KEYS: tuple[str, ...] = (
     "mover",
 )
 LIST_KEYS = frozenset(
-    {"restore_security_group_ids", "dms_security_group_ids", "ecs_subnets", "ecs_security_group_ids"}
+    {
+        "restore_security_group_ids",
+        "dms_security_group_ids",
+        "ecs_subnets",
+        "ecs_security_group_ids",
+    }
 )
+# Stack output key -> YAML key: the outputs backend_config.py turns back into the YAML.
+OUTPUT_KEYS: dict[str, str] = {
+    "RegionName": "region_name",
+    "SourceIdentifier": "source_identifier",
+    "SecretArn": "secret_arn",
+    "RestoreSubnetGroup": "restore_subnet_group",
+    "RestoreSecurityGroupIds": "restore_security_group_ids",
+    "TempInstanceClass": "temp_instance_class",
+    "DmsSubnetGroup": "dms_subnet_group",
+    "DmsSecurityGroupIds": "dms_security_group_ids",
+    "DmsInstanceClass": "dms_instance_class",
+    "EcsCluster": "ecs_cluster",
+    "EcsTaskDefinition": "ecs_task_definition",
+    "EcsContainerName": "ecs_container_name",
+    "EcsSubnets": "ecs_subnets",
+    "EcsSecurityGroupIds": "ecs_security_group_ids",
+    "ArtifactBucket": "artifact_bucket",
+    "ArtifactPrefix": "artifact_prefix",
+    "AuditTable": "audit_table",
+    "Mover": "mover",
+}
+BACKEND_YAML_OUTPUT = "BackendConfigYaml"
 _PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+=-]*")
 # How an unresolved CDK string token looks; kept literal here so that backend_config.py does not
 # need aws_cdk (and node) just to write a YAML file.

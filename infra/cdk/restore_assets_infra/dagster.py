@@ -181,9 +181,7 @@ class DagsterDeployment(Construct):
             "Webserver",
             container_name="webserver",
             image=image,
-            command=_start(
-                f"dagster-webserver -h 0.0.0.0 -p {WEBSERVER_PORT} -m {CODE_MODULE}"
-            ),
+            command=_start(f"dagster-webserver -h 0.0.0.0 -p {WEBSERVER_PORT} -m {CODE_MODULE}"),
             port_mappings=[ecs.PortMapping(container_port=WEBSERVER_PORT)],
             logging=ecs.LogDrivers.aws_logs(stream_prefix="webserver", log_group=self.log_group),
             environment=environment,

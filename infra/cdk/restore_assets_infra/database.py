@@ -187,7 +187,9 @@ class ProductionDatabase(Construct):
                 retention=log_retention,
                 removal_policy=RemovalPolicy.DESTROY,
             )
-            klass = settings.db_instance_class or _DEFAULT_INSTANCE_CLASS[settings.selected_database]
+            klass = (
+                settings.db_instance_class or _DEFAULT_INSTANCE_CLASS[settings.selected_database]
+            )
             instance = rds.DatabaseInstance(
                 self,
                 "Instance",

@@ -13,35 +13,12 @@ from aws_cdk import App, Aws, CfnOutput, Stack, Tags
 from constructs import Construct
 
 from .backend_role import BackendRole
-from .backend_yaml import render_backend_yaml
+from .backend_yaml import BACKEND_YAML_OUTPUT, OUTPUT_KEYS, render_backend_yaml
 from .config import Settings
 from .dagster import DagsterDeployment
 from .database import ProductionDatabase
 from .network import Network
 from .restore import CONTAINER_NAME, RestoreCapability
-
-# Output key -> backend YAML key, for the outputs backend_config.py turns back into YAML.
-OUTPUT_KEYS: dict[str, str] = {
-    "RegionName": "region_name",
-    "SourceIdentifier": "source_identifier",
-    "SecretArn": "secret_arn",
-    "RestoreSubnetGroup": "restore_subnet_group",
-    "RestoreSecurityGroupIds": "restore_security_group_ids",
-    "TempInstanceClass": "temp_instance_class",
-    "DmsSubnetGroup": "dms_subnet_group",
-    "DmsSecurityGroupIds": "dms_security_group_ids",
-    "DmsInstanceClass": "dms_instance_class",
-    "EcsCluster": "ecs_cluster",
-    "EcsTaskDefinition": "ecs_task_definition",
-    "EcsContainerName": "ecs_container_name",
-    "EcsSubnets": "ecs_subnets",
-    "EcsSecurityGroupIds": "ecs_security_group_ids",
-    "ArtifactBucket": "artifact_bucket",
-    "ArtifactPrefix": "artifact_prefix",
-    "AuditTable": "audit_table",
-    "Mover": "mover",
-}
-BACKEND_YAML_OUTPUT = "BackendConfigYaml"
 
 
 class RestoreAssetsStack(Stack):
