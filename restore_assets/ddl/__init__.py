@@ -16,7 +16,6 @@ from restore_assets.ddl.extract import (
     read_sequence_values,
     read_unpopulated_matviews,
     schema_pattern,
-    strip_restrict,
 )
 from restore_assets.ddl.guard import guard, statement_violation
 from restore_assets.ddl.names import (
@@ -26,7 +25,7 @@ from restore_assets.ddl.names import (
     target_name,
 )
 from restore_assets.ddl.rename import Renamer
-from restore_assets.ddl.split import DdlBundle, build_bundle
+from restore_assets.ddl.split import DdlBundle, build_bundle, strip_restrict
 
 __all__ = [
     "DdlBundle",

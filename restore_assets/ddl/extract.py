@@ -10,7 +10,7 @@ from psycopg import sql
 
 from restore_assets.backends.local.pg import pg_bin
 from restore_assets.ddl.names import target_name
-from restore_assets.ddl.split import DdlBundle, build_bundle
+from restore_assets.ddl.split import DdlBundle, build_bundle, strip_restrict
 from restore_assets.errors import DdlError
 
 DUMP_TIMEOUT_S = 3600
@@ -20,26 +20,6 @@ _SEQUENCE_BATCH = 500
 def schema_pattern(schema: str) -> str:
     """A pg_dump -n pattern matching exactly this schema name (double-quoted, quotes doubled)."""
     return '"' + schema.replace('"', '""') + '"'
-
-
-def strip_restrict(dump: str) -> str:
-    r"""Remove pg_dump's ``\restrict KEY`` / ``\unrestrict KEY`` psql meta-command lines.
-
-    Only lines carrying the key announced by the first ``\restrict`` line are removed, so a
-    function body that happens to contain such text is never touched.
-    """
-    lines = dump.split("\n")
-    key = None
-    for line in lines:
-        if line.startswith("\\restrict "):
-            key = line[len("\\restrict ") :].strip()
-            break
-        if line and not line.startswith("--"):
-            break
-    if key is None:
-        return dump
-    drop = {f"\\restrict {key}", f"\\unrestrict {key}"}
-    return "\n".join(line for line in lines if line.rstrip("\r") not in drop)
 
 
 def dump_schema_ddl(dsn: str, schemas: list[str], *, timeout: float = DUMP_TIMEOUT_S) -> str:

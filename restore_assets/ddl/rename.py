@@ -1,10 +1,11 @@
 """Rename schemas inside SQL text by splicing scanner-token locations, guided by the AST.
 
 A reference to a schema is an identifier token equal to the schema's name (unquoted names are
-compared after ASCII down-casing, quoted ones exactly) that is *followed by a ``.`` token*:
-``t1.tab``, ``"Tenant_X".f(...)``, ``OPERATOR(t1.+)``, ``t1.tab.col`` in ``OWNED BY``. The AST
-removes the one ambiguity: a two-part column reference (``t1.col``) names a table or alias, not a
-schema, so ``ColumnRef`` nodes with at most two fields are excluded. Besides those:
+compared after ASCII down-casing, quoted ones exactly) that is *followed by a ``.`` token* and
+is the first part of its dotted name: ``t1.tab``, ``"Tenant_X".f(...)``, ``OPERATOR(t1.+)``,
+``t1.tab.col`` in ``OWNED BY`` (but not the table in ``t1.t1.col``). The AST removes the one
+ambiguity: a two-part column reference (``t1.col``) names a table or alias, not a schema, so
+``ColumnRef`` nodes with other than three fields are excluded. Besides those:
 
 * string literals cast to a ``reg*`` type (``'t1.seq'::regclass``) and the first argument of
   ``nextval``/``currval``/``setval`` are rewritten inside the literal;
@@ -69,6 +70,25 @@ SCHEMA_NAMING_STATEMENTS = frozenset(
     }
 )
 REWRITTEN_LANGUAGES = frozenset({"sql", "plpgsql"})
+# calls that turn strings into names at run time: a literal naming the schema next to them is
+# dynamic SQL the renamer cannot follow
+DYNAMIC_FUNCTIONS = frozenset(
+    {
+        "format",
+        "quote_ident",
+        "quote_literal",
+        "quote_nullable",
+        "set_config",
+        "to_regclass",
+        "to_regtype",
+        "to_regproc",
+        "to_regprocedure",
+        "to_regnamespace",
+        "to_regoper",
+        "to_regoperator",
+        "to_regcollation",
+    }
+)
 
 DOT = "ASCII_46"
 COMMA = "ASCII_44"
@@ -173,6 +193,9 @@ class Renamer:
         self._mention = (
             re.compile(rf"(?<![\w$])(?:{words})(?![\w$])", re.IGNORECASE) if words else None
         )
+        self._qualified = (
+            re.compile(rf'(?<![\w$])"?(?:{words})"?\s*\.', re.IGNORECASE) if words else None
+        )
 
     # -- small predicates -------------------------------------------------------------------
     def schema_token(self, text: str, tok: parser.Token) -> str | None:
@@ -181,6 +204,10 @@ class Renamer:
             return None
         value = ident_value(text[tok.start : tok.end + 1])
         return value if value in self.renames else None
+
+    def mentions_qualified(self, value: str) -> bool:
+        """True when a string uses one of the schemas as a qualifier ('t1.tab', '"T".x')."""
+        return bool(self._qualified and self._qualified.search(value))
 
     def mentions(self, value: str) -> bool:
         """True when a string mentions one of the schemas as a word (used for warnings only)."""
@@ -209,7 +236,8 @@ class Renamer:
             name = tok.name
             if name == "IDENT" or tok.kind != "NO_KEYWORD":
                 if i + 1 < n and toks[i + 1].name == DOT:
-                    if tok.start in exclude:
+                    # only the first part of a dotted name can be the schema (t1.t1.c)
+                    if tok.start in exclude or (i and toks[i - 1].name == DOT):
                         continue
                     value = ident_value(text[tok.start : tok.end + 1])
                     if value in renames:
@@ -435,20 +463,31 @@ class Renamer:
             except parser.ParseError:
                 pass
         edits, literal_tokens = self.token_edits(body, toks, exclude)
-        dynamic = []
+        mentioned: list[str] = []  # string literals naming a restored schema
+        qualified_mention = False  # ... as a qualifier ('t1.tab'): SQL text in a string
+        dynamic_code = False  # EXECUTE, format(), quote_ident(), to_regclass()...
         ambiguous = []
         for i, t in enumerate(toks):
             if t.name == "SCONST" and i not in literal_tokens:
                 decoded = decode_string_token(body[t.start : t.end + 1])
                 if decoded and self.mentions(decoded[0]):
-                    dynamic.append(decoded[0])
-            elif language == "plpgsql" and self.schema_token(body, t) is not None:
+                    mentioned.append(decoded[0])
+                    qualified_mention = qualified_mention or self.mentions_qualified(decoded[0])
+                continue
+            if t.name == "EXECUTE" or (
+                is_identifier(t)
+                and i + 1 < len(toks)
+                and toks[i + 1].name == LPAREN
+                and self._word(body, t) in DYNAMIC_FUNCTIONS
+            ):
+                dynamic_code = True
+            if language == "plpgsql" and self.schema_token(body, t) is not None:
                 before = toks[i - 1].name if i else None
                 after = toks[i + 1].name if i + 1 < len(toks) else None
                 if after != DOT and before != DOT:
                     ambiguous.append(body[t.start : t.end + 1])
-        if dynamic:
-            sample = dynamic[0].strip().replace("\n", " ")[:80]
+        if mentioned and (dynamic_code or qualified_mention):
+            sample = mentioned[0].strip().replace("\n", " ")[:80]
             warnings.append(
                 f"function {fname}: string literal mentions a restored schema (dynamic SQL via"
                 f" EXECUTE/format() is not renamed): {sample!r}"

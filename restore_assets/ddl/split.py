@@ -433,7 +433,7 @@ class _Builder:
             else:
                 post.append(e.text)
                 unknown.append(e.text)
-        self._ensure_settings(pre, post, header_len)
+        header_len += self._ensure_settings(pre, post, header_len)
         missing = [s for s in self.renames if s not in self.schemas_created]
         for offset, old in enumerate(missing):
             pre.insert(header_len + offset, f"CREATE SCHEMA {quote_ident(self.renames[old])}")
@@ -446,7 +446,7 @@ class _Builder:
         post += self._setvals()
         return DdlBundle(pre, post, full, self.warnings, unknown, dict(self.renames))
 
-    def _ensure_settings(self, pre: list[str], post: list[str], header_len: int) -> None:
+    def _ensure_settings(self, pre: list[str], post: list[str], header_len: int) -> int:
         """Dumps without pg_dump's header still get search_path '' and no body checks."""
         header = " ".join(pre[:header_len]).lower()
         needed = []
@@ -457,6 +457,7 @@ class _Builder:
         for i, stmt in enumerate(needed):
             pre.insert(i, stmt)
             post.insert(i, stmt)
+        return len(needed)
 
     def _setvals(self) -> list[str]:
         values = self.sequence_values
@@ -487,12 +488,63 @@ class _Builder:
         return out
 
 
+def strip_restrict(dump: str) -> str:
+    r"""Remove pg_dump's ``\restrict KEY`` / ``\unrestrict KEY`` psql meta-command lines.
+
+    Only lines carrying the key announced by the first ``\restrict`` line are removed, so a
+    function body that happens to contain such text is never touched.
+    """
+    lines = dump.split("\n")
+    key = None
+    for line in lines:
+        if line.startswith("\\restrict "):
+            key = line[len("\\restrict ") :].strip()
+            break
+        if line and not line.startswith("--"):
+            break
+    if key is None:
+        return dump
+    drop = {f"\\restrict {key}", f"\\unrestrict {key}"}
+    return "\n".join(line for line in lines if line.rstrip("\r") not in drop)
+
+
 def _split(dump_sql: str) -> list[str]:
+    """Statements of a script: the parser's split, or a token split when a statement is broken."""
     try:
         slices = parser.split(dump_sql, only_slices=True)
     except parser.ParseError:
-        slices = parser.split(dump_sql, with_parser=False, only_slices=True)
+        return _split_tokens(dump_sql)
     return [dump_sql[s] for s in slices]
+
+
+def _split_tokens(dump_sql: str) -> list[str]:
+    """Split at top-level ';' tokens (not inside BEGIN ATOMIC ... END); never drops text.
+
+    Used only when the parser cannot split the script (pglast's scanner-based split stops at the
+    first broken statement): every statement still reaches the bundle, the broken ones as unknown.
+    """
+    try:
+        toks = parser.scan(dump_sql)
+    except parser.ParseError as exc:
+        raise DdlError(f"the dump cannot be tokenized: {exc}") from exc
+    out: list[str] = []
+    start = 0
+    atomic = 0  # nesting inside BEGIN ATOMIC ... END (CASE ... END nests too)
+    for i, tok in enumerate(toks):
+        name = tok.name
+        if name == "BEGIN_P" and i + 1 < len(toks) and toks[i + 1].name == "ATOMIC":
+            atomic += 1
+        elif atomic and name == "CASE":
+            atomic += 1
+        elif atomic and name == "END_P":
+            atomic -= 1
+        elif name == "ASCII_59" and not atomic:
+            if dump_sql[start : tok.start].strip():
+                out.append(dump_sql[start : tok.start])
+            start = tok.end + 1
+    if dump_sql[start:].strip():
+        out.append(dump_sql[start:])
+    return out
 
 
 def build_bundle(
@@ -511,6 +563,6 @@ def build_bundle(
         if old == new:
             raise DdlError(f"schema {old!r} would be restored onto itself; choose a suffix")
     builder = _Builder(renames, sequence_values, include_owner, unpopulated_matviews)
-    for raw in _split(dump_sql):
+    for raw in _split(strip_restrict(dump_sql)):
         builder.feed(raw)
     return builder.finish()

@@ -1,0 +1,152 @@
+"""The guard, on statement text only (no database): hostile dumps are refused by AST."""
+
+from __future__ import annotations
+
+import pytest
+
+from restore_assets.ddl import build_bundle, guard, statement_violation
+from restore_assets.errors import GuardViolation
+
+ALLOWED = {"t1_x"}
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "SET LOCAL check_function_bodies = false",
+        "SELECT pg_catalog.set_config('search_path', '', true)",
+        "SET default_tablespace = ''",
+        "CREATE SCHEMA t1_x",
+        "CREATE TABLE t1_x.a (id int REFERENCES shared.countries (code), c shared.money)",
+        "CREATE TABLE t1_x.p_1 PARTITION OF t1_x.p DEFAULT",
+        "ALTER TABLE ONLY t1_x.a ADD CONSTRAINT fk FOREIGN KEY (c) REFERENCES shared.countries(code)",
+        "ALTER TABLE ONLY t1_x.p ATTACH PARTITION t1_x.p_1 DEFAULT",
+        "ALTER INDEX t1_x.i ATTACH PARTITION t1_x.j",
+        "CREATE SEQUENCE t1_x.s",
+        "ALTER SEQUENCE t1_x.s OWNED BY t1_x.a.id",
+        "CREATE FUNCTION t1_x.f() RETURNS int LANGUAGE sql AS $$ SELECT shared.g() $$",
+        "CREATE AGGREGATE t1_x.agg(int) (SFUNC = int4pl, STYPE = int)",
+        "CREATE TYPE t1_x.e AS ENUM ('a')",
+        "CREATE DOMAIN t1_x.d AS int",
+        "CREATE INDEX i ON t1_x.a (c)",
+        "CREATE TRIGGER tr BEFORE INSERT ON t1_x.a FOR EACH ROW EXECUTE FUNCTION shared.audit()",
+        "CREATE VIEW t1_x.v AS SELECT * FROM shared.countries",
+        "CREATE MATERIALIZED VIEW t1_x.mv AS SELECT 1 WITH NO DATA",
+        "REFRESH MATERIALIZED VIEW t1_x.mv",
+        "CREATE POLICY p ON t1_x.a USING (true)",
+        "ALTER TABLE t1_x.a ENABLE ROW LEVEL SECURITY",
+        "COMMENT ON SCHEMA t1_x IS 'shared.x is mentioned only in text'",
+        "COMMENT ON COLUMN t1_x.a.c IS 'c'",
+        "COMMENT ON FUNCTION t1_x.f() IS 'f'",
+        "COMMENT ON CONSTRAINT c ON DOMAIN t1_x.d IS 'c'",
+        "GRANT USAGE ON SCHEMA t1_x TO PUBLIC",
+        "GRANT SELECT ON TABLE t1_x.a TO bob",
+        "GRANT EXECUTE ON FUNCTION t1_x.f() TO bob",
+        "ALTER DEFAULT PRIVILEGES FOR ROLE alice IN SCHEMA t1_x GRANT SELECT ON TABLES TO bob",
+        "ALTER TABLE t1_x.a OWNER TO alice",
+        "ALTER SCHEMA t1_x OWNER TO alice",
+        "SELECT pg_catalog.setval('t1_x.s', 42, true)",
+        "CREATE STATISTICS t1_x.st ON a, b FROM t1_x.a",
+    ],
+)
+def test_allowed(statement: str) -> None:
+    assert statement_violation(statement, ALLOWED) is None
+
+
+@pytest.mark.parametrize(
+    ("statement", "reason"),
+    [
+        ("DROP TABLE t1_x.a", "DROP"),
+        ("DROP SCHEMA shared CASCADE", "DROP"),
+        ("ALTER TABLE shared.countries ADD COLUMN x int", "'shared'"),
+        ("ALTER TABLE shared.countries OWNER TO mallory", "'shared'"),
+        ("CREATE FUNCTION public.f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$", "'public'"),
+        ("CREATE OR REPLACE FUNCTION shared.g() RETURNS int LANGUAGE sql RETURN 1", "'shared'"),
+        ("CREATE TABLE a (id int)", "not schema-qualified"),
+        ("CREATE TABLE t1_x.c PARTITION OF shared.parent DEFAULT", "parent table"),
+        ("ALTER TABLE ONLY t1_x.p ATTACH PARTITION shared.q DEFAULT", "attached partition"),
+        (
+            "CREATE TRIGGER tr BEFORE INSERT ON shared.countries FOR EACH ROW EXECUTE FUNCTION t1_x.f()",
+            "trigger",
+        ),
+        ("CREATE INDEX i ON shared.countries (name)", "'shared'"),
+        ("CREATE POLICY p ON shared.countries USING (false)", "'shared'"),
+        ("GRANT ALL ON SCHEMA public TO PUBLIC", "'public'"),
+        ("GRANT SELECT ON ALL TABLES IN SCHEMA shared TO bob", "'shared'"),
+        ("GRANT ALL ON DATABASE prod TO bob", "database"),
+        ("GRANT admin TO bob", "cluster-wide"),
+        ("ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO bob", "whole database"),
+        ("ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO bob", "'public'"),
+        ("CREATE EXTENSION pgcrypto", "CREATE EXTENSION"),
+        ("DO $$ BEGIN DROP TABLE shared.countries; END $$", "DO"),
+        ("SET ROLE mallory", "'role'"),
+        ("SET SESSION AUTHORIZATION mallory", "session_authorization"),
+        ("SELECT shared.wipe()", "shared.wipe"),
+        ("SELECT pg_catalog.setval('shared.s', 1, true)", "'shared'"),
+        ("SELECT pg_catalog.set_config('role', 'mallory', false)", "'role'"),
+        ("COMMENT ON TABLE shared.countries IS 'x'", "'shared'"),
+        ("COMMENT ON EXTENSION pgcrypto IS 'x'", "extension"),
+        ("ALTER SEQUENCE t1_x.s OWNED BY shared.t.id", "OWNED BY"),
+        ("TRUNCATE shared.countries", "TRUNCATE"),
+        ("INSERT INTO shared.countries VALUES ('x', 'y')", "DML"),
+        ("CREATE SCHEMA other", "'other'"),
+        ("CREATE ROLE mallory SUPERUSER", "cluster-wide"),
+        ("BEGIN", "transaction"),
+        ("CREATE TABLE t1_x.a (id int); DROP TABLE shared.countries", "DROP"),
+        ("CREATE TABLE t1_x.a (id int", "cannot be parsed"),
+    ],
+)
+def test_refused(statement: str, reason: str) -> None:
+    violation = statement_violation(statement, ALLOWED)
+    assert violation is not None and reason in violation, violation
+
+
+def test_violation_names_the_statement() -> None:
+    statements = [
+        "CREATE SCHEMA t1_x",
+        "CREATE TABLE t1_x.a (id int)",
+        "DROP TABLE shared.countries",
+    ]
+    with pytest.raises(GuardViolation) as err:
+        guard(statements, ALLOWED)
+    message = str(err.value)
+    assert "statement 3 of 3" in message
+    assert "DROP TABLE shared.countries" in message
+    assert "t1_x" in message
+
+
+HOSTILE_DUMP = """
+SET statement_timeout = 0;
+SELECT pg_catalog.set_config('search_path', '', false);
+CREATE SCHEMA t1;
+CREATE TABLE t1.a (id integer NOT NULL);
+CREATE FUNCTION public.backdoor() RETURNS void LANGUAGE sql AS $$ DELETE FROM shared.countries $$;
+ALTER TABLE shared.countries ADD COLUMN pwned boolean;
+DROP TABLE shared.countries;
+"""
+
+
+def test_hostile_dump_is_refused_before_anything_runs() -> None:
+    bundle = build_bundle(HOSTILE_DUMP, {"t1": "t1_x"})
+    with pytest.raises(GuardViolation, match="public.backdoor|'public'"):
+        guard(bundle.pre + bundle.post, bundle.target_schemas)
+    assert statement_violation("ALTER TABLE shared.countries ADD COLUMN pwned boolean", ALLOWED)
+    # each hostile statement on its own is caught too
+    hostile = [s for s in bundle.full if "shared" in s or "public" in s]
+    assert len(hostile) == 3
+    for statement in hostile:
+        with pytest.raises(GuardViolation):
+            guard([statement], bundle.target_schemas)
+
+
+def test_a_real_bundle_passes() -> None:
+    dump = """
+SELECT pg_catalog.set_config('search_path', '', false);
+CREATE SCHEMA t1;
+CREATE TABLE t1.a (id integer NOT NULL, c text);
+ALTER TABLE ONLY t1.a ADD CONSTRAINT a_pkey PRIMARY KEY (id);
+ALTER TABLE ONLY t1.a ADD CONSTRAINT a_c_fkey FOREIGN KEY (c) REFERENCES shared.countries(code);
+GRANT USAGE ON SCHEMA t1 TO PUBLIC;
+"""
+    bundle = build_bundle(dump, {"t1": "t1_x"}, {("t1", "s"): (1, True)})
+    guard(bundle.pre + bundle.post, bundle.target_schemas)
