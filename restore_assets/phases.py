@@ -215,13 +215,30 @@ def provision(services: Services, restore_id: str, plan: RestorePlan) -> TempDat
     )
 
 
+def bound(services: Services, component: Any, restore_id: str | None, stage: str) -> Any:
+    """The component bound to one restore when it supports `bind_restore`, else itself.
+
+    Remote backends (the ECS task, DMS) name, tag and record what they create after the restore
+    id and stage; local components have no `bind_restore` and are returned unchanged.
+    """
+    bind = getattr(component, "bind_restore", None)
+    if bind is None or not restore_id:
+        return component
+
+    def record(kind: str, identifier: str, details: dict[str, Any]) -> None:
+        services.audit.resource(restore_id, kind, identifier, details)
+
+    return bind(restore_id, record, stage)
+
+
 # ---------------------------------------------------------------------------- phase 4
 def extract_ddl(services: Services, restore_id: str, plan: RestorePlan, temp: TempDatabase) -> Any:
     """Dump, split and rename the schemas' DDL from the temporary server; store pre, post and full."""
     from restore_assets.ddl import restrict_to_tables
 
     dsn = services.fleet.temp_dsn(temp, plan.request.database)
-    bundle = services.ddl.extract(dsn, list(plan.request.schemas), plan.suffix)
+    ddl = bound(services, services.ddl, restore_id, "extract")
+    bundle = ddl.extract(dsn, list(plan.request.schemas), plan.suffix)
     if plan.tables is not None:
         bundle = restrict_to_tables(
             bundle, {plan.targets[s]: set(t) for s, t in plan.tables.items()}
@@ -251,7 +268,9 @@ def apply_pre(
                 {"database": plan.request.database, "schema": schema, "xid": xid},
             )
 
-    services.ddl.apply(dsn, bundle.pre, set(plan.targets.values()), on_start)
+    bound(services, services.ddl, restore_id, "pre").apply(
+        dsn, bundle.pre, set(plan.targets.values()), on_start
+    )
     with psycopg.connect(dsn) as conn:
         oids = dict(
             conn.execute(
@@ -269,10 +288,14 @@ def apply_pre(
     return {"statements": len(bundle.pre), "schemas": sorted(oids)}
 
 
-def apply_post(services: Services, plan: RestorePlan, bundle: Any) -> dict[str, Any]:
+def apply_post(
+    services: Services, plan: RestorePlan, bundle: Any, restore_id: str | None = None
+) -> dict[str, Any]:
     """Constraints, indexes, triggers, views, policies, grants and sequence values; then ANALYZE."""
     dsn = services.fleet.production_dsn(plan.request.database)
-    services.ddl.apply(dsn, bundle.post, set(plan.targets.values()), lambda _xid: None)
+    bound(services, services.ddl, restore_id, "post").apply(
+        dsn, bundle.post, set(plan.targets.values()), lambda _xid: None
+    )
     analyzed = 0
     with psycopg.connect(dsn, autocommit=True) as conn:
         for schema in plan.targets.values():
@@ -301,7 +324,8 @@ def copy_schema(
     source = services.fleet.temp_dsn(temp, plan.request.database)
     target = services.fleet.production_dsn(plan.request.database)
     tables = plan.tables.get(schema) if plan.tables is not None else None
-    return services.mover.copy(source, target, schema, plan.targets[schema], tables, progress)
+    mover = bound(services, services.mover, temp.restore_id, "copy")
+    return mover.copy(source, target, schema, plan.targets[schema], tables, progress)
 
 
 # ---------------------------------------------------------------------------- phase 8

@@ -42,6 +42,11 @@ def _services(
 ) -> phases.Services:
     services = backend.services()
     services.fail_at = fail_at
+    for component in (services.ddl, services.mover):
+        # remote task runners (the AWS backend's ECS task) launch through Dagster Pipes in an op
+        attach = getattr(component, "attach_run_context", None)
+        if attach is not None:
+            attach(context)
     return services
 
 
@@ -244,7 +249,7 @@ def apply_post_ddl(
             services,
             rid,
             "post",
-            lambda: phases.apply_post(services, plan, ddl.value["bundle"]),
+            lambda: phases.apply_post(services, plan, ddl.value["bundle"], rid),
             [ddl, *copies],
             metadata=lambda v: v,
         ),
