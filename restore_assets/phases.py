@@ -234,7 +234,7 @@ def bound(services: Services, component: Any, restore_id: str | None, stage: str
 # ---------------------------------------------------------------------------- phase 4
 def extract_ddl(services: Services, restore_id: str, plan: RestorePlan, temp: TempDatabase) -> Any:
     """Dump, split and rename the schemas' DDL from the temporary server; store pre, post and full."""
-    from restore_assets.ddl import restrict_to_tables
+    from restore_assets.ddl.tables import restrict_to_tables
 
     dsn = services.fleet.temp_dsn(temp, plan.request.database)
     ddl = bound(services, services.ddl, restore_id, "extract")

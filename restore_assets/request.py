@@ -10,9 +10,9 @@ from typing import Any
 import psycopg
 
 from restore_assets.backends.base import Fleet, RestoreTarget
+from restore_assets.ddl.names import check_identifier_length, default_suffix, target_name
 from restore_assets.errors import InvalidRequest
 
-MAX_IDENTIFIER_BYTES = 63
 KNOWN_FIELDS = {
     "database",
     "schemas",
@@ -30,28 +30,8 @@ def check_identifier(kind: str, name: str) -> str:
         raise InvalidRequest(f"{kind} name must be a non-empty string, got {name!r}")
     if "\x00" in name:
         raise InvalidRequest(f"{kind} name {name!r} contains a NUL byte")
-    size = len(name.encode())
-    if size > MAX_IDENTIFIER_BYTES:
-        raise InvalidRequest(
-            f"{kind} name {name!r} is {size} bytes: PostgreSQL names are limited to {MAX_IDENTIFIER_BYTES} bytes"
-        )
+    check_identifier_length(name, what=f"{kind} name")
     return name
-
-
-def target_schema_name(schema: str, suffix: str) -> str:
-    """The name of the restored copy of a schema, `<schema>_<suffix>`, refused over 63 bytes."""
-    name = f"{schema}_{suffix}"
-    if len(name.encode()) > MAX_IDENTIFIER_BYTES:
-        raise InvalidRequest(
-            f"restored schema name {name!r} is {len(name.encode())} bytes, over PostgreSQL's"
-            f" {MAX_IDENTIFIER_BYTES}: choose a shorter --suffix"
-        )
-    return name
-
-
-def default_suffix(point: datetime) -> str:
-    """The default suffix: the restore point as YYYYMMDDHHMMSS in UTC."""
-    return point.astimezone(UTC).strftime("%Y%m%d%H%M%S")
 
 
 def parse_time(value: str | datetime) -> datetime:
@@ -121,7 +101,7 @@ class RestoreRequest:
         )
         if suffix:
             for s in schemas:
-                target_schema_name(s, suffix)
+                target_name(s, suffix)
         return req
 
     @property
@@ -224,7 +204,7 @@ def plan_restore(request: RestoreRequest, fleet: Fleet) -> RestorePlan:
         raise InvalidRequest(f"unknown database {request.database!r} on the production server")
     point = fleet.check_target(request.target)
     suffix = request.suffix or default_suffix(point)
-    targets = {s: target_schema_name(s, suffix) for s in request.schemas}
+    targets = {s: target_name(s, suffix) for s in request.schemas}
     tables: dict[str, list[str]] | None = None
     left_out: list[str] = []
     with psycopg.connect(fleet.production_dsn(request.database), connect_timeout=10) as conn:

@@ -66,7 +66,7 @@ def damage(conn: psycopg.Connection, schema: str) -> None:
     conn.execute(sql.SQL("UPDATE {}.products SET price = price + 1").format(s))
     conn.execute(
         sql.SQL(
-            "INSERT INTO {}.users (email, username) VALUES ('late@example.com', 'late')"
+            "INSERT INTO {}.users (email, name) VALUES ('late@example.com', 'Late')"
         ).format(s)
     )
 

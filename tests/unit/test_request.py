@@ -4,8 +4,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from restore_assets.ddl import default_suffix, target_name
 from restore_assets.errors import InvalidRequest
-from restore_assets.request import RestoreRequest, default_suffix, target_schema_name
+from restore_assets.request import RestoreRequest
 
 BASE = {"database": "tenant_a", "schemas": ["customer_a1"], "restore_time": "2026-01-02T03:04:05Z"}
 
@@ -26,9 +27,9 @@ def test_parse_normalises_time_to_utc():
         ({"restore_time": "yesterday"}, "not an ISO 8601 timestamp"),
         ({"schemas": ["a", "b", "a"]}, "duplicate schema(s) in request: a"),
         ({"schemas": []}, "at least one schema is required"),
-        ({"schemas": ["x" * 64]}, "limited to 63 bytes"),
+        ({"schemas": ["x" * 64]}, "is 64 bytes long"),
         ({"database": ""}, "database name must be a non-empty string"),
-        ({"suffix": "y" * 60}, "over PostgreSQL's 63"),
+        ({"suffix": "y" * 60}, "truncates identifiers to 63 bytes"),
         ({"colour": "blue"}, "unknown request field(s): colour"),
     ],
 )
@@ -50,7 +51,7 @@ def test_multibyte_names_count_bytes_not_characters():
 def test_default_suffix_and_target_name():
     point = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     assert default_suffix(point) == "20260102030405"
-    assert target_schema_name("customer_a1", "20260102030405") == "customer_a1_20260102030405"
+    assert target_name("customer_a1", "20260102030405") == "customer_a1_20260102030405"
 
 
 def test_round_trip_to_dict():
