@@ -165,3 +165,27 @@ def test_bodies_use_the_bare_name_when_it_is_valid_sql():
 def test_bad_schema_names_are_refused(bad):
     with pytest.raises(InvalidRequest):
         schema_ddl(bad)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"seconds": -1},
+        {"seconds": float("nan")},
+        {"seconds": 1, "rate": 0},
+        {"seconds": 1, "layout": {}},
+    ],
+)
+def test_activity_refuses_bad_arguments_before_connecting(kwargs):
+    from restore_assets.demo import activity
+
+    with pytest.raises(InvalidRequest):
+        activity("host=127.0.0.1 port=1 dbname=x", **kwargs)
+
+
+@pytest.mark.parametrize("rows", [0, -5, 2.5, True])
+def test_seed_refuses_bad_rows_before_connecting(rows):
+    from restore_assets.demo import seed
+
+    with pytest.raises(InvalidRequest, match="rows"):
+        seed("host=127.0.0.1 port=1 dbname=x", rows=rows)
