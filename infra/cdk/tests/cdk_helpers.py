@@ -75,6 +75,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
 DATABASE_VARIANTS = ["single_az", "multi_az", "aurora_provisioned", "aurora_serverless"]
 
 _CACHE: dict[str, Any] = {}
+_JSON: dict[int, tuple[Any, dict[str, Any]]] = {}
+
+
+def tjson(template: Any) -> dict[str, Any]:
+    """template.to_json(), computed once per template (each call is a round trip to node)."""
+    key = id(template)
+    if key not in _JSON:
+        _JSON[key] = (template, template.to_json())
+    return _JSON[key][1]
 
 
 def context_for(variant: str) -> dict[str, Any]:
@@ -109,7 +118,7 @@ def synth_stack(variant: str) -> Any:
 def resources(template: Any, type_name: str) -> dict[str, dict[str, Any]]:
     """Logical id -> resource of one type."""
     return {
-        lid: res for lid, res in template.to_json()["Resources"].items() if res["Type"] == type_name
+        lid: res for lid, res in tjson(template)["Resources"].items() if res["Type"] == type_name
     }
 
 
@@ -123,7 +132,7 @@ def as_list(value: Any) -> list[Any]:
 def iam_statements(template: Any) -> Iterator[tuple[str, dict[str, Any]]]:
     """Every IAM statement of the template: policies, managed policies, inline role policies,
     and resource policies of buckets and secrets. Yields (logical id, statement)."""
-    for lid, res in template.to_json()["Resources"].items():
+    for lid, res in tjson(template)["Resources"].items():
         props = res.get("Properties", {})
         docs = []
         if res["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
@@ -142,7 +151,7 @@ def identity_statement_problems(template: Any, allowed_on_any: set[str]) -> list
     statements on Resource "*" with any action outside `allowed_on_any`."""
     problems = []
     for lid, statement in iam_statements(template):
-        res_type = template.to_json()["Resources"][lid]["Type"]
+        res_type = tjson(template)["Resources"][lid]["Type"]
         if res_type in ("AWS::S3::BucketPolicy", "AWS::SecretsManager::ResourcePolicy"):
             continue  # resource policies: checked separately (they are Deny statements)
         actions = as_list(statement.get("Action"))

@@ -7,7 +7,14 @@ import json
 from typing import Any
 
 import pytest
-from cdk_helpers import CDK_DIR, VARIANTS, as_list, iam_statements, identity_statement_problems
+from cdk_helpers import (
+    CDK_DIR,
+    VARIANTS,
+    as_list,
+    iam_statements,
+    identity_statement_problems,
+    tjson,
+)
 from restore_assets_infra.backend_role import WILDCARD_RESOURCE_ACTIONS
 
 pytestmark = pytest.mark.cdk
@@ -66,7 +73,7 @@ def test_readme_documents_the_allow_list() -> None:
 def _backend_statements(template: Any) -> dict[str, dict[str, Any]]:
     """Sid -> statement of the backend role's managed policies."""
     found = {}
-    for lid, res in template.to_json()["Resources"].items():
+    for lid, res in tjson(template)["Resources"].items():
         if res["Type"] == "AWS::IAM::ManagedPolicy" and lid.startswith("Backend"):
             for statement in res["Properties"]["PolicyDocument"]["Statement"]:
                 found[statement["Sid"]] = statement
@@ -165,7 +172,7 @@ def test_run_task_is_limited_to_the_cluster_and_family(template_of: Any) -> None
 
 def test_backend_role_trust_and_production_secret(template_of: Any) -> None:
     template = template_of("existing")
-    roles = template.to_json()["Resources"]
+    roles = tjson(template)["Resources"]
     (role,) = [r for lid, r in roles.items() if lid.startswith("BackendRole")]
     principals = [
         s["Principal"] for s in role["Properties"]["AssumeRolePolicyDocument"]["Statement"]

@@ -10,7 +10,15 @@ from typing import Any
 import backend_config
 import pytest
 import yaml
-from cdk_helpers import ECR_IMAGE, PUBLIC_IMAGE, as_list, iam_statements, logical_id, resources
+from cdk_helpers import (
+    ECR_IMAGE,
+    PUBLIC_IMAGE,
+    as_list,
+    iam_statements,
+    logical_id,
+    resources,
+    tjson,
+)
 from restore_assets_infra.backend_yaml import AWS_KEYS, OUTPUT_KEYS, render_backend_yaml
 
 pytestmark = pytest.mark.cdk
@@ -65,7 +73,7 @@ def test_tools_container_logs_to_a_log_group_with_retention(template_of: Any) ->
     assert options["awslogs-stream-prefix"] == "restore-tools"
     assert options["awslogs-region"] == {"Ref": "AWS::Region"}
     group = options["awslogs-group"]["Ref"]
-    log_group = template.to_json()["Resources"][group]
+    log_group = tjson(template)["Resources"][group]
     assert log_group["Type"] == "AWS::Logs::LogGroup"
     assert log_group["Properties"]["RetentionInDays"] == 30
 
@@ -87,7 +95,7 @@ def test_tools_task_role_reads_secrets_and_writes_the_artifact_prefix(template_o
     statements = [
         s
         for lid, s in iam_statements(template)
-        if role in json.dumps(template.to_json()["Resources"][lid]["Properties"].get("Roles"))
+        if role in json.dumps(tjson(template)["Resources"][lid]["Properties"].get("Roles"))
     ]
     by_sid = {s.get("Sid"): s for s in statements}
     objects = by_sid["ArtifactObjects"]
@@ -122,7 +130,7 @@ def test_dms_service_roles_behind_a_flag(template_of: Any, variant: str, expecte
             principal = roles[name]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]
             assert principal["Principal"] == {"Service": "dms.amazonaws.com"}
     (group_lid,) = resources(template, "AWS::DMS::ReplicationSubnetGroup")
-    depends = template.to_json()["Resources"][group_lid].get("DependsOn", [])
+    depends = tjson(template)["Resources"][group_lid].get("DependsOn", [])
     assert any("DmsVpcRole" in d for d in depends) is expected
 
 
@@ -142,7 +150,7 @@ def _resolve_for_yaml(value: Any) -> str:
 
 @pytest.mark.parametrize("variant", ["default", "single_az", "aurora_serverless", "existing"])
 def test_backend_config_yaml_output_has_the_exact_keys(template_of: Any, variant: str) -> None:
-    outputs = template_of(variant).to_json()["Outputs"]
+    outputs = tjson(template_of(variant))["Outputs"]
     text = _resolve_for_yaml(outputs["BackendConfigYaml"]["Value"])
     document = yaml.safe_load(text)
     assert list(document) == ["backend", "aws"]

@@ -12,6 +12,7 @@ from cdk_helpers import (
     ingress_rules,
     logical_id,
     resources,
+    tjson,
 )
 
 pytestmark = pytest.mark.cdk
@@ -67,7 +68,7 @@ def test_demo_database_shape(template_of: Any, variant: str) -> None:
     assert rotation["Properties"]["RotationRules"]["ScheduleExpression"] == "rate(30 days)"
     (app,) = resources(template, "AWS::Serverless::Application").values()
     mapping = app["Properties"]["Location"]["ApplicationId"]["Fn::FindInMap"][0]
-    assert "PostgreSQLRotationSingleUser" in str(template.to_json()["Mappings"][mapping])
+    assert "PostgreSQLRotationSingleUser" in str(tjson(template)["Mappings"][mapping])
 
 
 @pytest.mark.parametrize("variant", DATABASE_VARIANTS)
@@ -168,7 +169,7 @@ def _port(template: Any, port: Any) -> int:
         return port
     target, attribute = port["Fn::GetAtt"]
     assert attribute == "Endpoint.Port", port
-    db = template.to_json()["Resources"][target]
+    db = tjson(template)["Resources"][target]
     assert db["Type"] in ("AWS::RDS::DBInstance", "AWS::RDS::DBCluster")
     assert db["Properties"].get("Port", 5432) in (5432, "5432")
     return 5432
