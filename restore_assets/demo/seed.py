@@ -230,6 +230,15 @@ def ensure_app_role(conn: psycopg.Connection) -> None:
             pass  # created concurrently by another seed
 
 
+def _existing_databases(admin_dsn: str, names: list[str]) -> list[str]:
+    with psycopg.connect(admin_dsn, connect_timeout=10) as conn:
+        rows = conn.execute(
+            "SELECT datname FROM pg_catalog.pg_database WHERE datname = ANY(%s)", (names,)
+        ).fetchall()
+    found = {r[0] for r in rows}
+    return [n for n in names if n in found]
+
+
 def _ensure_database(admin_dsn: str, database: str) -> bool:
     with psycopg.connect(admin_dsn, autocommit=True, connect_timeout=10) as conn:
         ensure_app_role(conn)
@@ -262,13 +271,11 @@ def seed(
     say = progress or (lambda _msg: None)
     started = time.monotonic()
 
-    for database in plan:
-        if _ensure_database(dsn_for("postgres"), database):
-            say(f"created database {database}")
-    # check every schema before changing any, so a refusal leaves everything as it was
-    for database, schemas in plan.items():
+    # check every schema before changing anything, so a refusal leaves the cluster as it was
+    existing = _existing_databases(dsn_for("postgres"), list(plan))
+    for database in existing:
         with psycopg.connect(dsn_for(database), connect_timeout=10) as conn:
-            for schema in schemas:
+            for schema in plan[database]:
                 exists, objects, has_rows = _schema_state(conn, schema)
                 if exists and objects and not replace:
                     what = "holding data" if has_rows else f"with {objects} objects (no rows)"
@@ -276,6 +283,9 @@ def seed(
                         f"schema {schema!r} already exists in database {database!r} {what}:"
                         " seed with replace=True (CLI: --replace) to drop and recreate it"
                     )
+    for database in plan:
+        if _ensure_database(dsn_for("postgres"), database):
+            say(f"created database {database}")
 
     jobs = [(database, schema) for database, schemas in plan.items() for schema in schemas]
     n_workers = workers or min(len(jobs), 4, os.cpu_count() or 1)
