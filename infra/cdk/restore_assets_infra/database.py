@@ -88,14 +88,38 @@ class ProductionDatabase(Construct):
         settings = self.settings
         self.kind = "unknown"
         self.identifier = settings.source_identifier or UNSET
+        warnings = []
         if not settings.source_identifier:
-            Annotations.of(self).add_warning_v2(
-                "restore-assets:no-source",
-                "selectedDatabase=None and no sourceIdentifier: the backend configuration will say"
-                " source_identifier: UNSET. Pass -c sourceIdentifier=<db instance or cluster id>"
-                " (plus sourceSecretArn and sourceSecurityGroupId), or deploy a demo database with"
-                " -c selectedDatabase=SingleAz.",
+            warnings.append(
+                (
+                    "no-source",
+                    "selectedDatabase=None and no sourceIdentifier: the backend configuration will"
+                    " say source_identifier: UNSET. Pass -c sourceIdentifier=<db instance or"
+                    " cluster id> (plus sourceSecretArn and sourceSecurityGroupId), or deploy a"
+                    " demo database with -c selectedDatabase=SingleAz.",
+                )
             )
+        else:
+            if not settings.source_secret_arn:
+                warnings.append(
+                    (
+                        "no-source-secret",
+                        "no sourceSecretArn: nothing may read the production credentials, and the"
+                        " backend configuration will say secret_arn: null.",
+                    )
+                )
+            if not settings.source_security_group_id:
+                warnings.append(
+                    (
+                        "no-source-sg",
+                        "no sourceSecurityGroupId: DMS, the ECS tasks and Dagster get no"
+                        " PostgreSQL path to the production database; open 5432 to their"
+                        " security groups yourself.",
+                    )
+                )
+        for warning_id, message in warnings:
+            Annotations.of(self).add_warning_v2(f"restore-assets:{warning_id}", message)
+
         if settings.source_secret_arn:
             self.secret = secretsmanager.Secret.from_secret_complete_arn(
                 self, "SourceSecret", settings.source_secret_arn

@@ -28,7 +28,7 @@ AUDIT_PARTITION_KEY = "restore_id"
 NONCURRENT_VERSION_DAYS = 7
 
 # Never part of the image build context (the repository root): the virtualenv, git metadata,
-# synthesized output, caches, demo data. A .dockerignore at the root is honoured as well.
+# caches, demo data, the CDK app and its output. A root .dockerignore is honoured as well.
 DOCKER_EXCLUDES = [
     ".git",
     ".venv",
@@ -43,14 +43,14 @@ DOCKER_EXCLUDES = [
     ".demo",
     ".restore-assets",
     "bench/.work",
-    "infra/cdk/cdk.out",
-    "infra/cdk/build",
-    "infra/cdk/cdk-outputs.json",
+    # The CDK app is not part of the image; leaving it out also keeps the image hash (and a
+    # rebuild at deploy) independent of infrastructure changes.
+    "infra",
 ]
 
 _ECR_URI = re.compile(
     r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/"
-    r"(?P<name>[a-z0-9._/-]+?)(?::[\w.-]+|@sha256:[0-9a-f]{64})?$"
+    r"(?P<name>[a-z0-9._/-]+?)(?::(?P<tag>[\w.-]+)|@(?P<digest>sha256:[0-9a-f]{64}))?$"
 )
 
 
@@ -242,7 +242,8 @@ class RestoreCapability(Construct):
         if settings.image_uri:
             match = _ECR_URI.match(settings.image_uri)
             if match:
-                # A private ECR image: the execution role may pull from that repository only.
+                # A private ECR image: CDK grants the execution role pulls from that repository
+                # only (plus the registry login, which has no resource-level permissions).
                 if self._pull_repository is None:
                     self._pull_repository = ecr.Repository.from_repository_attributes(
                         self,
@@ -259,7 +260,9 @@ class RestoreCapability(Construct):
                         ),
                         repository_name=match["name"],
                     )
-                self._pull_repository.grant_pull(task_definition.obtain_execution_role())
+                return ecs.ContainerImage.from_ecr_repository(
+                    self._pull_repository, match["digest"] or match["tag"] or "latest"
+                )
             return ecs.ContainerImage.from_registry(settings.image_uri)
         dockerfile = settings.docker_context / settings.docker_file
         if not dockerfile.is_file():

@@ -165,3 +165,12 @@ def test_app_context_arguments() -> None:
 def test_cdk_json_runs_the_app_with_the_project_venv() -> None:
     config = json.loads((CDK_DIR / "cdk.json").read_text())
     assert config["app"] == "../../.venv/bin/python app.py"
+
+
+def test_missing_source_settings_are_warned_about() -> None:
+    from aws_cdk.assertions import Annotations, Match
+    from cdk_helpers import synth_stack
+
+    annotations = Annotations.from_stack(synth_stack("default"))
+    annotations.has_warning("/RestoreAssets/Database", Match.string_like_regexp("sourceIdentifier"))
+    assert not Annotations.from_stack(synth_stack("existing")).find_warning("*", Match.any_value())

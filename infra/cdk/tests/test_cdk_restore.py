@@ -11,7 +11,6 @@ import backend_config
 import pytest
 import yaml
 from cdk_helpers import (
-    ECR_IMAGE,
     PUBLIC_IMAGE,
     as_list,
     iam_statements,
@@ -54,7 +53,9 @@ def test_tools_image_built_from_the_dockerfile_by_default(template_of: Any) -> N
 
 def test_tools_image_from_image_uri(template_of: Any) -> None:
     assert _container(template_of("single_az"))["Image"] == PUBLIC_IMAGE
-    assert _container(template_of("existing"))["Image"] == ECR_IMAGE
+    # A private ECR image: same URI, built from the repository's ARN (pull rights scoped).
+    image = json.dumps(_container(template_of("existing"))["Image"])
+    assert "123456789012.dkr.ecr.eu-west-1." in image and "/restore-tools:1.0" in image
 
 
 def test_private_ecr_image_pull_is_scoped_to_its_repository(template_of: Any) -> None:
@@ -233,7 +234,7 @@ def test_backend_config_script_rebuilds_the_yaml(tmp_path: Path, capsys: Any) ->
 def test_docker_build_context_excludes_heavy_directories() -> None:
     from restore_assets_infra.restore import DOCKER_EXCLUDES
 
-    for name in (".git", ".venv", "infra/cdk/cdk.out", "**/__pycache__"):
+    for name in (".git", ".venv", "infra", "**/__pycache__"):
         assert name in DOCKER_EXCLUDES
 
 
@@ -254,4 +255,4 @@ def test_repository_dockerfile_asset_when_present(tmp_path: Path) -> None:
     names = {p.name for p in staged[0].iterdir()}
     assert "docker" in names
     assert not names & {".venv", ".git", ".demo"}
-    assert not (staged[0] / "infra" / "cdk" / "cdk.out").exists()
+    assert "infra" not in names
