@@ -1,4 +1,10 @@
-"""Table-level restore: keep only the statements a subset of a schema's tables needs (by AST)."""
+"""Table-level restore: keep only the statements a subset of a schema's tables needs (by AST).
+
+A statement is kept unless it creates a table that is not restored, or refers to a relation, type or
+function of a restored schema that the restore leaves out (a foreign key to a table left out, a view
+over it, a policy whose subquery reads it, a grant on its identity sequence, a BEGIN ATOMIC function
+reading it...). What a dropped statement would have created is itself left out, so dependents follow.
+"""
 
 from __future__ import annotations
 
@@ -11,18 +17,7 @@ from pglast import parser
 
 from restore_assets.ddl.split import DdlBundle
 
-RELATION_OBJTYPES = {
-    "OBJECT_TABLE",
-    "OBJECT_COLUMN",
-    "OBJECT_TABCONSTRAINT",
-    "OBJECT_TRIGGER",
-    "OBJECT_POLICY",
-    "OBJECT_RULE",
-    "OBJECT_INDEX",
-    "OBJECT_VIEW",
-    "OBJECT_MATVIEW",
-    "OBJECT_FOREIGN_TABLE",
-}
+Name = tuple[str | None, str]
 
 
 def _walk(node: Any) -> Iterator[dict[str, Any]]:
@@ -35,10 +30,31 @@ def _walk(node: Any) -> Iterator[dict[str, Any]]:
             yield from _walk(v)
 
 
-def _rangevars(node: Any) -> Iterator[tuple[str | None, str]]:
-    for d in _walk(node):
-        if "relname" in d and "relpersistence" in d:
-            yield d.get("schemaname"), d["relname"]
+def _strings(items: Any) -> list[str]:
+    if isinstance(items, dict) and "List" in items:
+        items = items["List"]["items"]
+    if not isinstance(items, list):
+        return []
+    return [i["String"]["sval"] for i in items if isinstance(i, dict) and "String" in i]
+
+
+def _pair(parts: list[str]) -> Name | None:
+    return (parts[-2], parts[-1]) if len(parts) >= 2 else None
+
+
+def _regclass_literal(text: str) -> Name | None:
+    """'schema.name' or '"Schema".name' as written in a setval/nextval literal."""
+    parts, cur, quoted = [], "", False
+    for ch in text:
+        if ch == '"':
+            quoted = not quoted
+        elif ch == "." and not quoted:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch if quoted else ch.lower()
+    parts.append(cur)
+    return _pair(parts)
 
 
 def _parse(statement: str) -> tuple[str, dict[str, Any]]:
@@ -47,114 +63,117 @@ def _parse(statement: str) -> tuple[str, dict[str, Any]]:
     return kind, stmt[kind]
 
 
-def _strings(items: list[Any]) -> list[str]:
-    return [i["String"]["sval"] for i in items if isinstance(i, dict) and "String" in i]
-
-
-class _Filter:
-    """Decides, statement by statement, whether a table-level restore keeps it."""
-
-    def __init__(self, keep: dict[str, set[str]], bundle: DdlBundle) -> None:
-        self.keep = {s: set(t) for s, t in keep.items()}
-        self.schemas = set(keep)
-        self.dropped: set[tuple[str, str]] = set()
-        # tables of the restored schemas that the dump creates; partitions follow their parent
-        for statement in bundle.pre:
-            kind, node = _parse(statement)
-            if kind == "CreateStmt":
-                self._note_table(
-                    node["relation"], node.get("inhRelations") or [], node.get("partbound")
-                )
-            elif kind == "AlterTableStmt":
-                for cmd in node.get("cmds", []):
-                    c = cmd.get("AlterTableCmd", {})
-                    if c.get("subtype") == "AT_AttachPartition":
-                        part = c["def"]["PartitionCmd"]["name"]
-                        if self.kept(
-                            node["relation"].get("schemaname"), node["relation"]["relname"]
-                        ):
-                            self.keep.setdefault(part.get("schemaname"), set()).add(part["relname"])
-
-    def _note_table(self, rel: dict[str, Any], parents: list[Any], partbound: Any) -> None:
-        schema, name = rel.get("schemaname"), rel["relname"]
-        if schema not in self.schemas:
-            return
-        if partbound and any(self.kept(s, n) for s, n in _rangevars(parents)):
-            self.keep[schema].add(name)
-        if not self.kept(schema, name):
-            self.dropped.add((schema, name))
-
-    def kept(self, schema: str | None, name: str) -> bool:
-        """True when the relation is outside the restored schemas or one of the kept tables."""
-        return schema not in self.schemas or name in self.keep.get(schema, set())
-
-    def relation_ok(self, schema: str | None, name: str) -> bool:
-        """False only for a table of a restored schema that the restore leaves out."""
-        return (schema, name) not in self.dropped
-
-    def keeps(self, statement: str) -> bool:
-        """Whether the statement belongs to the table-level restore."""
-        kind, node = _parse(statement)
-        if kind in (
-            "CreateStmt",
-            "AlterTableStmt",
-            "IndexStmt",
-            "CreateTrigStmt",
-            "CreatePolicyStmt",
-            "RuleStmt",
+def _references(kind: str, node: dict[str, Any]) -> Iterator[Name]:
+    """Every relation, type or function name a statement mentions."""
+    for d in _walk(node):
+        if "relname" in d and "relpersistence" in d:
+            yield d.get("schemaname"), d["relname"]
+        elif "names" in d and "typemod" in d:  # TypeName
+            pair = _pair(_strings(d["names"]))
+            if pair:
+                yield pair
+        elif "funcname" in d:
+            pair = _pair(_strings(d["funcname"]))
+            if pair:
+                yield pair
+            if _strings(d["funcname"])[-1:] in (["setval"], ["nextval"]):
+                for arg in d.get("args", [])[:1]:
+                    lit = (
+                        arg.get("A_Const", {}).get("sval", {}).get("sval")
+                        if isinstance(arg, dict)
+                        else None
+                    )
+                    if lit:
+                        pair = _regclass_literal(lit)
+                        if pair:
+                            yield pair
+        elif (
+            "objname" in d and "objargs" in d or "objname" in d and "args_unspecified" in d
+        ):  # ObjectWithArgs
+            pair = _pair(_strings(d["objname"]))
+            if pair:
+                yield pair
+        elif d.get("defname") == "owned_by":
+            pair = _pair(_strings(d.get("arg"))[:-1])
+            if pair:
+                yield pair
+    if kind == "CommentStmt":
+        parts = _strings(node.get("object"))
+        if node.get("objtype") in (
+            "OBJECT_COLUMN",
+            "OBJECT_TABCONSTRAINT",
+            "OBJECT_TRIGGER",
+            "OBJECT_POLICY",
+            "OBJECT_RULE",
         ):
-            rel = node["table" if kind == "CreatePolicyStmt" else "relation"]
-            if not self.relation_ok(rel.get("schemaname"), rel["relname"]):
-                return False
-            # a foreign key to a table left out of the restore is dropped (listed in the plan)
-            return all(self.relation_ok(s, n) for s, n in _rangevars(node.get("cmds", [])))
-        if kind in ("ViewStmt", "CreateTableAsStmt", "RefreshMatViewStmt"):
-            if all(self.relation_ok(s, n) for s, n in _rangevars(node)):
-                return True
-            own = node.get("view") or (node.get("into") or {}).get("rel")
-            if own:
-                self.dropped.add((own.get("schemaname"), own["relname"]))
-            return False
-        if kind == "AlterSeqStmt":
-            for opt in node.get("options", []):
-                d = opt.get("DefElem", {})
-                if d.get("defname") == "owned_by":
-                    parts = _strings(d["arg"]["List"]["items"])
-                    if len(parts) == 3 and not self.relation_ok(parts[0], parts[1]):
-                        return False
-            return True
-        if kind == "CommentStmt" and node.get("objtype") in RELATION_OBJTYPES:
-            return self._object_ok(node.get("objtype"), node.get("object"))
-        if kind == "GrantStmt" and node.get("objtype") == "OBJECT_TABLE":
-            return all(self.relation_ok(s, n) for s, n in _rangevars(node.get("objects", [])))
-        if kind == "AlterOwnerStmt" or kind == "AlterObjectSchemaStmt":
-            return all(self.relation_ok(s, n) for s, n in _rangevars(node))
-        return True
+            parts = parts[:-1]  # the last part names the column/constraint/trigger on the relation
+        pair = _pair(parts)
+        if pair:
+            yield pair
 
-    def _object_ok(self, objtype: str | None, obj: Any) -> bool:
-        if isinstance(obj, dict) and "List" in obj:
-            parts = _strings(obj["List"]["items"])
-        elif isinstance(obj, list):
-            parts = _strings(obj)
-        else:
-            return True
-        if objtype in ("OBJECT_COLUMN",) and len(parts) >= 3:
-            return self.relation_ok(parts[-3], parts[-2])
-        if (
-            objtype in ("OBJECT_TABCONSTRAINT", "OBJECT_TRIGGER", "OBJECT_POLICY", "OBJECT_RULE")
-            and len(parts) >= 3
-        ):
-            return self.relation_ok(parts[-3], parts[-2])
-        if len(parts) >= 2:
-            return self.relation_ok(parts[-2], parts[-1])
-        return True
+
+def _creates(kind: str, node: dict[str, Any]) -> Iterator[Name]:
+    """The names a statement would create (left out with it when it is dropped)."""
+    if kind == "ViewStmt":
+        yield node["view"].get("schemaname"), node["view"]["relname"]
+    elif kind == "CreateTableAsStmt":
+        rel = node["into"]["rel"]
+        yield rel.get("schemaname"), rel["relname"]
+    elif kind == "IndexStmt" and node.get("idxname"):
+        yield node["relation"].get("schemaname"), node["idxname"]
+    elif kind == "CreateFunctionStmt":
+        pair = _pair(_strings(node["funcname"]))
+        if pair:
+            yield pair
+    elif kind == "AlterTableStmt":
+        schema = node["relation"].get("schemaname")
+        for d in _walk(node.get("cmds", [])):
+            if d.get("defname") == "sequence_name":
+                pair = _pair(_strings(d.get("arg")))
+                if pair:
+                    yield pair
+            if "contype" in d and d.get("conname"):
+                yield schema, d["conname"]
 
 
 def restrict_to_tables(bundle: DdlBundle, keep: dict[str, set[str]]) -> DdlBundle:
     """The bundle reduced to the given tables (per restored schema) and what only they need."""
-    f = _Filter(keep, bundle)
+    schemas = set(keep)
+    kept_tables = {(s, t) for s, tables in keep.items() for t in tables}
+    parsed = [(s, *_parse(s)) for s in [*bundle.pre, *bundle.post]]
+    # partitions attached to a restored table are restored with it
+    for _s, kind, node in parsed:
+        if (
+            kind == "AlterTableStmt"
+            and (node["relation"].get("schemaname"), node["relation"]["relname"]) in kept_tables
+        ):
+            for d in _walk(node.get("cmds", [])):
+                if "PartitionCmd" in d:
+                    part = d["PartitionCmd"]["name"]
+                    kept_tables.add((part.get("schemaname"), part["relname"]))
+    for _s, kind, node in parsed:
+        if kind == "CreateStmt" and node.get("partbound"):
+            parents = {
+                (r["RangeVar"].get("schemaname"), r["RangeVar"]["relname"])
+                for r in node.get("inhRelations", [])
+            }
+            if parents & kept_tables:
+                kept_tables.add((node["relation"].get("schemaname"), node["relation"]["relname"]))
+
+    dropped: set[Name] = set()
+    decisions: dict[int, bool] = {}
+    for i, (_s, kind, node) in enumerate(parsed):
+        if kind == "CreateStmt":
+            name = (node["relation"].get("schemaname"), node["relation"]["relname"])
+            if name[0] in schemas and name not in kept_tables:
+                dropped.add(name)
+        ok = not any(ref in dropped for ref in _references(kind, node))
+        decisions[i] = ok
+        if not ok:
+            dropped.update(n for n in _creates(kind, node) if n[0] in schemas)
+    n_pre = len(bundle.pre)
     return replace(
         bundle,
-        pre=[s for s in bundle.pre if f.keeps(s)],
-        post=[s for s in bundle.post if f.keeps(s)],
+        pre=[s for i, (s, _k, _n) in enumerate(parsed[:n_pre]) if decisions[i]],
+        post=[s for i, (s, _k, _n) in enumerate(parsed[n_pre:], n_pre) if decisions[i]],
     )
