@@ -398,27 +398,13 @@ def compare(services: Services, restore_id: str, plan: RestorePlan) -> dict[str,
 
     dsn = services.fleet.production_dsn(plan.request.database)
     reports: dict[str, dict[str, Any]] = {}
-    headline: dict[str, Any] = {
-        "tables_with_differences": 0,
-        "rows_only_in_restored": 0,
-        "rows_only_in_live": 0,
-        "rows_changed": 0,
-    }
+    headline: dict[str, int] = {}
     for schema, target in plan.targets.items():
         result = compare_schemas(dsn, schema, target)
         data = result.to_dict()
-        tables = data["tables"].values()
-        head = {
-            "tables_compared": len(data["tables"]),
-            "tables_with_differences": sum(
-                1 for t in tables if t["only_in_restored"] or t["only_in_live"] or t["changed"]
-            ),
-            "rows_only_in_restored": sum(t["only_in_restored"] for t in tables),
-            "rows_only_in_live": sum(t["only_in_live"] for t in tables),
-            "rows_changed": sum(t["changed"] for t in tables),
-        }
-        for k in headline:
-            headline[k] += head[k]
+        head = {k: v for k, v in result.summary.items() if k != "seconds"}
+        for k, v in head.items():
+            headline[k] = headline.get(k, 0) + v
         report = {
             "json": services.artifacts.put(restore_id, f"compare-{schema}.json", result.to_json()),
             "headline": head,
