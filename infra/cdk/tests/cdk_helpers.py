@@ -28,6 +28,17 @@ _WORK = Path(tempfile.mkdtemp(prefix="restore-assets-cdk-tests-"))
 atexit.register(shutil.rmtree, _WORK, ignore_errors=True)
 
 
+def load_module(path: Path, name: str) -> Any:
+    """Import a file as a module under a unique name (app.py, backend_config.py, the loader)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def fake_layer_dir() -> Path:
     """A stand-in for the built pg8000 layer (synthesis only checks that it exists)."""
     layer = _WORK / "pg8000-layer"

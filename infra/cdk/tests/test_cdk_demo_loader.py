@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cdk_helpers import CDK_DIR, fake_layer_dir, resources
+from cdk_helpers import CDK_DIR, fake_layer_dir, load_module, resources
 from restore_assets_infra.config import REPO_ROOT, ConfigError, Settings
 
 pytestmark = pytest.mark.cdk
@@ -17,16 +16,8 @@ CORPUS_SQL = REPO_ROOT.parent / "shared" / "corpus" / "aws-sample-tenant-schema.
 DEMO_SQL = CDK_DIR / "assets" / "demo_tenant.sql"
 
 
-def _module(path: Path, name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _loader_module() -> Any:
-    return _module(CDK_DIR / "assets" / "demo_loader" / "index.py", "demo_loader_index")
+    return load_module(CDK_DIR / "assets" / "demo_loader" / "index.py", "demo_loader_index")
 
 
 def test_demo_sql_has_the_four_tables_per_schema() -> None:
@@ -151,7 +142,7 @@ def test_settings_reject_bad_values(context: dict[str, str], message: str) -> No
 
 
 def test_app_context_arguments() -> None:
-    app = _module(CDK_DIR / "app.py", "restore_assets_cdk_app")
+    app = load_module(CDK_DIR / "app.py", "restore_assets_cdk_app")
     assert app.parse_context_args(["-c", "a=1", "--context", "b=x=y", "--context=c=3"]) == {
         "a": "1",
         "b": "x=y",

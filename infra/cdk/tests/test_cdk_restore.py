@@ -7,13 +7,14 @@ import re
 from pathlib import Path
 from typing import Any
 
-import backend_config
 import pytest
 import yaml
 from cdk_helpers import (
+    CDK_DIR,
     PUBLIC_IMAGE,
     as_list,
     iam_statements,
+    load_module,
     logical_id,
     resources,
     tjson,
@@ -21,6 +22,9 @@ from cdk_helpers import (
 from restore_assets_infra.backend_yaml import AWS_KEYS, OUTPUT_KEYS, render_backend_yaml
 
 pytestmark = pytest.mark.cdk
+
+
+backend_config = load_module(CDK_DIR / "backend_config.py", "restore_assets_cdk_backend_config")
 
 
 def _tools_task(template: Any) -> dict[str, Any]:
