@@ -25,6 +25,8 @@ from restore_assets.compare.rows import PartialResult, RowTask, merge, plan_tabl
 log = logging.getLogger(__name__)
 
 WORK_MEM = "256MB"
+# Upper bound of connections one comparison opens when the caller does not choose.
+MAX_PARALLEL = 8
 
 
 def server_message(exc: BaseException) -> str:
@@ -187,16 +189,25 @@ def _run_pool(
     return wait
 
 
+def default_parallel(conn: psycopg.Connection) -> int:
+    """As many connections as the server gives one parallel query (its workers plus the leader)."""
+    row = conn.execute(
+        "SELECT pg_catalog.current_setting('max_parallel_workers_per_gather')::int"
+    ).fetchone()
+    workers = int(row[0]) if row else 0
+    return max(1, min(MAX_PARALLEL, workers + 1))
+
+
 def compare_schemas(
     dsn: str,
     live_schema: str,
     restored_schema: str,
     *,
     sample_size: int = 5,
-    parallel: int = 2,
+    parallel: int | None = None,
 ) -> ComparisonResult:
     """Compare a restored schema with its live schema: rows by key, drift and sequences."""
-    if parallel < 1:
+    if parallel is not None and parallel < 1:
         raise CompareError(f"parallel must be at least 1, got {parallel}")
     started = time.monotonic()
     try:
@@ -210,6 +221,8 @@ def compare_schemas(
                 "SELECT pg_catalog.current_database(), pg_catalog.now()"
             ).fetchone()  # type: ignore[misc]
             live, restored = read_catalogs(conn, live_schema, restored_schema)
+            if parallel is None:
+                parallel = default_parallel(conn)
         except CompareError:
             raise
         except PsycopgError as exc:
