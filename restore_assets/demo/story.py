@@ -47,7 +47,7 @@ def run_story(
         "[4/6] incident: a batch of orders deleted and product prices corrupted in tenant_a.customer_a1"
     )
     damage = incident(fleet.production_dsn("tenant_a"), "customer_a1")
-    log(f"      {damage}")
+    log(f"      deleted {damage.get('deleted')}, corrupted {damage.get('updated')}")
     time.sleep(1.0)
     log(f"[5/6] restoring customer_a1 to {restore_point.isoformat()} while the activity continues")
     outcome = run_schema_restore(
@@ -74,8 +74,9 @@ def run_story(
     summary = "\n".join(
         [
             f"restored tenant_a.customer_a1 as tenant_a.{restored} (restore point {outcome.get('restore_point')})",
-            f"incident: {damage}",
-            f"activity during the demo: {counts}",
+            f"incident: deleted {damage.get('deleted')}, corrupted {damage.get('updated')}",
+            "activity during the demo: "
+            + ", ".join(f"{k}={v}" for k, v in counts.items() if isinstance(v, int | float)),
             "what differs (restored vs live): "
             + ", ".join(f"{k}={v}" for k, v in head.items() if k != "tables_compared"),
             "phases: " + ", ".join(f"{k} {v['seconds']}s" for k, v in outcome["phases"].items()),

@@ -34,7 +34,10 @@ def restore_id_for(run_id: str, configured: str | None = None) -> str:
 @dg.config_mapping(config_schema=RestoreRequestConfig.to_config_schema())
 def request_as_run_config(val: dict[str, Any]) -> dict[str, Any]:
     """Map the top-level request typed in the launchpad to the validate op's config."""
-    return {"ops": {"validate_request": {"config": val}}}
+    return {
+        "ops": {"validate_request": {"config": val}},
+        "loggers": {"console": {"config": {"log_level": "INFO"}}},
+    }
 
 
 def _services(
