@@ -1,0 +1,121 @@
+"""Instance-level restore in place and snapshots (core: no Dagster), on the local fleet or RDS."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from restore_assets.instance.base import InstanceBackend
+from restore_assets.instance.core import (
+    FAULT_POINTS,
+    KIND_RESTORE,
+    KIND_SNAPSHOT,
+    STEPS,
+    InstanceServices,
+    plan_instance_restore,
+    run_instance_restore,
+    take_snapshot,
+)
+from restore_assets.instance.model import Described, InstancePlan, InstanceRequest
+
+log = logging.getLogger("restore_assets.instance")
+
+__all__ = [
+    "FAULT_POINTS",
+    "KIND_RESTORE",
+    "KIND_SNAPSHOT",
+    "STEPS",
+    "Described",
+    "InstanceBackend",
+    "InstancePlan",
+    "InstanceRequest",
+    "InstanceServices",
+    "instance_backend",
+    "instance_services",
+    "plan_instance_restore",
+    "run_instance_restore",
+    "take_snapshot",
+]
+
+
+def rds_client(aws: Mapping[str, Any]) -> Any:
+    """A boto3 RDS client from the `aws:` settings (region_name, profile_name, endpoint_url)."""
+    import boto3
+    from botocore.config import Config
+
+    session = boto3.session.Session(
+        profile_name=aws.get("profile_name"), region_name=aws.get("region_name")
+    )
+    return session.client(
+        "rds",
+        endpoint_url=aws.get("endpoint_url"),
+        config=Config(retries={"max_attempts": 5, "mode": "standard"}),
+    )
+
+
+def instance_backend(settings: Mapping[str, Any], rds: Any = None) -> InstanceBackend:
+    """The instance backend of a configuration mapping ('local' by default, or 'aws')."""
+    backend = settings.get("backend", "local")
+    if backend == "local":
+        from restore_assets.backends import default_root
+        from restore_assets.backends.local.fleet import LocalFleet
+        from restore_assets.instance.local import LocalInstanceBackend
+
+        opts = settings.get("instance_restore") or {}
+        return LocalInstanceBackend(
+            LocalFleet(Path(settings.get("root") or default_root())),
+            post_restore_snapshot=bool(opts.get("post_restore_snapshot", True)),
+        )
+    if backend == "aws":
+        from restore_assets.instance.aws import AwsInstanceBackend
+
+        aws = settings.get("aws") or {}
+        return AwsInstanceBackend(
+            rds if rds is not None else rds_client(aws),
+            default_identifier=aws.get("source_identifier"),
+            export=aws.get("snapshot_export") or {},
+            timeout=float(aws.get("waiter_timeout_s", 3600)),
+            poll=float(aws.get("waiter_delay_s", 30)),
+        )
+    raise ValueError(f"unknown backend {backend!r}: use 'local' or 'aws'")
+
+
+def _audit(settings: Mapping[str, Any]) -> Any:
+    from restore_assets.audit import SqliteAuditLog
+    from restore_assets.backends import default_root
+
+    if settings.get("backend", "local") == "aws":
+        try:
+            from restore_assets.backends import build_services
+
+            return build_services(dict(settings)).audit
+        except ImportError:
+            log.warning(
+                "AWS audit log not available: recording instance runs in the local SQLite log"
+            )
+    return SqliteAuditLog(Path(settings.get("root") or default_root()) / "audit.sqlite")
+
+
+def instance_services(
+    settings: Mapping[str, Any],
+    *,
+    fail_at: str | None = None,
+    backend: InstanceBackend | None = None,
+    audit: Any = None,
+    notifier: Any = None,
+) -> InstanceServices:
+    """InstanceServices (backend, audit log, notifier, time limits) from a configuration mapping."""
+    from restore_assets.alerts import notifier_from_settings
+
+    opts = settings.get("instance_restore") or {}
+    return InstanceServices(
+        backend=backend or instance_backend(settings),
+        audit=audit or _audit(settings),
+        notifier=notifier if notifier is not None else notifier_from_settings(settings),
+        wait_timeout=float(opts.get("wait_timeout_s", 3600)),
+        snapshot_timeout=float(opts.get("snapshot_timeout_s", 3600)),
+        export_timeout=float(opts.get("export_timeout_s", 6 * 3600)),
+        fail_at=fail_at,
+    )

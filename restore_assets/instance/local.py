@@ -1,0 +1,445 @@
+"""Instance restore on the local fleet: the production cluster's data directory is the "instance".
+
+Set aside = stop production and rename `<root>/production/data` to `data.old-<suffix>`; restore =
+copy the base backup into its place with production's current configuration files, recover to the
+consistent point (`recovery_target = 'immediate'`, on the snapshot's timeline) and promote (a new
+timeline starts; archiving stays on), on the SAME port so the DSN is unchanged. A rollback stops and
+removes the half-restored directory, moves the WAL of the abandoned timeline out of the archive (so
+that later point-in-time restores, which follow the latest timeline, never take it), renames the
+original back and starts it on the same port.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from restore_assets.backends.local import pg
+from restore_assets.backends.local.fleet import LocalFleet
+from restore_assets.errors import FleetError, InvalidRequest
+from restore_assets.instance.base import Record
+from restore_assets.instance.model import Described
+
+log = logging.getLogger("restore_assets.instance.local")
+
+IDENTIFIER = "production"
+CONFIG_FILES = (
+    "postgresql.conf",
+    "postgresql.auto.conf",
+    "pg_hba.conf",
+    "pg_ident.conf",
+    "restore_assets.conf",
+)
+ASIDE_KIND = "local-set-aside"
+RESTORED_KIND = "local-restored"
+SNAPSHOT_KIND = "local-snapshot"
+LOCAL_SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+RECOVERY_MARK = "# restore-assets: instance restore recovery settings (removed after promotion)\n"
+
+
+def parse_conf(text: str) -> dict[str, str]:
+    """`name = value` lines of a PostgreSQL configuration file (comments and blanks ignored)."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip() if not line.lstrip().startswith("#") else ""
+        if "=" in line:
+            key, _, value = line.partition("=")
+            out[key.strip()] = value.strip()
+    return out
+
+
+def _mask_settings(settings: dict[str, str]) -> dict[str, str]:
+    return {
+        k: ("***" if any(s in k for s in ("password", "passphrase", "conninfo")) else v)
+        for k, v in settings.items()
+    }
+
+
+def walfile_name(timeline: int, lsn: str, segment_size: int) -> str:
+    """The WAL segment file name holding an LSN ('0/2000100') on a timeline."""
+    hi, lo = (int(x, 16) for x in lsn.split("/"))
+    segno = ((hi << 32) | lo) // segment_size
+    per_id = 0x100000000 // segment_size
+    return f"{timeline:08X}{segno // per_id:08X}{segno % per_id:08X}"
+
+
+class LocalInstanceBackend:
+    """The managed production cluster of a LocalFleet, restored in place from its base backups."""
+
+    name = "local"
+
+    def __init__(
+        self, fleet: LocalFleet, start_timeout: float = 120, post_restore_snapshot: bool = True
+    ) -> None:
+        self.fleet = fleet
+        self.start_timeout = start_timeout
+        self.post_restore_snapshot = post_restore_snapshot
+
+    # ------------------------------------------------------------------ naming and checks
+    def resolve_identifier(self, identifier: str | None) -> str:
+        """The local fleet has one server, 'production'."""
+        if identifier not in (None, "", IDENTIFIER):
+            raise InvalidRequest(
+                f"unknown identifier {identifier!r}: the local fleet has one server, {IDENTIFIER!r}"
+            )
+        return IDENTIFIER
+
+    def _production(self) -> pg.Cluster:
+        if not self.fleet.exists():
+            raise InvalidRequest(
+                f"no fleet under {self.fleet.root}: run `restore-assets fleet up --root {self.fleet.root}`"
+            )
+        if self.fleet.config().mode != "managed":
+            raise InvalidRequest(
+                "an instance restore replaces the server's data directory: it needs a managed fleet"
+                " (this one adopts a cluster the tool does not manage)"
+            )
+        return self.fleet.production_cluster()
+
+    @property
+    def aside_root(self) -> Path:
+        """Where WAL of abandoned or superseded timelines is moved (never deleted)."""
+        return self.fleet.root / "archive-aside"
+
+    def check_names(self, identifier: str, suffix: str) -> dict[str, Any]:
+        """The set-aside directory `data.old-<suffix>` beside the production data directory."""
+        datadir = self.fleet.root / "production" / "data"
+        return {
+            "identifier": identifier,
+            "renamed": f"data.old-{suffix}",
+            "renamed_dir": str(datadir.parent / f"data.old-{suffix}"),
+            "datadir": str(datadir),
+            "suffix": suffix,
+            "final_snapshot": None,
+        }
+
+    def describe(self, identifier: str) -> Described:
+        """Port, DSN, data directory and configuration files of the production cluster."""
+        cluster = self._production()
+        if not cluster.datadir.is_dir():
+            raise InvalidRequest(f"production data directory missing: {cluster.datadir}")
+        settings: dict[str, str] = {}
+        for name in ("postgresql.conf", "restore_assets.conf", "postgresql.auto.conf"):
+            path = cluster.datadir / name
+            if path.exists():
+                settings.update(parse_conf(path.read_text(errors="replace")))
+        running = cluster.is_running()
+        details: dict[str, Any] = {"running": running}
+        if running:
+            with psycopg.connect(cluster.dsn(), connect_timeout=10) as conn:
+                row = conn.execute(
+                    "SELECT system_identifier::text FROM pg_catalog.pg_control_system()"
+                ).fetchone()
+                details["system_identifier"] = row[0]
+                details["timeline"] = conn.execute(
+                    "SELECT timeline_id FROM pg_catalog.pg_control_checkpoint()"
+                ).fetchone()[0]
+        config = {
+            "port": cluster.port,
+            "dsn": cluster.dsn(),
+            "datadir": str(cluster.datadir),
+            "pg_version": (cluster.datadir / "PG_VERSION").read_text().strip(),
+            "config_files": [n for n in CONFIG_FILES if (cluster.datadir / n).exists()],
+            "settings": _mask_settings(settings),
+            "archive_dir": str(self.fleet.archive_dir),
+        }
+        return Described(IDENTIFIER, "local-cluster", config, [], details)
+
+    def _snapshot_dict(self, snap_id: str) -> dict[str, Any]:
+        snap = self.fleet.get_snapshot(snap_id)
+        path = self.fleet.backup_dir / snap.id
+        info = snap.to_dict()
+        info["path"] = str(path)
+        info["pg_version"] = (path / "PG_VERSION").read_text().strip()
+        try:
+            ranges = json.loads((path / "backup_manifest").read_text())["WAL-Ranges"]
+            info["timeline"] = int(ranges[-1]["Timeline"])
+            info["end_lsn"] = ranges[-1]["End-LSN"]
+        except (OSError, KeyError, IndexError, ValueError):
+            info["timeline"], info["end_lsn"] = None, None
+        return info
+
+    def check_snapshot(self, source: Described, snapshot_id: str) -> dict[str, Any]:
+        """A base backup of this fleet, of the same PostgreSQL major version."""
+        info = self._snapshot_dict(snapshot_id)
+        if info["pg_version"] != source.config["pg_version"]:
+            raise InvalidRequest(
+                f"snapshot {snapshot_id} is of PostgreSQL {info['pg_version']}, production runs"
+                f" {source.config['pg_version']}: restore it into a temporary cluster instead"
+            )
+        return info
+
+    def check_free(self, source: Described, names: dict[str, Any]) -> list[str]:
+        """The set-aside directory must not exist; a new snapshot's name must be free."""
+        warnings: list[str] = []
+        task = names.get("task")
+        if names.get("export_s3"):
+            raise InvalidRequest("export to S3 needs the aws backend (--backend aws)")
+        if task != "create_snapshot_only" and Path(names["renamed_dir"]).exists():
+            raise InvalidRequest(
+                f"{names['renamed_dir']} already exists: choose another --suffix or remove it"
+            )
+        if task != "db_restore" and not source.details.get("running"):
+            raise InvalidRequest("production is not running: start it (`fleet up`) to snapshot it")
+        wanted = names.get("snapshot_identifier")
+        if wanted:
+            if not LOCAL_SNAPSHOT_NAME.match(wanted):
+                raise InvalidRequest(f"snapshot name {wanted!r} is not a valid directory name")
+            if (self.fleet.backup_dir / wanted).exists():
+                raise InvalidRequest(f"snapshot {wanted!r} already exists")
+        if task != "create_snapshot_only" and not source.details.get("running"):
+            warnings.append("production is not running: it is restored and started")
+        return warnings
+
+    # ------------------------------------------------------------------ snapshots
+    def create_snapshot(
+        self, source: Described, snapshot_identifier: str | None, record: Record, timeout: float
+    ) -> dict[str, Any]:
+        """A base backup of production (pg_basebackup; the fleet limits it to 600 s)."""
+        snap = self.fleet.snapshot()
+        snap_id = snap.id
+        if snapshot_identifier and snapshot_identifier != snap.id:
+            backups = self.fleet.backup_dir
+            os.rename(backups / snap.id, backups / snapshot_identifier)
+            meta_old = backups / f"{snap.id}.json"
+            if meta_old.exists():
+                meta = json.loads(meta_old.read_text())
+                meta["id"] = snapshot_identifier
+                (backups / f"{snapshot_identifier}.json").write_text(json.dumps(meta))
+                meta_old.unlink()
+            snap_id = snapshot_identifier
+        info = self._snapshot_dict(snap_id)
+        info["status"] = "available"
+        record(SNAPSHOT_KIND, snap_id, {"path": info["path"]})
+        return info
+
+    def export_snapshot(self, snapshot: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """Not available locally: an S3 export needs the aws backend."""
+        raise InvalidRequest("export to S3 needs the aws backend (--backend aws)")
+
+    # ------------------------------------------------------------------ restore in place
+    def _archive_names(self, pattern: str) -> list[str]:
+        archive = self.fleet.archive_dir
+        return sorted(p.name for p in archive.glob(pattern)) if archive.is_dir() else []
+
+    def set_aside(self, source: Described, names: dict[str, Any], record: Record) -> dict[str, Any]:
+        """Archive the last WAL, stop production, rename its data directory to data.old-<suffix>."""
+        cluster = self._production()
+        aside = Path(names["renamed_dir"])
+        if aside.exists():
+            raise FleetError(f"{aside} already exists")
+        running = cluster.is_running()
+        details = {
+            "datadir": str(cluster.datadir),
+            "aside": str(aside),
+            "port": cluster.port,
+            "was_running": running,
+            "history_before": self._archive_names("*.history"),
+            "partial_before": self._archive_names("*.partial"),
+        }
+        record(ASIDE_KIND, IDENTIFIER, details)
+        if running:
+            self.fleet.switch_wal()
+            cluster.stop(mode="fast")
+            if cluster.is_running():
+                raise FleetError(f"production on port {cluster.port} did not stop")
+        os.rename(cluster.datadir, aside)
+        if cluster.logfile.exists():
+            os.rename(cluster.logfile, aside.parent / f"{aside.name}.log")
+        return {"aside": str(aside), "stopped": running}
+
+    def _clear_partial_conflict(
+        self, snapshot: dict[str, Any], datadir: Path, suffix: str
+    ) -> str | None:
+        """Move aside an archived `.partial` the promotion would archive again under the same name."""
+        if not snapshot.get("end_lsn") or not snapshot.get("timeline"):
+            return None
+        out = pg.run_server_cmd([pg.pg_bin("pg_controldata"), "-D", str(datadir)]).stdout
+        found = re.search(r"Bytes per WAL segment:\s+(\d+)", out)
+        seg_size = int(found.group(1)) if found else 16 * 1024 * 1024
+        name = walfile_name(int(snapshot["timeline"]), snapshot["end_lsn"], seg_size) + ".partial"
+        path = self.fleet.archive_dir / name
+        if not path.exists():
+            return None
+        target = self.aside_root / f"superseded-{suffix}"
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(path), target / name)
+        return name
+
+    def restore(
+        self, source: Described, snapshot: dict[str, Any], names: dict[str, Any], record: Record
+    ) -> dict[str, Any]:
+        """Copy the base backup in place, keep production's configuration, recover, promote."""
+        port = int(source.config["port"])
+        datadir = Path(names["datadir"])
+        aside = Path(names["renamed_dir"])
+        if datadir.exists():
+            raise FleetError(f"{datadir} exists: the original was not set aside")
+        record(RESTORED_KIND, IDENTIFIER, {"datadir": str(datadir), "snapshot": snapshot["id"]})
+        pg.run_server_cmd(["cp", "-a", snapshot["path"], str(datadir)])
+        for name in CONFIG_FILES:
+            if (aside / name).exists():
+                pg.run_server_cmd(["cp", "-p", str(aside / name), str(datadir / name)])
+        cluster = pg.Cluster(datadir, port)
+        for name in ("postmaster.pid", "postmaster.opts", "standby.signal", "recovery.signal"):
+            (datadir / name).unlink(missing_ok=True)
+        moved = self._clear_partial_conflict(snapshot, datadir, names["suffix"])
+        conf = datadir / "restore_assets.conf"
+        original_conf = conf.read_text() if conf.exists() else ""
+        restore_cmd = f"cp '{self.fleet.archive_dir}/%f' '%p'"
+        recovery = {
+            "restore_command": "'" + restore_cmd.replace("'", "''") + "'",
+            "recovery_target": "'immediate'",
+            "recovery_target_action": "'promote'",
+            # the snapshot's own timeline: 'latest' could be a timeline that forked before it
+            "recovery_target_timeline": "'current'",
+        }
+        block = RECOVERY_MARK + "".join(f"{k} = {v}\n" for k, v in recovery.items())
+        cluster.write_file("restore_assets.conf", original_conf + "\n" + block)
+        cluster.write_file("recovery.signal", "")
+        cluster.start(timeout=self.start_timeout)
+        timeline = self._wait_promoted(cluster, self.start_timeout)
+        cluster.write_file("restore_assets.conf", original_conf)
+        with psycopg.connect(cluster.dsn(), autocommit=True, connect_timeout=10) as conn:
+            conn.execute("SELECT pg_catalog.pg_reload_conf()")
+        return {
+            "port": port,
+            "timeline": timeline,
+            "snapshot": snapshot["id"],
+            "moved_partial": moved,
+        }
+
+    def _wait_promoted(self, cluster: pg.Cluster, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            if not cluster.is_running():
+                raise FleetError(
+                    f"restored cluster stopped during recovery: {cluster.last_log_error()}"
+                )
+            try:
+                with psycopg.connect(cluster.dsn(), connect_timeout=5) as conn:
+                    if not conn.execute("SELECT pg_catalog.pg_is_in_recovery()").fetchone()[0]:
+                        # the promotion's checkpoint may lag: wait for the new timeline in pg_control
+                        return int(
+                            conn.execute(
+                                "SELECT pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn())"
+                            ).fetchone()[0][:8],
+                            16,
+                        )
+            except psycopg.OperationalError as exc:
+                last = exc
+            time.sleep(0.2)
+        raise FleetError(
+            f"restored cluster on port {cluster.port} not promoted within {timeout:.0f}s:"
+            f" {cluster.last_log_error() or last}"
+        )
+
+    def wait_restored(
+        self, source: Described, names: dict[str, Any], timeout: float
+    ) -> dict[str, Any]:
+        """Verify the restored production: same port, same cluster, every database, WAL archived."""
+        port = int(source.config["port"])
+        cluster = pg.Cluster(Path(names["datadir"]), port)
+        self._wait_promoted(cluster, min(timeout, self.start_timeout))
+        with psycopg.connect(cluster.dsn(), connect_timeout=10) as conn:
+            sysid = conn.execute(
+                "SELECT system_identifier::text FROM pg_catalog.pg_control_system()"
+            ).fetchone()[0]
+            dbs = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT datname FROM pg_catalog.pg_database WHERE datallowconn ORDER BY 1"
+                )
+            ]
+        expected = source.details.get("system_identifier")
+        if expected and sysid != expected:
+            raise FleetError(
+                f"restored cluster has system identifier {sysid}, production had {expected}:"
+                " the snapshot is not of this fleet"
+            )
+        for db in dbs:
+            with psycopg.connect(cluster.dsn(db), connect_timeout=10) as conn:
+                conn.execute("SELECT 1")
+        self.fleet.switch_wal()  # proves archiving works on the new timeline
+        out: dict[str, Any] = {"port": port, "dsn": cluster.dsn(), "databases": dbs}
+        if self.post_restore_snapshot:
+            # a base backup on the new timeline: later point-in-time restores start from it
+            out["post_restore_snapshot"] = self.fleet.snapshot().id
+        return out
+
+    def delete_old(
+        self, source: Described, names: dict[str, Any], keep_old: bool, skip_final_snapshot: bool
+    ) -> dict[str, Any]:
+        """Remove data.old-<suffix> (or keep it); locally there is no final snapshot to take."""
+        aside = Path(names["renamed_dir"])
+        if keep_old:
+            return {"kept": str(aside)}
+        shutil.rmtree(aside)
+        (aside.parent / f"{aside.name}.log").unlink(missing_ok=True)
+        return {"removed": str(aside)}
+
+    def _quarantine_timelines(self, details: dict[str, Any], suffix: str) -> list[str]:
+        """Move the WAL of timelines the half-restored cluster started out of the archive."""
+        archive = self.fleet.archive_dir
+        new_history = set(self._archive_names("*.history")) - set(details.get("history_before", []))
+        new_partial = set(self._archive_names("*.partial")) - set(details.get("partial_before", []))
+        timelines = {h.split(".")[0] for h in new_history}
+        moved: list[str] = []
+        target = self.aside_root / f"abandoned-{suffix}"
+        for f in sorted(archive.iterdir()) if archive.is_dir() else []:
+            if f.name[:8] in timelines or f.name in new_partial:
+                target.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(f), target / f.name)
+                moved.append(f.name)
+        return moved
+
+    def rollback(
+        self, source: Described, names: dict[str, Any], resources: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Stop and remove a half-restored directory, rename the original back, start it."""
+        port = int(source.config["port"])
+        datadir = Path(names["datadir"])
+        aside = Path(names["renamed_dir"])
+        details = next((r["details"] for r in resources if r["kind"] == ASIDE_KIND), {})
+        actions: list[str] = []
+        if aside.exists():
+            if datadir.exists():
+                pg.Cluster(datadir, port).stop(mode="immediate")
+                moved = self._quarantine_timelines(details, names["suffix"])
+                if moved:
+                    actions.append(
+                        f"moved {len(moved)} WAL file(s) of the abandoned timeline aside"
+                    )
+                shutil.rmtree(datadir)
+                pg.Cluster(datadir, port).logfile.unlink(missing_ok=True)
+                actions.append("removed the half-restored data directory")
+            os.rename(aside, datadir)
+            old_log = aside.parent / f"{aside.name}.log"
+            if old_log.exists():
+                os.rename(old_log, pg.Cluster(datadir, port).logfile)
+            actions.append(f"renamed {aside.name} back to {datadir.name}")
+        elif any(r["kind"] == RESTORED_KIND for r in resources) and datadir.exists():
+            return {
+                "rolled_back": False,
+                "reason": f"{aside.name} was already removed: the restored production is kept",
+            }
+        elif not datadir.exists():
+            raise FleetError(f"neither {datadir} nor {aside} exists: nothing to put back")
+        cluster = pg.Cluster(datadir, port)
+        was_running = details.get("was_running", source.details.get("running", True))
+        if was_running and not cluster.is_running():
+            cluster.start(timeout=self.start_timeout)
+            actions.append(f"started the original on port {port}")
+        if was_running:
+            with psycopg.connect(cluster.dsn(), connect_timeout=10) as conn:
+                conn.execute("SELECT 1")
+        return {"rolled_back": True, "actions": actions}

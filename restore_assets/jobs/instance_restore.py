@@ -1,0 +1,313 @@
+"""The instance_restore job: restore a server in place from a snapshot, keeping its endpoint.
+
+Thin ops over restore_assets.instance.core: each step returns a PhaseResult (never raises) that is
+carried to the always-run finish op, which rolls back (delete the half-restored target, rename the
+original back, alert) when a step from set_aside on failed, writes the audit status and fails the run.
+"""
+
+from typing import Any
+
+import dagster as dg
+
+from restore_assets.audit import new_restore_id
+from restore_assets.errors import InvalidRequest
+from restore_assets.instance import InstanceServices, instance_services
+from restore_assets.instance import core as steps
+from restore_assets.instance.model import InstancePlan
+from restore_assets.jobs.resources import RestoreBackend
+from restore_assets.phases import PhaseResult
+
+KIND_TAG = "restore-assets/kind"
+
+
+class InstanceRestoreConfig(dg.Config):
+    """The launchpad form: what to restore, from which snapshot, and what to keep."""
+
+    task: str = "db_restore"  # db_restore | create_snapshot | create_snapshot_only
+    snapshot_id: str | None = None
+    identifier: str | None = (
+        None  # RDS instance/cluster (default aws.source_identifier); local: production
+    )
+    snapshot_identifier: str | None = None  # name of the snapshot create_snapshot takes
+    suffix: str | None = None  # the original is renamed <identifier>-old-<suffix>
+    keep_old: bool = False
+    skip_final_snapshot: bool = False
+    restore_id: str | None = None
+    fail_at: str | None = None  # fault injection (tests): "<step>" or "<step>:after"
+
+
+@dg.config_mapping(config_schema=InstanceRestoreConfig.to_config_schema())
+def instance_request_as_run_config(val: dict[str, Any]) -> dict[str, Any]:
+    """Map the top-level request typed in the launchpad to the validate op's config."""
+    return {"ops": {"validate_instance_request": {"config": val}}}
+
+
+def request_of(config: dg.Config, exclude: set[str]) -> dict[str, Any]:
+    """The core request mapping of an op config (unset fields left out)."""
+    raw = config.model_dump(exclude=exclude)
+    return {k: v for k, v in raw.items() if v not in (None, "")}
+
+
+def services_for(backend: RestoreBackend, fail_at: str | None = None) -> InstanceServices:
+    """The instance services of the run's backend resource."""
+    return instance_services(backend.settings(), fail_at=fail_at)
+
+
+def report(context: dg.OpExecutionContext, result: PhaseResult) -> PhaseResult:
+    """Log a step's outcome and attach its metadata to the op's output."""
+    if result.metadata.get("not_requested"):
+        context.log.info(f"step {result.phase}: not part of this task")
+    elif result.ok:
+        context.log.info(f"step {result.phase} done in {result.seconds}s")
+    elif result.skipped:
+        context.log.warning(f"step {result.phase} skipped: an earlier step failed")
+    else:
+        context.log.error(f"step {result.phase} failed: {result.error}")
+    meta: dict[str, Any] = {"ok": result.ok, "seconds": result.seconds}
+    if result.error:
+        meta["error"] = result.error
+    for k, v in result.metadata.items():
+        meta[k] = dg.MetadataValue.json(v) if isinstance(v, dict | list) else v
+    context.add_output_metadata(meta)
+    return result
+
+
+def _ctx(run: dict) -> tuple[str, InstancePlan]:
+    return run["restore_id"], InstancePlan.from_dict(run["plan"])
+
+
+def validate_op_body(
+    context: dg.OpExecutionContext,
+    raw: dict[str, Any],
+    backend: RestoreBackend,
+    kind: str,
+    restore_id: str | None,
+    fail_at: str | None,
+) -> dict:
+    """Shared body of the validate ops: plan, record, refuse bad input without a retry."""
+    rid = restore_id or f"dg-{context.run_id}"
+    services = services_for(backend, fail_at)
+    try:
+        rid, plan = steps.validate(services, raw, kind, rid)
+    except InvalidRequest as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    described = steps.describe_plan(plan)
+    for w in plan.warnings:
+        context.log.warning(w)
+    context.log.info(f"{kind} {rid}: " + "; ".join(described["steps"]))
+    context.add_output_metadata(
+        {
+            "restore_id": rid,
+            "identifier": plan.source.identifier,
+            "steps": dg.MetadataValue.json(described["steps"]),
+            "preserved_configuration": dg.MetadataValue.json(plan.source.config),
+        }
+    )
+    return {"restore_id": rid, "plan": plan.to_dict(), "fail_at": fail_at}
+
+
+@dg.op(out=dg.Out(dict))
+def validate_instance_request(
+    context: dg.OpExecutionContext, config: InstanceRestoreConfig, backend: RestoreBackend
+) -> dict:
+    """Check every name, the snapshot and the server before anything changes; open the audit record."""
+    raw = request_of(config, {"restore_id", "fail_at"})
+    return validate_op_body(
+        context, raw, backend, steps.KIND_RESTORE, config.restore_id, config.fail_at
+    )
+
+
+@dg.op(out=dg.Out(PhaseResult))
+def take_snapshot_step(
+    context: dg.OpExecutionContext, run: dict, backend: RestoreBackend
+) -> PhaseResult:
+    """Take a snapshot and wait until it is available (create_snapshot tasks only)."""
+    rid, plan = _ctx(run)
+    return report(context, steps.snapshot_step(services_for(backend, run["fail_at"]), rid, plan))
+
+
+@dg.op(out=dg.Out(PhaseResult))
+def export_snapshot_step(
+    context: dg.OpExecutionContext, run: dict, snap: PhaseResult, backend: RestoreBackend
+) -> PhaseResult:
+    """Export the new snapshot to S3 and follow the export to its end (when asked)."""
+    rid, plan = _ctx(run)
+    services = services_for(backend, run["fail_at"])
+    return report(context, steps.export_step(services, rid, plan, snap))
+
+
+@dg.op(out=dg.Out(PhaseResult))
+def set_aside_original(
+    context: dg.OpExecutionContext,
+    run: dict,
+    snap: PhaseResult,
+    exported: PhaseResult,
+    backend: RestoreBackend,
+) -> PhaseResult:
+    """Rename the original to <identifier>-old-<suffix> and wait."""
+    rid, plan = _ctx(run)
+    services = services_for(backend, run["fail_at"])
+    return report(context, steps.set_aside_step(services, rid, plan, [snap, exported]))
+
+
+@dg.op(out=dg.Out(PhaseResult))
+def restore_in_place(
+    context: dg.OpExecutionContext,
+    run: dict,
+    snap: PhaseResult,
+    aside: PhaseResult,
+    backend: RestoreBackend,
+) -> PhaseResult:
+    """Restore the snapshot under the original identifier with all of its configuration."""
+    rid, plan = _ctx(run)
+    services = services_for(backend, run["fail_at"])
+    return report(context, steps.restore_step(services, rid, plan, snap, aside))
+
+
+@dg.op(out=dg.Out(PhaseResult))
+def wait_for_restored(
+    context: dg.OpExecutionContext, run: dict, restored: PhaseResult, backend: RestoreBackend
+) -> PhaseResult:
+    """Wait until the restored server and every member are available; verify it."""
+    rid, plan = _ctx(run)
+    services = services_for(backend, run["fail_at"])
+    return report(context, steps.wait_step(services, rid, plan, restored))
+
+
+@dg.op(out=dg.Out(PhaseResult))
+def delete_renamed_original(
+    context: dg.OpExecutionContext, run: dict, ready: PhaseResult, backend: RestoreBackend
+) -> PhaseResult:
+    """Delete the renamed original (final snapshot first unless skipped), or keep it."""
+    rid, plan = _ctx(run)
+    services = services_for(backend, run["fail_at"])
+    return report(context, steps.delete_old_step(services, rid, plan, ready))
+
+
+def finish_op_body(
+    context: dg.OpExecutionContext,
+    run: dict,
+    results: list[PhaseResult],
+    backend: RestoreBackend,
+    kind: str,
+) -> dict:
+    """Shared body of the finish ops: roll back if needed, close the audit record, fail the run."""
+    rid, plan = _ctx(run)
+    services = services_for(backend, None)
+    summary = steps.finish(services, rid, plan, results, kind)
+    if summary.get("steps", {}).get("rollback"):
+        (context.log.warning if summary["rolled_back"] else context.log.error)(
+            f"rollback: {summary['cause']}"
+        )
+    context.add_output_metadata(
+        {
+            "status": summary["status"],
+            "restore_id": rid,
+            "rolled_back": summary["rolled_back"],
+            "summary": dg.MetadataValue.json(summary),
+        }
+    )
+    if summary["status"] != "succeeded":
+        raise dg.Failure(
+            description=f"{kind} {rid} failed: {summary['cause']}",
+            metadata={"restore_id": rid},
+            allow_retries=False,
+        )
+    return summary
+
+
+@dg.op(out=dg.Out(dict))
+def finish_instance_restore(
+    context: dg.OpExecutionContext,
+    run: dict,
+    snap: PhaseResult,
+    exported: PhaseResult,
+    aside: PhaseResult,
+    restored: PhaseResult,
+    ready: PhaseResult,
+    deleted: PhaseResult,
+    backend: RestoreBackend,
+) -> dict:
+    """Always runs: roll back after a failure (and alert), write the final audit status."""
+    return finish_op_body(
+        context, run, [snap, exported, aside, restored, ready, deleted], backend, steps.KIND_RESTORE
+    )
+
+
+@dg.job(config=instance_request_as_run_config, tags={KIND_TAG: "instance_restore"})
+def instance_restore():
+    """Restore an instance or cluster in place from a snapshot, keeping its identifier and endpoint."""
+    run = validate_instance_request()
+    snap = take_snapshot_step(run)
+    exported = export_snapshot_step(run, snap)
+    aside = set_aside_original(run, snap, exported)
+    restored = restore_in_place(run, snap, aside)
+    ready = wait_for_restored(run, restored)
+    deleted = delete_renamed_original(run, ready)
+    finish_instance_restore(run, snap, exported, aside, restored, ready, deleted)
+
+
+# ---------------------------------------------------------------------------- in process
+def backend_resource(backend_config: dict[str, Any]) -> RestoreBackend:
+    """The RestoreBackend resource of a CLI/notebook backend mapping (backend, root, config_file)."""
+    return RestoreBackend(
+        backend=backend_config.get("backend", "local"),
+        root=str(backend_config.get("root") or ""),
+        config_file=str(backend_config.get("config_file") or ""),
+    )
+
+
+def outcome(job: dg.JobDefinition, run_config: dict, backend_config: dict, rid: str) -> dict:
+    """Execute a job in process and return its audit record's summary (status, cause, steps)."""
+    resource = backend_resource(backend_config)
+    result = job.execute_in_process(
+        run_config=run_config, resources={"backend": resource}, raise_on_error=False
+    )
+    services = instance_services(resource.settings())
+    try:
+        rec = services.audit.get(rid)
+    except KeyError:
+        rec = None
+    if rec is None:
+        return {"restore_id": rid, "status": "rejected", "cause": _failure(result)}
+    summary = rec.get("result") or {}
+    return {
+        **summary,
+        "restore_id": rid,
+        "status": rec["status"],
+        "cause": rec.get("cause"),
+        "dagster_run_id": result.run_id,
+        "dagster_success": result.success,
+        "duration_s": rec.get("duration_s"),
+    }
+
+
+def _failure(result: Any) -> str:
+    for event in result.all_events:
+        if event.is_failure and event.step_failure_data is not None:
+            err = event.step_failure_data.error
+            return err.message.strip() if err else "failed"
+    return "failed"
+
+
+def run_instance_restore_job(
+    request: dict[str, Any],
+    backend_config: dict[str, Any],
+    *,
+    restore_id: str | None = None,
+    fail_at: str | None = None,
+) -> dict[str, Any]:
+    """Execute the instance_restore job in process; return the run's summary from the audit log."""
+    rid = restore_id or new_restore_id("i")
+    run_config = {**request, "restore_id": rid}
+    if fail_at:
+        run_config["fail_at"] = fail_at
+    return outcome(instance_restore, run_config, backend_config, rid)
+
+
+def plan_instance_restore_job(request: dict[str, Any], backend_config: dict[str, Any]) -> dict:
+    """What an instance restore would do and the configuration it preserves; changes nothing."""
+    from restore_assets.instance import instance_backend, plan_instance_restore
+
+    settings = backend_resource(backend_config).settings()
+    return plan_instance_restore(instance_backend(settings), request)

@@ -1,0 +1,90 @@
+"""The snapshot job: take a snapshot of the instance or cluster (task create_snapshot_only).
+
+A user-given identifier or a default one, waiting until the snapshot is available within a time
+limit; optionally exported to S3 and followed to completion or failure. Locally a snapshot is a base
+backup of the fleet's production cluster.
+"""
+
+from typing import Any
+
+import dagster as dg
+
+from restore_assets.audit import new_restore_id
+from restore_assets.instance import core as steps
+from restore_assets.jobs.instance_restore import (
+    KIND_TAG,
+    export_snapshot_step,
+    finish_op_body,
+    outcome,
+    request_of,
+    take_snapshot_step,
+    validate_op_body,
+)
+from restore_assets.jobs.resources import RestoreBackend
+from restore_assets.phases import PhaseResult
+
+
+class SnapshotConfig(dg.Config):
+    """Which server to snapshot, the snapshot's name, and whether to export it to S3."""
+
+    task: str = "create_snapshot_only"
+    identifier: str | None = None  # RDS instance/cluster (default aws.source_identifier)
+    snapshot_identifier: str | None = None  # default <identifier>-YYYYMMDD-HHMMSS (local: snap-...)
+    export_s3: bool = False
+    restore_id: str | None = None
+    fail_at: str | None = None  # fault injection (tests)
+
+
+@dg.config_mapping(config_schema=SnapshotConfig.to_config_schema())
+def snapshot_request_as_run_config(val: dict[str, Any]) -> dict[str, Any]:
+    """Map the top-level request typed in the launchpad to the validate op's config."""
+    return {"ops": {"validate_snapshot_request": {"config": val}}}
+
+
+@dg.op(out=dg.Out(dict))
+def validate_snapshot_request(
+    context: dg.OpExecutionContext, config: SnapshotConfig, backend: RestoreBackend
+) -> dict:
+    """Check the server, the snapshot name and the export settings; open the audit record."""
+    raw = request_of(config, {"restore_id", "fail_at"})
+    if not raw.get("export_s3"):
+        raw.pop("export_s3", None)
+    return validate_op_body(
+        context, raw, backend, steps.KIND_SNAPSHOT, config.restore_id, config.fail_at
+    )
+
+
+@dg.op(out=dg.Out(dict))
+def finish_snapshot(
+    context: dg.OpExecutionContext,
+    run: dict,
+    snap: PhaseResult,
+    exported: PhaseResult,
+    backend: RestoreBackend,
+) -> dict:
+    """Write the final audit status; the run fails if the snapshot or its export failed."""
+    return finish_op_body(context, run, [snap, exported], backend, steps.KIND_SNAPSHOT)
+
+
+@dg.job(config=snapshot_request_as_run_config, tags={KIND_TAG: "snapshot"})
+def snapshot():
+    """Take a snapshot of the instance or cluster (optionally exported to S3)."""
+    run = validate_snapshot_request()
+    snap = take_snapshot_step(run)
+    exported = export_snapshot_step(run, snap)
+    finish_snapshot(run, snap, exported)
+
+
+def run_snapshot_job(
+    request: dict[str, Any],
+    backend_config: dict[str, Any],
+    *,
+    restore_id: str | None = None,
+    fail_at: str | None = None,
+) -> dict[str, Any]:
+    """Execute the snapshot job in process; return the run's summary from the audit log."""
+    rid = restore_id or new_restore_id("s")
+    run_config = {**request, "restore_id": rid}
+    if fail_at:
+        run_config["fail_at"] = fail_at
+    return outcome(snapshot, run_config, backend_config, rid)
