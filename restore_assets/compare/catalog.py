@@ -13,7 +13,12 @@ import psycopg
 
 _TABLES_SQL = """
 SELECT c.oid, c.relname, c.relkind, c.relispartition, c.relrowsecurity, c.relforcerowsecurity,
-       greatest(c.reltuples, 0)::bigint
+       CASE WHEN c.relkind = 'p'
+            THEN (SELECT coalesce(sum(greatest(l.reltuples, 0)), 0)
+                    FROM pg_catalog.pg_partition_tree(c.oid) AS pt
+                    JOIN pg_catalog.pg_class l ON l.oid = pt.relid
+                   WHERE pt.isleaf)
+            ELSE greatest(c.reltuples, 0) END::bigint
   FROM pg_catalog.pg_class c
  WHERE c.relnamespace = %(ns)s AND c.relkind IN ('r', 'p')
 """

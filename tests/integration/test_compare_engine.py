@@ -40,6 +40,9 @@ CREATE TABLE events (id serial PRIMARY KEY, what text);
 CREATE TABLE untouched (id int PRIMARY KEY, v text);
 CREATE TABLE legacy (id int PRIMARY KEY);
 CREATE TABLE stock (sku text, wh int, qty int, PRIMARY KEY (sku, wh));
+CREATE TABLE measures (id int, at date, v int, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+CREATE TABLE measures_2023 PARTITION OF measures FOR VALUES FROM ('2023-01-01') TO ('2024-01-01');
+CREATE TABLE measures_rest PARTITION OF measures DEFAULT;
 
 INSERT INTO customers
   SELECT g, 'customer ' || g, 'c' || g || '@example.com',
@@ -56,6 +59,7 @@ INSERT INTO secrets SELECT g, 'owner' || (g % 3), 'secret ' || g FROM generate_s
 INSERT INTO events (what) SELECT 'event ' || g FROM generate_series(1, 5) g;
 INSERT INTO untouched SELECT g, 'v' || g FROM generate_series(1, 100) g;
 INSERT INTO legacy VALUES (1);
+INSERT INTO measures SELECT g, '2023-06-01'::date + g * 10, g FROM generate_series(1, 60) g;
 INSERT INTO stock SELECT 'sku-' || lpad((g / 3)::text, 3, '0'), g % 3, g FROM generate_series(0, 299) g;
 """
 
@@ -80,6 +84,8 @@ DELETE FROM secrets WHERE id = 10;
 SELECT setval(pg_get_serial_sequence('events', 'id'), 1);
 DROP TABLE legacy;
 DELETE FROM stock WHERE sku = 'sku-010' AND wh = 1;
+DELETE FROM measures WHERE id = 2;
+UPDATE measures SET v = 0 WHERE id = 50;
 UPDATE stock SET qty = -1 WHERE sku = 'sku-050' AND wh = 2;
 INSERT INTO stock VALUES ('zzz', 0, 0);
 CREATE TABLE coupons (code text PRIMARY KEY);
@@ -108,7 +114,16 @@ def shop(fresh_db: str) -> str:
 def test_finds_exactly_the_known_row_differences(shop: str, parallel: int) -> None:
     result = compare_schemas(shop, LIVE, RESTORED, parallel=parallel)
     t = result.tables
-    assert sorted(t) == ["customers", "events", "orders", "secrets", "stock", "tags", "untouched"]
+    assert sorted(t) == [
+        "customers",
+        "events",
+        "measures",  # partitioned: compared through its parent, partitions not listed
+        "orders",
+        "secrets",
+        "stock",
+        "tags",
+        "untouched",
+    ]
 
     c = t["customers"]
     assert (c.rows_restored, c.rows_live) == (20, 20)
@@ -156,16 +171,21 @@ def test_finds_exactly_the_known_row_differences(shop: str, parallel: int) -> No
     }
     assert st.changed_columns == {"qty": 1}
 
+    m = t["measures"]
+    assert (m.rows_restored, m.rows_live, m.only_in_restored, m.changed) == (60, 59, 1, 1)
+    assert m.samples["only_in_restored"] == [{"id": 2, "at": "2023-06-21"}]
+    assert m.samples["changed"] == [{"id": 50, "at": "2024-10-13"}]
+
     for name in ("events", "untouched"):
         assert not t[name].differs, name
     assert t["untouched"].rows_live == 100
 
     summary = result.summary
-    assert summary["tables_compared"] == 7
-    assert summary["tables_with_differences"] == 5
-    assert summary["rows_only_in_restored"] == 2 + 1 + 1 + 1 + 1
+    assert summary["tables_compared"] == 8
+    assert summary["tables_with_differences"] == 6
+    assert summary["rows_only_in_restored"] == 2 + 1 + 1 + 1 + 1 + 1
     assert summary["rows_only_in_live"] == 2 + 3 + 2 + 1
-    assert summary["rows_changed"] == 3 + 2 + 1
+    assert summary["rows_changed"] == 3 + 2 + 1 + 1
 
 
 def test_finds_exactly_the_schema_drift(shop: str) -> None:
@@ -240,7 +260,7 @@ def test_json_report_shape(shop: str) -> None:
     assert data["drift"]["tables"] == {"only_in_restored": ["legacy"], "only_in_live": ["coupons"]}
     assert data["sequences"]["events_id_seq"]["ok"] is False
     assert data["sequences"]["events_id_seq"]["live_max_key"] == 5
-    assert data["summary"]["tables_with_differences"] == 5
+    assert data["summary"]["tables_with_differences"] == 6
     assert data["summary"]["sequences_behind"] == 1
 
 
@@ -295,7 +315,7 @@ def test_key_range_slices_give_the_same_answer(shop: str, monkeypatch: pytest.Mo
     monkeypatch.setattr(rows, "SLICE_MIN_ROWS", 50)
     with psycopg.connect(shop) as conn:
         live, restored = read_catalogs(conn, LIVE, RESTORED)
-        for name in ("stock", "untouched"):
+        for name in ("stock", "untouched", "measures"):
             tasks = rows.plan_table(
                 conn, RESTORED, LIVE, restored.tables[name], live.tables[name], 3
             )
