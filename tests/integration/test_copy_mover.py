@@ -312,3 +312,21 @@ def test_large_table_streams_in_chunks(pg: Cluster) -> None:
     finally:
         drop_db(pg, "copy_big_source")
         drop_db(pg, "copy_big_target")
+
+
+def test_cancel_between_tables_keeps_what_was_done(dbs: tuple[str, str]) -> None:
+    source, target = dbs
+    build_schema(target, "tenant_cancel2", data=False)
+    cancel = threading.Event()
+    done: list[TableCopy] = []
+
+    def progress(t: TableCopy) -> None:
+        done.append(t)
+        cancel.set()  # the caller stops after the first table
+
+    with pytest.raises(CopyError, match=r"cancelled after 1 of 9 tables") as info:
+        copy_schema(
+            source, target, "tenant", "tenant_cancel2", workers=1, progress=progress, cancel=cancel
+        )
+    assert [t.table for t in info.value.report.tables] == [done[0].table]  # type: ignore[attr-defined]
+    assert checksum(target, "tenant_cancel2", done[0].table)[0] == done[0].rows > 0
