@@ -1,0 +1,312 @@
+"""The audit log in DynamoDB: one item per restore (key `restore_id`) with inputs, resources,
+phases, status and cause. Every string is passed through `redact()` before it is written."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+from restore_assets.audit import STATUSES, new_restore_id
+from restore_assets.backends.aws.clients import error_code
+from restore_assets.backends.aws.secrets import redact, redact_any
+
+_ser = TypeSerializer()
+_de = TypeDeserializer()
+_seq = itertools.count()
+UPDATABLE = ("restore_point", "result", "status", "cause")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _stamp() -> str:
+    """A sortable creation stamp: ISO time + nanoseconds + a per-process counter."""
+    return f"{_now()}|{time.time_ns():020d}|{next(_seq):08d}"
+
+
+def _json(value: Any) -> str:
+    return redact(json.dumps(redact_any(value), default=str))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value) if value % 1 else int(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _item(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: _ser.serialize(v) for k, v in values.items()}
+
+
+def _val(value: Any) -> dict[str, Any]:
+    return _ser.serialize(value)
+
+
+class DynamoAuditLog:
+    """The AuditLog protocol over one DynamoDB table whose partition key is `restore_id` (string)."""
+
+    def __init__(self, client: Any, table: str) -> None:
+        self.client = client
+        self.table = table
+
+    # ------------------------------------------------------------ writes
+    def open(self, kind: str, inputs: dict[str, Any], restore_id: str | None = None) -> str:
+        """Create the record of a new run and return its restore id (never reuses an id)."""
+        rid = restore_id or new_restore_id()
+        item = {
+            "restore_id": rid,
+            "kind": kind,
+            "status": "running",
+            "inputs": _json(inputs),
+            "created_at": _now(),
+            "resources": {},
+            "phases": [],
+        }
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item=_item(item),
+                ConditionExpression="attribute_not_exists(restore_id)",
+            )
+        except Exception as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                raise ValueError(f"restore id {rid} already exists in the audit log") from None
+            raise
+        return rid
+
+    def reject(
+        self, kind: str, inputs: dict[str, Any], cause: str, restore_id: str | None = None
+    ) -> str:
+        """Record a request refused before anything was created (never overwrites another run)."""
+        rid = restore_id or new_restore_id()
+        now = _now()
+        item = {
+            "restore_id": rid,
+            "kind": kind,
+            "status": "rejected",
+            "inputs": _json(inputs),
+            "created_at": now,
+            "finished_at": now,
+            "duration_s": Decimal("0"),
+            "cause": redact(cause),
+            "resources": {},
+            "phases": [],
+        }
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item=_item(item),
+                ConditionExpression="attribute_not_exists(restore_id) OR #s = :rejected",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":rejected": _val("rejected")},
+            )
+        except Exception as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                raise ValueError(f"restore id {rid} already exists in the audit log") from None
+            raise
+        return rid
+
+    def _update(self, restore_id: str, expression: str, names: dict, values: dict | None) -> None:
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "Key": {"restore_id": _val(restore_id)},
+            "UpdateExpression": expression,
+            "ConditionExpression": "attribute_exists(restore_id)",
+        }
+        if names:
+            kwargs["ExpressionAttributeNames"] = names
+        if values:
+            kwargs["ExpressionAttributeValues"] = values
+        try:
+            self.client.update_item(**kwargs)
+        except Exception as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                raise KeyError(f"unknown restore id {restore_id}") from None
+            raise
+
+    def resource(
+        self, restore_id: str, kind: str, identifier: str, details: dict[str, Any]
+    ) -> None:
+        """Record a resource before it is relied on, so cleanup can find it after a crash."""
+        entry = {
+            "kind": kind,
+            "identifier": identifier,
+            "details": _json(details),
+            "created_at": _stamp(),
+        }
+        self._update(
+            restore_id,
+            "SET #r.#k = :v",
+            {"#r": "resources", "#k": f"{kind}|{identifier}"},
+            {":v": _val(entry)},
+        )
+
+    def resource_deleted(self, restore_id: str, kind: str, identifier: str) -> None:
+        """Mark a recorded resource as removed."""
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key={"restore_id": _val(restore_id)},
+                UpdateExpression="SET #r.#k.deleted_at = :now",
+                ConditionExpression="attribute_exists(#r.#k)",
+                ExpressionAttributeNames={"#r": "resources", "#k": f"{kind}|{identifier}"},
+                ExpressionAttributeValues={":now": _val(_now())},
+            )
+        except Exception as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+
+    def phase(
+        self,
+        restore_id: str,
+        phase: str,
+        outcome: str,
+        *,
+        started_at: str,
+        error: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        """Record one phase's start, end, outcome and metadata."""
+        entry = {
+            "phase": phase,
+            "started_at": started_at,
+            "ended_at": _now(),
+            "outcome": outcome,
+            "error": redact(error) if error else None,
+            "metadata": _json(metadata or {}),
+        }
+        self._update(
+            restore_id,
+            "SET #p = list_append(if_not_exists(#p, :empty), :e)",
+            {"#p": "phases"},
+            {":empty": _val([]), ":e": _val([entry])},
+        )
+
+    def update(self, restore_id: str, **fields: Any) -> None:
+        """Set fields of the run record (restore_point, result, status, cause)."""
+        bad = set(fields) - set(UPDATABLE)
+        if bad:
+            raise ValueError(f"cannot update audit fields {sorted(bad)}")
+        if not fields:
+            return
+        names, values, sets = {}, {}, []
+        for i, (key, value) in enumerate(fields.items()):
+            if isinstance(value, dict | list):
+                value = _json(value)
+            elif isinstance(value, str):
+                value = redact(value)
+            names[f"#f{i}"] = key
+            values[f":v{i}"] = _val(value)
+            sets.append(f"#f{i} = :v{i}")
+        self._update(restore_id, "SET " + ", ".join(sets), names, values)
+
+    def close(self, restore_id: str, status: str, cause: str | None = None) -> None:
+        """Set the final status, the cause of a failure and the total duration."""
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}")
+        rec = self._raw(restore_id)
+        now = datetime.now(UTC)
+        duration = (now - datetime.fromisoformat(rec["created_at"])).total_seconds()
+        names = {"#s": "status", "#fa": "finished_at", "#d": "duration_s"}
+        values = {
+            ":s": _val(status),
+            ":fa": _val(now.isoformat()),
+            ":d": _val(Decimal(str(round(duration, 3)))),
+        }
+        expr = "SET #s = :s, #fa = :fa, #d = :d"
+        if cause is not None:
+            names["#c"] = "cause"
+            values[":c"] = _val(redact(cause))
+            expr += ", #c = :c"
+        self._update(restore_id, expr, names, values)
+
+    # ------------------------------------------------------------ reads
+    def _raw(self, restore_id: str) -> dict[str, Any]:
+        resp = self.client.get_item(
+            TableName=self.table, Key={"restore_id": _val(restore_id)}, ConsistentRead=True
+        )
+        if "Item" not in resp:
+            raise KeyError(f"unknown restore id {restore_id}")
+        return _plain({k: _de.deserialize(v) for k, v in resp["Item"].items()})
+
+    @staticmethod
+    def _resources(raw: dict[str, Any], include_deleted: bool) -> list[dict[str, Any]]:
+        out = []
+        for entry in (raw.get("resources") or {}).values():
+            if entry.get("deleted_at") and not include_deleted:
+                continue
+            out.append(
+                {
+                    "restore_id": raw["restore_id"],
+                    "kind": entry["kind"],
+                    "identifier": entry["identifier"],
+                    "details": json.loads(entry.get("details") or "{}"),
+                    "created_at": entry["created_at"].split("|")[0],
+                    "deleted_at": entry.get("deleted_at"),
+                    "_order": entry["created_at"],
+                }
+            )
+        out.sort(key=lambda r: r["_order"], reverse=True)
+        for r in out:
+            r.pop("_order")
+        return out
+
+    def resources(self, restore_id: str, include_deleted: bool = False) -> list[dict[str, Any]]:
+        """The resources of a run that cleanup must remove (newest first)."""
+        try:
+            raw = self._raw(restore_id)
+        except KeyError:
+            return []
+        return self._resources(raw, include_deleted)
+
+    def get(self, restore_id: str) -> dict[str, Any]:
+        """The whole record of one run, with its phases and resources."""
+        raw = self._raw(restore_id)
+        rec = {k: v for k, v in raw.items() if k not in ("resources", "phases")}
+        rec.setdefault("finished_at", None)
+        rec.setdefault("duration_s", None)
+        rec.setdefault("cause", None)
+        rec.setdefault("restore_point", None)
+        rec["inputs"] = json.loads(raw.get("inputs") or "{}")
+        rec["result"] = json.loads(raw["result"]) if raw.get("result") else None
+        rec["phases"] = [
+            {**p, "restore_id": restore_id, "metadata": json.loads(p.get("metadata") or "{}")}
+            for p in raw.get("phases") or []
+        ]
+        rec["resources"] = self._resources(raw, include_deleted=True)
+        return rec
+
+    def history(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The most recent runs, newest first (a Scan: the audit table holds one item per run)."""
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "ProjectionExpression": "restore_id, kind, #s, created_at, finished_at, duration_s,"
+            " cause, restore_point, inputs",
+            "ExpressionAttributeNames": {"#s": "status"},
+        }
+        while True:
+            resp = self.client.scan(**kwargs)
+            items += [_plain({k: _de.deserialize(v) for k, v in i.items()}) for i in resp["Items"]]
+            if "LastEvaluatedKey" not in resp:
+                break
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        items.sort(key=lambda r: r.get("created_at", ""), reverse=True)
+        out = []
+        for r in items[:limit]:
+            r["inputs"] = json.loads(r.get("inputs") or "{}")
+            for k in ("finished_at", "duration_s", "cause", "restore_point"):
+                r.setdefault(k, None)
+            out.append(r)
+        return out

@@ -1,0 +1,570 @@
+"""AWS DMS as the data mover: one replication instance per restore (created at the start of the
+run), source and target endpoints reading their credentials from Secrets Manager, and one
+full-load task per schema with escaped selection rules, a schema rename and LOB settings that
+never truncate silently."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from restore_assets.backends.aws.clients import error_code, is_not_found
+from restore_assets.backends.aws.config import AwsConfig, tags, temp_secret_name
+from restore_assets.backends.base import RecordResource
+from restore_assets.errors import CopyError, FleetError
+
+log = logging.getLogger("restore_assets.aws")
+
+INSTANCE_RESOURCE = "dms-replication-instance"
+ENDPOINT_RESOURCE = "dms-endpoint"
+TASK_RESOURCE = "dms-task"
+AFTER_CONNECT = "SET session_replication_role = replica"
+OK_STOP_REASONS = ("FULL_LOAD_ONLY_FINISHED", "STOPPED_AFTER_FULL_LOAD")
+TABLE_OK_STATES = ("Table completed",)
+FULL_LOB_THRESHOLD_KB = 100 * 1024
+MIN_LOB_KB = 32
+
+
+def escape_name(name: str) -> str:
+    """A schema or table name as a literal DMS pattern: `_`, `%` and `[` in brackets."""
+    return "".join(f"[{c}]" if c in "_%[" else c for c in name)
+
+
+def table_mappings(schema: str, target_schema: str, tables: list[str] | None = None) -> dict:
+    """Selection rules for the schema (or listed tables) and a rename of the schema to its target."""
+    rules: list[dict[str, Any]] = []
+    for i, table in enumerate(tables or [None], start=1):
+        rules.append(
+            {
+                "rule-type": "selection",
+                "rule-id": str(i),
+                "rule-name": f"include-{i}",
+                "object-locator": {
+                    "schema-name": escape_name(schema),
+                    "table-name": escape_name(table) if table else "%",
+                },
+                "rule-action": "include",
+            }
+        )
+    n = len(rules) + 1
+    rules.append(
+        {
+            "rule-type": "transformation",
+            "rule-id": str(n),
+            "rule-name": "rename-schema",
+            "rule-target": "schema",
+            "object-locator": {"schema-name": escape_name(schema)},
+            "rule-action": "rename",
+            "value": target_schema,
+        }
+    )
+    return {"rules": rules}
+
+
+def task_settings(lob: dict[str, Any]) -> dict[str, Any]:
+    """Full-load task settings: tables already created (DO_NOTHING), errors stop the task."""
+    return {
+        "TargetMetadata": {
+            "TargetSchema": "",
+            "SupportLobs": True,
+            "FullLobMode": lob["FullLobMode"],
+            "LobChunkSize": 64,
+            "LimitedSizeLobMode": not lob["FullLobMode"],
+            "LobMaxSize": 0 if lob["FullLobMode"] else lob["LobMaxSize"],
+        },
+        "FullLoadSettings": {
+            "TargetTablePrepMode": "DO_NOTHING",
+            "CreatePkAfterFullLoad": False,
+            "StopTaskCachedChangesApplied": False,
+            "StopTaskCachedChangesNotApplied": False,
+            "MaxFullLoadSubTasks": 8,
+            "CommitRate": 10000,
+        },
+        "Logging": {"EnableLogging": True},
+        "ErrorBehavior": {
+            "DataErrorPolicy": "STOP_TASK",
+            "DataTruncationErrorPolicy": "STOP_TASK",
+            "TableErrorPolicy": "STOP_TASK",
+            "FailOnNoTablesCaptured": True,
+            "FullLoadIgnoreConflicts": False,
+        },
+        "ValidationSettings": {"EnableValidation": False},
+    }
+
+
+_LOB_COLUMNS = """
+SELECT c.relname, a.attname, t.typname, t.typcategory
+  FROM pg_catalog.pg_attribute a
+  JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+ WHERE n.nspname = %s AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped
+   AND (t.typname IN ('text', 'bytea', 'json', 'jsonb', 'xml')
+        OR t.typcategory = 'A'
+        OR (t.typname IN ('varchar', 'bpchar') AND a.atttypmod < 0))
+ ORDER BY c.relname, a.attnum
+"""
+
+
+def lob_settings(
+    source_dsn: str, schema: str, tables: list[str] | None, mode: str = "limited"
+) -> dict[str, Any]:
+    """LOB settings from the source's real largest values: LimitedSizeLobMode sized to fit them,
+    FullLobMode when they are too large (or when configured); truncation always fails the task."""
+    if mode == "full":
+        return {"FullLobMode": True, "LobMaxSize": 0, "largest_bytes": None}
+    largest = 0
+    with psycopg.connect(source_dsn, autocommit=True) as conn:
+        columns: dict[str, list[tuple[str, str, str]]] = {}
+        for rel, col, typ, cat in conn.execute(_LOB_COLUMNS, (schema,)):
+            if tables is None or rel in tables:
+                columns.setdefault(rel, []).append((col, typ, cat))
+        for rel, cols in columns.items():
+            parts = []
+            for col, typ, _cat in cols:
+                expr = (
+                    sql.Identifier(col)
+                    if typ in ("text", "bytea", "varchar", "bpchar")
+                    else (sql.SQL("{}::text").format(sql.Identifier(col)))
+                )
+                factor = 1 if typ == "bytea" else 2  # character LOBs travel as UTF-16 in DMS
+                parts.append(
+                    sql.SQL("coalesce(max(octet_length({})), 0) * {}").format(
+                        expr, sql.Literal(factor)
+                    )
+                )
+            row = conn.execute(
+                sql.SQL("SELECT greatest({}, 0) FROM {}.{}").format(
+                    sql.SQL(", ").join(parts), sql.Identifier(schema), sql.Identifier(rel)
+                )
+            ).fetchone()
+            largest = max(largest, int(row[0] or 0))
+    kb = max(MIN_LOB_KB, math.ceil(largest / 1024) + 1)
+    if kb > FULL_LOB_THRESHOLD_KB:
+        return {"FullLobMode": True, "LobMaxSize": 0, "largest_bytes": largest}
+    return {"FullLobMode": False, "LobMaxSize": kb, "largest_bytes": largest}
+
+
+def _database_of(dsn: str) -> str:
+    return str(psycopg.conninfo.conninfo_to_dict(dsn).get("dbname") or "postgres")
+
+
+class DmsManager:
+    """Creates, waits for and deletes the DMS objects of one restore (all tagged with its id)."""
+
+    def __init__(
+        self,
+        cfg: AwsConfig,
+        client: Any,
+        restore_id: str | None = None,
+        record: RecordResource | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.cfg = cfg
+        self.client = client
+        self.restore_id = restore_id
+        self.record = record
+        self.sleep = sleep
+
+    def bind_restore(self, restore_id: str, record: RecordResource, stage: str = "") -> DmsManager:
+        """This manager bound to one restore (its id names and tags everything it creates)."""
+        return DmsManager(self.cfg, self.client, restore_id, record, self.sleep)
+
+    def _record(self, kind: str, ident: str, details: dict[str, Any]) -> None:
+        if self.record is None:
+            raise FleetError("the DMS mover is not bound to a restore: nothing may be created")
+        self.record(kind, ident, details)
+
+    # -------------------------------------------------------------- describe helpers
+    def _describe(self, op: str, key: str, filters: list[dict[str, Any]]) -> list[dict]:
+        try:
+            return getattr(self.client, op)(Filters=filters).get(key, [])
+        except Exception as exc:
+            if is_not_found(exc):  # DMS answers "not found" for an empty filter match
+                return []
+            raise
+
+    def replication_instance(self, restore_id: str) -> dict[str, Any] | None:
+        """The replication instance of a restore, if it exists."""
+        ident = self.cfg.temp_identifier(restore_id, "dms")
+        found = self._describe(
+            "describe_replication_instances",
+            "ReplicationInstances",
+            [{"Name": "replication-instance-id", "Values": [ident]}],
+        )
+        return found[0] if found else None
+
+    def endpoint(self, ident: str) -> dict[str, Any] | None:
+        """One endpoint by identifier, if it exists."""
+        found = self._describe(
+            "describe_endpoints", "Endpoints", [{"Name": "endpoint-id", "Values": [ident]}]
+        )
+        return found[0] if found else None
+
+    def task(self, *, ident: str | None = None, arn: str | None = None) -> dict[str, Any] | None:
+        """One replication task by identifier or ARN, if it exists."""
+        name, value = ("replication-task-arn", arn) if arn else ("replication-task-id", ident)
+        found = self._describe(
+            "describe_replication_tasks",
+            "ReplicationTasks",
+            [{"Name": name, "Values": [value]}],
+        )
+        return found[0] if found else None
+
+    # -------------------------------------------------------------- replication instance
+    def start_replication_instance(self, restore_id: str, record: RecordResource) -> str:
+        """Create the restore's replication instance (recorded first); do not wait for it."""
+        ident = self.cfg.temp_identifier(restore_id, "dms")
+        existing = self.replication_instance(restore_id)
+        if existing:
+            return existing["ReplicationInstanceArn"]
+        record(INSTANCE_RESOURCE, ident, {"class": self.cfg.dms_instance_class})
+        resp = self.client.create_replication_instance(
+            ReplicationInstanceIdentifier=ident,
+            ReplicationInstanceClass=self.cfg.dms_instance_class,
+            AllocatedStorage=self.cfg.dms_allocated_storage_gb,
+            VpcSecurityGroupIds=list(self.cfg.dms_security_group_ids),
+            ReplicationSubnetGroupIdentifier=self.cfg.dms_subnet_group,
+            MultiAZ=False,
+            PubliclyAccessible=False,
+            AutoMinorVersionUpgrade=False,
+            Tags=tags(restore_id),
+        )
+        return resp["ReplicationInstance"]["ReplicationInstanceArn"]
+
+    def wait_replication_instance(self, timeout: float) -> str:
+        """The ARN of the bound restore's replication instance once available (created if missing)."""
+        assert self.restore_id is not None
+        inst = self.replication_instance(self.restore_id)
+        if inst is None:
+            assert self.record is not None
+            arn = self.start_replication_instance(self.restore_id, self.record)
+        else:
+            arn = inst["ReplicationInstanceArn"]
+        try:
+            self.client.get_waiter("replication_instance_available").wait(
+                Filters=[{"Name": "replication-instance-arn", "Values": [arn]}],
+                WaiterConfig=self.cfg.waiter_config(timeout),
+            )
+        except Exception as exc:
+            if type(exc).__name__ == "WaiterError":
+                raise CopyError(
+                    f"DMS replication instance {arn} not available within {timeout:.0f}s: {exc}"
+                ) from None
+            raise
+        return arn
+
+    # -------------------------------------------------------------- endpoints
+    def ensure_endpoint(self, role: str, secret_id: str, database: str) -> str:
+        """The bound restore's source or target endpoint (credentials from Secrets Manager)."""
+        assert self.restore_id is not None
+        ident = self.cfg.temp_identifier(self.restore_id, "src" if role == "source" else "tgt")
+        found = self.endpoint(ident)
+        if found:
+            return found["EndpointArn"]
+        settings: dict[str, Any] = {
+            "SecretsManagerSecretId": secret_id,
+            "SecretsManagerAccessRoleArn": self.cfg.dms_secrets_role_arn,
+            "DatabaseName": database,
+            "ExecuteTimeout": 3600,
+        }
+        if role == "source":
+            settings["FailTasksOnLobTruncation"] = True
+        else:
+            settings["AfterConnectScript"] = AFTER_CONNECT
+        self._record(ENDPOINT_RESOURCE, ident, {"role": role})
+        try:
+            resp = self.client.create_endpoint(
+                EndpointIdentifier=ident,
+                EndpointType=role,
+                EngineName="postgres",
+                SslMode="require",
+                PostgreSQLSettings=settings,
+                Tags=tags(self.restore_id),
+            )
+        except Exception as exc:
+            if error_code(exc) == "ResourceAlreadyExistsFault":
+                again = self.endpoint(ident)
+                if again:
+                    return again["EndpointArn"]
+            raise
+        return resp["Endpoint"]["EndpointArn"]
+
+    def test_connection(self, instance_arn: str, endpoint_arn: str, timeout: float) -> None:
+        """Test one endpoint from the replication instance; refuse to continue unless it succeeds."""
+        filters = [
+            {"Name": "endpoint-arn", "Values": [endpoint_arn]},
+            {"Name": "replication-instance-arn", "Values": [instance_arn]},
+        ]
+        current = self._describe("describe_connections", "Connections", filters)
+        if current and current[0].get("Status") == "successful":
+            return
+        if not current or current[0].get("Status") != "testing":
+            self.client.test_connection(
+                ReplicationInstanceArn=instance_arn, EndpointArn=endpoint_arn
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            conns = self._describe("describe_connections", "Connections", filters)
+            status = conns[0].get("Status") if conns else "missing"
+            if status == "successful":
+                return
+            if status in ("failed", "deleting", "missing"):
+                message = (conns[0].get("LastFailureMessage") if conns else "") or status
+                raise CopyError(
+                    f"DMS cannot connect to endpoint {endpoint_arn}: {message} — check the"
+                    " security groups, the secret and the DMS secrets-access role"
+                )
+            if time.monotonic() > deadline:
+                raise CopyError(
+                    f"DMS connection test of {endpoint_arn} did not finish in {timeout:.0f}s"
+                )
+            self.sleep(self.cfg.waiter_delay_s)
+
+    # -------------------------------------------------------------- tasks
+    def create_task(
+        self,
+        schema: str,
+        target_schema: str,
+        tables: list[str] | None,
+        instance_arn: str,
+        source_arn: str,
+        target_arn: str,
+        lob: dict[str, Any],
+    ) -> str:
+        """Create the full-load task of one schema (recorded first) and return its ARN."""
+        assert self.restore_id is not None
+        import hashlib
+
+        digest = hashlib.sha256(schema.encode()).hexdigest()[:10]
+        ident = self.cfg.temp_identifier(self.restore_id, f"t-{digest}")
+        existing = self.task(ident=ident)
+        if existing:
+            raise CopyError(
+                f"DMS task {ident} for schema {schema} already exists: run cleanup for"
+                f" {self.restore_id} before retrying"
+            )
+        self._record(TASK_RESOURCE, ident, {"schema": schema, "target_schema": target_schema})
+        resp = self.client.create_replication_task(
+            ReplicationTaskIdentifier=ident,
+            SourceEndpointArn=source_arn,
+            TargetEndpointArn=target_arn,
+            ReplicationInstanceArn=instance_arn,
+            MigrationType="full-load",
+            TableMappings=json.dumps(table_mappings(schema, target_schema, tables)),
+            ReplicationTaskSettings=json.dumps(task_settings(lob)),
+            Tags=tags(self.restore_id),
+        )
+        return resp["ReplicationTask"]["ReplicationTaskArn"]
+
+    def _wait_task(self, arn: str, until: tuple[str, ...], timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            task = self.task(arn=arn)
+            if task is None:
+                raise CopyError(f"DMS task {arn} disappeared")
+            status = task.get("Status")
+            if status in until:
+                return task
+            if status == "failed":
+                raise CopyError(
+                    f"DMS task {task.get('ReplicationTaskIdentifier')} failed:"
+                    f" {task.get('LastFailureMessage') or task.get('StopReason') or 'no message'}"
+                )
+            if time.monotonic() > deadline:
+                raise CopyError(
+                    f"DMS task {task.get('ReplicationTaskIdentifier')} still {status!r} after"
+                    f" {timeout:.0f}s"
+                )
+            self.sleep(self.cfg.waiter_delay_s)
+
+    def table_statistics(self, arn: str) -> list[dict[str, Any]]:
+        """Per-table statistics of a task (all pages)."""
+        out: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"ReplicationTaskArn": arn, "MaxRecords": 500}
+        while True:
+            resp = self.client.describe_table_statistics(**kwargs)
+            out += resp.get("TableStatistics", [])
+            if not resp.get("Marker"):
+                return out
+            kwargs["Marker"] = resp["Marker"]
+
+    def run_task(self, arn: str, timeout: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Start a ready task, wait until it stops, and fail on any error or errored table."""
+        started = time.monotonic()
+        self._wait_task(arn, ("ready",), timeout)
+        self.client.start_replication_task(
+            ReplicationTaskArn=arn, StartReplicationTaskType="start-replication"
+        )
+        left = max(1.0, timeout - (time.monotonic() - started))
+        task = self._wait_task(arn, ("stopped",), left)
+        name = task.get("ReplicationTaskIdentifier")
+        reason = task.get("StopReason") or ""
+        if not any(ok in reason for ok in OK_STOP_REASONS) or "ERROR" in reason.upper():
+            raise CopyError(
+                f"DMS task {name} stopped: {reason or 'no reason'}"
+                f" {task.get('LastFailureMessage') or ''}".strip()
+            )
+        stats = task.get("ReplicationTaskStats") or {}
+        if int(stats.get("TablesErrored") or 0):
+            raise CopyError(f"DMS task {name}: {stats['TablesErrored']} table(s) errored")
+        tables = self.table_statistics(arn)
+        bad = [
+            f"{t.get('SchemaName')}.{t.get('TableName')} ({t.get('TableState')},"
+            f" {t.get('FullLoadErrorRows', 0)} error rows)"
+            for t in tables
+            if t.get("TableState") not in TABLE_OK_STATES or int(t.get("FullLoadErrorRows") or 0)
+        ]
+        if bad:
+            raise CopyError(f"DMS task {name}: table(s) with errors: {', '.join(bad)}")
+        return task, tables
+
+    # -------------------------------------------------------------- deletion
+    def delete_resource(self, kind: str, identifier: str, details: dict[str, Any]) -> None:
+        """Delete one DMS object of a restore (tasks are stopped first); missing is success."""
+        timeout = self.cfg.waiter_timeout_s
+        if kind == TASK_RESOURCE:
+            task = self.task(ident=identifier)
+            if task is None:
+                return
+            arn = task["ReplicationTaskArn"]
+            if task.get("Status") in ("running", "starting"):
+                try:
+                    self.client.stop_replication_task(ReplicationTaskArn=arn)
+                except Exception as exc:
+                    if not is_not_found(exc) and error_code(exc) != "InvalidResourceStateFault":
+                        raise
+                self._wait_gone_or(arn, ("stopped", "failed", "ready"), timeout)
+            if task.get("Status") != "deleting":
+                try:
+                    self.client.delete_replication_task(ReplicationTaskArn=arn)
+                except Exception as exc:
+                    if is_not_found(exc):
+                        return
+                    raise
+            self._wait_gone_or(arn, (), timeout)
+        elif kind == ENDPOINT_RESOURCE:
+            ep = self.endpoint(identifier)
+            if ep is None:
+                return
+            try:
+                self.client.delete_endpoint(EndpointArn=ep["EndpointArn"])
+            except Exception as exc:
+                if not is_not_found(exc):
+                    raise
+        elif kind == INSTANCE_RESOURCE:
+            found = self._describe(
+                "describe_replication_instances",
+                "ReplicationInstances",
+                [{"Name": "replication-instance-id", "Values": [identifier]}],
+            )
+            if not found:
+                return
+            arn = found[0]["ReplicationInstanceArn"]
+            if found[0].get("ReplicationInstanceStatus") == "deleting":
+                return
+            for attempt in range(2):
+                try:
+                    self.client.delete_replication_instance(ReplicationInstanceArn=arn)
+                    return
+                except Exception as exc:
+                    if is_not_found(exc):
+                        return
+                    if error_code(exc) == "InvalidResourceStateFault" and attempt == 0:
+                        self.client.get_waiter("replication_instance_available").wait(
+                            Filters=[{"Name": "replication-instance-arn", "Values": [arn]}],
+                            WaiterConfig=self.cfg.waiter_config(timeout),
+                        )
+                        continue
+                    raise
+        else:
+            raise FleetError(f"unknown DMS resource kind {kind!r}")
+
+    def _wait_gone_or(self, arn: str, statuses: tuple[str, ...], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            task = self.task(arn=arn)
+            if task is None or task.get("Status") in statuses:
+                return
+            if time.monotonic() > deadline:
+                raise FleetError(
+                    f"DMS task {arn} still {task.get('Status')!r} after {timeout:.0f}s"
+                )
+            self.sleep(self.cfg.waiter_delay_s)
+
+
+class DmsMover:
+    """The Mover protocol over DMS: one full-load task per schema from the temporary database."""
+
+    def __init__(self, manager: DmsManager, cfg: AwsConfig) -> None:
+        self.manager = manager
+        self.cfg = cfg
+
+    def bind_restore(self, restore_id: str, record: RecordResource, stage: str = "") -> DmsMover:
+        """This mover bound to one restore."""
+        return DmsMover(self.manager.bind_restore(restore_id, record, stage), self.cfg)
+
+    def copy(
+        self,
+        source_dsn: str,
+        target_dsn: str,
+        schema: str,
+        target_schema: str,
+        tables: list[str] | None,
+        progress: Callable[[Any], None] | None,
+    ) -> Any:
+        """Copy every (or the listed) table of a schema with a DMS full-load task; a CopyReport."""
+        from restore_assets.copy import CopyReport, TableCopy, plan_schema
+
+        m = self.manager
+        if m.restore_id is None:
+            raise CopyError("the DMS mover must be bound to a restore (phases bind it)")
+        started = time.monotonic()
+        timeout = self.cfg.waiter_timeout_s
+        database = _database_of(source_dsn)
+        with psycopg.connect(source_dsn, autocommit=True) as conn:
+            expected = {p.table for p in plan_schema(conn, schema, target_schema, tables)}
+        lob = lob_settings(source_dsn, schema, tables, self.cfg.dms_lob_mode)
+        instance = m.wait_replication_instance(timeout)
+        source = m.ensure_endpoint("source", temp_secret_name(m.restore_id), database)
+        target = m.ensure_endpoint("target", self.cfg.secret_arn, database)
+        m.test_connection(instance, source, timeout)
+        m.test_connection(instance, target, timeout)
+        selected = sorted(expected) if tables is not None else None
+        arn = m.create_task(schema, target_schema, selected, instance, source, target, lob)
+        task, stats = m.run_task(arn, max(1.0, timeout - (time.monotonic() - started)))
+        report = CopyReport()
+        loaded = set()
+        for t in stats:
+            if t.get("SchemaName") not in (schema, target_schema):
+                continue
+            loaded.add(t["TableName"])
+            start, end = t.get("FullLoadStartTime"), t.get("FullLoadEndTime")
+            seconds = (end - start).total_seconds() if start and end else 0.0
+            done = TableCopy(
+                schema=schema,
+                table=t["TableName"],
+                target_schema=target_schema,
+                rows=int(t.get("FullLoadRows") or 0),
+                bytes=0,
+                seconds=seconds,
+                format="dms",
+            )
+            report.tables.append(done)
+            if progress is not None:
+                progress(done)
+        missing = sorted(expected - loaded)
+        if missing:
+            raise CopyError(
+                f"DMS task for {schema} did not load table(s) {', '.join(missing)}:"
+                " check the task's table mappings and logs"
+            )
+        report.seconds = round(time.monotonic() - started, 6)
+        return report

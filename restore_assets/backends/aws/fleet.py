@@ -1,0 +1,561 @@
+"""The AWS fleet: the production RDS instance or Aurora cluster, its restore window and snapshots,
+and temporary copies restored to a point in time or from a snapshot (tagged, private, bounded waits).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from restore_assets.backends.aws.clients import AwsClients, error_code, is_not_found
+from restore_assets.backends.aws.config import AwsConfig, tags, temp_secret_name
+from restore_assets.backends.aws.secrets import SECRET_RESOURCE, SecretStore
+from restore_assets.backends.base import (
+    RecordResource,
+    RestoreTarget,
+    RestoreWindow,
+    Snapshot,
+    Source,
+    TempDatabase,
+)
+from restore_assets.errors import FleetError, InvalidRequest
+
+log = logging.getLogger("restore_assets.aws")
+
+INSTANCE = "rds-instance"
+AURORA = "aurora-cluster"
+INSTANCE_RESOURCE = "rds-instance"
+CLUSTER_RESOURCE = "rds-cluster"
+SUPPORTED_ENGINES = ("postgres", "aurora-postgresql")
+SERVERLESS_CLASS = "db.serverless"
+
+EndpointOverride = Callable[[str, int], tuple[str, int]]
+"""(host, port) -> (host, port): where to really connect (tests map RDS names to local servers)."""
+
+
+def _utc(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromisoformat(str(value)).astimezone(UTC)
+
+
+class AwsFleet:
+    """Fleet over RDS: detects instance vs Aurora cluster, checks targets, provisions and deletes."""
+
+    def __init__(
+        self,
+        cfg: AwsConfig,
+        clients: AwsClients,
+        secrets: SecretStore | None = None,
+        endpoint_override: EndpointOverride | None = None,
+        dms: Any = None,
+        sslmode: str = "prefer",
+    ) -> None:
+        self.cfg = cfg
+        self.clients = clients
+        self.rds = clients.rds
+        self.secrets = secrets or SecretStore(clients.secretsmanager)
+        self.endpoint_override = endpoint_override
+        self.dms = dms
+        self.sslmode = sslmode
+        self._source: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ topology
+    def _describe_source(self) -> dict[str, Any]:
+        """The raw description of the source: {'topology', 'cluster'|'instance', 'writer'}."""
+        if self._source is not None:
+            return self._source
+        ident = self.cfg.source_identifier
+        clusters = self.rds.describe_db_clusters(
+            Filters=[{"Name": "db-cluster-id", "Values": [ident]}]
+        )["DBClusters"]
+        if clusters:
+            cluster = clusters[0]
+            engine = cluster.get("Engine", "")
+            if engine != "aurora-postgresql":
+                raise InvalidRequest(
+                    f"source {ident} is a {engine} DB cluster: only RDS for PostgreSQL instances"
+                    " and Aurora PostgreSQL clusters are supported"
+                )
+            writer = None
+            members = [m for m in cluster.get("DBClusterMembers", []) if m.get("IsClusterWriter")]
+            if members:
+                writer = self.rds.describe_db_instances(
+                    Filters=[
+                        {"Name": "db-instance-id", "Values": [members[0]["DBInstanceIdentifier"]]}
+                    ]
+                )["DBInstances"]
+                writer = writer[0] if writer else None
+            self._source = {"topology": AURORA, "cluster": cluster, "writer": writer}
+            return self._source
+        instances = self.rds.describe_db_instances(
+            Filters=[{"Name": "db-instance-id", "Values": [ident]}]
+        )["DBInstances"]
+        if not instances:
+            raise InvalidRequest(
+                f"unknown source {ident!r}: no RDS DB instance or Aurora cluster of that identifier"
+                f" in region {self.rds.meta.region_name} (check aws.source_identifier)"
+            )
+        inst = instances[0]
+        if inst.get("DBClusterIdentifier"):
+            raise InvalidRequest(
+                f"source {ident!r} is an instance of cluster {inst['DBClusterIdentifier']}: set"
+                " aws.source_identifier to the cluster identifier"
+            )
+        if inst.get("Engine") not in SUPPORTED_ENGINES:
+            raise InvalidRequest(
+                f"source {ident} runs {inst.get('Engine')}: only PostgreSQL is supported"
+            )
+        self._source = {"topology": INSTANCE, "instance": inst}
+        return self._source
+
+    @property
+    def topology(self) -> str:
+        """'rds-instance' or 'aurora-cluster'."""
+        return self._describe_source()["topology"]
+
+    def _window(self) -> RestoreWindow:
+        src = self._describe_source()
+        if src["topology"] == AURORA:
+            c = src["cluster"]
+            return RestoreWindow(
+                earliest=_utc(c.get("EarliestRestorableTime")),
+                latest=_utc(c.get("LatestRestorableTime")),
+            )
+        inst = src["instance"]
+        if int(inst.get("BackupRetentionPeriod", 1) or 0) == 0:
+            return RestoreWindow(None, None)
+        latest = _utc(inst.get("LatestRestorableTime"))
+        earliest = None
+        backups = self.rds.describe_db_instance_automated_backups(
+            DBInstanceIdentifier=inst["DBInstanceIdentifier"]
+        ).get("DBInstanceAutomatedBackups", [])
+        resource_id = inst.get("DbiResourceId")
+        for b in backups:
+            if resource_id and b.get("DbiResourceId") not in (None, resource_id):
+                continue  # a deleted instance of the same name
+            window = b.get("RestoreWindow") or {}
+            if window.get("EarliestTime"):
+                earliest = _utc(window["EarliestTime"])
+                latest = min(filter(None, [latest, _utc(window.get("LatestTime"))]), default=None)
+        if earliest is None:
+            # No RestoreWindow reported: the oldest automated snapshot starts the window.
+            autos = [
+                _utc(s.get("SnapshotCreateTime"))
+                for s in self._instance_snapshots(snapshot_type="automated")
+                if s.get("Status") == "available"
+            ]
+            earliest = min(filter(None, autos), default=None)
+        return RestoreWindow(earliest=earliest, latest=latest)
+
+    def _instance_snapshots(
+        self, snapshot_id: str | None = None, snapshot_type: str | None = None
+    ) -> list[dict[str, Any]]:
+        filters = [{"Name": "db-instance-id", "Values": [self.cfg.source_identifier]}]
+        if snapshot_id:
+            filters = [{"Name": "db-snapshot-id", "Values": [snapshot_id]}]
+        kwargs: dict[str, Any] = {"Filters": filters}
+        if snapshot_type:
+            kwargs["SnapshotType"] = snapshot_type
+        out: list[dict[str, Any]] = []
+        for page in self.rds.get_paginator("describe_db_snapshots").paginate(**kwargs):
+            out += page["DBSnapshots"]
+        return out
+
+    def _cluster_snapshots(self, snapshot_id: str | None = None) -> list[dict[str, Any]]:
+        filters = [{"Name": "db-cluster-id", "Values": [self.cfg.source_identifier]}]
+        if snapshot_id:
+            filters = [{"Name": "db-cluster-snapshot-id", "Values": [snapshot_id]}]
+        out: list[dict[str, Any]] = []
+        for page in self.rds.get_paginator("describe_db_cluster_snapshots").paginate(
+            Filters=filters
+        ):
+            out += page["DBClusterSnapshots"]
+        return out
+
+    @staticmethod
+    def _snapshot_point(snap: dict[str, Any]) -> datetime:
+        """When a snapshot's data is from: OriginalSnapshotCreateTime (copies), else SnapshotCreateTime."""
+        point = _utc(snap.get("OriginalSnapshotCreateTime")) or _utc(snap.get("SnapshotCreateTime"))
+        if point is None:
+            raise FleetError(f"snapshot {snap} has no creation time yet (still being created?)")
+        return point
+
+    def describe(self) -> Source:
+        """Topology, engine version, restore window and snapshots of the source."""
+        src = self._describe_source()
+        if src["topology"] == AURORA:
+            c = src["cluster"]
+            snaps = [
+                Snapshot(
+                    id=s["DBClusterSnapshotIdentifier"],
+                    created_at=self._snapshot_point(s),
+                    size_bytes=int(s.get("AllocatedStorage") or 0) * 1024**3,
+                    kind=f"cluster-snapshot:{s.get('SnapshotType', 'manual')}",
+                )
+                for s in self._cluster_snapshots()
+                if s.get("SnapshotCreateTime")
+            ]
+            version = c.get("EngineVersion", "")
+        else:
+            inst = src["instance"]
+            snaps = [
+                Snapshot(
+                    id=s["DBSnapshotIdentifier"],
+                    created_at=self._snapshot_point(s),
+                    size_bytes=int(s.get("AllocatedStorage") or 0) * 1024**3,
+                    kind=f"db-snapshot:{s.get('SnapshotType', 'manual')}",
+                )
+                for s in self._instance_snapshots()
+                if s.get("SnapshotCreateTime")
+            ]
+            version = inst.get("EngineVersion", "")
+        return Source(
+            identifier=self.cfg.source_identifier,
+            topology=src["topology"],
+            engine_version=version,
+            window=self._window(),
+            snapshots=sorted(snaps, key=lambda s: s.created_at),
+        )
+
+    # ------------------------------------------------------------------ checks
+    def check_target(self, target: RestoreTarget) -> datetime:
+        """Refuse a time outside the window, an unknown snapshot or one of the wrong kind."""
+        src = self._describe_source()
+        ident = self.cfg.source_identifier
+        if target.snapshot_id:
+            sid = target.snapshot_id
+            if src["topology"] == AURORA:
+                found = self._cluster_snapshots(sid)
+                if not found:
+                    if self._instance_snapshots(sid):
+                        raise InvalidRequest(
+                            f"snapshot {sid!r} is a DB instance snapshot but source {ident} is an"
+                            " Aurora cluster: give a DB cluster snapshot (describe-db-cluster-snapshots)"
+                        )
+                    raise InvalidRequest(f"unknown cluster snapshot {sid!r} of {ident}")
+                snap, owner = found[0], found[0].get("DBClusterIdentifier")
+            else:
+                found = self._instance_snapshots(sid)
+                if not found:
+                    if self._cluster_snapshots(sid):
+                        raise InvalidRequest(
+                            f"snapshot {sid!r} is a DB cluster snapshot but source {ident} is an RDS"
+                            " instance: give a DB snapshot (describe-db-snapshots)"
+                        )
+                    raise InvalidRequest(f"unknown DB snapshot {sid!r} of {ident}")
+                snap, owner = found[0], found[0].get("DBInstanceIdentifier")
+            if owner and owner.lower() != ident.lower():
+                raise InvalidRequest(
+                    f"snapshot {sid!r} is a snapshot of {owner}, not of the source {ident}"
+                )
+            if snap.get("Status") != "available":
+                raise InvalidRequest(
+                    f"snapshot {sid!r} is {snap.get('Status')!r}: wait until it is available"
+                )
+            return self._snapshot_point(snap)
+        t = target.restore_time
+        if t is None or t.tzinfo is None:
+            raise InvalidRequest("restore time must be an ISO 8601 timestamp with a time zone")
+        now = datetime.now(UTC)
+        if t > now:
+            raise InvalidRequest(
+                f"restore time {t.isoformat()} is in the future (now {now.isoformat()})"
+            )
+        window = self._window()
+        if window.earliest is None or window.latest is None:
+            raise InvalidRequest(
+                f"source {ident} has no point-in-time restore window (automated backups disabled?):"
+                " restore from a snapshot instead"
+            )
+        if not window.earliest <= t <= window.latest:
+            raise InvalidRequest(
+                f"restore time {t.isoformat()} is outside the restore window of {ident}:"
+                f" {window.earliest.isoformat()} .. {window.latest.isoformat()}"
+            )
+        return t
+
+    # ------------------------------------------------------------------ connections
+    def _address(self, host: str, port: int) -> tuple[str, int]:
+        if self.endpoint_override is not None:
+            return self.endpoint_override(host, port)
+        return host, port
+
+    def _source_endpoint(self) -> tuple[str, int]:
+        src = self._describe_source()
+        if src["topology"] == AURORA:
+            return src["cluster"]["Endpoint"], int(src["cluster"].get("Port") or 5432)
+        ep = src["instance"].get("Endpoint") or {}
+        return ep["Address"], int(ep.get("Port") or 5432)
+
+    def production_dsn(self, database: str) -> str:
+        """DSN of one production database with the secret's current credentials (never log it)."""
+        creds = self.secrets.current(self.cfg.secret_arn)
+        host, port = creds.host, creds.port
+        if not host or not port:
+            host, port = self._source_endpoint()
+        host, port = self._address(host, int(port))
+        return creds.dsn(host, port, database, self.sslmode)
+
+    def temp_dsn(self, db: TempDatabase, database: str) -> str:
+        """DSN of one database of the temporary server, with the credentials valid at the restore point."""
+        creds = self.secrets.temp(db.restore_id)
+        host, port = self._address(creds.host or db.host, int(creds.port or db.port))
+        return creds.dsn(host, port, database, self.sslmode)
+
+    # ------------------------------------------------------------------ provisioning
+    def _common(self, restore_id: str) -> dict[str, Any]:
+        return {
+            "VpcSecurityGroupIds": list(self.cfg.restore_security_group_ids),
+            "Tags": tags(restore_id),
+            "DeletionProtection": False,
+        }
+
+    def _wait(self, waiter: str, timeout: float, **kwargs: Any) -> None:
+        try:
+            self.rds.get_waiter(waiter).wait(**kwargs, WaiterConfig=self.cfg.waiter_config(timeout))
+        except Exception as exc:
+            if type(exc).__name__ == "WaiterError":
+                raise FleetError(
+                    f"{waiter} for {kwargs} not reached within {timeout:.0f}s: {exc}"
+                ) from None
+            raise
+
+    def prepare(self, restore_id: str, record: RecordResource) -> None:
+        """Start the slow resources the run needs later (the DMS replication instance) without waiting."""
+        if self.dms is not None:
+            self.dms.start_replication_instance(restore_id, record)
+
+    def provision(
+        self, restore_id: str, target: RestoreTarget, record: RecordResource, timeout: float
+    ) -> TempDatabase:
+        """Restore a temporary instance (or cluster + writer) at the target; create its temporary secret."""
+        point = self.check_target(target)
+        creds, choice = self.secrets.at(self.cfg.secret_arn, point)
+        self.prepare(restore_id, record)
+        src = self._describe_source()
+        started = time.monotonic()
+
+        def left() -> float:
+            return max(1.0, timeout - (time.monotonic() - started))
+
+        details: dict[str, Any] = {
+            "topology": src["topology"],
+            "restore_point": point.isoformat(),
+            "target": target.describe(),
+            "secret_version": choice.version_id or "AWSCURRENT",
+            "secret_fallback": choice.fallback,
+        }
+        if choice.warning:
+            details["warning"] = choice.warning
+        if src["topology"] == AURORA:
+            ident, host, port = self._provision_cluster(restore_id, target, record, left, details)
+        else:
+            ident, host, port = self._provision_instance(restore_id, target, record, left, details)
+        details["secret_name"] = temp_secret_name(restore_id)
+        details["secret_arn"] = self.secrets.create_temp(restore_id, creds, host, port, record)
+        return TempDatabase(
+            restore_id=restore_id,
+            identifier=ident,
+            host=host,
+            port=port,
+            user=creds.username,
+            details=details,
+        )
+
+    def _provision_instance(
+        self,
+        restore_id: str,
+        target: RestoreTarget,
+        record: RecordResource,
+        left: Callable[[], float],
+        details: dict[str, Any],
+    ) -> tuple[str, str, int]:
+        inst = self._describe_source()["instance"]
+        ident = self.cfg.temp_identifier(restore_id, "db")
+        params: dict[str, Any] = {
+            "DBInstanceClass": self.cfg.temp_instance_class,
+            "DBSubnetGroupName": self.cfg.restore_subnet_group,
+            "PubliclyAccessible": False,
+            "MultiAZ": False,
+            "AutoMinorVersionUpgrade": False,
+            "CopyTagsToSnapshot": False,
+            **self._common(restore_id),
+        }
+        if self.cfg.parameter_group:
+            params["DBParameterGroupName"] = self.cfg.parameter_group
+        record(INSTANCE_RESOURCE, ident, {"source": inst["DBInstanceIdentifier"]})
+        if target.snapshot_id:
+            self.rds.restore_db_instance_from_db_snapshot(
+                DBInstanceIdentifier=ident, DBSnapshotIdentifier=target.snapshot_id, **params
+            )
+        else:
+            assert target.restore_time is not None
+            self.rds.restore_db_instance_to_point_in_time(
+                SourceDBInstanceIdentifier=inst["DBInstanceIdentifier"],
+                TargetDBInstanceIdentifier=ident,
+                RestoreTime=target.restore_time,
+                **params,
+            )
+        self._wait("db_instance_available", left(), DBInstanceIdentifier=ident)
+        new = self.rds.describe_db_instances(
+            Filters=[{"Name": "db-instance-id", "Values": [ident]}]
+        )["DBInstances"][0]
+        details["instance"] = ident
+        details["instance_class"] = self.cfg.temp_instance_class
+        ep = new["Endpoint"]
+        return ident, ep["Address"], int(ep.get("Port") or 5432)
+
+    def _provision_cluster(
+        self,
+        restore_id: str,
+        target: RestoreTarget,
+        record: RecordResource,
+        left: Callable[[], float],
+        details: dict[str, Any],
+    ) -> tuple[str, str, int]:
+        src = self._describe_source()
+        cluster = src["cluster"]
+        cid = self.cfg.temp_identifier(restore_id, "cluster")
+        wid = self.cfg.temp_identifier(restore_id, "writer")
+        scaling = cluster.get("ServerlessV2ScalingConfiguration")
+        params: dict[str, Any] = {
+            "DBSubnetGroupName": self.cfg.restore_subnet_group,
+            "CopyTagsToSnapshot": False,
+            **self._common(restore_id),
+        }
+        if scaling:
+            params["ServerlessV2ScalingConfiguration"] = {
+                k: scaling[k] for k in ("MinCapacity", "MaxCapacity") if k in scaling
+            }
+        if self.cfg.cluster_parameter_group:
+            params["DBClusterParameterGroupName"] = self.cfg.cluster_parameter_group
+        record(CLUSTER_RESOURCE, cid, {"source": cluster["DBClusterIdentifier"], "writer": wid})
+        if target.snapshot_id:
+            snap = self._cluster_snapshots(target.snapshot_id)[0]
+            self.rds.restore_db_cluster_from_snapshot(
+                DBClusterIdentifier=cid,
+                SnapshotIdentifier=target.snapshot_id,
+                Engine=cluster["Engine"],
+                EngineVersion=snap.get("EngineVersion") or cluster["EngineVersion"],
+                **params,
+            )
+        else:
+            assert target.restore_time is not None
+            self.rds.restore_db_cluster_to_point_in_time(
+                DBClusterIdentifier=cid,
+                SourceDBClusterIdentifier=cluster["DBClusterIdentifier"],
+                RestoreToTime=target.restore_time,
+                RestoreType="full-copy",
+                **params,
+            )
+        self._wait("db_cluster_available", left(), DBClusterIdentifier=cid)
+        instance_class = SERVERLESS_CLASS if scaling else self.cfg.temp_instance_class
+        writer = src.get("writer") or {}
+        if writer.get("DBInstanceClass") == SERVERLESS_CLASS:
+            instance_class = SERVERLESS_CLASS
+        wparams: dict[str, Any] = {
+            "DBInstanceIdentifier": wid,
+            "DBClusterIdentifier": cid,
+            "Engine": cluster["Engine"],
+            "DBInstanceClass": instance_class,
+            "PubliclyAccessible": False,
+            "AutoMinorVersionUpgrade": False,
+            "Tags": tags(restore_id),
+        }
+        if self.cfg.parameter_group:
+            wparams["DBParameterGroupName"] = self.cfg.parameter_group
+        record(INSTANCE_RESOURCE, wid, {"cluster": cid})
+        self.rds.create_db_instance(**wparams)
+        self._wait("db_instance_available", left(), DBInstanceIdentifier=wid)
+        new = self.rds.describe_db_clusters(Filters=[{"Name": "db-cluster-id", "Values": [cid]}])[
+            "DBClusters"
+        ][0]
+        details.update(cluster=cid, writer=wid, instance_class=instance_class)
+        return cid, new["Endpoint"], int(new.get("Port") or 5432)
+
+    # ------------------------------------------------------------------ deletion
+    def delete_resource(self, kind: str, identifier: str, details: dict[str, Any]) -> None:
+        """Delete one recorded resource; a resource already gone is success."""
+        if kind == INSTANCE_RESOURCE:
+            self._delete_instance(identifier)
+        elif kind == CLUSTER_RESOURCE:
+            self._delete_cluster(identifier)
+        elif kind == SECRET_RESOURCE:
+            self.secrets.delete(identifier)
+        elif kind.startswith("dms-") and self.dms is not None:
+            self.dms.delete_resource(kind, identifier, details)
+        elif kind.startswith("dms-"):
+            from restore_assets.backends.aws.dms import DmsManager
+
+            DmsManager(self.cfg, self.clients.dms).delete_resource(kind, identifier, details)
+        elif kind == "ecs-task":
+            from restore_assets.backends.aws.ecs import stop_task
+
+            stop_task(self.clients.ecs, identifier, details)
+        else:
+            raise FleetError(f"the AWS fleet cannot delete a resource of kind {kind!r}")
+
+    def _delete_instance(self, ident: str, wait: bool = False) -> None:
+        for attempt in range(2):
+            try:
+                self.rds.delete_db_instance(
+                    DBInstanceIdentifier=ident, SkipFinalSnapshot=True, DeleteAutomatedBackups=True
+                )
+                break
+            except Exception as exc:
+                if is_not_found(exc):
+                    return
+                code = error_code(exc)
+                if code == "InvalidDBInstanceState" and "already being deleted" in str(exc):
+                    break
+                if (
+                    code in ("InvalidDBInstanceState", "InvalidDBInstanceStateFault")
+                    and attempt == 0
+                ):
+                    # still creating or modifying: wait until it can be deleted, then retry
+                    self._wait(
+                        "db_instance_available",
+                        self.cfg.waiter_timeout_s,
+                        DBInstanceIdentifier=ident,
+                    )
+                    continue
+                raise
+        if wait:
+            self._wait("db_instance_deleted", self.cfg.waiter_timeout_s, DBInstanceIdentifier=ident)
+
+    def _delete_cluster(self, cid: str) -> None:
+        found = self.rds.describe_db_clusters(Filters=[{"Name": "db-cluster-id", "Values": [cid]}])[
+            "DBClusters"
+        ]
+        if not found:
+            return
+        for member in found[0].get("DBClusterMembers", []):
+            self._delete_instance(member["DBInstanceIdentifier"], wait=True)
+        for attempt in range(2):
+            try:
+                self.rds.delete_db_cluster(DBClusterIdentifier=cid, SkipFinalSnapshot=True)
+                return
+            except Exception as exc:
+                if is_not_found(exc):
+                    return
+                if error_code(exc) == "InvalidDBClusterStateFault" and attempt == 0:
+                    if "is already being deleted" in str(exc):
+                        return
+                    self._wait(
+                        "db_cluster_available", self.cfg.waiter_timeout_s, DBClusterIdentifier=cid
+                    )
+                    continue
+                raise
+
+    # ------------------------------------------------------------------ plan
+    def plan_resources(self, plan: Any) -> list[dict[str, Any]]:
+        """What a restore of this plan would create, with an estimate of time and cost (no mutation)."""
+        from restore_assets.backends.aws.pricing import plan_resources
+
+        return plan_resources(self, plan)

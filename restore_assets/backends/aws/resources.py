@@ -1,0 +1,212 @@
+"""Dagster side of the AWS backend (the only module of the package that imports Dagster).
+
+- One ConfigurableResource per service, on dagster-aws's boto3 configuration (region, profile,
+  endpoint URL, retries, credentials): RDSResource, DMSResource, ECSResource, S3Resource,
+  DynamoDBResource, SecretsManagerResource; `get_client()` returns the boto3 client.
+- `PipesEcsLauncher`: the TaskLauncher used inside an op, through dagster-aws's PipesECSClient,
+  so the task's log lines and its result message come back into the Dagster run.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import boto3
+import dagster as dg
+from dagster_aws.pipes import PipesCloudWatchMessageReader, PipesECSClient
+from dagster_aws.utils import ResourceWithBoto3Configuration, construct_boto_client_retry_config
+
+from restore_assets.backends.aws.clients import AwsClients
+from restore_assets.backends.aws.config import RESTORE_ID_TAG, AwsConfig
+from restore_assets.backends.aws.ecs import (
+    TASK_RESOURCE,
+    EcsTaskLauncher,
+    TaskFailed,
+    TaskRun,
+    run_task_params,
+    stop_task,
+)
+from restore_assets.backends.base import RecordResource
+
+
+class _Boto3ServiceResource(ResourceWithBoto3Configuration):
+    """A boto3 client of one service from dagster-aws's boto3 configuration."""
+
+    service: ClassVar[str] = ""
+
+    def get_client(self) -> Any:
+        """The boto3 client of this resource's service."""
+        session = boto3.session.Session(profile_name=self.profile_name)
+        return session.client(
+            self.service,
+            region_name=self.region_name,
+            use_ssl=self.use_ssl,
+            verify=self.verify,
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=self.aws_access_key_id,
+            aws_secret_access_key=self.aws_secret_access_key,
+            aws_session_token=self.aws_session_token,
+            config=construct_boto_client_retry_config(self.max_attempts),
+        )
+
+
+class RDSResource(_Boto3ServiceResource):
+    """RDS management API (instances, clusters, snapshots)."""
+
+    service: ClassVar[str] = "rds"
+
+
+class DMSResource(_Boto3ServiceResource):
+    """Database Migration Service API."""
+
+    service: ClassVar[str] = "dms"
+
+
+class ECSResource(_Boto3ServiceResource):
+    """ECS API (the pg tools task)."""
+
+    service: ClassVar[str] = "ecs"
+
+
+class S3Resource(_Boto3ServiceResource):
+    """S3 API (artifacts)."""
+
+    service: ClassVar[str] = "s3"
+
+
+class DynamoDBResource(_Boto3ServiceResource):
+    """DynamoDB API (audit table)."""
+
+    service: ClassVar[str] = "dynamodb"
+
+
+class SecretsManagerResource(_Boto3ServiceResource):
+    """Secrets Manager API (production and temporary secrets)."""
+
+    service: ClassVar[str] = "secretsmanager"
+
+
+RESOURCE_KEYS = {
+    "rds": RDSResource,
+    "dms": DMSResource,
+    "ecs": ECSResource,
+    "s3": S3Resource,
+    "dynamodb": DynamoDBResource,
+    "secretsmanager": SecretsManagerResource,
+}
+
+
+def aws_resources(config: dict[str, Any], prefix: str = "aws_") -> dict[str, Any]:
+    """The six service resources from a backend mapping, keyed `aws_rds`, `aws_dms`, ..."""
+    cfg = AwsConfig.from_mapping(config)
+    common = {
+        "region_name": cfg.region_name,
+        "profile_name": cfg.profile_name,
+        "endpoint_url": cfg.endpoint_url,
+    }
+    return {f"{prefix}{name}": cls(**common) for name, cls in RESOURCE_KEYS.items()}
+
+
+def clients_from_resources(resources: dict[str, Any], prefix: str = "aws_") -> AwsClients:
+    """AwsClients from the six service resources (as returned by `aws_resources`)."""
+    return AwsClients(**{name: resources[f"{prefix}{name}"].get_client() for name in RESOURCE_KEYS})
+
+
+class _RecordingEcs:
+    """An ECS client that records each task it starts (so cleanup can stop it after a crash)."""
+
+    def __init__(self, client: Any, record: RecordResource | None, cluster: str) -> None:
+        self._client = client
+        self._record = record
+        self._cluster = cluster
+
+    def run_task(self, **params: Any) -> Any:
+        """run_task, then record the task before anything waits on it."""
+        resp = self._client.run_task(**params)
+        if self._record is not None:
+            for task in resp.get("tasks", []):
+                self._record(TASK_RESOURCE, task["taskArn"], {"cluster": self._cluster})
+        return resp
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+class PipesEcsLauncher:
+    """TaskLauncher through dagster-aws's PipesECSClient: task logs and results in the Dagster run."""
+
+    def __init__(
+        self,
+        cfg: AwsConfig,
+        ecs_client: Any,
+        context: dg.OpExecutionContext,
+        logs_client: Any | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.client = ecs_client
+        self.context = context
+        if logs_client is None:
+            session = boto3.session.Session(
+                profile_name=cfg.profile_name, region_name=cfg.region_name
+            )
+            logs_client = session.client("logs", endpoint_url=cfg.endpoint_url)
+        self.logs_client = logs_client
+        self.messages: list[Any] = []
+
+    def run(
+        self,
+        command: list[str],
+        environment: dict[str, str],
+        *,
+        restore_id: str,
+        timeout: float,
+        record: RecordResource | None = None,
+    ) -> TaskRun:
+        """Run the task through Pipes, bounded by timeout; TaskFailed on a non-zero exit code."""
+        ecs = _RecordingEcs(self.client, record, self.cfg.ecs_cluster)
+        pipes = PipesECSClient(
+            client=ecs,  # type: ignore[arg-type]
+            message_reader=PipesCloudWatchMessageReader(client=self.logs_client),
+            forward_termination=True,
+        )
+        params = run_task_params(self.cfg, command, environment, restore_id)
+        try:
+            invocation = pipes.run(
+                context=self.context,
+                run_task_params=params,  # type: ignore[arg-type]
+                extras={"restore_id": restore_id, "mode": command[0] if command else ""},
+                pipes_container_name=self.cfg.ecs_container_name,
+                waiter_config=self.cfg.waiter_config(timeout),  # type: ignore[arg-type]
+            )
+        except RuntimeError as exc:
+            raise TaskFailed(f"ECS task ({command[0] if command else '?'}) failed: {exc}") from None
+        except Exception as exc:
+            if type(exc).__name__ == "WaiterError":
+                stop_restore_tasks(self.client, self.cfg.ecs_cluster, restore_id)
+                raise TaskFailed(
+                    f"ECS task did not finish within {timeout:.0f}s: stopped it"
+                ) from None
+            raise
+        self.messages = list(invocation.get_custom_messages())
+        return TaskRun(None, 0, metadata=dict(invocation.metadata))
+
+
+def stop_restore_tasks(client: Any, cluster: str, restore_id: str) -> list[str]:
+    """Stop every running task of the cluster that carries this restore's tag."""
+    arns = client.list_tasks(cluster=cluster, startedBy="restore-assets").get("taskArns", [])
+    stopped = []
+    if not arns:
+        return stopped
+    for task in client.describe_tasks(cluster=cluster, tasks=arns, include=["TAGS"])["tasks"]:
+        tag = {t["key"]: t["value"] for t in task.get("tags", [])}.get(RESTORE_ID_TAG)
+        if tag == restore_id and task.get("lastStatus") != "STOPPED":
+            stop_task(client, task["taskArn"], {"cluster": cluster})
+            stopped.append(task["taskArn"])
+    return stopped
+
+
+def pipes_launcher(cfg: AwsConfig, launcher: Any, context: Any) -> Any:
+    """Inside an op: the Pipes launcher on the same ECS client; any other launcher is kept."""
+    if isinstance(launcher, EcsTaskLauncher) and context is not None:
+        return PipesEcsLauncher(cfg, launcher.client, context)
+    return launcher
