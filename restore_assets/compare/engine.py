@@ -138,8 +138,8 @@ def _run_pool(
     workers: int,
     sample_size: int,
     results: dict[int, PartialResult],
-) -> Callable[[], None]:
-    """Start worker threads running the tasks; return a function that waits and raises on failure."""
+) -> tuple[Callable[[], None], Callable[[], None]]:
+    """Start worker threads running the tasks; return (wait: join and raise, abort: stop early)."""
     queue = sorted(range(len(tasks)), key=lambda i: -tasks[i].weight)
     lock = threading.Lock()
     failed = threading.Event()
@@ -186,7 +186,7 @@ def _run_pool(
         if errors:
             raise errors[0]
 
-    return wait
+    return wait, failed.set
 
 
 def default_parallel(conn: psycopg.Connection) -> int:
@@ -245,9 +245,10 @@ def compare_schemas(
 
         results: dict[int, PartialResult] = {}
         wait: Callable[[], None] | None = None
+        abort: Callable[[], None] | None = None
         if parallel > 1 and len(tasks) > 1:
             snapshot = conn.execute("SELECT pg_catalog.pg_export_snapshot()").fetchone()[0]  # type: ignore[index]
-            wait = _run_pool(dsn, snapshot, tasks, parallel, sample_size, results)
+            wait, abort = _run_pool(dsn, snapshot, tasks, parallel, sample_size, results)
         try:
             try:
                 sequences = check_sequences(conn, restored, live)
@@ -262,7 +263,8 @@ def compare_schemas(
                             exc, f"comparison of {live_schema}.{task.table} failed"
                         ) from exc
         except BaseException:
-            if wait is not None:
+            if wait is not None and abort is not None:
+                abort()  # workers stop after their current task
                 try:
                     wait()  # never leave workers running; the first error is the one to report
                 except CompareError as exc:

@@ -20,8 +20,10 @@ log = logging.getLogger(__name__)
 # Bytes gathered from the source before one write to the target.
 CHUNK_BYTES = 256 * 1024
 
-# Session settings that make text COPY output parse identically on the other side.
+# Session settings that make text COPY output parse identically on the other side, and make row
+# level security raise an error instead of silently leaving rows out.
 _SESSION_SETTINGS = {
+    "row_security": "off",
     "client_encoding": "UTF8",
     "DateStyle": "ISO, YMD",
     "IntervalStyle": "postgres",
