@@ -55,6 +55,9 @@ CREATE TABLE everything (
 );
 CREATE TABLE plain (id int PRIMARY KEY, a int, b text, c timestamptz, d double precision);
 CREATE TABLE audited (id int PRIMARY KEY, v text);
+ALTER TABLE audited ENABLE ROW LEVEL SECURITY;
+ALTER TABLE audited FORCE ROW LEVEL SECURITY;
+CREATE POLICY nobody ON audited AS RESTRICTIVE USING (false);
 CREATE TABLE events (id int, at date, kind text, PRIMARY KEY (id, at, kind)) PARTITION BY RANGE (at);
 CREATE TABLE events_2023 PARTITION OF events FOR VALUES FROM ('2023-01-01') TO ('2024-01-01');
 CREATE TABLE events_2024 PARTITION OF events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')
