@@ -34,8 +34,7 @@ COMPARISON = [
     new_code_cell(
         "import json\n"
         "from pathlib import Path\n"
-        "import matplotlib\n"
-        "matplotlib.use('Agg')\n"
+        "%matplotlib inline\n"
         "import matplotlib.pyplot as plt\n"
         "from IPython.display import HTML, Markdown, display\n"
         "from restore_assets import report\n"
@@ -60,7 +59,8 @@ COMPARISON = [
         "fig, ax = plt.subplots(figsize=(9, 0.5 + 0.6 * max(len(tables), 1)))\n"
         "report.difference_chart(comparison, ax)\n"
         "fig.tight_layout()\n"
-        "plt.show()"
+        "display(fig)\n"
+        "plt.close(fig)"
     ),
     new_code_cell(
         "samples = [(name, kind, keys) for name, t in sorted(tables.items())\n"
@@ -74,7 +74,8 @@ COMPARISON = [
         "fig, ax = plt.subplots(figsize=(9, 0.5 + 0.4 * max(len(phases), 1)))\n"
         "report.phase_timeline(phases, ax)\n"
         "fig.tight_layout()\n"
-        "plt.show()"
+        "display(fig)\n"
+        "plt.close(fig)"
     ),
     new_markdown_cell("## Schema drift"),
     new_code_cell(
