@@ -169,6 +169,12 @@ BASE_SETTINGS = {
 }
 
 
+CONNECTION_REFUSALS = (
+    "FATAL:  the database system is ",  # starting up, in recovery mode, shutting down, not (yet) accepting connections
+    "FATAL:  sorry, too many clients already",
+)
+
+
 @dataclass
 class Cluster:
     """One PostgreSQL cluster: a data directory, a port and a log file."""
@@ -308,13 +314,20 @@ class Cluster:
         self.logfile.unlink(missing_ok=True)
 
     def last_log_error(self) -> str | None:
-        """The last FATAL/PANIC/ERROR line of the server log, if any."""
+        """The last FATAL/PANIC/ERROR line of the server log, if any.
+
+        A server refusing a client while it starts or stops logs FATAL lines of its own ("the
+        database system is in recovery mode"); those answer a connection attempt, they are not
+        why the server failed, so they are skipped.
+        """
         try:
             lines = self.logfile.read_text(errors="replace").splitlines()
         except FileNotFoundError:
             return None
         for line in reversed(lines):
             if any(k in line for k in ("FATAL:", "PANIC:", "ERROR:")):
+                if any(r in line for r in CONNECTION_REFUSALS):
+                    continue
                 return line.strip()
         return lines[-1].strip() if lines else None
 
