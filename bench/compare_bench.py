@@ -87,7 +87,7 @@ def main() -> int:
     """Run the benchmark and print the ratio last."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=2_000_000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--parallel", type=int, default=None)
     args = parser.parse_args()
 
