@@ -47,7 +47,7 @@ COMPARISON = [
         "rows = report.summary_rows(comparison)\n"
         "if audit:\n"
         "    rows = [('restore id', audit.get('restore_id')), ('restore point', audit.get('restore_point')),\n"
-        "            ('restore ran', audit.get('created_at')), ('status', audit.get('status'))] + rows\n"
+        "            ('restore started', audit.get('created_at')), ('status when the report ran', audit.get('status'))] + rows\n"
         "display(HTML(report.html_table(['', 'value'], rows, 'ra-table ra-summary')))"
     ),
     new_markdown_cell("## Per table"),
@@ -63,7 +63,7 @@ COMPARISON = [
         "plt.close(fig)"
     ),
     new_code_cell(
-        "samples = [(name, kind, keys) for name, t in sorted(tables.items())\n"
+        "samples = [(name, kind, '; '.join(json.dumps(k) for k in keys)) for name, t in sorted(tables.items())\n"
         "           for kind, keys in sorted((t.get('samples') or {}).items()) if keys]\n"
         "display(Markdown('### Sample keys'))\n"
         "display(HTML(report.html_table(['table', 'kind', 'keys'], samples) if samples else '<p>no differing rows</p>'))"
