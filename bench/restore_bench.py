@@ -3,7 +3,7 @@
 Both read the same schema from the same temporary cluster (restored from one snapshot of a demo tenant) and
 write into the same production cluster. Prints the figures and, as its last line, `ratio: X` (ours / baseline).
 
-    .venv/bin/python bench/restore_bench.py [--rows 1000000] [--workers 4]
+    .venv/bin/python bench/restore_bench.py [--rows 500000] [--workers 4]
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ DATABASE = "tenant_a"
 def main() -> None:
     """Seed, snapshot, run both restores, print the ratio."""
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--rows", type=int, default=int(os.environ.get("BENCH_ROWS", "1000000")))
+    ap.add_argument("--rows", type=int, default=int(os.environ.get("BENCH_ROWS", "500000")))
     ap.add_argument("--workers", type=int, default=4)
     args = ap.parse_args()
 
