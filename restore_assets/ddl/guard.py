@@ -326,11 +326,14 @@ def _grant_violation(node: dict, check: _Check) -> str | None:
 
 def statement_violation(statement: str, allowed_schemas: set[str]) -> str | None:
     """Why a statement text breaks the guard's rules, or None when it is allowed."""
+    return _statement_violation(statement, _Check(set(allowed_schemas)))
+
+
+def _statement_violation(statement: str, check: _Check) -> str | None:
     try:
         tree = json.loads(parser.parse_sql_json(statement))
     except parser.ParseError as exc:
         return f"cannot be parsed ({exc})"
-    check = _Check(allowed_schemas)
     stmts = tree.get("stmts", [])
     if not stmts:
         return None
@@ -343,20 +346,26 @@ def statement_violation(statement: str, allowed_schemas: set[str]) -> str | None
     return None
 
 
+def violation_message(reason: str, statement: str, allowed: set[str], where: str = "") -> str:
+    """The message of a GuardViolation: what is wrong, the statement, what is allowed."""
+    text = " ".join(statement.split())
+    if len(text) > 300:
+        text = text[:300] + "..."
+    return (
+        f"refused statement{where}: {reason}. Statement: {text}. Allowed schemas:"
+        f" {sorted(allowed)}; the dump must only create objects inside the restored schema(s)."
+    )
+
+
 def guard(statements: list[str], allowed_schemas: set[str]) -> None:
     """Raise GuardViolation naming the first statement that touches anything outside the schemas."""
     allowed = set(allowed_schemas)
+    check = _Check(allowed)
     for number, statement in enumerate(statements, 1):
-        reason = statement_violation(statement, allowed)
+        reason = _statement_violation(statement, check)
         if reason:
-            text = " ".join(statement.split())
-            if len(text) > 300:
-                text = text[:300] + "..."
-            raise GuardViolation(
-                f"refused statement {number} of {len(statements)}: {reason}."
-                f" Statement: {text}. Allowed schemas: {sorted(allowed)};"
-                " the dump must only create objects inside the restored schema(s)."
-            )
+            where = f" {number} of {len(statements)}"
+            raise GuardViolation(violation_message(reason, statement, allowed, where))
 
 
-__all__ = ["ALLOWED_SETTINGS", "guard", "statement_violation"]
+__all__ = ["ALLOWED_SETTINGS", "guard", "statement_violation", "violation_message"]

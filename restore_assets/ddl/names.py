@@ -17,7 +17,7 @@ MAX_IDENTIFIER_BYTES = NAMEDATALEN - 1
 _QUOTE_KEYWORDS = frozenset(RESERVED_KEYWORDS | TYPE_FUNC_NAME_KEYWORDS | COL_NAME_KEYWORDS)
 _SAFE_FIRST = frozenset("abcdefghijklmnopqrstuvwxyz_")
 _SAFE_REST = frozenset("abcdefghijklmnopqrstuvwxyz_0123456789")
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
 class TargetNameTooLong(InvalidRequest, DdlError):
@@ -42,7 +42,7 @@ def ident_value(token_text: str) -> str | None:
         return token_text[1:-1].replace('""', '"')
     if token_text[:2] in ("U&", "u&"):
         return None
-    return token_text.translate(_ASCII_LOWER)
+    return token_text.translate(ASCII_LOWER)
 
 
 def qualified(schema: str, name: str) -> str:
@@ -166,7 +166,7 @@ def split_identifier_list(value: str) -> list[tuple[int, int, str]] | None:
                 i += 1
             if i == start:
                 return None if out or n else out
-            name = value[start:i].translate(_ASCII_LOWER)
+            name = value[start:i].translate(ASCII_LOWER)
         out.append((start, i, name))
         while i < n and value[i].isspace():
             i += 1

@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import json
 import re
+from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from pglast import parser
 
 from restore_assets.ddl.names import (
+    ASCII_LOWER,
     decode_string_token,
     encode_string,
     ident_value,
@@ -103,10 +105,14 @@ def is_identifier(tok: parser.Token) -> bool:
     return tok.name == "IDENT" or tok.kind != "NO_KEYWORD"
 
 
+def _identity(offset: int) -> int:
+    return offset
+
+
 def byte_to_char(text: str):
     """A function mapping byte offsets of text's UTF-8 encoding to character indexes."""
     if text.isascii():
-        return lambda offset: offset
+        return _identity
     table: list[int] = []
     for i, ch in enumerate(text):
         table.extend([i] * len(ch.encode("utf-8")))
@@ -136,6 +142,10 @@ class TreeFacts:
     search_path_args: list[int] = field(default_factory=list)  # byte offsets of A_Const values
     rangevars: list[tuple[str, str]] = field(default_factory=list)
     typenames: list[tuple[str, str]] = field(default_factory=list)
+
+
+NO_FACTS = TreeFacts()  # shared, never mutated: a statement with nothing to collect
+EMPTY: frozenset[int] = frozenset()
 
 
 def collect_facts(tree: object, *, refs: bool = False) -> TreeFacts:
@@ -189,6 +199,18 @@ class Renamer:
     def __init__(self, renames: dict[str, str]):
         self.renames = dict(renames)
         self.quoted = {old: quote_ident(new) for old, new in self.renames.items()}
+        # where a name token may start: "quoted" exactly, bare (ASCII-lowered) when it can be
+        self._needles: list[tuple[str, bool]] = []
+        for old in self.renames:
+            self._needles.append(('"' + old.replace('"', '""') + '"', False))
+            if old == old.translate(ASCII_LOWER) and old and '"' not in old:
+                self._needles.append((old, True))
+        # JSON of a column reference whose first part is spelled like a renamed schema
+        colref = '"ColumnRef":{"fields":[{"String":{"sval":'
+        self.colref_needles = [colref + json.dumps(o, ensure_ascii=False) for o in self.renames]
+        self.new_colref_needles = [
+            colref + json.dumps(n, ensure_ascii=False) for n in self.renames.values()
+        ]
         words = "|".join(re.escape(old) for old in sorted(self.renames, key=len, reverse=True))
         self._mention = (
             re.compile(rf"(?<![\w$])(?:{words})(?![\w$])", re.IGNORECASE) if words else None
@@ -204,6 +226,20 @@ class Renamer:
             return None
         value = ident_value(text[tok.start : tok.end + 1])
         return value if value in self.renames else None
+
+    def needs_facts(self, tree_json: str, *, renamed: bool = False) -> bool:
+        """True when the parse tree has search_path values or column refs spelled like a schema.
+
+        With `renamed`, the tree is of a statement already renamed by tokens alone, and the
+        question is whether that was enough: a column reference now spelled like a *new* schema
+        name means a table or alias spelled like the old one may have been renamed.
+        """
+        if '"search_path"' in tree_json:
+            return True
+        for needle in self.new_colref_needles if renamed else self.colref_needles:
+            if needle in tree_json:
+                return True
+        return False
 
     def mentions_qualified(self, value: str) -> bool:
         """True when a string uses one of the schemas as a qualifier ('t1.tab', '"T".x')."""
@@ -227,29 +263,77 @@ class Renamer:
 
         `exclude` holds character indexes of identifier tokens that are not schema qualifiers;
         `skip` is the index of a token left alone (a function body handled separately).
+        Only tokens that start where the text holds a schema name, ``::``, ``CAST`` or a
+        sequence function are examined (found with str.find, located with bisect): the
+        decisions are the scanner's, the search just avoids visiting every token.
         """
-        edits: list[Edit] = []
+        n = len(toks)
+        if not n:
+            return [], set()
+        starts = [t[0] for t in toks]
+        lowered = text.lower() if text.isascii() else text.translate(ASCII_LOWER)
+        edits: dict[int, Edit] = {}
         literal_tokens: set[int] = set()
         renames = self.renames
-        n = len(toks)
-        for i, tok in enumerate(toks):
-            name = tok.name
-            if name == "IDENT" or tok.kind != "NO_KEYWORD":
-                if i + 1 < n and toks[i + 1].name == DOT:
-                    # only the first part of a dotted name can be the schema (t1.t1.c)
-                    if tok.start in exclude or (i and toks[i - 1].name == DOT):
-                        continue
-                    value = ident_value(text[tok.start : tok.end + 1])
-                    if value in renames:
-                        edits.append((tok.start, tok.end + 1, self.quoted[value]))
-                elif name == "SCHEMA" and schema_keyword:
-                    edits.extend(self._schema_list(text, toks, i + 1))
-            elif name == "SCONST" and i != skip and self._is_reg_literal(text, toks, i):
+        for pos in self._occurrences(text, lowered):
+            i = bisect_left(starts, pos)
+            if i == n or starts[i] != pos:
+                continue  # inside a longer token: a string, a comment, another name
+            tok = toks[i]
+            if not (tok.name == "IDENT" or tok.kind != "NO_KEYWORD"):
+                continue
+            if i + 1 == n or toks[i + 1].name != DOT:
+                continue
+            # only the first part of a dotted name can be the schema (t1.t1.c)
+            if tok.start in exclude or (i and toks[i - 1].name == DOT):
+                continue
+            value = ident_value(text[tok.start : tok.end + 1])
+            if value in renames:
+                edits[tok.start] = (tok.start, tok.end + 1, self.quoted[value])
+        for i in self._literal_candidates(text, lowered, starts, toks):
+            if i != skip and i not in literal_tokens and self._is_reg_literal(text, toks, i):
                 literal_tokens.add(i)
                 edit = self._reg_literal_edit(text, toks, i)
                 if edit:
-                    edits.append(edit)
-        return edits, literal_tokens
+                    edits[edit[0]] = edit
+        if schema_keyword:
+            for i, tok in enumerate(toks):
+                if tok.name == "SCHEMA":
+                    for edit in self._schema_list(text, toks, i + 1):
+                        edits[edit[0]] = edit
+        return list(edits.values()), literal_tokens
+
+    def _occurrences(self, text: str, lowered: str):
+        """Character positions where a renamed schema's name (bare or quoted) starts."""
+        for needle, in_lowered in self._needles:
+            haystack = lowered if in_lowered else text
+            pos = haystack.find(needle)
+            while pos >= 0:
+                yield pos
+                pos = haystack.find(needle, pos + 1)
+
+    def _literal_candidates(
+        self, text: str, lowered: str, starts: list[int], toks: list[parser.Token]
+    ) -> list[int]:
+        """Indexes of string tokens that may be reg* literals ('x'::regclass, nextval('x')...)."""
+        searches = []
+        if "::" in text:
+            searches.append(("::", text, -1))
+        if "cast" in lowered:
+            searches.append(("cast", lowered, 2))
+        if "val" in lowered:
+            searches += [("nextval", lowered, 2), ("currval", lowered, 2), ("setval", lowered, 2)]
+        found = []
+        n = len(toks)
+        for needle, haystack, offset in searches:
+            pos = haystack.find(needle)
+            while pos >= 0:
+                i = bisect_left(starts, pos)
+                if i < n and starts[i] == pos and 0 <= i + offset < n:
+                    if toks[i + offset].name == "SCONST":
+                        found.append(i + offset)
+                pos = haystack.find(needle, pos + 1)
+        return found
 
     def _schema_list(self, text: str, toks: list[parser.Token], i: int) -> list[Edit]:
         n = len(toks)
@@ -360,20 +444,16 @@ class Renamer:
         text: str,
         toks: list[parser.Token],
         kind: str,
-        node: dict,
+        node: dict | None,
         tree_json: str,
         facts: TreeFacts | None = None,
     ) -> tuple[str, list[str]]:
         """The statement with every reference to a renamed schema rewritten, plus warnings."""
         warnings: list[str] = []
         if facts is None:
-            facts = (
-                collect_facts(node)
-                if ('"ColumnRef"' in tree_json or '"search_path"' in tree_json)
-                else TreeFacts()
-            )
+            facts = collect_facts(node) if self.needs_facts(tree_json) else NO_FACTS
         conv = byte_to_char(text)
-        exclude = {conv(b) for b in facts.colref_exclusions}
+        exclude = {conv(b) for b in facts.colref_exclusions} if facts.colref_exclusions else EMPTY
         body_index = -1
         body: tuple[str, str, int] | None = None
         if kind == "CreateFunctionStmt":

@@ -36,9 +36,20 @@ from dataclasses import dataclass, field
 
 from pglast import parser
 
+from restore_assets.ddl.guard import (
+    _Check,
+    _statement_violation,
+    _violation,
+    violation_message,
+)
 from restore_assets.ddl.names import check_identifier_length, qualified, quote_ident, sql_literal
-from restore_assets.ddl.rename import Renamer, collect_facts
-from restore_assets.errors import DdlError
+from restore_assets.ddl.rename import (
+    SCHEMA_NAMING_STATEMENTS,
+    Renamer,
+    apply_edits,
+    collect_facts,
+)
+from restore_assets.errors import DdlError, GuardViolation
 
 SESSION_DROPPED = frozenset(
     {
@@ -154,6 +165,50 @@ VIEW_DEPENDENT_KINDS = frozenset(
 )
 
 
+# statements renamed with the original statement's parse tree (function bodies, DO blocks)
+ORIGINAL_TREE_KINDS = frozenset({"CreateFunctionStmt", "DoStmt"})
+
+
+def _kind(tree_json: str) -> str | None:
+    """The node type of a one-statement parse tree, read from its JSON text; None if unsure."""
+    marker = '{"stmt":{"'
+    at = tree_json.find(marker)
+    if at < 0 or tree_json.find(marker, at + 1) >= 0:
+        return None
+    start = at + len(marker)
+    return tree_json[start : tree_json.index('"', start)]
+
+
+def _leading_comments(raw: str) -> int:
+    """Length of the whitespace and ``--`` comment lines before a statement's first token."""
+    i, n = 0, len(raw)
+    while i < n:
+        c = raw[i]
+        if c in " \t\r\n\f":
+            i += 1
+        elif raw.startswith("--", i):
+            end = raw.find("\n", i)
+            if end < 0:
+                return n
+            i = end + 1
+        else:
+            break
+    return i
+
+
+def _table_type_refs(node: dict) -> list[tuple[str, str]]:
+    """Schema-qualified types of a CREATE TABLE's columns (a column may use a view's row type)."""
+    refs = []
+    for elt in node.get("tableElts", ()):
+        names = elt.get("ColumnDef", {}).get("typeName", {}).get("names", ())
+        if len(names) == 2:
+            refs.append((names[0]["String"]["sval"], names[1]["String"]["sval"]))
+    of = node.get("ofTypename", {}).get("names", ())
+    if len(of) == 2:
+        refs.append((of[0]["String"]["sval"], of[1]["String"]["sval"]))
+    return refs
+
+
 def _script(statements: list[str], *, transaction: bool) -> str:
     body = "".join(f"{s};\n\n" for s in statements)
     return f"BEGIN;\n\n{body}COMMIT;\n" if transaction else body
@@ -167,7 +222,8 @@ class DdlBundle:
     are transaction-local (``SET LOCAL``), so ``pre_sql``/``post_sql`` wrap them in
     ``BEGIN``/``COMMIT``. ``full`` is the whole dump renamed, for audit (``full_sql`` is a plain
     script). ``warnings`` are for the operator (dynamic SQL in function bodies...); ``unknown``
-    lists statements the splitter did not recognise (they are in ``post``).
+    lists statements the splitter did not recognise (they are in ``post``); ``violations`` lists
+    the statements of pre/post that the guard refuses for ``target_schemas``.
     """
 
     pre: list[str]
@@ -176,6 +232,18 @@ class DdlBundle:
     warnings: list[str] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)
     renames: dict[str, str] = field(default_factory=dict)
+    violations: list[str] = field(default_factory=list)
+
+    def check_guard(self) -> None:
+        """Raise GuardViolation if a pre/post statement breaks the guard (checked while building).
+
+        build_bundle applies the guard's rules to the parse tree of every final pre/post
+        statement (the tree it classifies with), so this costs nothing; ``guard()`` re-checks
+        any list of statement texts independently.
+        """
+        if self.violations:
+            more = f" (and {len(self.violations) - 1} more)" if len(self.violations) > 1 else ""
+            raise GuardViolation(self.violations[0] + more)
 
     @property
     def target_schemas(self) -> set[str]:
@@ -198,7 +266,7 @@ class DdlBundle:
         return _script(self.full, transaction=False)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Entry:
     cls: str  # session | session-dropped | pre | post | owner | unknown
     text: str
@@ -207,12 +275,6 @@ class _Entry:
 
 def _names(items: list[dict]) -> list[str]:
     return [i["String"]["sval"] for i in items if "String" in i]
-
-
-def _rv_key(rv: dict | None) -> tuple[str, str] | None:
-    if not rv:
-        return None
-    return rv.get("schemaname", ""), rv.get("relname", "")
 
 
 class _Builder:
@@ -224,19 +286,32 @@ class _Builder:
         unpopulated_matviews: set[tuple[str, str]] | None,
     ):
         self.renames = renames
+        self.original = {new: old for old, new in renames.items()}
         self.renamer = Renamer(renames)
+        self.check = _Check(set(renames.values()))
         self.sequence_values = sequence_values
         self.include_owner = include_owner
         self.unpopulated = unpopulated_matviews or set()
         self.entries: list[_Entry] = []
         self.warnings: list[str] = []
+        self.violations: list[tuple[str, str]] = []
         self.sequences: list[tuple[str, str]] = []
         self.matviews: list[tuple[str, str]] = []
         self.views: dict[tuple[str, str], tuple[int, list[tuple[str, str]]]] = {}
         self.schemas_created: set[str] = set()
         self.in_post_data = False
 
-    # -- classification -------------------------------------------------------------------------
+    def key(self, schema: str | None, name: str | None) -> tuple[str, str]:
+        """(source schema, name) of a name read from a renamed parse tree."""
+        schema = schema or ""
+        return self.original.get(schema, schema), name or ""
+
+    def rv_key(self, rv: dict | None) -> tuple[str, str] | None:
+        if not rv:
+            return None
+        return self.key(rv.get("schemaname"), rv.get("relname"))
+
+    # -- classification (over the parse tree of the renamed statement) ----------------------
     def classify(self, kind: str, node: dict) -> str:
         if kind == "VariableSetStmt":
             if node.get("kind") not in ("VAR_SET_VALUE", "VAR_SET_DEFAULT") or node.get("name") in (
@@ -263,7 +338,7 @@ class _Builder:
         if kind == "CreateTableAsStmt":
             if node.get("objtype") != "OBJECT_MATVIEW":
                 return "unknown"
-            key = _rv_key(node.get("into", {}).get("rel"))
+            key = self.rv_key(node.get("into", {}).get("rel"))
             if key and node.get("into", {}).get("skipData") and key not in self.unpopulated:
                 self.matviews.append(key)
             return "post"
@@ -271,9 +346,9 @@ class _Builder:
             return "post" if node.get("subtype") in ("C", "V") else "unknown"
         if kind in PRE_KINDS:
             if kind == "CreateSchemaStmt":
-                self.schemas_created.add(node.get("schemaname", ""))
+                self.schemas_created.add(self.key(node.get("schemaname"), "")[0])
             elif kind == "CreateSeqStmt":
-                key = _rv_key(node.get("sequence"))
+                key = self.rv_key(node.get("sequence"))
                 if key:
                     self.sequences.append(key)
             elif kind == "CreateFunctionStmt" and self.in_post_data:
@@ -305,7 +380,7 @@ class _Builder:
                     if d.get("defname") == "sequence_name":
                         names = _names(d.get("arg", {}).get("List", {}).get("items", []))
                         if len(names) == 2:
-                            self.sequences.append((names[0], names[1]))
+                            self.sequences.append(self.key(names[0], names[1]))
                 classes.add("pre")
             elif sub in AT_PRE:
                 classes.add("pre")
@@ -320,56 +395,102 @@ class _Builder:
             return "unknown"
         if objtype in ("OBJECT_INDEX", "OBJECT_VIEW", "OBJECT_MATVIEW"):
             return "post"
-        if _rv_key(node.get("relation")) in self.views:
+        if self.rv_key(node.get("relation")) in self.views:
             return "post"  # e.g. a view column's DEFAULT: follows the view
         return "post" if "post" in classes else "pre"
 
     # -- one statement ------------------------------------------------------------------------
     def feed(self, raw: str) -> None:
+        raw = raw[_leading_comments(raw) :]
         try:
             toks = parser.scan(raw)
         except parser.ParseError as exc:
             self._unknown(raw.strip(), f"cannot be scanned ({exc})")
             return
-        if not toks:
-            return
+        if toks and not self._feed_fast(raw, toks):
+            self._feed_slow(raw, toks)
+
+    def _feed_fast(self, raw: str, toks: list[parser.Token]) -> bool:
+        """Rename by tokens, then parse only the renamed text; False when the AST is needed first.
+
+        The original statement's tree is needed when a column reference, a search_path value, a
+        function body or a SCHEMA clause is involved: the renamed tree tells (a column
+        reference now spelled like a *new* schema, a search_path, a function, a SCHEMA clause of
+        a schema statement), and those statements take the slow path, which starts over.
+        """
+        edits, _ = self.renamer.token_edits(raw, toks)
+        renamed = apply_edits(raw, edits) if edits else raw
+        try:
+            tree_json = parser.parse_sql_json(renamed)
+        except parser.ParseError:
+            return False
+        kind = _kind(tree_json)
+        if (
+            kind is None
+            or kind in ORIGINAL_TREE_KINDS
+            or self.renamer.needs_facts(tree_json, renamed=True)
+            or (kind in SCHEMA_NAMING_STATEMENTS and any(t.name == "SCHEMA" for t in toks))
+        ):
+            return False
+        node = json.loads(tree_json)["stmts"][0]["stmt"][kind]
+        first, last = toks[0].start, toks[-1].end + 1
+        self._record(kind, node, renamed[first : len(renamed) - (len(raw) - last)])
+        return True
+
+    def _feed_slow(self, raw: str, toks: list[parser.Token]) -> None:
+        """Parse the original statement, rename with its facts, then parse the renamed text."""
         first, last = toks[0].start, toks[-1].end + 1
         try:
             tree_json = parser.parse_sql_json(raw)
-            stmts = json.loads(tree_json)["stmts"]
         except parser.ParseError as exc:
             self._unknown(raw[first:last], f"cannot be parsed ({exc})")
             return
+        stmts = json.loads(tree_json)["stmts"]
         if len(stmts) != 1:
             self._unknown(raw[first:last], "not a single statement")
             return
         kind, node = next(iter(stmts[0]["stmt"].items()))
-        cls = self.classify(kind, node)
-        facts = None
-        is_view = kind == "ViewStmt" or (
-            kind == "CreateTableAsStmt" and node.get("objtype") == "OBJECT_MATVIEW"
-        )
-        if is_view or (cls == "pre" and self.views and kind in VIEW_DEPENDENT_KINDS):
-            facts = collect_facts(node, refs=True)
-        renamed, warnings = self.renamer.rename_statement(raw, toks, kind, node, tree_json, facts)
+        renamed, warnings = self.renamer.rename_statement(raw, toks, kind, node, tree_json)
         self.warnings += warnings
         text = renamed[first : len(renamed) - (len(raw) - last)]
+        try:
+            new_stmts = json.loads(parser.parse_sql_json(text))["stmts"]
+        except parser.ParseError as exc:  # the rename broke it: keep it, the guard refuses it
+            self._unknown(text, f"cannot be parsed after renaming ({exc})")
+            return
+        new_kind, new_node = next(iter(new_stmts[0]["stmt"].items()))
+        self._record(new_kind, new_node, text)
+
+    def _record(self, kind: str, node: dict, text: str) -> None:
+        """Classify a renamed statement, check it with the guard's rules, track views."""
+        cls = self.classify(kind, node)
         index = len(self.entries)
         entry = _Entry(cls, text)
         if cls == "session":
             entry.local = self._local(kind, text)
         elif cls == "unknown":
             self._unknown(text, f"statement type {kind} is not classified", add=False)
+        if cls not in ("session", "session-dropped") and (cls != "owner" or self.include_owner):
+            reason = _violation(kind, node, self.check)
+            if reason:
+                self.violations.append((text, reason))
         self.entries.append(entry)
-        if facts is not None:
-            refs = facts.rangevars + facts.typenames
-            if is_view:
-                key = _rv_key(node.get("view") or node.get("into", {}).get("rel"))
-                if key and not self.in_post_data:
-                    self.views[key] = (index, refs)
-            elif cls == "pre":
-                for ref in refs:
-                    self._promote(ref, index)
+        if kind == "ViewStmt" or (
+            kind == "CreateTableAsStmt" and node.get("objtype") == "OBJECT_MATVIEW"
+        ):
+            facts = collect_facts(node, refs=True)
+            key = self.rv_key(node.get("view") or node.get("into", {}).get("rel"))
+            if key and not self.in_post_data:
+                refs = [self.key(*r) for r in facts.rangevars + facts.typenames]
+                self.views[key] = (index, refs)
+        elif cls == "pre" and self.views and kind in VIEW_DEPENDENT_KINDS:
+            if kind == "CreateStmt":
+                refs = _table_type_refs(node)
+            else:
+                facts = collect_facts(node, refs=True)
+                refs = facts.rangevars + facts.typenames
+            for ref in refs:
+                self._promote(self.key(*ref), index)
 
     def _promote(self, key: tuple[str, str], before: int) -> None:
         """Move a view (and the views it reads) to pre: a pre statement needs it."""
@@ -403,6 +524,9 @@ class _Builder:
         self.warnings.append(f"unknown statement kept in post ({why}): {short}")
         if add:
             self.entries.append(_Entry("unknown", text))
+            reason = _statement_violation(text, self.check)
+            if reason:
+                self.violations.append((text, reason))
 
     # -- assembly ---------------------------------------------------------------------------------
     def finish(self) -> DdlBundle:
@@ -412,11 +536,13 @@ class _Builder:
         unknown: list[str] = []
         header_done = False
         header_len = 0
+        generated: list[str] = []
         for e in self.entries:
             full.append(e.text)
             if e.cls == "session":
                 pre.append(e.local or e.text)
                 post.append(e.local or e.text)
+                generated.append(e.local or e.text)
                 if not header_done:
                     header_len = len(pre)
                 continue
@@ -433,20 +559,34 @@ class _Builder:
             else:
                 post.append(e.text)
                 unknown.append(e.text)
-        header_len += self._ensure_settings(pre, post, header_len)
+        settings = self._ensure_settings(pre, post, header_len)
+        header_len += len(settings)
+        generated += settings
         missing = [s for s in self.renames if s not in self.schemas_created]
         for offset, old in enumerate(missing):
-            pre.insert(header_len + offset, f"CREATE SCHEMA {quote_ident(self.renames[old])}")
+            stmt = f"CREATE SCHEMA {quote_ident(self.renames[old])}"
+            pre.insert(header_len + offset, stmt)
+            generated.append(stmt)
             self.warnings.append(
                 f"the dump has no CREATE SCHEMA for {old!r}; pre creates {self.renames[old]!r}"
             )
-        for schema, name in self.matviews:
-            if schema in self.renames:
-                post.append(f"REFRESH MATERIALIZED VIEW {qualified(self.renames[schema], name)}")
-        post += self._setvals()
-        return DdlBundle(pre, post, full, self.warnings, unknown, dict(self.renames))
+        tail = [
+            f"REFRESH MATERIALIZED VIEW {qualified(self.renames[schema], name)}"
+            for schema, name in self.matviews
+            if schema in self.renames
+        ]
+        tail += self._setvals()
+        post += tail
+        for stmt in generated + tail:  # statements not from the dump pass the same rules
+            reason = _statement_violation(stmt, self.check)
+            if reason:
+                self.violations.append((stmt, reason))
+        violations = [
+            violation_message(reason, text, self.check.allowed) for text, reason in self.violations
+        ]
+        return DdlBundle(pre, post, full, self.warnings, unknown, dict(self.renames), violations)
 
-    def _ensure_settings(self, pre: list[str], post: list[str], header_len: int) -> int:
+    def _ensure_settings(self, pre: list[str], post: list[str], header_len: int) -> list[str]:
         """Dumps without pg_dump's header still get search_path '' and no body checks."""
         header = " ".join(pre[:header_len]).lower()
         needed = []
@@ -457,7 +597,7 @@ class _Builder:
         for i, stmt in enumerate(needed):
             pre.insert(i, stmt)
             post.insert(i, stmt)
-        return len(needed)
+        return needed
 
     def _setvals(self) -> list[str]:
         values = self.sequence_values
@@ -477,9 +617,8 @@ class _Builder:
                 continue
             last_value, is_called = values[(schema, seq)]
             target = sql_literal(qualified(self.renames[schema], seq))
-            out.append(
-                f"SELECT pg_catalog.setval({target}, {int(last_value)}, {str(bool(is_called)).lower()})"
-            )
+            called = "true" if is_called else "false"
+            out.append(f"SELECT pg_catalog.setval({target}, {int(last_value)}, {called})")
         for schema, seq in values:
             if schema in self.renames and (schema, seq) not in known:
                 self.warnings.append(

@@ -28,6 +28,7 @@ from psycopg import sql
 from restore_assets.ddl import (
     DdlBundle,
     apply,
+    build_bundle,
     dump_schema_ddl,
     extract,
     guard,
@@ -82,7 +83,8 @@ def restore(dsn: str, schema: str, suffix: str = SUFFIX, **kwargs) -> tuple[DdlB
     """The whole DDL path of a restore, inside one database: extract, guard, pre, copy, post."""
     bundle = extract(dsn, [schema], suffix, **kwargs)
     new = target_name(schema, suffix)
-    guard(bundle.pre + bundle.post, bundle.target_schemas)
+    bundle.check_guard()  # the rules applied while building ...
+    guard(bundle.pre + bundle.post, bundle.target_schemas)  # ... and independently
     with psycopg.connect(dsn) as conn:
         apply(conn, bundle.pre, allowed_schemas=bundle.target_schemas)
         with conn.transaction():
@@ -189,6 +191,24 @@ def schema_privileges(dsn: str, schema: str) -> set[tuple[str, str]]:
     return {(g, p) for g, p in rows}
 
 
+def assert_fast_path_agrees(dsn: str, schema: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """build_bundle's token-first fast path gives what its parse-first slow path gives."""
+    import sys
+
+    split = sys.modules["restore_assets.ddl.split"]
+    dump = dump_schema_ddl(dsn, [schema])
+    fast = build_bundle(dump, {schema: schema + "_fp"})
+    with monkeypatch.context() as m:
+        m.setattr(split._Builder, "_feed_fast", lambda self, raw, toks: False)
+        slow = build_bundle(dump, {schema: schema + "_fp"})
+    assert (fast.pre, fast.post, fast.full, fast.warnings) == (
+        slow.pre,
+        slow.post,
+        slow.full,
+        slow.warnings,
+    )
+
+
 @pytest.fixture
 def reader_role(pg, fresh_db: str) -> Iterator[str]:
     """A uniquely named role (roles are cluster-wide), dropped with what it owns afterwards."""
@@ -216,13 +236,14 @@ T1_KEEP = (
 )
 
 
-def test_tenant_roundtrip(fresh_db: str, reader_role: str) -> None:
+def test_tenant_roundtrip(fresh_db: str, reader_role: str, monkeypatch: pytest.MonkeyPatch) -> None:
     script = (FIXTURES / "tenant_t1.sql").read_text().replace("{{READER}}", reader_role)
     run_script(fresh_db, script)
     t10_before = dump_schema_ddl(fresh_db, ["t10"])
     shared_before = dump_schema_ddl(fresh_db, ["shared"])
     counts = table_counts(fresh_db, "t1")
 
+    assert_fast_path_agrees(fresh_db, "t1", monkeypatch)
     bundle, new = restore(fresh_db, "t1")
 
     assert new == f"t1_{SUFFIX}"
@@ -277,8 +298,9 @@ def test_quoted_mixed_case_schema_roundtrip(fresh_db: str) -> None:
 
 
 # -- third-party corpus -------------------------------------------------------------------------
-def test_pagila_public_roundtrip(fresh_db: str) -> None:
+def test_pagila_public_roundtrip(fresh_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
     run_script(fresh_db, (CORPUS / "pagila-schema.sql").read_text())
+    assert_fast_path_agrees(fresh_db, "public", monkeypatch)
     bundle, new = restore(fresh_db, "public", include_owner=True)
     assert new == f"public_{SUFFIX}"
     assert bundle.unknown == []

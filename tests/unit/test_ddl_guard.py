@@ -150,3 +150,23 @@ GRANT USAGE ON SCHEMA t1 TO PUBLIC;
 """
     bundle = build_bundle(dump, {"t1": "t1_x"}, {("t1", "s"): (1, True)})
     guard(bundle.pre + bundle.post, bundle.target_schemas)
+
+
+def test_bundle_guard_check_agrees_with_guard() -> None:
+    hostile = build_bundle(HOSTILE_DUMP, {"t1": "t1_x"})
+    assert len(hostile.violations) == 3
+    assert "DROP TABLE shared.countries" in hostile.violations[-1]
+    with pytest.raises(GuardViolation, match=r"backdoor.*\(and 2 more\)"):
+        hostile.check_guard()
+    with pytest.raises(GuardViolation):
+        guard(hostile.pre + hostile.post, hostile.target_schemas)
+    clean = build_bundle(HOSTILE_DUMP.split("CREATE FUNCTION public")[0], {"t1": "t1_x"})
+    assert clean.violations == []
+    clean.check_guard()
+    guard(clean.pre + clean.post, clean.target_schemas)
+
+
+def test_owner_statements_are_checked_only_when_applied() -> None:
+    dump = "CREATE SCHEMA t1;\nALTER TABLE shared.countries OWNER TO mallory;\n"
+    assert build_bundle(dump, {"t1": "t1_x"}).violations == []  # dropped: never applied
+    assert build_bundle(dump, {"t1": "t1_x"}, include_owner=True).violations

@@ -314,3 +314,29 @@ def test_unicode_schema_name() -> None:
     renames = {"bıgınt": "bıgınt_x"}
     sql = 'CREATE TABLE "bıgınt".a (x "bıgınt".d DEFAULT nextval(\'"bıgınt".s\'))'
     assert one(sql, renames) == sql.replace('"bıgınt"', '"bıgınt_x"')
+
+
+# statements exercising every rename rule, reused to check the fast (tokens, then one parse) and
+# slow (parse first) paths of build_bundle agree
+RENAME_CASES = [
+    "CREATE TABLE t1.a (id int REFERENCES t10.b (id), c t10.typ, d t1.typ)",
+    'CREATE VIEW t1.v AS SELECT t1."Id", t1.t1, t1.t1.c FROM t1."M" t1',
+    "CREATE TABLE t1.a (t1 integer, schema text, CONSTRAINT c CHECK (t1 > 0))",
+    "ALTER SEQUENCE t1.s OWNED BY t1.a.id; ALTER SEQUENCE t1.t1 OWNED BY t1.t1.id",
+    "CREATE VIEW t1.v AS SELECT (a.x OPERATOR(t1.#+#) 1) AS y FROM t1.a a",
+    "CREATE TABLE t1.a (note text DEFAULT 't1.a'::text, r regclass DEFAULT 't1.a'::regclass)",
+    "COMMENT ON SCHEMA t1 IS 'schema t1'; COMMENT ON COLUMN t1.t1.c IS 't1'",
+    "CREATE FUNCTION t1.f() RETURNS int LANGUAGE sql SET search_path = t1, pg_temp AS $$ SELECT t1.g() $$",
+    "CREATE FUNCTION t1.n() RETURNS bigint LANGUAGE sql BEGIN ATOMIC SELECT t1.x FROM t1.tab t1; END",
+    "GRANT USAGE ON SCHEMA t1, t10 TO PUBLIC; GRANT SELECT ON t1.a TO PUBLIC",
+    "ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA t1 GRANT SELECT ON TABLES TO r",
+    "CREATE VIEW t1.\"résumé\" AS SELECT 'ü ☕'::text AS l, t1.f(1), t1.x, 't1.s'::regclass FROM t1.i t1",
+    "CREATE INDEX i ON t1.a USING btree (lower(t1)) WHERE (t1 > 0)",
+    "CREATE POLICY p ON t1.a USING (t1.f(a.t1) AND EXISTS (SELECT 1 FROM t1.b t1 WHERE t1.t1 = 1))",
+    "SELECT pg_catalog.set_config('search_path', 't1, public', false)",
+]
+
+
+def test_rename_cases_parse() -> None:
+    for case in RENAME_CASES:
+        assert not build_bundle(case, {"t1": "t1_x"}).unknown, case

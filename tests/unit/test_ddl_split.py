@@ -347,3 +347,24 @@ def test_strip_restrict_only_removes_the_keyed_lines() -> None:
     )
     assert strip_restrict(dump) == "--\n\nCREATE FUNCTION f() AS $$\n\\restrict other\n$$;\n"
     assert strip_restrict("SELECT 1;\n") == "SELECT 1;\n"
+
+
+def test_fast_path_matches_the_slow_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Token-only renaming (then one parse) gives what the parse-first path gives."""
+    import sys
+
+    from tests.unit.test_ddl_rename import RENAME_CASES
+
+    split = sys.modules["restore_assets.ddl.split"]
+    dumps = [DUMP, *RENAME_CASES]
+    fast = [build_bundle(d, {"t1": "t1_x"}, {("t1", "s"): (41, True)}) for d in dumps]
+    monkeypatch.setattr(split._Builder, "_feed_fast", lambda self, raw, toks: False)
+    slow = [build_bundle(d, {"t1": "t1_x"}, {("t1", "s"): (41, True)}) for d in dumps]
+    for a, b in zip(fast, slow, strict=True):
+        assert (a.pre, a.post, a.full, a.unknown, a.violations) == (
+            b.pre,
+            b.post,
+            b.full,
+            b.unknown,
+            b.violations,
+        )
