@@ -18,6 +18,7 @@ from restore_assets.jobs.resources import RestoreBackend
 from restore_assets.phases import PhaseResult
 
 KIND_TAG = "restore-assets/kind"
+INFO_CONSOLE = {"console": {"config": {"log_level": "INFO"}}}
 
 
 class InstanceRestoreConfig(dg.Config):
@@ -39,7 +40,7 @@ class InstanceRestoreConfig(dg.Config):
 @dg.config_mapping(config_schema=InstanceRestoreConfig.to_config_schema())
 def instance_request_as_run_config(val: dict[str, Any]) -> dict[str, Any]:
     """Map the top-level request typed in the launchpad to the validate op's config."""
-    return {"ops": {"validate_instance_request": {"config": val}}}
+    return {"ops": {"validate_instance_request": {"config": val}}, "loggers": INFO_CONSOLE}
 
 
 def request_of(config: dg.Config, exclude: set[str]) -> dict[str, Any]:
@@ -261,7 +262,9 @@ def outcome(job: dg.JobDefinition, run_config: dict, backend_config: dict, rid: 
     """Execute a job in process and return its audit record's summary (status, cause, steps)."""
     resource = backend_resource(backend_config)
     result = job.execute_in_process(
-        run_config=run_config, resources={"backend": resource}, raise_on_error=False
+        run_config=run_config,
+        resources={"backend": resource},
+        raise_on_error=False,
     )
     services = instance_services(resource.settings())
     try:

@@ -12,6 +12,7 @@ import dagster as dg
 from restore_assets.audit import new_restore_id
 from restore_assets.instance import core as steps
 from restore_assets.jobs.instance_restore import (
+    INFO_CONSOLE,
     KIND_TAG,
     export_snapshot_step,
     finish_op_body,
@@ -38,7 +39,7 @@ class SnapshotConfig(dg.Config):
 @dg.config_mapping(config_schema=SnapshotConfig.to_config_schema())
 def snapshot_request_as_run_config(val: dict[str, Any]) -> dict[str, Any]:
     """Map the top-level request typed in the launchpad to the validate op's config."""
-    return {"ops": {"validate_snapshot_request": {"config": val}}}
+    return {"ops": {"validate_snapshot_request": {"config": val}}, "loggers": INFO_CONSOLE}
 
 
 @dg.op(out=dg.Out(dict))

@@ -643,3 +643,94 @@ def test_create_snapshot_then_restore_from_it(env: Env) -> None:
     )
     names = env.calls.names()
     assert names.index("CreateDBSnapshot") < names.index("RestoreDBInstanceFromDBSnapshot")
+
+
+EXPORT = {
+    "s3_bucket": "exports",
+    "s3_prefix": "snapshots",
+    "iam_role_arn": "arn:aws:iam::123456789012:role/export",
+    "kms_key_id": "arn:aws:kms:us-east-1:123456789012:key/export",
+}
+
+
+def _snapshot_services(env: Env, **kw: Any) -> InstanceServices:
+    services = env.services(**kw)
+    services.backend.export = dict(EXPORT)
+    return services
+
+
+def test_snapshot_with_a_default_name_waits_until_available(env: Env) -> None:
+    from restore_assets.instance import take_snapshot
+
+    out = take_snapshot(env.services(), {"identifier": "aur"})
+    assert out["status"] == "succeeded", out["cause"]
+    assert out["snapshot_id"].startswith("aur-") and out["snapshot_id"] in env.snapshots()
+    assert env.calls.params("CreateDBClusterSnapshot")[0]["DBClusterIdentifier"] == "aur"
+    assert env.calls.mutating() == ["CreateDBClusterSnapshot"]
+    rec = SqliteAuditLog(env.root / "audit.sqlite").get(out["restore_id"])
+    assert rec["kind"] == "snapshot" and rec["status"] == "succeeded"
+
+
+def test_snapshot_export_is_followed_to_completion(env: Env) -> None:
+    from restore_assets.instance import take_snapshot
+
+    out = take_snapshot(
+        _snapshot_services(env),
+        {"identifier": "prod", "snapshot_identifier": "nightly-1", "export_s3": True},
+    )
+    assert out["status"] == "succeeded", out["cause"]
+    [start] = env.calls.params("StartExportTask")
+    assert start == {
+        "ExportTaskIdentifier": "nightly-1-export",
+        "SourceArn": "arn:aws:rds:us-east-1:123456789012:snapshot:nightly-1",
+        "S3BucketName": "exports",
+        "IamRoleArn": EXPORT["iam_role_arn"],
+        "KmsKeyId": EXPORT["kms_key_id"],
+        "S3Prefix": "snapshots",
+    }
+    assert env.calls.names().count("DescribeExportTasks") >= 1
+    assert out["export"]["status"] == "complete"
+
+
+def test_a_failed_export_fails_the_run(env: Env) -> None:
+    from restore_assets.instance import take_snapshot
+
+    def fail(**_: Any) -> None:
+        task = env.backend().export_tasks["nightly-2-export"]
+        task.status, task.failure_cause = "FAILED", "S3 bucket not found"
+
+    env.rds.meta.events.register("after-call.rds.StartExportTask", fail)
+    out = take_snapshot(
+        _snapshot_services(env),
+        {"identifier": "prod", "snapshot_identifier": "nightly-2", "export_s3": True},
+    )
+    assert out["status"] == "failed"
+    assert "FAILED: S3 bucket not found" in out["cause"]
+    assert "nightly-2" in env.snapshots()  # the snapshot itself is kept
+
+
+def test_an_export_still_running_at_the_time_limit_fails_with_a_hint(env: Env) -> None:
+    from restore_assets.instance import take_snapshot
+
+    def slow(**_: Any) -> None:
+        env.backend().export_tasks["nightly-3-export"].status = "IN_PROGRESS"
+
+    env.rds.meta.events.register("after-call.rds.StartExportTask", slow)
+    services = _snapshot_services(env)
+    services.export_timeout = 0.2
+    services.backend.poll = 0.05
+    services.backend.sleep = __import__("time").sleep
+    out = take_snapshot(
+        services, {"identifier": "prod", "snapshot_identifier": "nightly-3", "export_s3": True}
+    )
+    assert out["status"] == "failed"
+    assert "not done within" in out["cause"] and "describe-export-tasks" in out["cause"]
+
+
+def test_export_without_configuration_is_refused_before_any_change(env: Env) -> None:
+    from restore_assets.errors import InvalidRequest
+    from restore_assets.instance import take_snapshot
+
+    with pytest.raises(InvalidRequest, match="snapshot_export.s3_bucket"):
+        take_snapshot(env.services(), {"identifier": "prod", "export_s3": True})
+    assert env.calls.mutating() == []

@@ -1,0 +1,275 @@
+"""Instance restore in place on the local fleet (real PostgreSQL): same port and DSN, snapshot's data,
+the original put back intact after a failure at any step, point-in-time restores still working."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import yaml
+
+from restore_assets.audit import SqliteAuditLog
+from restore_assets.backends.base import RestoreTarget
+from restore_assets.backends.local.fleet import LocalFleet
+from restore_assets.jobs.instance_restore import (
+    plan_instance_restore_job,
+    run_instance_restore_job,
+)
+from tests.conftest import scratch_dir
+from tests.unit.test_alerts import SlackStandIn, slack_stand_in
+
+pytestmark = pytest.mark.integration
+
+
+def sql(dsn: str, query: str, params: tuple = ()) -> list[tuple]:
+    """Run one statement in autocommit mode; return its rows."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        cur = conn.execute(query, params)
+        return cur.fetchall() if cur.description else []
+
+
+def checksum(dsn: str) -> str:
+    """A checksum over every row of app.items."""
+    return sql(dsn, "SELECT md5(coalesce(string_agg(i::text, '|' ORDER BY id), '')) FROM items i")[
+        0
+    ][0]
+
+
+@dataclass
+class Prod:
+    """A managed fleet: app.items rows 1-100 in snapshot `snap`, rows 101-150 after it."""
+
+    fleet: LocalFleet
+    snap: str
+    snap_checksum: str
+    backend_config: dict[str, Any]
+    slack: SlackStandIn
+
+    @property
+    def app(self) -> str:
+        """DSN of the app database."""
+        return self.fleet.production_dsn("app")
+
+    def audit(self, rid: str) -> dict[str, Any]:
+        """The audit record of one run."""
+        return SqliteAuditLog(self.fleet.root / "audit.sqlite").get(rid)
+
+    def leftovers(self) -> list[str]:
+        """Set-aside data directories under production/."""
+        aside = (self.fleet.root / "production").glob("data.old-*")
+        return sorted(p.name for p in aside if p.is_dir())
+
+    def timeline(self) -> int:
+        """Production's current timeline."""
+        return sql(self.fleet.production_dsn(), "SELECT timeline_id FROM pg_control_checkpoint()")[
+            0
+        ][0]
+
+
+@pytest.fixture(scope="module")
+def prod() -> Iterator[Prod]:
+    root = scratch_dir("ra-inst-")
+    fleet = LocalFleet(root / "fleet")
+    fleet.up()
+    try:
+        sql(fleet.production_dsn(), "CREATE DATABASE app")
+        sql(fleet.production_dsn("app"), "CREATE TABLE items (id int PRIMARY KEY, label text)")
+        sql(
+            fleet.production_dsn("app"),
+            "INSERT INTO items SELECT g, 'before-' || g FROM generate_series(1, 100) g",
+        )
+        snap = fleet.snapshot().id
+        snap_checksum = checksum(fleet.production_dsn("app"))
+        sql(
+            fleet.production_dsn("app"),
+            "INSERT INTO items SELECT g, 'after-' || g FROM generate_series(101, 150) g",
+        )
+        with slack_stand_in() as slack:
+            config = root / "backend.yaml"
+            config.write_text(
+                yaml.safe_dump(
+                    {
+                        "backend": "local",
+                        "root": str(fleet.root),
+                        "alerts": {"slack_webhook_url": slack.url},
+                        # later PITRs then start from the snapshot taken before the restore,
+                        # following the new timeline (and the tests run faster)
+                        "instance_restore": {"post_restore_snapshot": False},
+                    }
+                )
+            )
+            yield Prod(
+                fleet,
+                snap,
+                snap_checksum,
+                {"backend": "local", "root": str(fleet.root), "config_file": str(config)},
+                slack,
+            )
+    finally:
+        fleet.down(purge=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_plan_shows_the_preserved_configuration_and_changes_nothing(prod: Prod) -> None:
+    datadir = prod.fleet.root / "production" / "data"
+    inode = datadir.stat().st_ino
+    plan = plan_instance_restore_job({"snapshot_id": prod.snap}, prod.backend_config)
+    cfg = plan["preserved_configuration"]
+    assert cfg["port"] == prod.fleet.config().port and cfg["dsn"] == prod.fleet.production_dsn()
+    assert cfg["settings"]["archive_mode"] == "on" and "pg_hba.conf" in cfg["config_files"]
+    assert plan["snapshot"]["id"] == prod.snap
+    assert any("rename" in s for s in plan["steps"])
+    assert datadir.stat().st_ino == inode and prod.fleet.production_cluster().is_running()
+    assert prod.leftovers() == []
+    assert SqliteAuditLog(prod.fleet.root / "audit.sqlite").history() == []
+
+
+@pytest.mark.parametrize("fail_at", ["set_aside:after", "restore:after", "wait", "delete_old"])
+def test_a_failure_after_the_rename_puts_the_original_back_intact(prod: Prod, fail_at: str) -> None:
+    before = checksum(prod.app)
+    dsn, timeline = prod.fleet.production_dsn(), prod.timeline()
+    history = sorted(p.name for p in prod.fleet.archive_dir.glob("*.history"))
+    alerts = len(prod.slack.received)
+    out = run_instance_restore_job({"snapshot_id": prod.snap}, prod.backend_config, fail_at=fail_at)
+    assert out["status"] == "failed" and out["dagster_success"] is False
+    assert out["rolled_back"] is True, out["cause"]
+    assert "injected failure" in out["cause"] and "rolled back" in out["cause"]
+    assert checksum(prod.app) == before  # the original, intact
+    assert prod.fleet.production_dsn() == dsn and prod.timeline() == timeline
+    assert prod.leftovers() == []
+    # an abandoned timeline is moved out of the archive: later PITRs must never follow it
+    assert sorted(p.name for p in prod.fleet.archive_dir.glob("*.history")) == history
+    rec = prod.audit(out["restore_id"])
+    assert rec["status"] == "failed" and rec["kind"] == "instance_restore"
+    assert rec["phases"][-1]["phase"] == "rollback"
+    assert [m["text"].splitlines()[0] for m in prod.slack.received[alerts:]] == [
+        "[restore-assets] instance_restore ROLLED BACK (production)"
+    ]
+
+
+def test_restore_in_place_keeps_the_port_and_dsn_and_brings_the_snapshot_back(prod: Prod) -> None:
+    dsn, port = prod.fleet.production_dsn(), prod.fleet.config().port
+    sysid = sql(dsn, "SELECT system_identifier FROM pg_control_system()")[0][0]
+    assert checksum(prod.app) != prod.snap_checksum
+    out = run_instance_restore_job({"snapshot_id": prod.snap}, prod.backend_config)
+    assert out["status"] == "succeeded", out["cause"]
+    assert prod.fleet.production_dsn() == dsn and prod.fleet.config().port == port
+    assert checksum(prod.app) == prod.snap_checksum
+    assert sql(dsn, "SELECT system_identifier FROM pg_control_system()")[0][0] == sysid
+    assert prod.timeline() > 1  # recovery promoted: a new timeline
+    assert sql(dsn, "SHOW archive_mode")[0][0] == "on"
+    assert prod.leftovers() == []  # removed once the restored one was verified
+    assert out["wait"]["port"] == port and "post_restore_snapshot" not in out["wait"]
+    rec = prod.audit(out["restore_id"])
+    assert [p["phase"] for p in rec["phases"]] == [
+        "validate",
+        "set_aside",
+        "restore",
+        "wait",
+        "delete_old",
+    ]
+
+
+def test_point_in_time_restore_still_works_after_it(prod: Prod) -> None:
+    sql(prod.app, "INSERT INTO items VALUES (1001, 'new-timeline-1')")
+    time.sleep(0.2)
+    point: datetime = sql(prod.app, "SELECT clock_timestamp()")[0][0]
+    time.sleep(0.2)
+    sql(prod.app, "INSERT INTO items VALUES (1002, 'new-timeline-2')")
+    temp = prod.fleet.provision("pitr-after-instance", RestoreTarget(restore_time=point))
+    try:
+        labels = [
+            r[0]
+            for r in sql(prod.fleet.temp_dsn(temp, "app"), "SELECT label FROM items ORDER BY id")
+        ]
+    finally:
+        prod.fleet.delete_temp("pitr-after-instance")
+    assert labels[-1] == "new-timeline-1" and len(labels) == 101
+    assert not any(lbl.startswith("after-") for lbl in labels)
+
+
+def test_create_snapshot_keep_old_then_restore_from_the_same_snapshot_again(prod: Prod) -> None:
+    before = checksum(prod.app)
+    out = run_instance_restore_job(
+        {
+            "task": "create_snapshot",
+            "snapshot_identifier": "before-second",
+            "keep_old": True,
+            "suffix": "keep1",
+        },
+        prod.backend_config,
+    )
+    assert out["status"] == "succeeded", out["cause"]
+    assert out["snapshot_id"] == "before-second" and checksum(prod.app) == before
+    assert prod.leftovers() == ["data.old-keep1"]
+    shutil.rmtree(prod.fleet.root / "production" / "data.old-keep1")
+    (prod.fleet.root / "production" / "data.old-keep1.log").unlink(missing_ok=True)
+    again = run_instance_restore_job({"snapshot_id": prod.snap}, prod.backend_config)
+    assert again["status"] == "succeeded", again["cause"]
+    assert checksum(prod.app) == prod.snap_checksum
+    prod.fleet.switch_wal()  # archiving still works after two promotions from one snapshot
+    failed = sql(prod.fleet.production_dsn(), "SELECT failed_count FROM pg_stat_archiver")[0][0]
+    assert failed == 0
+
+
+def _cli(args: list[str]) -> tuple[int, str]:
+    from restore_assets.cli_instance import register
+
+    parser = argparse.ArgumentParser(prog="restore-assets")
+    register(parser.add_subparsers(dest="command", required=True))
+    ns = parser.parse_args(args)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        try:
+            rc = ns.fn(ns)
+        except Exception as exc:  # the real main() turns RestoreError into exit code 2
+            from restore_assets.errors import RestoreError
+
+            assert isinstance(exc, RestoreError), exc
+            return 2, str(exc)
+    return rc, out.getvalue()
+
+
+def test_cli_snapshot_plan_and_refusal(prod: Prod) -> None:
+    root = str(prod.fleet.root)
+    rc, text = _cli(["snapshot", "--root", root, "--identifier", "cli-snap", "--json"])
+    assert rc == 0 and json.loads(text)["snapshot_id"] == "cli-snap"
+    assert "cli-snap" in [s.id for s in prod.fleet.snapshots()]
+    rc, text = _cli(["restore-instance", "--root", root, "--snapshot-id", "cli-snap", "--plan"])
+    assert rc == 0 and "configuration preserved:" in text and "port:" in text
+    rc, text = _cli(["restore-instance", "--root", root, "--snapshot-id", "nope", "--json"])
+    assert rc == 2 and "unknown snapshot id 'nope'" in json.loads(text)["cause"]
+    rc, text = _cli(["snapshot", "--root", root, "--export-s3", "--json"])
+    assert rc == 2 and "needs the aws backend" in json.loads(text)["cause"]
+    assert prod.leftovers() == []
+
+
+def test_an_adopted_fleet_is_refused(tmp_path: Path) -> None:
+    from restore_assets.errors import InvalidRequest
+    from restore_assets.instance import instance_backend, plan_instance_restore
+
+    root = tmp_path / "adopted"
+    root.mkdir()
+    (root / "fleet.json").write_text(
+        json.dumps(
+            {
+                "mode": "adopted",
+                "archive_dir": str(tmp_path),
+                "backup_dir": str(tmp_path),
+                "dsn": "",
+            }
+        )
+    )
+    with pytest.raises(InvalidRequest, match="needs a managed fleet"):
+        plan_instance_restore(instance_backend({"root": str(root)}), {"snapshot_id": "x"})
