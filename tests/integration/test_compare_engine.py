@@ -9,7 +9,7 @@ import pytest
 from psycopg import sql
 
 from restore_assets.compare import CompareError, compare_schemas, rows
-from restore_assets.compare.engine import read_catalogs
+from restore_assets.compare.engine import begin_read_only, read_catalogs
 
 pytestmark = pytest.mark.integration
 
@@ -298,16 +298,20 @@ def test_missing_schema_is_a_clear_error(shop: str) -> None:
         compare_schemas(shop, "nope", RESTORED)
 
 
-def test_runs_read_only_in_one_snapshot(shop: str) -> None:
-    # A writer committing while the comparison runs must not change what it reports: the
-    # workers import the coordinator's snapshot. Here: compare twice around a commit.
-    first = compare_schemas(shop, LIVE, RESTORED, parallel=3)
-    with psycopg.connect(shop, autocommit=True) as conn:
-        conn.execute("INSERT INTO shop.untouched VALUES (1000, 'later')")
-    second = compare_schemas(shop, LIVE, RESTORED, parallel=3)
-    assert first.tables["untouched"].only_in_live == 0
-    assert second.tables["untouched"].only_in_live == 1
-    assert second.tables["untouched"].samples["only_in_live"] == [{"id": 1000}]
+def test_workers_read_the_coordinators_snapshot_read_only(shop: str) -> None:
+    with psycopg.connect(shop) as coord:
+        begin_read_only(coord)
+        snapshot = coord.execute("SELECT pg_export_snapshot()").fetchone()[0]  # type: ignore[index]
+        with psycopg.connect(shop, autocommit=True) as writer:
+            writer.execute("INSERT INTO shop.untouched VALUES (1000, 'later')")
+        with psycopg.connect(shop) as worker:
+            begin_read_only(worker, snapshot)
+            count = worker.execute("SELECT count(*) FROM shop.untouched").fetchone()
+            assert count == (100,)  # the row committed after the snapshot is not seen
+            with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+                worker.execute("DELETE FROM shop.untouched")
+    later = compare_schemas(shop, LIVE, RESTORED).tables["untouched"]
+    assert (later.only_in_live, later.samples["only_in_live"]) == (1, [{"id": 1000}])
 
 
 def test_key_range_slices_give_the_same_answer(shop: str, monkeypatch: pytest.MonkeyPatch) -> None:
