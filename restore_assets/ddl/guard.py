@@ -103,6 +103,7 @@ class _Check:
         self.allowed = allowed
 
     def schema(self, schema: str | None, what: str) -> str | None:
+        """None when `schema` is one of the allowed schemas, else why not."""
         if not schema:
             return f"{what} is not schema-qualified"
         if schema not in self.allowed:
@@ -110,6 +111,7 @@ class _Check:
         return None
 
     def rangevar(self, rv: dict | None, what: str) -> str | None:
+        """Check the schema of a RangeVar (bare or wrapped)."""
         if not rv:
             return f"{what} is missing"
         rv = rv.get("RangeVar", rv)
@@ -117,12 +119,14 @@ class _Check:
         return self.schema(rv.get("schemaname"), f"{what} {name!r}")
 
     def names(self, items: list[dict], what: str, parts: int = 2) -> str | None:
+        """Check a qualified name list whose schema is `parts` from the end."""
         names = _names(items)
         if len(names) < parts:
             return self.schema(None, f"{what} {'.'.join(names)!r}")
         return self.schema(names[len(names) - parts], f"{what} {'.'.join(names)!r}")
 
     def obj(self, objtype: str, obj: dict) -> str | None:
+        """Check the object of COMMENT/SECURITY LABEL/ALTER ... OWNER/GRANT by its type."""
         what = objtype.removeprefix("OBJECT_").lower().replace("_", " ")
         if "String" in obj:
             if objtype == "OBJECT_SCHEMA":

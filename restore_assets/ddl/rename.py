@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import re
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from pglast import parser
@@ -109,7 +109,7 @@ def _identity(offset: int) -> int:
     return offset
 
 
-def byte_to_char(text: str):
+def byte_to_char(text: str) -> Callable[[int], int]:
     """A function mapping byte offsets of text's UTF-8 encoding to character indexes."""
     if text.isascii():
         return _identity

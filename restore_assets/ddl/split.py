@@ -307,12 +307,14 @@ class _Builder:
         return self.original.get(schema, schema), name or ""
 
     def rv_key(self, rv: dict | None) -> tuple[str, str] | None:
+        """(source schema, name) of a RangeVar of a renamed parse tree."""
         if not rv:
             return None
         return self.key(rv.get("schemaname"), rv.get("relname"))
 
     # -- classification (over the parse tree of the renamed statement) ----------------------
     def classify(self, kind: str, node: dict) -> str:
+        """session, session-dropped, pre, post, owner or unknown; records sequences and views."""
         if kind == "VariableSetStmt":
             if node.get("kind") not in ("VAR_SET_VALUE", "VAR_SET_DEFAULT") or node.get("name") in (
                 "role",
@@ -401,6 +403,7 @@ class _Builder:
 
     # -- one statement ------------------------------------------------------------------------
     def feed(self, raw: str) -> None:
+        """Rename, classify and check one statement of the dump."""
         raw = raw[_leading_comments(raw) :]
         try:
             toks = parser.scan(raw)
@@ -530,6 +533,7 @@ class _Builder:
 
     # -- assembly ---------------------------------------------------------------------------------
     def finish(self) -> DdlBundle:
+        """Assemble pre, post and full; add CREATE SCHEMA if missing, REFRESH and setval."""
         pre: list[str] = []
         post: list[str] = []
         full: list[str] = []

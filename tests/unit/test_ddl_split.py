@@ -231,11 +231,14 @@ CREATE VIEW t1.v AS SELECT base.id FROM t1.base;
 CREATE VIEW t1.unrelated AS SELECT a.id FROM t1.a;
 CREATE FUNCTION t1.n() RETURNS bigint LANGUAGE sql BEGIN ATOMIC SELECT count(*) FROM t1.v; END;
 CREATE FUNCTION t1.rows() RETURNS SETOF t1.unrelated LANGUAGE sql AS $$ SELECT 1 $$;
+CREATE VIEW t1.shape AS SELECT a.id FROM t1.a;
+CREATE TABLE t1.holder (r t1.shape);
 """
     b = build_bundle(dump, {"t1": "t1_x"})
     assert where(b, "CREATE VIEW t1_x.v ") == "pre"
     assert where(b, "CREATE VIEW t1_x.base") == "pre"  # v reads it
     assert where(b, "CREATE VIEW t1_x.unrelated") == "pre"  # a pre function returns its row type
+    assert where(b, "CREATE VIEW t1_x.shape") == "pre"  # a table has a column of its row type
     assert b.pre.index("CREATE VIEW t1_x.base AS SELECT a.id FROM t1_x.a") < b.pre.index(
         "CREATE VIEW t1_x.v AS SELECT base.id FROM t1_x.base"
     )
@@ -368,3 +371,11 @@ def test_fast_path_matches_the_slow_path(monkeypatch: pytest.MonkeyPatch) -> Non
             b.unknown,
             b.violations,
         )
+
+
+def test_extract_refuses_long_names_before_anything_runs() -> None:
+    from restore_assets.ddl import extract
+
+    # the DSN points nowhere: reaching pg_dump would fail differently
+    with pytest.raises(TargetNameTooLong):
+        extract("host=192.0.2.1 port=1 dbname=none connect_timeout=1", ["s" * 50], "20240131120000")
