@@ -58,3 +58,13 @@ def test_sequence_values_and_unpopulated_matviews(fresh_db: str) -> None:
     assert "REFRESH MATERIALIZED VIEW s_x.empty" not in bundle.post
     assert "SELECT pg_catalog.setval('s_x.fresh', 7, false)" in bundle.post
     assert "SELECT pg_catalog.setval('s_x.t_id_seq', 1, true)" in bundle.post
+
+
+def test_extension_inside_the_schema_is_reported(fresh_db: str) -> None:
+    run_script(
+        fresh_db,
+        "CREATE SCHEMA s; CREATE EXTENSION pgcrypto SCHEMA s;"
+        " CREATE TABLE s.t (h bytea DEFAULT s.digest('x', 'sha256'))",
+    )
+    bundle = extract(fresh_db, ["s"], "x")
+    assert any("extension pgcrypto is installed in schema s" in w for w in bundle.warnings)
