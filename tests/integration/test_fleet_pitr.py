@@ -1,0 +1,194 @@
+"""Point-in-time and snapshot restores of the local fleet into temporary clusters (real PostgreSQL)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from restore_assets.backends.base import RestoreTarget, Snapshot, TempDatabase
+from restore_assets.backends.local import pg
+from restore_assets.backends.local.fleet import LocalFleet
+from restore_assets.errors import FleetError
+from tests.conftest import scratch_dir
+
+pytestmark = pytest.mark.integration
+
+GAP = 0.2  # seconds between a commit and a restore point, so that no commit ties with it
+
+
+def execute(dsn: str, query: str, params: tuple = ()) -> list[tuple]:
+    """Run one statement in autocommit mode; return its rows (empty for a command)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        cur = conn.execute(query, params)
+        return cur.fetchall() if cur.description else []
+
+
+def commit(dsn: str, label: str) -> None:
+    """Commit one row of the items table."""
+    execute(dsn, "INSERT INTO items (label) VALUES (%s)", (label,))
+
+
+def mark(dsn: str) -> datetime:
+    """A restore point strictly between the commits before and after it (server clock, with zone)."""
+    time.sleep(GAP)
+    point = execute(dsn, "SELECT clock_timestamp()")[0][0]
+    time.sleep(GAP)
+    return point
+
+
+def labels(dsn: str) -> list[str]:
+    """The items' labels in commit order."""
+    return [r[0] for r in execute(dsn, "SELECT label FROM items ORDER BY id")]
+
+
+def checksum(dsn: str) -> str:
+    """A checksum over every row of the items table."""
+    query = "SELECT md5(coalesce(string_agg(i::text, '|' ORDER BY id), '')) FROM items i"
+    return execute(dsn, query)[0][0]
+
+
+def postmasters_under(path: Path) -> list[str]:
+    """Command lines of running postmasters whose data directory lies under path."""
+    out = subprocess.run(
+        ["pgrep", "-u", pg.server_user().name, "-af", "postgres -D"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    return [line for line in out.splitlines() if f" -D {path}/" in line]
+
+
+@dataclass
+class History:
+    """A managed fleet with two snapshots and commits around two restore points."""
+
+    fleet: LocalFleet
+    snap1: Snapshot
+    snap2: Snapshot
+    checksum1: str
+    checksum2: str
+    t_between: datetime  # after A, before B (between snapshot 1 and snapshot 2)
+    t_after: datetime  # after C, before D (after snapshot 2)
+
+
+@pytest.fixture(scope="module")
+def history() -> Iterator[History]:
+    """seed, snapshot 1, A, t_between, B, snapshot 2, C, t_after, D; WAL archived up to D."""
+    base = scratch_dir("ra-fleet-pitr-")
+    fleet = LocalFleet(base / "fleet")
+    try:
+        dsn = fleet.up()
+        execute(
+            dsn,
+            "CREATE TABLE items (id serial PRIMARY KEY, label text NOT NULL,"
+            " committed_at timestamptz NOT NULL DEFAULT clock_timestamp())",
+        )
+        commit(dsn, "seed")
+        checksum1 = checksum(dsn)
+        snap1 = fleet.snapshot()
+        commit(dsn, "A")
+        t_between = mark(dsn)
+        commit(dsn, "B")
+        checksum2 = checksum(dsn)
+        snap2 = fleet.snapshot()
+        commit(dsn, "C")
+        t_after = mark(dsn)
+        commit(dsn, "D")
+        fleet.window(refresh=True)
+        yield History(fleet, snap1, snap2, checksum1, checksum2, t_between, t_after)
+    finally:
+        fleet.down(purge=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def restore(history: History) -> Iterator:
+    """Provision temporary clusters by target; delete them (and check they are gone) afterwards."""
+    made: list[TempDatabase] = []
+
+    def _restore(restore_id: str, target: RestoreTarget) -> TempDatabase:
+        db = history.fleet.provision(restore_id, target)
+        made.append(db)
+        return db
+
+    yield _restore
+    for db in made:
+        history.fleet.delete_temp(db.restore_id)
+        workdir = history.fleet.temp_root / db.restore_id
+        assert not workdir.exists()
+        assert postmasters_under(workdir) == []
+        assert not pg.port_in_use(db.port)
+
+
+def test_history_commits_are_ordered_around_the_restore_points(history: History):
+    # guards the scenario itself: the restore points fall strictly between the commits
+    dsn = history.fleet.production_dsn()
+    at = dict(execute(dsn, "SELECT label, committed_at FROM items"))
+    assert at["A"] < history.t_between < at["B"]
+    assert at["C"] < history.t_after < at["D"]
+    assert history.snap1.completed_at < history.t_between < history.snap2.completed_at
+    assert history.snap2.completed_at < history.t_after
+    assert labels(dsn) == ["seed", "A", "B", "C", "D"]
+
+
+def test_pitr_between_snapshots_sees_only_commits_before_t(history: History, restore):
+    db = restore("pitr-between", RestoreTarget(restore_time=history.t_between))
+    assert db.details["snapshot"] == history.snap1.id
+    dsn = history.fleet.temp_dsn(db)
+    assert labels(dsn) == ["seed", "A"]
+    # a promoted, writable copy on its own port, not archiving into the fleet's archive
+    assert db.port != history.fleet.production_cluster().port
+    assert execute(dsn, "SELECT pg_is_in_recovery()")[0][0] is False
+    assert execute(dsn, "SHOW archive_mode")[0][0] == "off"
+    assert execute(dsn, "SHOW listen_addresses")[0][0] == "127.0.0.1"
+
+
+def test_pitr_after_newest_snapshot_uses_it(history: History, restore):
+    db = restore("pitr-after", RestoreTarget(restore_time=history.t_after))
+    assert db.details["snapshot"] == history.snap2.id
+    assert labels(history.fleet.temp_dsn(db)) == ["seed", "A", "B", "C"]
+
+
+def test_pitr_to_the_window_edges(history: History, restore):
+    window = history.fleet.window()
+    assert window.earliest == history.snap1.completed_at
+    early = restore("pitr-earliest", RestoreTarget(restore_time=window.earliest))
+    assert early.details["snapshot"] == history.snap1.id
+    assert labels(history.fleet.temp_dsn(early)) == ["seed"]
+    late_point = window.latest - timedelta(microseconds=1)
+    late = restore("pitr-latest", RestoreTarget(restore_time=late_point))
+    assert late.details["snapshot"] == history.snap2.id
+    assert labels(history.fleet.temp_dsn(late)) == ["seed", "A", "B", "C", "D"]
+
+
+@pytest.mark.parametrize("which", ["snap1", "snap2"])
+def test_snapshot_restore_is_exactly_the_snapshot(history: History, restore, which: str):
+    snap: Snapshot = getattr(history, which)
+    expected = {"snap1": history.checksum1, "snap2": history.checksum2}[which]
+    db = restore(f"snapshot-{which}", RestoreTarget(snapshot_id=snap.id))
+    assert db.details["snapshot"] == snap.id
+    dsn = history.fleet.temp_dsn(db)
+    assert checksum(dsn) == expected
+    assert labels(dsn) == {"snap1": ["seed"], "snap2": ["seed", "A", "B"]}[which]
+    assert checksum(dsn) != checksum(history.fleet.production_dsn())
+
+
+def test_temp_instances_list_the_running_copies(history: History, restore):
+    db = restore("listed", RestoreTarget(snapshot_id=history.snap2.id))
+    [inst] = [i for i in history.fleet.temp_instances() if i["restore_id"] == "listed"]
+    assert inst["running"] is True
+    assert inst["port"] == db.port
+    assert inst["snapshot"] == history.snap2.id
+    assert postmasters_under(history.fleet.temp_root / "listed") != []
+    # a second restore under the same id is refused and leaves the first one alone
+    with pytest.raises(FleetError, match="a temporary cluster for restore listed already exists"):
+        history.fleet.provision("listed", RestoreTarget(restore_time=history.t_after))
+    assert execute(history.fleet.temp_dsn(db), "SELECT count(*) FROM items") == [(3,)]
