@@ -54,6 +54,12 @@ class DdlTask(Protocol):
         """Guard and apply statements in one transaction; on_start gets the transaction's xid."""
         ...
 
+    def apply_post(
+        self, dsn: str, statements: list[str], allowed_schemas: set[str]
+    ) -> dict[str, int]:
+        """Guard and apply the post statements (per-table builds may run in parallel)."""
+        ...
+
 
 class Mover(Protocol):
     """Copies the rows of one schema from the temporary server into the restored schema."""
@@ -293,23 +299,45 @@ def apply_post(
 ) -> dict[str, Any]:
     """Constraints, indexes, triggers, views, policies, grants and sequence values; then ANALYZE."""
     dsn = services.fleet.production_dsn(plan.request.database)
-    bound(services, services.ddl, restore_id, "post").apply(
-        dsn, bundle.post, set(plan.targets.values()), lambda _xid: None
+    task = bound(services, services.ddl, restore_id, "post")
+    allowed = set(plan.targets.values())
+    waves = task.apply_post(dsn, bundle.post, allowed)
+    analyzed = analyze_schemas(
+        dsn, list(plan.targets.values()), workers=getattr(services.mover, "workers", 4)
     )
-    analyzed = 0
+    return {
+        "statements": len(bundle.post),
+        "waves": waves,
+        "analyzed": analyzed,
+        "warnings": list(bundle.warnings),
+    }
+
+
+def analyze_schemas(dsn: str, schemas: list[str], workers: int = 4) -> int:
+    """ANALYZE every table and materialized view of the schemas, on up to `workers` connections."""
+    from concurrent.futures import ThreadPoolExecutor
+
     with psycopg.connect(dsn, autocommit=True) as conn:
-        for schema in plan.targets.values():
-            rels = conn.execute(
-                "SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-                " WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'm')",
-                (schema,),
-            ).fetchall()
-            for (rel,) in rels:
+        rels = conn.execute(
+            "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
+            " ON n.oid = c.relnamespace WHERE n.nspname = ANY(%s) AND c.relkind IN ('r', 'p', 'm')"
+            " ORDER BY pg_catalog.pg_relation_size(c.oid) DESC",
+            (schemas,),
+        ).fetchall()
+
+    def analyze(batch: list[tuple[str, str]]) -> None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            for schema, rel in batch:
                 conn.execute(
                     sql.SQL("ANALYZE {}.{}").format(sql.Identifier(schema), sql.Identifier(rel))
                 )
-                analyzed += 1
-    return {"statements": len(bundle.post), "analyzed": analyzed, "warnings": list(bundle.warnings)}
+
+    n = max(1, min(workers, len(rels)))
+    batches = [rels[i::n] for i in range(n)]
+    with ThreadPoolExecutor(max_workers=n, thread_name_prefix="analyze") as pool:
+        for f in [pool.submit(analyze, b) for b in batches if b]:
+            f.result()
+    return len(rels)
 
 
 # ---------------------------------------------------------------------------- phase 6

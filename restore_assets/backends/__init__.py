@@ -31,7 +31,10 @@ def build_services(config: dict[str, Any]) -> Any:
             fleet=LocalFleet(root),
             audit=audit,
             artifacts=LocalArtifacts(root / "artifacts"),
-            ddl=LocalDdlTask(lock_timeout=str(config.get("lock_timeout", "5s"))),
+            ddl=LocalDdlTask(
+                lock_timeout=str(config.get("lock_timeout", "5s")),
+                workers=int(config.get("copy_workers", 4)),
+            ),
             mover=CopyMover(workers=int(config.get("copy_workers", 4))),
             provision_timeout=float(config.get("provision_timeout_s", 900)),
             keep_artifacts=bool(config.get("keep_artifacts", True)),

@@ -9,13 +9,15 @@ import psycopg
 
 from restore_assets import ddl
 from restore_assets.copy import copy_schema
+from restore_assets.ddl.parallel import apply_post
 
 
 class LocalDdlTask:
     """Runs the DDL engine in this process (pg_dump as a subprocess)."""
 
-    def __init__(self, lock_timeout: str = "5s") -> None:
+    def __init__(self, lock_timeout: str = "5s", workers: int = 4) -> None:
         self.lock_timeout = lock_timeout
+        self.workers = workers
 
     def extract(self, dsn: str, schemas: list[str], suffix: str) -> ddl.DdlBundle:
         """A DdlBundle of the schemas, renamed to `<schema>_<suffix>`."""
@@ -34,6 +36,14 @@ class LocalDdlTask:
             xid = conn.execute("SELECT pg_catalog.txid_current()").fetchone()[0]
             on_start(int(xid))
             ddl.apply(conn, statements, lock_timeout=self.lock_timeout)
+
+    def apply_post(
+        self, dsn: str, statements: list[str], allowed_schemas: set[str]
+    ) -> dict[str, int]:
+        """Guard, then apply post: per-table index and key builds in parallel, then the rest."""
+        return apply_post(
+            dsn, statements, allowed_schemas, workers=self.workers, lock_timeout=self.lock_timeout
+        )
 
 
 class CopyMover:

@@ -1,0 +1,144 @@
+"""Apply *post* in parallel, as pgcopydb does: index and key builds per table on N connections.
+
+The restored schema is new and nothing uses it while a restore runs, so *post* need not be one
+transaction: a failure anywhere fails the restore, and its cleanup drops the whole schema. Three waves:
+
+1. per table, on up to ``workers`` connections (one transaction per table): CREATE INDEX and the
+   unique, primary key, check and exclusion constraints of tables that *pre* created;
+2. foreign keys, in one transaction (they lock both tables, so running them together would only queue);
+3. everything else, in dump order, in one transaction (triggers, views, materialized views and their
+   indexes and refresh, RLS and policies, comments, grants, ``ALTER INDEX ... ATTACH PARTITION``,
+   sequence values).
+
+Every statement is guarded before anything runs; each wave starts with the dump's session settings.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+import psycopg
+from pglast import parser
+
+from restore_assets.ddl.apply import apply
+from restore_assets.ddl.guard import guard
+
+TABLE_CONSTRAINTS = {"CONSTR_PRIMARY", "CONSTR_UNIQUE", "CONSTR_CHECK", "CONSTR_EXCLUSION"}
+
+
+@dataclass
+class PostPlan:
+    """The post statements sorted into the three waves."""
+
+    session: list[str] = field(default_factory=list)
+    per_table: dict[str, list[str]] = field(default_factory=dict)
+    foreign_keys: list[str] = field(default_factory=list)
+    rest: list[str] = field(default_factory=list)
+
+
+def _node(statement: str) -> tuple[str, dict]:
+    stmt = json.loads(parser.parse_sql_json(statement))["stmts"][0]["stmt"]
+    kind = next(iter(stmt))
+    return kind, stmt[kind]
+
+
+def _is_session(kind: str, node: dict) -> bool:
+    if kind == "VariableSetStmt":
+        return True
+    if kind == "SelectStmt":
+        targets = node.get("targetList") or []
+        if len(targets) == 1:
+            call = targets[0].get("ResTarget", {}).get("val", {}).get("FuncCall", {})
+            names = [n["String"]["sval"] for n in call.get("funcname", []) if "String" in n]
+            return names[-1:] == ["set_config"]
+    return False
+
+
+def _constraint_types(node: dict) -> set[str] | None:
+    kinds = set()
+    for cmd in node.get("cmds", []):
+        c = cmd.get("AlterTableCmd", {})
+        if c.get("subtype") != "AT_AddConstraint":
+            return None
+        kinds.add(c.get("def", {}).get("Constraint", {}).get("contype"))
+    return kinds or None
+
+
+def plan_post(statements: list[str]) -> PostPlan:
+    """Sort post statements into per-table builds, foreign keys and the rest (dump order kept)."""
+    plan = PostPlan()
+    created_in_post: set[tuple[str | None, str]] = set()
+    for statement in statements:
+        kind, node = _node(statement)
+        if _is_session(kind, node):
+            plan.session.append(statement)
+            continue
+        if kind == "ViewStmt":
+            created_in_post.add((node["view"].get("schemaname"), node["view"]["relname"]))
+        elif kind == "CreateTableAsStmt":
+            rel = node["into"]["rel"]
+            created_in_post.add((rel.get("schemaname"), rel["relname"]))
+        rel = node.get("relation") if kind in ("IndexStmt", "AlterTableStmt") else None
+        key = (rel.get("schemaname"), rel["relname"]) if rel else None
+        if key and key not in created_in_post:
+            types = _constraint_types(node) if kind == "AlterTableStmt" else {"index"}
+            if types == {"CONSTR_FOREIGN"}:
+                plan.foreign_keys.append(statement)
+                continue
+            if types and (types <= TABLE_CONSTRAINTS or types == {"index"}):
+                plan.per_table.setdefault(f"{key[0]}.{key[1]}", []).append(statement)
+                continue
+        plan.rest.append(statement)
+    return plan
+
+
+def apply_post(
+    dsn: str,
+    statements: list[str],
+    allowed_schemas: set[str],
+    *,
+    workers: int = 4,
+    lock_timeout: str = "5s",
+    maintenance_work_mem: str = "256MB",
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, int]:
+    """Guard, then apply post in three waves (parallel per-table builds first); return counts per wave."""
+    guard(statements, allowed_schemas)
+    plan = plan_post(statements)
+    prefix = [*plan.session, f"SET LOCAL maintenance_work_mem = '{_mem(maintenance_work_mem)}'"]
+
+    def run(batch: list[str]) -> None:
+        with psycopg.connect(dsn) as conn:
+            apply(conn, prefix + batch, lock_timeout=lock_timeout)
+
+    groups = sorted(plan.per_table.values(), key=len, reverse=True)
+    if groups:
+        with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="post") as pool:
+            futures = [pool.submit(run, g) for g in groups]
+            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            for f in pending:
+                f.cancel()
+            for f in done:
+                f.result()
+    if progress:
+        progress(f"post: {sum(len(g) for g in groups)} index/key builds on {len(groups)} tables")
+    if plan.foreign_keys:
+        run(plan.foreign_keys)
+    if plan.rest:
+        run(plan.rest)
+    return {
+        "per_table": sum(len(g) for g in groups),
+        "foreign_keys": len(plan.foreign_keys),
+        "rest": len(plan.rest),
+    }
+
+
+def _mem(value: str) -> str:
+    """A memory setting such as 256MB (digits and a unit only: it is spliced into SET)."""
+    cleaned = value.strip()
+    if not cleaned[:-2].isdigit() or cleaned[-2:].upper() not in ("KB", "MB", "GB"):
+        raise ValueError(f"maintenance_work_mem must look like 256MB, got {value!r}")
+    return cleaned
