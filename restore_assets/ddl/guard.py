@@ -98,7 +98,9 @@ def _names(items: Iterable[dict]) -> list[str]:
     return [i["String"]["sval"] for i in items if "String" in i]
 
 
-class _Check:
+class SchemaCheck:
+    """Checks that named objects belong to the allowed schemas; each method returns why not."""
+
     def __init__(self, allowed: set[str]):
         self.allowed = allowed
 
@@ -161,7 +163,7 @@ def _setval_target(call: dict) -> str | None:
     return None
 
 
-def _select_violation(node: dict, check: _Check) -> str | None:
+def _select_violation(node: dict, check: SchemaCheck) -> str | None:
     keys = set(node) - {"targetList", "limitOption", "op"}
     targets = node.get("targetList", [])
     if keys or len(targets) != 1:
@@ -185,7 +187,8 @@ def _select_violation(node: dict, check: _Check) -> str | None:
     return check.schema(_setval_target(call), "sequence of setval()")
 
 
-def _violation(kind: str, node: dict, check: _Check) -> str | None:
+def node_violation(kind: str, node: dict, check: SchemaCheck) -> str | None:
+    """Why one parsed statement (JSON parse tree node of type `kind`) is refused, or None."""
     if kind in _REFUSED:
         return _REFUSED[kind]
     if kind == "VariableSetStmt":
@@ -293,7 +296,7 @@ def _violation(kind: str, node: dict, check: _Check) -> str | None:
     return f"statement type {kind} is not allowed in a restore"
 
 
-def _grant_violation(node: dict, check: _Check) -> str | None:
+def _grant_violation(node: dict, check: SchemaCheck) -> str | None:
     objtype = node.get("objtype", "")
     targtype = node.get("targtype")
     objects = node.get("objects", [])
@@ -330,10 +333,11 @@ def _grant_violation(node: dict, check: _Check) -> str | None:
 
 def statement_violation(statement: str, allowed_schemas: set[str]) -> str | None:
     """Why a statement text breaks the guard's rules, or None when it is allowed."""
-    return _statement_violation(statement, _Check(set(allowed_schemas)))
+    return text_violation(statement, SchemaCheck(set(allowed_schemas)))
 
 
-def _statement_violation(statement: str, check: _Check) -> str | None:
+def text_violation(statement: str, check: SchemaCheck) -> str | None:
+    """Why a statement text (every statement it holds) is refused, or None."""
     try:
         tree = json.loads(parser.parse_sql_json(statement))
     except parser.ParseError as exc:
@@ -344,7 +348,7 @@ def _statement_violation(statement: str, check: _Check) -> str | None:
     for raw in stmts:
         stmt = raw.get("stmt", {})
         kind, node = next(iter(stmt.items()))
-        v = _violation(kind, node, check)
+        v = node_violation(kind, node, check)
         if v:
             return v
     return None
@@ -364,9 +368,9 @@ def violation_message(reason: str, statement: str, allowed: set[str], where: str
 def guard(statements: list[str], allowed_schemas: set[str]) -> None:
     """Raise GuardViolation naming the first statement that touches anything outside the schemas."""
     allowed = set(allowed_schemas)
-    check = _Check(allowed)
+    check = SchemaCheck(allowed)
     for number, statement in enumerate(statements, 1):
-        reason = _statement_violation(statement, check)
+        reason = text_violation(statement, check)
         if reason:
             where = f" {number} of {len(statements)}"
             raise GuardViolation(violation_message(reason, statement, allowed, where))

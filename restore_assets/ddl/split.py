@@ -1,7 +1,10 @@
 """Split a pg_dump --schema-only script into pre/post/full statement lists, renamed.
 
-Each statement is parsed on its own (pglast's JSON parse tree; the scanner for locations) and
-classified by its node type, never by text patterns:
+Each statement is handled on its own: renamed at scanner-token locations (see ``rename``), then
+its renamed text is parsed (pglast's JSON parse tree), classified by node type (never by text
+patterns) and checked with the guard's rules (``bundle.violations``). A statement whose renaming
+needs the parse tree first (column references spelled like the schema, ``search_path`` values,
+function bodies, ``SCHEMA`` clauses) is parsed before and after renaming. The lists:
 
 * *pre* (applied before the data is copied): schemas, types, domains, functions, procedures,
   aggregates, operators, collations, text search objects, sequences and ``OWNED BY``, tables
@@ -37,9 +40,9 @@ from dataclasses import dataclass, field
 from pglast import parser
 
 from restore_assets.ddl.guard import (
-    _Check,
-    _statement_violation,
-    _violation,
+    SchemaCheck,
+    node_violation,
+    text_violation,
     violation_message,
 )
 from restore_assets.ddl.names import check_identifier_length, qualified, quote_ident, sql_literal
@@ -288,7 +291,7 @@ class _Builder:
         self.renames = renames
         self.original = {new: old for old, new in renames.items()}
         self.renamer = Renamer(renames)
-        self.check = _Check(set(renames.values()))
+        self.check = SchemaCheck(set(renames.values()))
         self.sequence_values = sequence_values
         self.include_owner = include_owner
         self.unpopulated = unpopulated_matviews or set()
@@ -474,7 +477,7 @@ class _Builder:
         elif cls == "unknown":
             self._unknown(text, f"statement type {kind} is not classified", add=False)
         if cls not in ("session", "session-dropped") and (cls != "owner" or self.include_owner):
-            reason = _violation(kind, node, self.check)
+            reason = node_violation(kind, node, self.check)
             if reason:
                 self.violations.append((text, reason))
         self.entries.append(entry)
@@ -527,7 +530,7 @@ class _Builder:
         self.warnings.append(f"unknown statement kept in post ({why}): {short}")
         if add:
             self.entries.append(_Entry("unknown", text))
-            reason = _statement_violation(text, self.check)
+            reason = text_violation(text, self.check)
             if reason:
                 self.violations.append((text, reason))
 
@@ -582,7 +585,7 @@ class _Builder:
         tail += self._setvals()
         post += tail
         for stmt in generated + tail:  # statements not from the dump pass the same rules
-            reason = _statement_violation(stmt, self.check)
+            reason = text_violation(stmt, self.check)
             if reason:
                 self.violations.append((stmt, reason))
         violations = [
