@@ -28,6 +28,7 @@ import re
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from pglast import parser
 
@@ -92,6 +93,7 @@ DYNAMIC_FUNCTIONS = frozenset(
     }
 )
 
+_START = itemgetter(0)  # Token.start
 DOT = "ASCII_46"
 COMMA = "ASCII_44"
 LPAREN = "ASCII_40"
@@ -270,7 +272,7 @@ class Renamer:
         n = len(toks)
         if not n:
             return [], set()
-        starts = [t[0] for t in toks]
+        starts = list(map(_START, toks))
         lowered = text.lower() if text.isascii() else text.translate(ASCII_LOWER)
         edits: dict[int, Edit] = {}
         literal_tokens: set[int] = set()
