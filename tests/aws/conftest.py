@@ -31,6 +31,7 @@ from restore_assets.backends.local.pg import Cluster, start_new_cluster
 from tests.aws.doubles import (
     DmsFullLoadDouble,
     EcsContainerDouble,
+    RecordingClient,
     RoutedClient,
     stubbed_twin,
 )
@@ -186,6 +187,7 @@ class World:
     tmp: Path
     ids: dict[str, Any] = field(default_factory=dict)
     ecs_runs: list[dict[str, Any]] = field(default_factory=list)
+    rds_calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     dms_state: dict[str, Any] = field(default_factory=dict)
     source_endpoint: str | None = None
     temp_prefix: str = "restore-assets-"
@@ -227,6 +229,8 @@ class World:
                 self.dms_stubber,
                 self.dms_state,
             )
+        if service == "rds":
+            return RecordingClient(client, self.rds_calls)
         if service == "secretsmanager" and self.stub_secret_history:
             return RoutedClient(client, self.sm_stub, {"list_secret_version_ids"})
         return client
@@ -424,6 +428,10 @@ class World:
             {"ARN": arn, "Name": "prod/db/master", "Versions": page2},
             {**expected, "NextToken": "page-2"},
         )
+
+    def calls(self, operation: str) -> list[dict[str, Any]]:
+        """Parameters of every RDS call of that name the backend made."""
+        return [kw for op, kw in self.rds_calls if op == operation]
 
     def config(self, **aws: Any) -> dict[str, Any]:
         """The backend mapping, exactly the keys the CDK stack emits (plus overrides)."""

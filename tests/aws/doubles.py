@@ -49,6 +49,25 @@ class RoutedClient:
         return getattr(self._real, name)
 
 
+class RecordingClient:
+    """A moto client that records the parameters of every call (for assertions)."""
+
+    def __init__(self, real: Any, calls: list[tuple[str, dict[str, Any]]]) -> None:
+        self._real = real
+        self._calls = calls
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._real, name)
+        if name.startswith("_") or not callable(attr) or name in ("get_waiter", "get_paginator"):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self._calls.append((name, kwargs))
+            return attr(*args, **kwargs)
+
+        return call
+
+
 def stubbed_twin(service: str, region: str = "us-east-1") -> tuple[Any, Stubber]:
     """A client of the service with an active Stubber (no call reaches moto or AWS)."""
     client = boto3.client(service, region_name=region)
@@ -287,4 +306,12 @@ class DmsFullLoadDouble:
         return out
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
+        attr = getattr(self._real, name)
+        if name.startswith("_") or not callable(attr) or name in ("get_waiter", "get_paginator"):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.state.setdefault("calls", []).append((name, kwargs))
+            return attr(*args, **kwargs)
+
+        return call

@@ -96,6 +96,37 @@ def test_instance_pitr_with_dms(world: World, database: str) -> None:
     world.dms_stubber.assert_no_pending_responses()
 
     # the temporary instance was created with the configured network, class and tags
+    (restore,) = world.calls("restore_db_instance_to_point_in_time")
+    assert restore["SourceDBInstanceIdentifier"] == "prod-db"
+    assert restore["TargetDBInstanceIdentifier"] == "restore-assets-r-inst-pitr-db"
+    assert restore["RestoreTime"] == point
+    assert restore["DBInstanceClass"] == "db.r6g.large"
+    assert restore["DBSubnetGroupName"] == "restoreassets-restore"
+    assert restore["VpcSecurityGroupIds"] == [world.ids["sgs"]["restore-db"]]
+    assert restore["PubliclyAccessible"] is False
+    assert {"Key": RID_TAG, "Value": "r-inst-pitr"} in restore["Tags"]
+    (deleted,) = world.calls("delete_db_instance")
+    assert deleted["SkipFinalSnapshot"] is True
+    # the replication instance: configured class, subnet group, security group, tag, private
+    dms_calls = world.dms_state["calls"]
+    (inst,) = [kw for op, kw in dms_calls if op == "create_replication_instance"]
+    assert inst["ReplicationInstanceClass"] == "dms.r5.large"
+    assert inst["ReplicationSubnetGroupIdentifier"] == "restoreassets-restore-dms"
+    assert inst["VpcSecurityGroupIds"] == [world.ids["sgs"]["dms"]]
+    assert inst["PubliclyAccessible"] is False
+    assert {"Key": RID_TAG, "Value": "r-inst-pitr"} in inst["Tags"]
+    endpoints = {kw["EndpointType"]: kw for op, kw in dms_calls if op == "create_endpoint"}
+    src, tgt = endpoints["source"]["PostgreSQLSettings"], endpoints["target"]["PostgreSQLSettings"]
+    assert src["SecretsManagerSecretId"] == "restore-assets/r-inst-pitr/temp-db"
+    assert tgt["SecretsManagerSecretId"] == world.ids["secret_arn"]
+    for settings in (src, tgt):
+        assert settings["SecretsManagerAccessRoleArn"].endswith(":role/dms-secrets-access")
+        assert settings["DatabaseName"] == database
+        assert "Password" not in settings
+    assert src["FailTasksOnLobTruncation"] is True
+    assert tgt["AfterConnectScript"] == "SET session_replication_role = replica"
+    tested = [kw["EndpointArn"] for op, kw in dms_calls if op == "test_connection"]
+    assert len(tested) == 2
     calls = world.dms_state["created"]
     assert len(calls) == 2
     mappings = {json.loads(c["TableMappings"])["rules"][-1]["value"]: c for c in calls}
@@ -165,3 +196,103 @@ def test_instance_pitr_with_dms(world: World, database: str) -> None:
     assert left["rds_instances"] == [] and left["dms_instances"] == [] and left["secrets"] == []
     assert left["dms_endpoints"] == [] and left["dms_tasks"] == []
     assert any(k.endswith("r-inst-pitr/pre.sql") for k in left["s3_objects"])  # retention keep
+
+
+def _cluster_world(world: World, serverless: bool = True) -> datetime:
+    world.production_cluster(serverless=serverless)
+    world.production_secret()
+    return datetime.now(UTC) + timedelta(milliseconds=1)
+
+
+def test_aurora_pitr_with_dms(world: World, database: str) -> None:
+    """Aurora serverless v2 cluster, point in time: cluster + db.serverless writer, then DMS."""
+    point = _cluster_world(world)
+    world.queue_secret_history(point)
+    out = _run(
+        world,
+        {"database": database, "schemas": ["customer_a1"], "restore_time": point.isoformat()},
+        rid="r-aurora-pitr",
+    )
+    assert out["status"] == "succeeded", out
+    _assert_restored(world, database, f"customer_a1_{point.strftime('%Y%m%d%H%M%S')}", None)
+    (restore,) = world.calls("restore_db_cluster_to_point_in_time")
+    assert restore["SourceDBClusterIdentifier"] == "prod-aurora"
+    assert restore["DBClusterIdentifier"] == "restore-assets-r-aurora-pitr-cluster"
+    assert restore["DBSubnetGroupName"] == "restoreassets-restore"
+    assert restore["VpcSecurityGroupIds"] == [world.ids["sgs"]["restore-db"]]
+    assert restore["ServerlessV2ScalingConfiguration"] == {"MinCapacity": 0.5, "MaxCapacity": 4}
+    assert restore["RestoreToTime"] == point
+    assert {"Key": RID_TAG, "Value": "r-aurora-pitr"} in restore["Tags"]
+    (writer,) = world.calls("create_db_instance")
+    assert writer["DBInstanceClass"] == "db.serverless"
+    assert writer["DBClusterIdentifier"] == "restore-assets-r-aurora-pitr-cluster"
+    assert writer["PubliclyAccessible"] is False
+    assert {"Key": RID_TAG, "Value": "r-aurora-pitr"} in writer["Tags"]
+    assert [c["DBClusterIdentifier"] for c in world.calls("delete_db_cluster")] == [
+        "restore-assets-r-aurora-pitr-cluster"
+    ]
+    assert world.calls("delete_db_cluster")[0]["SkipFinalSnapshot"] is True
+    assert world.leftovers()["rds_instances"] == []
+    assert world.leftovers()["rds_clusters"] == []
+
+
+def test_aurora_snapshot_with_copy_mover(world: World, database: str) -> None:
+    """Aurora provisioned cluster from a cluster snapshot; mover copy runs inside the ECS task."""
+    world.production_cluster(serverless=False)
+    world.production_secret()
+    world.rds.create_db_cluster_snapshot(
+        DBClusterIdentifier="prod-aurora", DBClusterSnapshotIdentifier="before-incident"
+    )
+    snap = world.rds.describe_db_cluster_snapshots(DBClusterSnapshotIdentifier="before-incident")
+    point = snap["DBClusterSnapshots"][0]["SnapshotCreateTime"].astimezone(UTC)
+    world.queue_secret_history(point)
+    out = _run(
+        world,
+        {"database": database, "schemas": ["customer_a1"], "snapshot_id": "before-incident"},
+        rid="r-aurora-snap",
+        mover="copy",
+    )
+    assert out["status"] == "succeeded", out
+    _assert_restored(world, database, f"customer_a1_{point.strftime('%Y%m%d%H%M%S')}", None)
+    (restore,) = world.calls("restore_db_cluster_from_snapshot")
+    assert restore["SnapshotIdentifier"] == "before-incident"
+    assert restore["Engine"] == "aurora-postgresql"
+    assert "ServerlessV2ScalingConfiguration" not in restore
+    (writer,) = world.calls("create_db_instance")
+    assert writer["DBInstanceClass"] == "db.r6g.large"  # the configured class
+    assert [r["command"][0] for r in world.ecs_runs] == [
+        "extract",
+        "apply-pre",
+        "copy",
+        "apply-post",
+    ]
+    left = world.leftovers()
+    assert left["dms_instances"] == [] and left["rds_clusters"] == [] and left["secrets"] == []
+
+
+def test_instance_snapshot_with_copy_mover(world: World, database: str) -> None:
+    """RDS instance from a manual DB snapshot (its OriginalSnapshotCreateTime picks the secret)."""
+    world.production_instance()
+    world.production_secret()
+    world.rds.create_db_snapshot(DBInstanceIdentifier="prod-db", DBSnapshotIdentifier="nightly")
+    snap = world.rds.describe_db_snapshots(DBSnapshotIdentifier="nightly")["DBSnapshots"][0]
+    point = snap["OriginalSnapshotCreateTime"].astimezone(UTC)
+    world.queue_secret_history(point)
+    out = _run(
+        world,
+        {"database": database, "schemas": ["acme_%co"], "snapshot_id": "nightly"},
+        rid="r-inst-snap",
+        mover="copy",
+        artifact_retention="delete",
+    )
+    assert out["status"] == "succeeded", out
+    suffix = point.strftime("%Y%m%d%H%M%S")
+    dsn = world.pg.prod_dsn(database)
+    assert _count(dsn, f'SELECT count(*) FROM "acme_%co_{suffix}".items') == 25
+    (restore,) = world.calls("restore_db_instance_from_db_snapshot")
+    assert restore["DBSnapshotIdentifier"] == "nightly"
+    assert restore["DBInstanceClass"] == "db.r6g.large"
+    assert restore["PubliclyAccessible"] is False
+    assert restore["DBSubnetGroupName"] == "restoreassets-restore"
+    assert {"Key": RID_TAG, "Value": "r-inst-snap"} in restore["Tags"]
+    assert world.leftovers() == {k: [] for k in world.leftovers()}

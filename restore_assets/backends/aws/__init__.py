@@ -57,7 +57,7 @@ def aws_services(config: dict[str, Any]) -> Any:
     """The Services of the AWS backend from a configuration mapping (`backend: aws` + `aws:`)."""
     from restore_assets.backends.aws.artifacts import S3Artifacts
     from restore_assets.backends.aws.audit import DynamoAuditLog
-    from restore_assets.backends.aws.clients import SERVICES, AwsClients, make_clients
+    from restore_assets.backends.aws.clients import make_clients
     from restore_assets.backends.aws.dms import DmsManager, DmsMover
     from restore_assets.backends.aws.ecs import EcsCopyMover, EcsDdlTask, EcsTaskLauncher
     from restore_assets.backends.aws.fleet import AwsFleet
@@ -65,10 +65,8 @@ def aws_services(config: dict[str, Any]) -> Any:
     from restore_assets.phases import Services
 
     cfg = AwsConfig.from_mapping(with_file(config))
-    clients = make_clients(cfg)
     ov = _overrides or Overrides()
-    if ov.wrap_client is not None:
-        clients = AwsClients(**{s: ov.wrap_client(s, clients.get(s)) for s in SERVICES})
+    clients = make_clients(cfg, wrap=ov.wrap_client)
     artifacts = S3Artifacts(
         clients.s3,
         cfg.artifact_bucket,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -30,31 +31,73 @@ NOT_FOUND_CODES = frozenset(
 )
 
 
-@dataclass
 class AwsClients:
-    """One boto3 client per service the backend uses."""
+    """One boto3 client per service the backend uses, each created on first use."""
 
-    rds: Any
-    dms: Any
-    ecs: Any
-    s3: Any
-    dynamodb: Any
-    secretsmanager: Any
+    def __init__(self, factory: Callable[[str], Any] | None = None, **clients: Any) -> None:
+        unknown = set(clients) - set(SERVICES)
+        if unknown:
+            raise ValueError(f"unknown AWS services {sorted(unknown)}")
+        self._factory = factory
+        self._clients: dict[str, Any] = dict(clients)
 
     def get(self, service: str) -> Any:
         """The client of one service by its boto3 name."""
-        return getattr(self, service)
+        if service not in SERVICES:
+            raise AttributeError(service)
+        if service not in self._clients:
+            if self._factory is None:
+                raise AttributeError(f"no {service} client")
+            self._clients[service] = self._factory(service)
+        return self._clients[service]
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name not in SERVICES:
+            raise AttributeError(name)
+        if name in self._clients:
+            return self._clients[name]
+        return _LazyClient(self, name)
 
 
-def make_clients(cfg: AwsConfig, max_attempts: int = 5) -> AwsClients:
-    """boto3 clients from the configuration's region, profile and endpoint URL."""
-    session = boto3.session.Session(profile_name=cfg.profile_name, region_name=cfg.region_name)
+class _LazyClient:
+    """Stands for a client not created yet; creates it on first use (an op needs one or two)."""
+
+    def __init__(self, owner: AwsClients, service: str) -> None:
+        self._owner = owner
+        self._service = service
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._owner.get(self._service), name)
+
+
+_session_lock = threading.Lock()
+_sessions: dict[tuple[str | None, str | None], boto3.session.Session] = {}
+
+
+def shared_session(profile_name: str | None, region_name: str | None) -> boto3.session.Session:
+    """One boto3 session per (profile, region) and process: service models are parsed once."""
+    key = (profile_name, region_name)
+    with _session_lock:
+        if key not in _sessions:
+            _sessions[key] = boto3.session.Session(
+                profile_name=profile_name, region_name=region_name
+            )
+        return _sessions[key]
+
+
+def make_clients(
+    cfg: AwsConfig, max_attempts: int = 5, wrap: Callable[[str, Any], Any] | None = None
+) -> AwsClients:
+    """boto3 clients from the configuration's region, profile and endpoint URL (made lazily)."""
+    session = shared_session(cfg.profile_name, cfg.region_name)
     config = Config(retries={"max_attempts": max_attempts, "mode": "standard"})
-    made = {
-        name: session.client(name, endpoint_url=cfg.endpoint_url, config=config)
-        for name in SERVICES
-    }
-    return AwsClients(**made)
+
+    def factory(service: str) -> Any:
+        with _session_lock:  # boto3 sessions are not thread-safe; their clients are
+            client = session.client(service, endpoint_url=cfg.endpoint_url, config=config)
+        return wrap(service, client) if wrap is not None else client
+
+    return AwsClients(factory)
 
 
 def error_code(exc: BaseException) -> str:

@@ -297,13 +297,22 @@ class DmsManager:
             raise
         return resp["Endpoint"]["EndpointArn"]
 
+    def _connections(self, instance_arn: str, endpoint_arn: str, filters: list) -> list[dict]:
+        found = self._describe("describe_connections", "Connections", filters)
+        return [
+            c
+            for c in found
+            if c.get("EndpointArn") == endpoint_arn
+            and c.get("ReplicationInstanceArn") == instance_arn
+        ]
+
     def test_connection(self, instance_arn: str, endpoint_arn: str, timeout: float) -> None:
         """Test one endpoint from the replication instance; refuse to continue unless it succeeds."""
         filters = [
             {"Name": "endpoint-arn", "Values": [endpoint_arn]},
             {"Name": "replication-instance-arn", "Values": [instance_arn]},
         ]
-        current = self._describe("describe_connections", "Connections", filters)
+        current = self._connections(instance_arn, endpoint_arn, filters)
         if current and current[0].get("Status") == "successful":
             return
         if not current or current[0].get("Status") != "testing":
@@ -312,7 +321,7 @@ class DmsManager:
             )
         deadline = time.monotonic() + timeout
         while True:
-            conns = self._describe("describe_connections", "Connections", filters)
+            conns = self._connections(instance_arn, endpoint_arn, filters)
             status = conns[0].get("Status") if conns else "missing"
             if status == "successful":
                 return

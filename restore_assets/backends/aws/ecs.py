@@ -340,7 +340,9 @@ class EcsDdlTask:
         if result.get("xid") is not None:
             on_start(int(result["xid"]))
 
-    def apply_post(self, dsn: str, statements: list[str], allowed_schemas: set[str]) -> dict[str, int]:
+    def apply_post(
+        self, dsn: str, statements: list[str], allowed_schemas: set[str]
+    ) -> dict[str, int]:
         """Guard here, then apply post in the task (its apply-post mode)."""
         self.apply(dsn, statements, allowed_schemas, lambda _xid: None)
         return {"statements": len(statements)}

@@ -16,7 +16,7 @@ import dagster as dg
 from dagster_aws.pipes import PipesCloudWatchMessageReader, PipesECSClient
 from dagster_aws.utils import ResourceWithBoto3Configuration, construct_boto_client_retry_config
 
-from restore_assets.backends.aws.clients import AwsClients
+from restore_assets.backends.aws.clients import AwsClients, shared_session
 from restore_assets.backends.aws.config import RESTORE_ID_TAG, AwsConfig
 from restore_assets.backends.aws.ecs import (
     TASK_RESOURCE,
@@ -145,13 +145,16 @@ class PipesEcsLauncher:
         self.cfg = cfg
         self.client = ecs_client
         self.context = context
-        if logs_client is None:
-            session = boto3.session.Session(
-                profile_name=cfg.profile_name, region_name=cfg.region_name
-            )
-            logs_client = session.client("logs", endpoint_url=cfg.endpoint_url)
-        self.logs_client = logs_client
+        self._logs_client = logs_client
         self.messages: list[Any] = []
+
+    @property
+    def logs_client(self) -> Any:
+        """The CloudWatch Logs client Pipes reads the task's messages with (created on first use)."""
+        if self._logs_client is None:
+            session = shared_session(self.cfg.profile_name, self.cfg.region_name)
+            self._logs_client = session.client("logs", endpoint_url=self.cfg.endpoint_url)
+        return self._logs_client
 
     def run(
         self,

@@ -24,9 +24,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import boto3
-
 from restore_assets.backends.aws.artifacts import S3Artifacts
+from restore_assets.backends.aws.clients import shared_session
 from restore_assets.backends.aws.secrets import Credentials, SecretStore, redact
 
 MODES = ("extract", "apply-pre", "apply-post", "copy")
@@ -51,7 +50,7 @@ class TaskContext:
         self.resolve = resolve
         region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
         endpoint = env.get("RESTORE_ASSETS_AWS_ENDPOINT_URL") or None
-        session = session or boto3.session.Session(region_name=region)
+        session = session or shared_session(None, region)
         self.s3 = session.client("s3", endpoint_url=endpoint)
         self.secretsmanager = session.client("secretsmanager", endpoint_url=endpoint)
         self.dynamodb = session.client("dynamodb", endpoint_url=endpoint)
