@@ -2,9 +2,9 @@
 
 Each row is reduced to a 64-bit hash of its text (`hashtextextended(ROW(cols)::text, 0)` over
 the columns common to both sides, so json, xml and point compare by their text). Tables with a
-primary key on both sides are full-joined on the key; rows whose hash differs are kept in a
-materialized CTE, and only those are joined back to the tables to count changed columns and
-to pick samples. Large tables are split into key ranges so several connections (sharing one
+primary key on both sides are full-joined on the key; only the rows whose hash differs leave
+the join, and only for those are the columns compared one by one (`::text IS DISTINCT FROM`)
+into a materialized CTE that gives the counts, the changed columns and the samples. Large tables are split into key ranges so several connections (sharing one
 snapshot) can work on them at once. Tables without a key compare as multisets of row hashes.
 """
 
@@ -119,8 +119,16 @@ def keyed_query(task: RowTask) -> sql.Composable:
             sql.SQL("{} AS {}").format(sql.Identifier(alias, k), sql.Identifier(f"__ra_k{i}"))
             for i, k in enumerate(key)
         )
-        return sql.SQL("SELECT {}, {} AS __ra_h FROM {}{}").format(
-            keys, _row_hash(alias, task.columns), _from(schema, table, alias), _where(task, alias)
+        cols = sql.SQL("").join(
+            sql.SQL(", {} AS {}").format(sql.Identifier(alias, c), sql.Identifier(f"__ra_c{i}"))
+            for i, c in enumerate(task.columns)
+        )
+        return sql.SQL("SELECT {}, {} AS __ra_h{} FROM {}{}").format(
+            keys,
+            _row_hash(alias, task.columns),
+            cols,
+            _from(schema, table, alias),
+            _where(task, alias),
         )
 
     if task.text_key:
@@ -146,32 +154,31 @@ def keyed_query(task: RowTask) -> sql.Composable:
         for i in range(len(key))
     )
     order = sql.SQL(", ").join(sql.Identifier(f"__ra_s{i}") for i in range(len(key)))
-    back_on_r = sql.SQL(" AND ").join(
-        sql.SQL("{} = d.{}").format(sql.Identifier("a", k), sql.Identifier(f"__ra_r{i}"))
-        for i, k in enumerate(key)
-    )
-    back_on_l = sql.SQL(" AND ").join(
-        sql.SQL("{} = d.{}").format(sql.Identifier("b", k), sql.Identifier(f"__ra_l{i}"))
-        for i, k in enumerate(key)
+    # Which columns differ, computed only for the rows the join keeps (the differing ones).
+    flags = sql.SQL(", ").join(
+        sql.SQL("(r.{c})::text IS DISTINCT FROM (l.{c})::text").format(
+            c=sql.Identifier(f"__ra_c{i}")
+        )
+        for i in range(len(task.columns))
     )
     col_diffs = sql.SQL(", ").join(
-        sql.SQL("count(*) FILTER (WHERE ({a})::text IS DISTINCT FROM ({b})::text)").format(
-            a=sql.Identifier("a", c), b=sql.Identifier("b", c)
-        )
-        for c in task.columns
+        sql.SQL("count(*) FILTER (WHERE diffs[{}])").format(sql.Literal(i + 1))
+        for i in range(len(task.columns))
     )
+    s_order = sql.SQL(", ").join(sql.Identifier("s", f"__ra_s{i}") for i in range(len(key)))
     samples = sql.SQL(", ").join(
         sql.SQL(
-            "(SELECT pg_catalog.jsonb_agg(s.key ORDER BY s.rn) FROM"
-            " (SELECT key, pg_catalog.row_number() OVER (ORDER BY {order}) AS rn FROM d"
-            "   WHERE kind = {n} ORDER BY {order} LIMIT %(limit)s) AS s)"
-        ).format(n=sql.Literal(n), order=order)
+            "(SELECT pg_catalog.jsonb_agg(s.key ORDER BY {s_order}) FROM"
+            " (SELECT * FROM d WHERE kind = {n} ORDER BY {order} LIMIT %(limit)s) AS s)"
+        ).format(n=sql.Literal(n), order=order, s_order=s_order)
         for n in (1, 2, 3)
     )
     return sql.SQL(
         """WITH d AS MATERIALIZED (
   SELECT CASE WHEN l.__ra_h IS NULL THEN 1 WHEN r.__ra_h IS NULL THEN 2 ELSE 3 END AS kind,
          CASE WHEN r.__ra_h IS NULL THEN {lkey} ELSE {rkey} END AS key,
+         CASE WHEN r.__ra_h IS NOT NULL AND l.__ra_h IS NOT NULL
+              THEN ARRAY[{flags}]::boolean[] END AS diffs,
          {d_keys}
     FROM ({r_side}) AS r FULL JOIN ({l_side}) AS l ON {on}
    WHERE r.__ra_h IS DISTINCT FROM l.__ra_h
@@ -182,9 +189,7 @@ SELECT (SELECT count(*) FROM {r_from}{r_where}),
        (SELECT count(*) FROM d WHERE kind = 2),
        (SELECT count(*) FROM d WHERE kind = 3),
        {samples},
-       (SELECT ARRAY[{col_diffs}]::bigint[]
-          FROM d JOIN {a_from} ON {back_on_r} JOIN {b_from} ON {back_on_l}
-         WHERE d.kind = 3)"""
+       (SELECT ARRAY[{col_diffs}]::bigint[] FROM d WHERE d.kind = 3)"""
     ).format(
         lkey=_key_json("l", key, "__ra_k"),
         rkey=_key_json("r", key, "__ra_k"),
@@ -198,10 +203,7 @@ SELECT (SELECT count(*) FROM {r_from}{r_where}),
         l_where=_where(task, "y"),
         samples=samples,
         col_diffs=col_diffs,
-        a_from=_from(rs, task.restored, "a"),
-        b_from=_from(ls, task.live, "b"),
-        back_on_r=back_on_r,
-        back_on_l=back_on_l,
+        flags=flags,
     )
 
 
