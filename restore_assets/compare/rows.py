@@ -168,15 +168,21 @@ def keyed_query(task: RowTask) -> sql.Composable:
     s_order = sql.SQL(", ").join(sql.Identifier("s", f"__ra_s{i}") for i in range(len(key)))
     samples = sql.SQL(", ").join(
         sql.SQL(
-            "(SELECT pg_catalog.jsonb_agg(s.key ORDER BY {s_order}) FROM"
+            "(SELECT pg_catalog.jsonb_agg(CASE WHEN s.kind = 2 THEN {lkey} ELSE {rkey} END"
+            " ORDER BY {s_order}) FROM"
             " (SELECT * FROM d WHERE kind = {n} ORDER BY {order} LIMIT %(limit)s) AS s)"
-        ).format(n=sql.Literal(n), order=order, s_order=s_order)
+        ).format(
+            n=sql.Literal(n),
+            order=order,
+            s_order=s_order,
+            lkey=_key_json("s", key, "__ra_l"),
+            rkey=_key_json("s", key, "__ra_r"),
+        )
         for n in (1, 2, 3)
     )
     return sql.SQL(
         """WITH d AS MATERIALIZED (
   SELECT CASE WHEN l.__ra_h IS NULL THEN 1 WHEN r.__ra_h IS NULL THEN 2 ELSE 3 END AS kind,
-         CASE WHEN r.__ra_h IS NULL THEN {lkey} ELSE {rkey} END AS key,
          CASE WHEN r.__ra_h IS NOT NULL AND l.__ra_h IS NOT NULL
               THEN ARRAY[{flags}]::boolean[] END AS diffs,
          {d_keys}
@@ -191,8 +197,6 @@ SELECT (SELECT count(*) FROM {r_from}{r_where}),
        {samples},
        (SELECT ARRAY[{col_diffs}]::bigint[] FROM d WHERE d.kind = 3)"""
     ).format(
-        lkey=_key_json("l", key, "__ra_k"),
-        rkey=_key_json("r", key, "__ra_k"),
         d_keys=d_keys,
         r_side=side(rs, task.restored, "x"),
         l_side=side(ls, task.live, "y"),
