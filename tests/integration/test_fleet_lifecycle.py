@@ -206,7 +206,6 @@ def knocking_on(fleet: LocalFleet, restore_id: str) -> Iterator[None]:
 def test_failed_recovery_leaves_nothing_behind(fleet: LocalFleet):
     # a segment missing from the archive: the target passes the checks, recovery cannot reach it
     dsn = fleet.production_dsn()
-    fleet.snapshot()
     commit(dsn, "in-the-gap")
     gap = execute(dsn, "SELECT pg_walfile_name(pg_current_wal_lsn())")[0][0]
     fleet.switch_wal()
