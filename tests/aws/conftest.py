@@ -29,6 +29,7 @@ from psycopg import sql
 from restore_assets.backends.aws import Overrides, overridden
 from restore_assets.backends.local.pg import Cluster, start_new_cluster
 from tests.aws.doubles import (
+    DirectLauncher,
     DmsFullLoadDouble,
     EcsContainerDouble,
     RecordingClient,
@@ -80,6 +81,10 @@ DELETE FROM "acme_%co".items WHERE id > 20;
 """
 
 
+# throw-away test clusters: durability off, so CREATE/DROP DATABASE per test are cheap
+FAST_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+
+
 def _dsn(cluster: Cluster, password: str, dbname: str = "postgres") -> str:
     return psycopg.conninfo.make_conninfo(
         host="127.0.0.1", port=cluster.port, dbname=dbname, user="postgres", password=password
@@ -87,7 +92,7 @@ def _dsn(cluster: Cluster, password: str, dbname: str = "postgres") -> str:
 
 
 def _password_cluster(root: Path, name: str, password: str) -> Cluster:
-    cluster = start_new_cluster(root / name)
+    cluster = start_new_cluster(root / name, FAST_SETTINGS)
     with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
         conn.execute(sql.SQL("ALTER ROLE postgres PASSWORD {}").format(sql.Literal(password)))
     cluster.write_file("pg_hba.conf", "host all all 127.0.0.1/32 scram-sha-256\n")
@@ -200,6 +205,8 @@ class World:
         self.sm_stub, self.sm_stubber = stubbed_twin("secretsmanager")
         self.ecs_stub, self.ecs_stubber = stubbed_twin("ecs")
         self.stub_secret_history = False
+        self.pipes = True  # False: plain EcsTaskLauncher (run_task + waiter), no Dagster Pipes
+        self.rds_fail: dict[str, Exception] = {}
         self.ecs_fail_modes: set[str] = set()
         self.dms_state.update(in_flight=set(), created=[], loads=[], fail=None)
 
@@ -230,14 +237,21 @@ class World:
                 self.dms_state,
             )
         if service == "rds":
-            return RecordingClient(client, self.rds_calls)
+            return RecordingClient(client, self.rds_calls, self.rds_fail)
         if service == "secretsmanager" and self.stub_secret_history:
             return RoutedClient(client, self.sm_stub, {"list_secret_version_ids"})
         return client
 
     def overrides(self) -> Overrides:
         """The seams aws_services() applies during the test."""
-        return Overrides(wrap_client=self.wrap, endpoint_override=self.resolve)
+        launcher = None
+        if not self.pipes:
+            from restore_assets.backends.aws.ecs import EcsTaskLauncher
+
+            def launcher(cfg: Any, clients: Any) -> Any:
+                return DirectLauncher(EcsTaskLauncher(cfg, clients.ecs))
+
+        return Overrides(wrap_client=self.wrap, endpoint_override=self.resolve, launcher=launcher)
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:

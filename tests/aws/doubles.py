@@ -52,9 +52,15 @@ class RoutedClient:
 class RecordingClient:
     """A moto client that records the parameters of every call (for assertions)."""
 
-    def __init__(self, real: Any, calls: list[tuple[str, dict[str, Any]]]) -> None:
+    def __init__(
+        self,
+        real: Any,
+        calls: list[tuple[str, dict[str, Any]]],
+        fail: dict[str, Exception] | None = None,
+    ) -> None:
         self._real = real
         self._calls = calls
+        self._fail = fail if fail is not None else {}
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._real, name)
@@ -63,9 +69,22 @@ class RecordingClient:
 
         def call(*args: Any, **kwargs: Any) -> Any:
             self._calls.append((name, kwargs))
+            if name in self._fail:
+                raise self._fail[name]
             return attr(*args, **kwargs)
 
         return call
+
+
+class DirectLauncher:
+    """Delegates to the real EcsTaskLauncher; not one itself, so ops keep it instead of Pipes."""
+
+    def __init__(self, launcher: Any) -> None:
+        self.launcher = launcher
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        """The real launcher's run (run_task, waiter, exit code)."""
+        return self.launcher.run(*args, **kwargs)
 
 
 def stubbed_twin(service: str, region: str = "us-east-1") -> tuple[Any, Stubber]:

@@ -1,0 +1,121 @@
+"""Failures on AWS: injected at each phase, inside DMS, in the ECS container, in RDS; the cleanup
+job after a crash; bad input refused before any create call. Every test ends with moto holding
+no temporary RDS instance/cluster, DMS object, secret or S3 object, and production holding no
+restored schema.
+
+Doubles (see tests/aws/doubles.py): the ECS container runs in-process on moto's run_task; DMS task
+progress comes from a botocore Stubber (describe_replication_tasks / describe_table_statistics);
+the secret history comes from a Stubber (list_secret_version_ids). These tests launch the task
+with the plain EcsTaskLauncher (run_task + tasks_stopped waiter + exit code), not Pipes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from botocore.exceptions import ClientError
+
+from restore_assets.runner import run_schema_restore
+from tests.aws.conftest import World
+
+pytestmark = pytest.mark.aws
+
+MUTATING_RDS = (
+    "restore_db_instance_to_point_in_time",
+    "restore_db_instance_from_db_snapshot",
+    "restore_db_cluster_to_point_in_time",
+    "restore_db_cluster_from_snapshot",
+    "create_db_instance",
+)
+
+
+def _setup(world: World, topology: str = "instance") -> datetime:
+    world.pipes = False
+    if topology == "instance":
+        world.production_instance()
+    else:
+        world.production_cluster()
+    world.production_secret()
+    point = datetime.now(UTC) + timedelta(milliseconds=1)
+    world.queue_secret_history(point)
+    return point
+
+
+def _run(world: World, request: dict, fail_at: str | None = None, **cfg) -> dict:
+    backend = world.config_file(artifact_retention="delete", **cfg)
+    with world.active():
+        return run_schema_restore(request, backend, compare=False, fail_at_phase=fail_at)
+
+
+def _clean(world: World, database: str) -> None:
+    assert world.leftovers() == {k: [] for k in world.leftovers()}
+    assert world.restored_schemas(database) == []
+
+
+@pytest.mark.parametrize(
+    "phase", ["topology", "provision", "ddl", "pre", "copy", "post", "cleanup"]
+)
+def test_failure_at_each_phase_leaves_nothing(world: World, database: str, phase: str) -> None:
+    """fail_at_phase: the always-run cleanup removes every recorded resource, schemas included."""
+    point = _setup(world)
+    out = _run(
+        world,
+        {"database": database, "schemas": ["customer_a1"], "restore_time": point.isoformat()},
+        fail_at=phase,
+    )
+    assert out["status"] == "failed", out
+    assert f"injected failure in phase {phase}" in out["cause"]
+    _clean(world, database)
+
+
+def test_dms_task_failure_is_a_failure_and_cleans_up(world: World, database: str) -> None:
+    """A task stopped with an error stop reason fails the copy with its message."""
+    point = _setup(world)
+    world.dms_state["fail"] = "task"
+    out = _run(
+        world, {"database": database, "schemas": ["customer_a1"], "restore_time": point.isoformat()}
+    )
+    assert out["status"] == "failed"
+    assert "FATAL_ERROR" in out["cause"] and "Simulated: last error" in out["cause"]
+    _clean(world, database)
+
+
+def test_dms_table_error_is_a_failure(world: World, database: str) -> None:
+    """A table in error in describe_table_statistics fails the copy even if the task 'finished'."""
+    point = _setup(world)
+    world.dms_state["fail"] = "table"
+    out = _run(
+        world, {"database": database, "schemas": ["customer_a1"], "restore_time": point.isoformat()}
+    )
+    assert out["status"] == "failed"
+    assert "table(s) with errors" in out["cause"] and "Table error" in out["cause"]
+    _clean(world, database)
+
+
+def test_container_exit_code_fails_the_phase(world: World, database: str) -> None:
+    """The apply-pre container exits 3: the phase fails (real exit-code check), all is cleaned."""
+    point = _setup(world)
+    world.ecs_fail_modes.add("apply-pre")
+    out = _run(
+        world, {"database": database, "schemas": ["customer_a1"], "restore_time": point.isoformat()}
+    )
+    assert out["status"] == "failed"
+    assert "exited with code 3" in out["cause"]
+    _clean(world, database)
+
+
+def test_aurora_writer_creation_failure_deletes_the_cluster(world: World, database: str) -> None:
+    """RDS refuses the writer instance: the already created cluster (recorded first) is deleted."""
+    point = _setup(world, "cluster")
+    world.rds_fail["create_db_instance"] = ClientError(
+        {"Error": {"Code": "InsufficientDBInstanceCapacity", "Message": "no capacity"}},
+        "CreateDBInstance",
+    )
+    out = _run(
+        world, {"database": database, "schemas": ["customer_a1"], "restore_time": point.isoformat()}
+    )
+    assert out["status"] == "failed"
+    assert "InsufficientDBInstanceCapacity" in out["cause"]
+    assert world.calls("restore_db_cluster_to_point_in_time")
+    _clean(world, database)
