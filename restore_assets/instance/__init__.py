@@ -83,18 +83,25 @@ def instance_backend(settings: Mapping[str, Any], rds: Any = None) -> InstanceBa
 
 
 def _audit(settings: Mapping[str, Any]) -> Any:
+    """The audit log the schema restores use: DynamoDB (aws.audit_table) on AWS, else SQLite."""
     from restore_assets.audit import SqliteAuditLog
     from restore_assets.backends import default_root
 
+    aws = settings.get("aws") or {}
     if settings.get("backend", "local") == "aws":
-        try:
-            from restore_assets.backends import build_services
+        if aws.get("audit_table"):
+            import boto3
 
-            return build_services(dict(settings)).audit
-        except ImportError:
-            log.warning(
-                "AWS audit log not available: recording instance runs in the local SQLite log"
+            from restore_assets.backends.aws.audit import DynamoAuditLog
+
+            session = boto3.session.Session(
+                profile_name=aws.get("profile_name"), region_name=aws.get("region_name")
             )
+            client = session.client("dynamodb", endpoint_url=aws.get("endpoint_url"))
+            return DynamoAuditLog(client, str(aws["audit_table"]))
+        log.warning(
+            "no aws.audit_table configured: instance runs are recorded in the local SQLite log"
+        )
     return SqliteAuditLog(Path(settings.get("root") or default_root()) / "audit.sqlite")
 
 

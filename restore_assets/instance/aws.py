@@ -542,7 +542,13 @@ class AwsInstanceBackend:
             )
         if task != "create_snapshot_only":
             member_names = {}
-            for m in source.members:
+            aurora = source.details.get("aurora", True)
+            if not aurora:
+                warnings.append(
+                    "a Multi-AZ DB cluster's member instances are managed by RDS: they are not"
+                    " renamed, and the restored cluster gets new ones"
+                )
+            for m in source.members if aurora else []:
                 new = renamed_identifier(m["DBInstanceIdentifier"], names["suffix"])
                 check_rds_name("renamed member identifier", new, MAX_IDENTIFIER)
                 member_names[m["DBInstanceIdentifier"]] = new
@@ -759,8 +765,15 @@ class AwsInstanceBackend:
             now = self._instance(ident) or {}
             drift = _drift(source.config, instance_config(now))
             return {"status": "available", "modified_after": sorted(after), "drift": drift}
-        for m in source.members:
-            self._wait_available("instance", m["DBInstanceIdentifier"], timeout)
+        if source.details.get("aurora", True):
+            members = [m["DBInstanceIdentifier"] for m in source.members]
+        else:  # a Multi-AZ DB cluster's members are created with it, under names RDS picks
+            members = [
+                m["DBInstanceIdentifier"]
+                for m in (self._cluster(ident) or {}).get("DBClusterMembers", [])
+            ]
+        for member in members:
+            self._wait_available("instance", member, timeout)
         after = self._filtered(
             "ModifyDBCluster",
             {k: source.config[k] for k in CLUSTER_AFTER if source.config.get(k)},
@@ -859,16 +872,18 @@ class AwsInstanceBackend:
                 done.append(f"deleted the half-restored instance {ident}")
             return done
         cluster = self._cluster(ident)
-        restored_members = [
-            m["DBInstanceIdentifier"] for m in (cluster or {}).get("DBClusterMembers", [])
-        ]
-        restored_members += [
-            m["DBInstanceIdentifier"]
-            for m in source.members
-            if m["DBInstanceIdentifier"] not in restored_members
-            and (self._instance(m["DBInstanceIdentifier"]) or {}).get("DBClusterIdentifier")
-            == ident
-        ]
+        restored_members: list[str] = []
+        if source.details.get("aurora", True):  # a Multi-AZ DB cluster deletes its own members
+            restored_members = [
+                m["DBInstanceIdentifier"] for m in (cluster or {}).get("DBClusterMembers", [])
+            ]
+            restored_members += [
+                m["DBInstanceIdentifier"]
+                for m in source.members
+                if m["DBInstanceIdentifier"] not in restored_members
+                and (self._instance(m["DBInstanceIdentifier"]) or {}).get("DBClusterIdentifier")
+                == ident
+            ]
         for member in restored_members:
             if self._wait_settled("instance", member) is not None:
                 self.rds.delete_db_instance(DBInstanceIdentifier=member, SkipFinalSnapshot=True)

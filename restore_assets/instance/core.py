@@ -21,7 +21,7 @@ from typing import Any
 from restore_assets.audit import AuditLog
 from restore_assets.backends.base import Notifier
 from restore_assets.errors import InvalidRequest, RestoreError
-from restore_assets.instance.base import InstanceBackend
+from restore_assets.instance.base import InstanceBackend, Record
 from restore_assets.instance.model import InstancePlan, InstanceRequest
 from restore_assets.phases import PhaseResult, first_failure
 
@@ -208,7 +208,7 @@ def _safe(raw: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _recorder(services: InstanceServices, restore_id: str):
+def _recorder(services: InstanceServices, restore_id: str) -> Record:
     def record(kind: str, identifier: str, details: dict[str, Any]) -> None:
         services.audit.resource(restore_id, kind, identifier, details)
 

@@ -6,6 +6,7 @@ the sensor and changes nothing about the run it reports on. Rollbacks are alerte
 instance_restore job's finish op.
 """
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -80,7 +81,8 @@ def failure_cause(context: dg.RunFailureSensorContext) -> str | None:
         for event in context.get_step_failure_events():
             data = event.step_failure_data
             if data is not None and data.error is not None:
-                return data.error.message.strip().splitlines()[0]
+                first = data.error.message.strip().splitlines()[0]
+                return re.sub(r"^[A-Za-z_][\w.]*(?:Error|Failure|Exception): ", "", first)
     except Exception:  # noqa: BLE001 - the generic message below is good enough
         pass
     return context.failure_event.message if context.failure_event else None
@@ -111,7 +113,9 @@ def make_alert_sensors(
         default_status=default_status,
         minimum_interval_seconds=30,
     )
-    def alert_on_failure(context: dg.RunFailureSensorContext, backend: RestoreBackend):
+    def alert_on_failure(
+        context: dg.RunFailureSensorContext, backend: RestoreBackend
+    ) -> dg.SkipReason | None:
         """Alert when a restore-assets run fails."""
         return send(
             context, backend, run_event(context.dagster_run, "failed", failure_cause(context))
@@ -124,7 +128,9 @@ def make_alert_sensors(
         default_status=default_status,
         minimum_interval_seconds=30,
     )
-    def alert_on_cancel(context: dg.RunStatusSensorContext, backend: RestoreBackend):
+    def alert_on_cancel(
+        context: dg.RunStatusSensorContext, backend: RestoreBackend
+    ) -> dg.SkipReason | None:
         """Alert when a restore-assets run is canceled (terminated from the UI)."""
         return send(context, backend, run_event(context.dagster_run, "canceled"))
 
@@ -135,7 +141,9 @@ def make_alert_sensors(
         default_status=default_status,
         minimum_interval_seconds=30,
     )
-    def alert_on_success(context: dg.RunStatusSensorContext, backend: RestoreBackend):
+    def alert_on_success(
+        context: dg.RunStatusSensorContext, backend: RestoreBackend
+    ) -> dg.SkipReason | None:
         """Alert when a restore-assets run succeeds (only with alerts.on_success: true)."""
         return send(context, backend, run_event(context.dagster_run, "succeeded"))
 

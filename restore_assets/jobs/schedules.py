@@ -111,9 +111,7 @@ def drop_previous(
     services: phases.Services, database: str, schemas: list[str], suffix: str
 ) -> list[str]:
     """Drop the `<schema>_<suffix>` copies a previous restore made; refuse any other schema."""
-    from restore_assets.request import target_schema_name
-
-    targets = [target_schema_name(s, suffix) for s in schemas]
+    targets = [f"{s}_{suffix}" for s in schemas]  # the schema restore's naming rule
     with psycopg.connect(services.fleet.production_dsn(database), connect_timeout=10) as conn:
         existing = {
             r[0]
@@ -230,7 +228,9 @@ def make_staging_schedule(
         default_status=dg.DefaultScheduleStatus.STOPPED,
         execution_timezone=env.get(TIMEZONE_ENV) or "UTC",
     )
-    def staging_refresh_schedule(context: dg.ScheduleEvaluationContext):
+    def staging_refresh_schedule(
+        context: dg.ScheduleEvaluationContext,
+    ) -> dg.RunRequest | dg.SkipReason:
         """Refresh the staging copy of the configured schemas."""
         cfg = staging_run_config(env)
         if cfg is None:

@@ -734,3 +734,16 @@ def test_export_without_configuration_is_refused_before_any_change(env: Env) -> 
     with pytest.raises(InvalidRequest, match="snapshot_export.s3_bucket"):
         take_snapshot(env.services(), {"identifier": "prod", "export_s3": True})
     assert env.calls.mutating() == []
+
+
+def test_an_undeliverable_rollback_alert_changes_nothing(env: Env, caplog) -> None:
+    from restore_assets.alerts import AlertNotifier, SlackChannel
+    from tests.unit.test_alerts import WEBHOOK_PATH, free_port
+
+    dead = AlertNotifier([SlackChannel(f"http://127.0.0.1:{free_port()}{WEBHOOK_PATH}", 1)])
+    original = env.backend().databases["prod"]
+    out = run_instance_restore(
+        env.services("wait", notifier=dead), {"identifier": "prod", "snapshot_id": "prod-snap-1"}
+    )
+    _rollback_is_clean(env, out, original)
+    assert "not delivered" in caplog.text and "s3cr3tT0ken" not in caplog.text

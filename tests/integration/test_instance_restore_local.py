@@ -26,7 +26,7 @@ from restore_assets.jobs.instance_restore import (
     plan_instance_restore_job,
     run_instance_restore_job,
 )
-from tests.conftest import scratch_dir
+from tests.conftest import REPO, scratch_dir
 from tests.unit.test_alerts import SlackStandIn, slack_stand_in
 
 pytestmark = pytest.mark.integration
@@ -133,6 +133,45 @@ def test_plan_shows_the_preserved_configuration_and_changes_nothing(prod: Prod) 
     assert datadir.stat().st_ino == inode and prod.fleet.production_cluster().is_running()
     assert prod.leftovers() == []
     assert SqliteAuditLog(prod.fleet.root / "audit.sqlite").history() == []
+
+
+# ---------------------------------------------------------------------------- staging refresh
+def refresh(prod: Prod, schemas: list[str]) -> Any:
+    """Run the staging_refresh job in process on the module's fleet."""
+    from restore_assets.jobs.resources import RestoreBackend
+    from restore_assets.jobs.schedules import staging_refresh
+
+    return staging_refresh.execute_in_process(
+        run_config={
+            "ops": {"drop_previous_staging": {"config": {"database": "app", "schemas": schemas}}}
+        },
+        resources={"backend": RestoreBackend(root=str(prod.fleet.root))},
+        raise_on_error=False,
+    )
+
+
+def test_staging_refresh_drops_the_previous_copy_and_restores_the_latest_point(prod: Prod) -> None:
+    sql(prod.app, "CREATE SCHEMA customer_a")
+    sql(prod.app, "CREATE TABLE customer_a.users (id int PRIMARY KEY, name text)")
+    sql(prod.app, "INSERT INTO customer_a.users SELECT g, 'v1' FROM generate_series(1, 20) g")
+    first = refresh(prod, ["customer_a"])
+    assert first.success
+    assert sql(prod.app, "SELECT count(*), min(name) FROM customer_a_staging.users") == [(20, "v1")]
+    sql(prod.app, "UPDATE customer_a.users SET name = 'v2'")
+    sql(prod.app, "INSERT INTO customer_a.users VALUES (21, 'v2')")
+    second = refresh(prod, ["customer_a"])
+    assert second.success
+    assert second.output_for_node("drop_previous_staging")["dropped"] == ["customer_a_staging"]
+    assert sql(prod.app, "SELECT count(*), min(name) FROM customer_a_staging.users") == [(21, "v2")]
+
+
+def test_staging_refresh_never_drops_a_schema_it_did_not_create(prod: Prod) -> None:
+    sql(prod.app, "CREATE SCHEMA customer_b")
+    sql(prod.app, "CREATE SCHEMA customer_b_staging")
+    sql(prod.app, "CREATE TABLE customer_b_staging.keep (id int)")
+    result = refresh(prod, ["customer_b"])
+    assert not result.success
+    assert sql(prod.app, "SELECT count(*) FROM customer_b_staging.keep") == [(0,)]
 
 
 @pytest.mark.parametrize("fail_at", ["set_aside:after", "restore:after", "wait", "delete_old"])
@@ -253,6 +292,79 @@ def test_cli_snapshot_plan_and_refusal(prod: Prod) -> None:
     rc, text = _cli(["snapshot", "--root", root, "--export-s3", "--json"])
     assert rc == 2 and "needs the aws backend" in json.loads(text)["cause"]
     assert prod.leftovers() == []
+
+
+# ---------------------------------------------------------------------------- runbook notebook
+NOTEBOOK = REPO / "notebooks" / "instance_restore_runbook.ipynb"
+
+
+def notebook_text(path: Path) -> str:
+    """Every stream output and error of an executed notebook, as one text."""
+    nb = json.loads(path.read_text())
+    texts = []
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream":
+                texts.append("".join(out["text"]))
+            elif out.get("output_type") == "error":
+                texts.append(f"{out['ename']}: {out['evalue']}")
+    return "\n".join(texts)
+
+
+def marked(text: str, marker: str) -> dict:
+    """The JSON a notebook printed after a marker such as RESULT_JSON:."""
+    line = next(line for line in text.splitlines() if line.startswith(marker))
+    return json.loads(line[len(marker) :])
+
+
+def run_runbook(prod: Prod, out: Path, **parameters: Any) -> Path:
+    """Execute the runbook with papermill (kernel python3) against the module's fleet."""
+    import papermill
+
+    papermill.execute_notebook(
+        str(NOTEBOOK),
+        str(out),
+        parameters={
+            "root": str(prod.fleet.root),
+            "config_file": prod.backend_config["config_file"],
+            **parameters,
+        },
+        kernel_name="python3",
+        cwd=str(REPO),
+        progress_bar=False,
+    )
+    return out
+
+
+@pytest.mark.notebooks
+def test_runbook_without_confirm_stops_before_any_change(prod: Prod, tmp_path: Path) -> None:
+    import papermill
+
+    sql(prod.app, "INSERT INTO items VALUES (5000, 'runbook')")
+    datadir = prod.fleet.root / "production" / "data"
+    inode, before = datadir.stat().st_ino, checksum(prod.app)
+    runs = len(SqliteAuditLog(prod.fleet.root / "audit.sqlite").history())
+    out = tmp_path / "preflight.ipynb"
+    with pytest.raises(papermill.PapermillExecutionError, match="confirm=True"):
+        run_runbook(prod, out, snapshot_id=prod.snap)
+    text = notebook_text(out)
+    assert "configuration that will be preserved" in text
+    assert (
+        marked(text, "PLAN_JSON: ")["preserved_configuration"]["port"] == prod.fleet.config().port
+    )
+    assert datadir.stat().st_ino == inode and checksum(prod.app) == before
+    assert prod.leftovers() == []
+    assert len(SqliteAuditLog(prod.fleet.root / "audit.sqlite").history()) == runs
+
+
+@pytest.mark.notebooks
+def test_runbook_with_confirm_restores_in_place(prod: Prod, tmp_path: Path) -> None:
+    dsn = prod.fleet.production_dsn()
+    assert checksum(prod.app) != prod.snap_checksum
+    out = run_runbook(prod, tmp_path / "restore.ipynb", snapshot_id=prod.snap, confirm=True)
+    result = marked(notebook_text(out), "RESULT_JSON: ")
+    assert result["status"] == "succeeded" and result["snapshot_id"] == prod.snap
+    assert prod.fleet.production_dsn() == dsn and checksum(prod.app) == prod.snap_checksum
 
 
 def test_an_adopted_fleet_is_refused(tmp_path: Path) -> None:
