@@ -272,27 +272,30 @@ class Renamer:
         n = len(toks)
         if not n:
             return [], set()
-        starts = list(map(_START, toks))
         lowered = text.lower() if text.isascii() else text.translate(ASCII_LOWER)
         edits: dict[int, Edit] = {}
         literal_tokens: set[int] = set()
         renames = self.renames
-        for pos in self._occurrences(text, lowered):
-            i = bisect_left(starts, pos)
-            if i == n or starts[i] != pos:
-                continue  # inside a longer token: a string, a comment, another name
-            tok = toks[i]
-            if not (tok.name == "IDENT" or tok.kind != "NO_KEYWORD"):
-                continue
-            if i + 1 == n or toks[i + 1].name != DOT:
-                continue
-            # only the first part of a dotted name can be the schema (t1.t1.c)
-            if tok.start in exclude or (i and toks[i - 1].name == DOT):
-                continue
-            value = ident_value(text[tok.start : tok.end + 1])
-            if value in renames:
-                edits[tok.start] = (tok.start, tok.end + 1, self.quoted[value])
-        for i in self._literal_candidates(text, lowered, starts, toks):
+        for needle, in_lowered in self._needles:
+            haystack = lowered if in_lowered else text
+            pos = haystack.find(needle)
+            while pos >= 0:
+                i = bisect_left(toks, pos, key=_START)
+                if i < n and toks[i][0] == pos:  # else inside a string, comment or longer name
+                    tok = toks[i]
+                    if (
+                        (tok.name == "IDENT" or tok.kind != "NO_KEYWORD")
+                        and i + 1 < n
+                        and toks[i + 1].name == DOT
+                        # only the first part of a dotted name can be the schema (t1.t1.c)
+                        and not (i and toks[i - 1].name == DOT)
+                        and pos not in exclude
+                    ):
+                        value = ident_value(text[pos : tok.end + 1])
+                        if value in renames:
+                            edits[pos] = (pos, tok.end + 1, self.quoted[value])
+                pos = haystack.find(needle, pos + 1)
+        for i in self._literal_candidates(text, lowered, toks):
             if i != skip and i not in literal_tokens and self._is_reg_literal(text, toks, i):
                 literal_tokens.add(i)
                 edit = self._reg_literal_edit(text, toks, i)
@@ -305,18 +308,7 @@ class Renamer:
                         edits[edit[0]] = edit
         return list(edits.values()), literal_tokens
 
-    def _occurrences(self, text: str, lowered: str):
-        """Character positions where a renamed schema's name (bare or quoted) starts."""
-        for needle, in_lowered in self._needles:
-            haystack = lowered if in_lowered else text
-            pos = haystack.find(needle)
-            while pos >= 0:
-                yield pos
-                pos = haystack.find(needle, pos + 1)
-
-    def _literal_candidates(
-        self, text: str, lowered: str, starts: list[int], toks: list[parser.Token]
-    ) -> list[int]:
+    def _literal_candidates(self, text: str, lowered: str, toks: list[parser.Token]) -> list[int]:
         """Indexes of string tokens that may be reg* literals ('x'::regclass, nextval('x')...)."""
         searches = []
         if "::" in text:
@@ -330,8 +322,8 @@ class Renamer:
         for needle, haystack, offset in searches:
             pos = haystack.find(needle)
             while pos >= 0:
-                i = bisect_left(starts, pos)
-                if i < n and starts[i] == pos and 0 <= i + offset < n:
+                i = bisect_left(toks, pos, key=_START)
+                if i < n and toks[i][0] == pos and 0 <= i + offset < n:
                     if toks[i + offset].name == "SCONST":
                         found.append(i + offset)
                 pos = haystack.find(needle, pos + 1)

@@ -34,6 +34,7 @@ runnable scripts.
 
 from __future__ import annotations
 
+import gc
 import json
 from dataclasses import dataclass, field
 
@@ -180,6 +181,9 @@ def _kind(tree_json: str) -> str | None:
         return None
     start = at + len(marker)
     return tree_json[start : tree_json.index('"', start)]
+
+
+WHITESPACE_OR_DASH = frozenset(" \t\r\n\f-")
 
 
 def _leading_comments(raw: str) -> int:
@@ -407,7 +411,8 @@ class _Builder:
     # -- one statement ------------------------------------------------------------------------
     def feed(self, raw: str) -> None:
         """Rename, classify and check one statement of the dump."""
-        raw = raw[_leading_comments(raw) :]
+        if raw[:1] in WHITESPACE_OR_DASH:
+            raw = raw[_leading_comments(raw) :]
         try:
             toks = parser.scan(raw)
         except parser.ParseError as exc:
@@ -709,6 +714,14 @@ def build_bundle(
         if old == new:
             raise DdlError(f"schema {old!r} would be restored onto itself; choose a suffix")
     builder = _Builder(renames, sequence_values, include_owner, unpopulated_matviews)
-    for raw in _split(strip_restrict(dump_sql)):
-        builder.feed(raw)
-    return builder.finish()
+    # tens of thousands of short-lived parse trees and no reference cycles: the cyclic garbage
+    # collector would only re-scan the growing bundle, so it is paused while building
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        for raw in _split(strip_restrict(dump_sql)):
+            builder.feed(raw)
+        return builder.finish()
+    finally:
+        if collecting:
+            gc.enable()
