@@ -96,7 +96,7 @@ class Channel:
 class SlackChannel(Channel):
     """A Slack incoming webhook: HTTP POST of {"text": ...} as JSON."""
 
-    url: str
+    url: str = field(repr=False)  # the path is the secret: never in a repr
     timeout: float = DEFAULT_TIMEOUT
     name: str = "slack"
 

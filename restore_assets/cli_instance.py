@@ -99,6 +99,27 @@ def cmd_restore_instance(args: argparse.Namespace) -> int:
         run_instance_restore_job,
     )
 
+    if args.recover:
+        from restore_assets.instance import instance_services
+        from restore_assets.instance.core import recover_instance_restore
+        from restore_assets.jobs.instance_restore import backend_resource
+
+        services = instance_services(backend_resource(backend_config(args)).settings())
+        try:
+            out = recover_instance_restore(services, args.recover)
+        except KeyError:
+            from restore_assets.errors import InvalidRequest
+
+            raise InvalidRequest(
+                f"unknown run {args.recover!r}: see `restore-assets history`"
+            ) from None
+        _emit(
+            args,
+            out,
+            f"{out['restore_id']}: {out['action']}"
+            + (f"\ncause: {out['cause']}" if out.get("cause") else ""),
+        )
+        return 1 if "ROLLBACK FAILED" in (out.get("cause") or "") else 0
     request = restore_request(args)
     if args.plan:
         plan = plan_instance_restore_job(request, backend_config(args))
@@ -144,6 +165,11 @@ def register(subparsers: Any) -> None:
     g.add_argument("--snapshot-id", help="restore from this snapshot")
     g.add_argument(
         "--create-snapshot", action="store_true", help="take a snapshot first, restore from it"
+    )
+    g.add_argument(
+        "--recover",
+        metavar="RESTORE_ID",
+        help="roll back (or close) a run that crashed or was terminated before finishing",
     )
     p.add_argument("--snapshot-identifier", help="with --create-snapshot: the snapshot's name")
     p.add_argument("--suffix", help="the original is renamed <id>-old-<suffix> (default: UTC time)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -40,14 +41,19 @@ __all__ = [
 ]
 
 
+@functools.lru_cache(maxsize=8)
+def aws_session(profile_name: str | None, region_name: str | None) -> Any:
+    """One boto3 session per profile and region (loading service models is the slow part)."""
+    import boto3
+
+    return boto3.session.Session(profile_name=profile_name, region_name=region_name)
+
+
 def rds_client(aws: Mapping[str, Any]) -> Any:
     """A boto3 RDS client from the `aws:` settings (region_name, profile_name, endpoint_url)."""
-    import boto3
     from botocore.config import Config
 
-    session = boto3.session.Session(
-        profile_name=aws.get("profile_name"), region_name=aws.get("region_name")
-    )
+    session = aws_session(aws.get("profile_name"), aws.get("region_name"))
     return session.client(
         "rds",
         endpoint_url=aws.get("endpoint_url"),
@@ -90,13 +96,9 @@ def _audit(settings: Mapping[str, Any]) -> Any:
     aws = settings.get("aws") or {}
     if settings.get("backend", "local") == "aws":
         if aws.get("audit_table"):
-            import boto3
-
             from restore_assets.backends.aws.audit import DynamoAuditLog
 
-            session = boto3.session.Session(
-                profile_name=aws.get("profile_name"), region_name=aws.get("region_name")
-            )
+            session = aws_session(aws.get("profile_name"), aws.get("region_name"))
             client = session.client("dynamodb", endpoint_url=aws.get("endpoint_url"))
             return DynamoAuditLog(client, str(aws["audit_table"]))
         log.warning(

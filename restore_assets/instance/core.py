@@ -31,6 +31,13 @@ KIND_RESTORE = "instance_restore"
 KIND_SNAPSHOT = "snapshot"
 STEPS = ("validate", "snapshot", "export", "set_aside", "restore", "wait", "delete_old")
 ROLLBACK_STEPS = ("set_aside", "restore", "wait", "delete_old")
+# resources the backends record once a step has started changing things
+RESOURCE_KINDS = (
+    "rds-renamed-original",
+    "rds-restored-target",
+    "local-set-aside",
+    "local-restored",
+)
 FAULT_POINTS = tuple(
     f"{s}{w}" for s in STEPS[1:] for w in ("", ":after")
 )  # fail_at values tests can inject
@@ -190,7 +197,8 @@ def validate(
         "validate",
         "succeeded",
         started_at=datetime.now(UTC).isoformat(),
-        metadata={"names": plan.names, "warnings": plan.warnings, "topology": plan.source.topology},
+        # the whole plan (no secret in it): what a recovery after a crash needs
+        metadata={"plan": plan.to_dict(), "warnings": plan.warnings},
     )
     return rid, plan
 
@@ -438,3 +446,77 @@ def take_snapshot(
 def plan_instance_restore(backend: InstanceBackend, raw: Mapping[str, Any]) -> dict[str, Any]:
     """What a run would do and the configuration it preserves; no mutating call."""
     return describe_plan(make_plan(backend, raw))
+
+
+def recover_instance_restore(services: InstanceServices, restore_id: str) -> dict[str, Any]:
+    """After a crash or termination (the record still `running`): roll back, or close as done.
+
+    Idempotent: a run that finished (succeeded, failed and rolled back, rejected) is left as it is.
+    A run whose delete_old step had completed is closed as succeeded; any other is rolled back.
+    """
+    rec = services.audit.get(restore_id)
+    if rec["status"] != "running":
+        return {"restore_id": restore_id, "status": rec["status"], "action": "none: run finished"}
+    validate_phase = next((p for p in rec["phases"] if p["phase"] == "validate"), None)
+    if validate_phase is None or "plan" not in validate_phase["metadata"]:
+        services.audit.close(restore_id, "failed", "run ended before its plan was recorded")
+        return {"restore_id": restore_id, "status": "failed", "action": "none: nothing was changed"}
+    plan = InstancePlan.from_dict(validate_phase["metadata"]["plan"])
+    done = {p["phase"] for p in rec["phases"] if p["outcome"] == "succeeded"}
+    snapshot_done = {"snapshot", "export"} <= done | (
+        {"export"} if not plan.request.export_s3 else set()
+    )
+    if "delete_old" in done or (not plan.request.restores and snapshot_done):
+        services.audit.close(restore_id, "succeeded", None)
+        return {
+            "restore_id": restore_id,
+            "status": "succeeded",
+            "action": "closed: every step done",
+        }
+    started = {p["phase"] for p in rec["phases"]} | {
+        r["kind"] for r in services.audit.resources(restore_id, include_deleted=True)
+    }
+    if not plan.request.restores or not started & {"set_aside", *RESOURCE_KINDS}:
+        services.audit.close(
+            restore_id, "failed", "run ended (crashed or terminated) before any change"
+        )
+        return {"restore_id": restore_id, "status": "failed", "action": "none: original untouched"}
+    rollback = run_step(
+        services,
+        restore_id,
+        "rollback",
+        lambda: services.backend.rollback(
+            plan.source, plan.names, services.audit.resources(restore_id, include_deleted=True)
+        ),
+        metadata=lambda v: v,
+    )
+    if rollback.ok and rollback.value.get("rolled_back"):
+        cause = f"run ended (crashed or terminated); rolled back: {plan.source.identifier} is the original again"
+    elif rollback.ok:
+        cause = (
+            f"run ended (crashed or terminated); not rolled back: {rollback.value.get('reason')}"
+        )
+    else:
+        cause = f"run ended (crashed or terminated); ROLLBACK FAILED: {rollback.error}"
+    services.audit.close(restore_id, "failed", cause)
+    if services.notifier is not None:
+        services.notifier.send(
+            {
+                "kind": KIND_RESTORE,
+                "status": "rolled_back"
+                if rollback.ok and rollback.value.get("rolled_back")
+                else "rollback_failed",
+                "restore_id": restore_id,
+                "identifier": plan.source.identifier,
+                "cause": cause,
+            }
+        )
+    return {
+        "restore_id": restore_id,
+        "status": "failed",
+        "action": "rolled back"
+        if rollback.ok and rollback.value.get("rolled_back")
+        else "see cause",
+        "cause": cause,
+        "rollback": rollback.value if rollback.ok else rollback.error,
+    }

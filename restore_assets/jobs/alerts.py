@@ -13,7 +13,7 @@ from typing import Any
 import dagster as dg
 
 from restore_assets.alerts import AlertNotifier, notifier_from_settings
-from restore_assets.jobs.instance_restore import KIND_TAG, instance_restore
+from restore_assets.jobs.instance_restore import KIND_TAG, instance_restore, restore_id_of
 from restore_assets.jobs.resources import RestoreBackend
 from restore_assets.jobs.schedules import staging_refresh
 from restore_assets.jobs.schema_restore import schema_restore
@@ -35,18 +35,6 @@ def notifier_of(backend: RestoreBackend, log: Any = None) -> AlertNotifier | Non
         if log is not None:
             log.error(f"alerts configuration unreadable ({type(exc).__name__}): no alert sent")
         return None
-
-
-def restore_id_of(run: dg.DagsterRun) -> str:
-    """The restore id a run was launched with (top-level or op config), else `dg-<run id>`."""
-    config: Mapping[str, Any] = run.run_config or {}
-    if config.get("restore_id"):
-        return str(config["restore_id"])
-    for op in (config.get("ops") or {}).values():
-        rid = ((op or {}).get("config") or {}).get("restore_id")
-        if rid:
-            return str(rid)
-    return f"dg-{run.run_id}"
 
 
 def identifier_of(run: dg.DagsterRun) -> str | None:

@@ -248,6 +248,81 @@ def instance_restore():
     finish_instance_restore(run, snap, exported, aside, restored, ready, deleted)
 
 
+# ---------------------------------------------------------------------------- crash recovery
+def restore_id_of(run: dg.DagsterRun) -> str:
+    """The restore id a run was launched with (top-level or op config), else `dg-<run id>`."""
+    config: dict[str, Any] = dict(run.run_config or {})
+    if config.get("restore_id"):
+        return str(config["restore_id"])
+    for op in (config.get("ops") or {}).values():
+        rid = ((op or {}).get("config") or {}).get("restore_id")
+        if rid:
+            return str(rid)
+    return f"dg-{run.run_id}"
+
+
+class RecoverConfig(dg.Config):
+    """The instance restore run to recover."""
+
+    restore_id: str
+
+
+@dg.op(out=dg.Out(dict))
+def recover_instance(
+    context: dg.OpExecutionContext, config: RecoverConfig, backend: RestoreBackend
+) -> dict:
+    """Roll back (or close) an instance restore that ended without its finish step; idempotent."""
+    from restore_assets.instance.core import recover_instance_restore
+
+    try:
+        out = recover_instance_restore(services_for(backend), config.restore_id)
+    except KeyError:
+        context.log.info(f"run {config.restore_id} has no audit record: nothing to recover")
+        return {"restore_id": config.restore_id, "action": "none: no audit record"}
+    context.log.info(f"recovery of {config.restore_id}: {out['action']}")
+    context.add_output_metadata({"recovery": dg.MetadataValue.json(out)})
+    if "ROLLBACK FAILED" in (out.get("cause") or ""):
+        raise dg.Failure(description=out["cause"], allow_retries=False)
+    return out
+
+
+@dg.job(tags={KIND_TAG: "instance_recover"})
+def instance_recover():
+    """Roll back an instance restore that crashed or was terminated (keyed by its restore id)."""
+    recover_instance()
+
+
+def _recover_request(run: dg.DagsterRun) -> dg.RunRequest:
+    rid = restore_id_of(run)
+    return dg.RunRequest(
+        run_key=f"recover-{rid}",
+        run_config={"ops": {"recover_instance": {"config": {"restore_id": rid}}}},
+    )
+
+
+@dg.run_failure_sensor(
+    monitored_jobs=[instance_restore],
+    request_job=instance_recover,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+)
+def recover_after_instance_failure(context: dg.RunFailureSensorContext) -> dg.RunRequest:
+    """Launch the recovery of a failed instance restore (a no-op when its finish step ran)."""
+    return _recover_request(context.dagster_run)
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.CANCELED,
+    monitored_jobs=[instance_restore],
+    request_job=instance_recover,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+)
+def recover_after_instance_termination(context: dg.RunStatusSensorContext) -> dg.RunRequest:
+    """Launch the recovery of an instance restore terminated from the UI."""
+    return _recover_request(context.dagster_run)
+
+
 # ---------------------------------------------------------------------------- in process
 def backend_resource(backend_config: dict[str, Any]) -> RestoreBackend:
     """The RestoreBackend resource of a CLI/notebook backend mapping (backend, root, config_file)."""

@@ -747,3 +747,77 @@ def test_an_undeliverable_rollback_alert_changes_nothing(env: Env, caplog) -> No
     )
     _rollback_is_clean(env, out, original)
     assert "not delivered" in caplog.text and "s3cr3tT0ken" not in caplog.text
+
+
+@pytest.mark.parametrize("crash_after", ["set_aside", "restore", "wait", "delete_old"])
+def test_recovery_after_a_crash_puts_the_original_back_or_closes_the_run(
+    env: Env, crash_after: str
+) -> None:
+    from restore_assets.instance import core
+
+    services = env.services()
+    original = env.backend().databases["prod"]
+    rid, plan = core.validate(services, {"identifier": "prod", "snapshot_id": "prod-snap-1"})
+    aside = core.set_aside_step(services, rid, plan, [])
+    results = [aside]
+    if crash_after != "set_aside":
+        results.append(core.restore_step(services, rid, plan, core.not_requested("s"), aside))
+    if crash_after in ("wait", "delete_old"):
+        results.append(core.wait_step(services, rid, plan, results[-1]))
+    if crash_after == "delete_old":
+        results.append(core.delete_old_step(services, rid, plan, results[-1]))
+    assert all(r.ok for r in results)  # then the process dies: no finish step
+    audit = SqliteAuditLog(env.root / "audit.sqlite")
+    assert audit.get(rid)["status"] == "running"
+    out = core.recover_instance_restore(services, rid)
+    if crash_after == "delete_old":
+        assert out["status"] == "succeeded" and audit.get(rid)["status"] == "succeeded"
+        assert env.instances() == ["aur-reader", "aur-writer", "prod"]
+        return
+    assert out["action"] == "rolled back", out
+    assert env.backend().databases["prod"] is original
+    assert env.instances() == ["aur-reader", "aur-writer", "prod"]
+    assert audit.get(rid)["status"] == "failed"
+    again = core.recover_instance_restore(services, rid)  # idempotent
+    assert again["action"] == "none: run finished"
+
+
+def test_the_dagster_job_on_the_aws_backend_records_in_dynamodb(env: Env, world: World) -> None:
+    import yaml
+
+    from restore_assets.backends.aws.audit import DynamoAuditLog
+    from restore_assets.jobs.instance_restore import run_instance_restore_job
+
+    dynamodb = world.session.client("dynamodb")
+    table = "restore-audit-instance"
+    if table not in dynamodb.list_tables()["TableNames"]:
+        dynamodb.create_table(
+            TableName=table,
+            KeySchema=[{"AttributeName": "restore_id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "restore_id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+    config = env.root / "backend.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "backend": "aws",
+                "aws": {
+                    "region_name": REGION,
+                    "source_identifier": "prod",
+                    "audit_table": table,
+                    "waiter_delay_s": 0.01,
+                    "waiter_timeout_s": 5,
+                },
+            }
+        )
+    )
+    out = run_instance_restore_job(
+        {"snapshot_id": "prod-snap-1", "suffix": "dg1"},
+        {"backend": "aws", "root": str(env.root), "config_file": str(config)},
+    )
+    assert out["status"] == "succeeded", out["cause"]
+    assert out["identifier"] == "prod" and out["dagster_success"]
+    rec = DynamoAuditLog(dynamodb, table).get(out["restore_id"])
+    assert rec["kind"] == "instance_restore" and rec["status"] == "succeeded"
+    assert "prod-final-dg1" in env.snapshots() and "prod-old-dg1" not in env.instances()

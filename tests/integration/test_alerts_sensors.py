@@ -148,3 +148,43 @@ def test_a_bad_cron_names_the_variable(cron: str) -> None:
 
     with pytest.raises(ValueError, match=SNAPSHOT_CRON_ENV):
         make_snapshot_schedule(env={SNAPSHOT_CRON_ENV: cron})
+
+
+def test_a_failed_instance_restore_launches_its_recovery(tmp_path: Path) -> None:
+    from restore_assets.jobs.instance_restore import recover_after_instance_failure
+
+    result, ctx = context_for(tiny_broken, RestoreBackend(root=str(tmp_path)))
+    request = recover_after_instance_failure(ctx.for_run_failure())
+    assert isinstance(request, dg.RunRequest)
+    assert request.run_key == f"recover-dg-{result.run_id}"
+    assert request.run_config == {
+        "ops": {"recover_instance": {"config": {"restore_id": f"dg-{result.run_id}"}}}
+    }
+
+
+def test_everything_merges_into_the_project_definitions() -> None:
+    from restore_assets.definitions import defs
+    from restore_assets.jobs.alerts import ALERT_SENSORS
+    from restore_assets.jobs.instance_restore import (
+        instance_recover,
+        instance_restore,
+        recover_after_instance_failure,
+        recover_after_instance_termination,
+    )
+    from restore_assets.jobs.schedules import SCHEDULES, staging_refresh
+    from restore_assets.jobs.snapshot import snapshot
+
+    mine = dg.Definitions(
+        jobs=[instance_restore, instance_recover, snapshot, staging_refresh],
+        sensors=[
+            *ALERT_SENSORS,
+            recover_after_instance_failure,
+            recover_after_instance_termination,
+        ],
+        schedules=SCHEDULES,
+    )
+    repo = dg.Definitions.merge(defs, mine).get_repository_def()
+    repo.load_all_definitions()
+    assert {"instance_restore", "instance_recover", "snapshot", "staging_refresh"} <= {
+        j.name for j in repo.get_all_jobs()
+    }

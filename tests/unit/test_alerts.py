@@ -155,6 +155,7 @@ def test_unreachable_channels_never_raise_and_never_log_secrets(monkeypatch, cap
     assert "s3cr3tT0ken" not in logged and "/services/" not in logged
     assert "pw-never-logged" not in logged
     assert f"http://127.0.0.1:{dead}/***" in caplog.text
+    assert "s3cr3tT0ken" not in repr(notifier)
 
 
 def test_a_webhook_answering_an_error_is_logged_not_raised(caplog) -> None:
