@@ -65,9 +65,7 @@ def damage(conn: psycopg.Connection, schema: str) -> None:
     conn.execute(sql.SQL("DELETE FROM {}.order_items WHERE id % 3 = 0").format(s))
     conn.execute(sql.SQL("UPDATE {}.products SET price = price + 1").format(s))
     conn.execute(
-        sql.SQL(
-            "INSERT INTO {}.users (email, name) VALUES ('late@example.com', 'Late')"
-        ).format(s)
+        sql.SQL("INSERT INTO {}.users (email, name) VALUES ('late@example.com', 'Late')").format(s)
     )
 
 

@@ -30,7 +30,9 @@ from restore_assets.errors import FleetError, InvalidRequest
 CONFIG_FILE = "fleet.json"
 WAL_SEGMENT = re.compile(r"^[0-9A-F]{24}$")
 BACKUP_HISTORY = re.compile(r"^[0-9A-F]{24}\.[0-9A-F]{8}\.backup$")
-WALDUMP_TIME = re.compile(r"desc: (?:COMMIT|ABORT) (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? [A-Za-z0-9_+/-]+)")
+WALDUMP_TIME = re.compile(
+    r"desc: (?:COMMIT|ABORT) (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? [A-Za-z0-9_+/-]+)"
+)
 LABEL_TIME = re.compile(r"^(START|STOP) TIME: (.+)$", re.M)
 TEMP_KIND = "local-temp-cluster"
 
