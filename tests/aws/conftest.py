@@ -488,19 +488,21 @@ class World:
 
     # ---------------------------------------------------------------- what is left
     def leftovers(self) -> dict[str, list[str]]:
-        """Every temporary object still present in moto (empty lists = clean)."""
+        """Every temporary object still present in moto (empty lists = clean); the source and
+        the tests' `other-*` servers are not temporary."""
         rds, dms = self.rds, self.session.client("dms")
         source = self.ids["source"]
         out = {
             "rds_instances": [
                 i["DBInstanceIdentifier"]
                 for i in rds.describe_db_instances()["DBInstances"]
-                if not i["DBInstanceIdentifier"].startswith(source)
+                if not i["DBInstanceIdentifier"].startswith((source, "other-"))
             ],
             "rds_clusters": [
                 c["DBClusterIdentifier"]
                 for c in rds.describe_db_clusters()["DBClusters"]
                 if c["DBClusterIdentifier"] != source
+                and not c["DBClusterIdentifier"].startswith("other-")
             ],
             "dms_instances": [
                 i["ReplicationInstanceIdentifier"]

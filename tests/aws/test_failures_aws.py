@@ -119,3 +119,99 @@ def test_aurora_writer_creation_failure_deletes_the_cluster(world: World, databa
     assert "InsufficientDBInstanceCapacity" in out["cause"]
     assert world.calls("restore_db_cluster_to_point_in_time")
     _clean(world, database)
+
+
+def _refused(world: World, database: str, request: dict, expected: str, **cfg) -> None:
+    world.stub_secret_history = True  # nothing queued: reading the secret history would fail
+    out = _run(world, {"database": database, "schemas": ["customer_a1"], **request}, **cfg)
+    assert out["status"] == "rejected", out
+    assert expected in out["cause"], out["cause"]
+    assert not any(world.calls(op) for op in MUTATING_RDS)
+    assert not [op for op, _ in world.dms_state.get("calls", []) if op.startswith("create")]
+    assert world.ecs_runs == []
+    _clean(world, database)
+
+
+def test_time_before_the_window_is_refused(world: World, database: str) -> None:
+    """Before EarliestRestorableTime / the oldest automated backup: nothing is created."""
+    world.production_instance()
+    world.production_secret()
+    early = datetime.now(UTC) - timedelta(days=2)
+    _refused(world, database, {"restore_time": early.isoformat()}, "outside the restore window")
+
+
+def test_time_in_the_future_is_refused(world: World, database: str) -> None:
+    """A restore time after now."""
+    world.production_cluster()
+    world.production_secret()
+    late = datetime.now(UTC) + timedelta(hours=1)
+    _refused(world, database, {"restore_time": late.isoformat()}, "is in the future")
+
+
+def test_cluster_snapshot_for_an_instance_is_refused(world: World, database: str) -> None:
+    """Instance source, cluster snapshot id: the wrong kind, said so."""
+    world.production_instance()
+    world.production_secret()
+    world.rds.create_db_cluster(
+        DBClusterIdentifier="other-aurora",
+        Engine="aurora-postgresql",
+        MasterUsername="postgres",
+        MasterUserPassword="not-used-here",
+    )
+    world.rds.create_db_cluster_snapshot(
+        DBClusterIdentifier="other-aurora", DBClusterSnapshotIdentifier="cluster-snap"
+    )
+    _refused(world, database, {"snapshot_id": "cluster-snap"}, "is a DB cluster snapshot")
+
+
+def test_instance_snapshot_for_a_cluster_is_refused(world: World, database: str) -> None:
+    """Aurora source, DB (instance) snapshot id: the wrong kind, said so."""
+    world.production_cluster()
+    world.production_secret()
+    world.rds.create_db_instance(
+        DBInstanceIdentifier="other-db",
+        Engine="postgres",
+        DBInstanceClass="db.t3.micro",
+        MasterUsername="postgres",
+        MasterUserPassword="not-used-here",
+        AllocatedStorage=20,
+    )
+    world.rds.create_db_snapshot(DBInstanceIdentifier="other-db", DBSnapshotIdentifier="db-snap")
+    _refused(world, database, {"snapshot_id": "db-snap"}, "is a DB instance snapshot")
+
+
+def test_snapshot_of_another_instance_is_refused(world: World, database: str) -> None:
+    """A snapshot of the right kind but of another server would restore other data."""
+    world.production_instance()
+    world.production_secret()
+    world.rds.create_db_instance(
+        DBInstanceIdentifier="other-db",
+        Engine="postgres",
+        DBInstanceClass="db.t3.micro",
+        MasterUsername="postgres",
+        MasterUserPassword="not-used-here",
+        AllocatedStorage=20,
+    )
+    world.rds.create_db_snapshot(DBInstanceIdentifier="other-db", DBSnapshotIdentifier="db-snap")
+    _refused(world, database, {"snapshot_id": "db-snap"}, "is a snapshot of other-db")
+
+
+def test_unknown_snapshot_is_refused(world: World, database: str) -> None:
+    """An id that names no snapshot at all."""
+    world.production_instance()
+    world.production_secret()
+    _refused(world, database, {"snapshot_id": "no-such-snap"}, "unknown DB snapshot")
+
+
+def test_unknown_source_is_refused(world: World, database: str) -> None:
+    """aws.source_identifier names nothing: refused, not guessed."""
+    world.production_instance()
+    world.production_secret()
+    now = datetime.now(UTC).isoformat()
+    _refused(
+        world,
+        database,
+        {"restore_time": now},
+        "unknown source 'missing-db'",
+        source_identifier="missing-db",
+    )
