@@ -504,3 +504,45 @@ def test_dagster_resources_build_boto3_clients(world: World) -> None:
         clients.rds.describe_db_instances()["DBInstances"][0]["DBInstanceIdentifier"] == "prod-db"
     )
     assert clients.s3.list_buckets()["Buckets"][0]["Name"] == "restore-artifacts"
+
+
+# ------------------------------------------------------------------------------ aws CLI
+def test_aws_check_and_leftovers_commands(
+    world: World, database: str, capsys: pytest.CaptureFixture[str], tmp_path: Any
+) -> None:
+    """`restore-assets aws check` passes on a complete setup; `aws leftovers` finds a crash's objects."""
+    import yaml
+
+    from restore_assets import cli_aws
+
+    world.pipes = False
+    world.production_instance()
+    world.production_secret()
+    path = tmp_path / "backend.yaml"
+    path.write_text(yaml.safe_dump(world.config()))
+    with world.active():
+        assert cli_aws.main(["check", "--config", str(path)]) == 0
+        out = capsys.readouterr().out
+        assert out.count("ok  ") == 7 and "rds-instance 15.5" in out
+        assert cli_aws.main(["leftovers", "--config", str(path)]) == 0
+        point = datetime.now(UTC) + timedelta(milliseconds=1)
+        world.queue_secret_history(point)
+        services = _services(world)
+        request = {
+            "database": database,
+            "schemas": ["customer_a1"],
+            "restore_time": point.isoformat(),
+        }
+        rid, plan = phases.validate(services, request, "r-left")
+        phases.provision(services, rid, plan)
+        capsys.readouterr()
+        assert cli_aws.main(["leftovers", "--config", str(path), "--json"]) == 1
+        found = json.loads(capsys.readouterr().out)
+        assert sorted(i["kind"] for i in found["r-left"]) == [
+            "aws-secret", "dms-replication-instance", "rds-instance",
+        ]  # fmt: skip
+        phases.cleanup_restore(services, rid)
+        assert cli_aws.main(["leftovers", "--config", str(path)]) == 0
+        world.session.client("s3").delete_bucket(Bucket="restore-artifacts")
+        assert cli_aws.main(["check", "--config", str(path)]) == 1
+        assert "FAIL artifact bucket" in capsys.readouterr().out

@@ -210,11 +210,19 @@ def test_aurora_pitr_with_dms(world: World, database: str) -> None:
     world.queue_secret_history(point)
     out = _run(
         world,
-        {"database": database, "schemas": ["customer_a1"], "restore_time": point.isoformat()},
+        {
+            "database": database,
+            "schemas": ["customer_a1"],
+            "restore_time": point.isoformat(),
+            "tables": ["orders"],  # + users, which orders references
+        },
         rid="r-aurora-pitr",
     )
     assert out["status"] == "succeeded", out
     _assert_restored(world, database, f"customer_a1_{point.strftime('%Y%m%d%H%M%S')}", None)
+    (task,) = world.dms_state["created"]
+    rules = json.loads(task["TableMappings"])["rules"]
+    assert [r["object-locator"]["table-name"] for r in rules[:-1]] == ["orders", "users"]
     (restore,) = world.calls("restore_db_cluster_to_point_in_time")
     assert restore["SourceDBClusterIdentifier"] == "prod-aurora"
     assert restore["DBClusterIdentifier"] == "restore-assets-r-aurora-pitr-cluster"
