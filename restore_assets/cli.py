@@ -486,12 +486,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(fn=cmd_copy_back)
 
-    for register in _EXTENSIONS:
+    for register in _extensions():
         register(sub)
     return parser
 
 
-_EXTENSIONS: list[Callable[[Any], None]] = []
+def _extensions() -> list[Callable[[Any], None]]:
+    from restore_assets.cli_instance import register as register_instance
+
+    return [register_instance]
 
 
 def main(argv: list[str] | None = None) -> int:

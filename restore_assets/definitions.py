@@ -6,13 +6,22 @@ import os
 
 import dagster as dg
 
+from restore_assets.jobs.alerts import ALERT_SENSORS
+from restore_assets.jobs.instance_restore import (
+    instance_recover,
+    instance_restore,
+    recover_after_instance_failure,
+    recover_after_instance_termination,
+)
 from restore_assets.jobs.resources import RestoreBackend
+from restore_assets.jobs.schedules import SCHEDULES, staging_refresh
 from restore_assets.jobs.schema_restore import (
     cleanup,
     cleanup_after_failure,
     cleanup_after_termination,
     schema_restore,
 )
+from restore_assets.jobs.snapshot import snapshot
 
 
 def backend_from_env() -> RestoreBackend:
@@ -26,7 +35,14 @@ def backend_from_env() -> RestoreBackend:
 
 
 defs = dg.Definitions(
-    jobs=[schema_restore, cleanup],
-    sensors=[cleanup_after_failure, cleanup_after_termination],
+    jobs=[schema_restore, cleanup, instance_restore, instance_recover, snapshot, staging_refresh],
+    sensors=[
+        cleanup_after_failure,
+        cleanup_after_termination,
+        *ALERT_SENSORS,
+        recover_after_instance_failure,
+        recover_after_instance_termination,
+    ],
+    schedules=SCHEDULES,
     resources={"backend": backend_from_env()},
 )
