@@ -546,3 +546,47 @@ def test_aws_check_and_leftovers_commands(
         world.session.client("s3").delete_bucket(Bucket="restore-artifacts")
         assert cli_aws.main(["check", "--config", str(path)]) == 1
         assert "FAIL artifact bucket" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------ the image
+def test_task_entrypoint_runs_without_dagster_installed() -> None:
+    """The image installs the package without Dagster: the entry point must not import it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys\n"
+        "for name in ('dagster', 'dagster_aws', 'papermill', 'matplotlib'):\n"
+        "    sys.modules[name] = None  # ImportError on any import of them\n"
+        "import restore_assets.ddl, restore_assets.copy\n"
+        "from restore_assets.backends.aws import task_entrypoint\n"
+        "sys.exit(task_entrypoint.main(['--help']))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "{extract,apply-pre,apply-post,copy}" in proc.stdout
+    dockerfile = (Path(__file__).parents[2] / "docker" / "Dockerfile").read_text()
+    assert "postgresql-client-${PG_MAJOR}" in dockerfile and "ARG PG_MAJOR=15" in dockerfile
+    assert '"restore_assets.backends.aws.task_entrypoint"' in dockerfile
+
+
+def test_automated_snapshot_of_the_right_kind_is_accepted(world: World) -> None:
+    """`rds:` automated snapshots are fine; the point is their OriginalSnapshotCreateTime."""
+    from restore_assets.backends.base import RestoreTarget
+
+    world.production_instance()
+    world.production_secret()
+    snaps = world.rds.describe_db_snapshots(
+        DBInstanceIdentifier="prod-db", SnapshotType="automated"
+    )
+    auto = snaps["DBSnapshots"][0]
+    assert auto["DBSnapshotIdentifier"].startswith("rds:")
+    with world.active():
+        fleet = _services(world).fleet
+        point = fleet.check_target(RestoreTarget(snapshot_id=auto["DBSnapshotIdentifier"]))
+        assert point == auto["OriginalSnapshotCreateTime"].astimezone(UTC)
+        source = fleet.describe()
+        assert source.topology == "rds-instance"
+        assert source.snapshots[0].kind == "db-snapshot:automated"
+        assert source.window.earliest == auto["SnapshotCreateTime"].astimezone(UTC)
