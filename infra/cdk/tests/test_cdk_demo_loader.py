@@ -27,8 +27,9 @@ def test_demo_sql_has_the_four_tables_per_schema() -> None:
 
 
 def test_demo_sql_is_the_corpus_schema_verbatim() -> None:
-    if not CORPUS_SQL.is_file():
-        pytest.skip(f"{CORPUS_SQL} not present")
+    assert CORPUS_SQL.is_file(), (
+        f"{CORPUS_SQL} missing: the corpus sits beside the repository (../shared)"
+    )
     header, _, body = DEMO_SQL.read_text().partition("\n\n")
     assert header.startswith("-- Demo tenant schema")
     assert body == CORPUS_SQL.read_text()

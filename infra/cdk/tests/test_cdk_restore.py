@@ -242,15 +242,14 @@ def test_docker_build_context_excludes_heavy_directories() -> None:
         assert name in DOCKER_EXCLUDES
 
 
-def test_repository_dockerfile_asset_when_present(tmp_path: Path) -> None:
+def test_repository_dockerfile_asset(tmp_path: Path) -> None:
     """With the real docker/Dockerfile: the staged build context leaves out the heavy dirs."""
     import aws_cdk as cdk
     from cdk_helpers import fake_layer_dir
     from restore_assets_infra.config import REPO_ROOT
     from restore_assets_infra.stack import build
 
-    if not (REPO_ROOT / "docker" / "Dockerfile").is_file():
-        pytest.skip("docker/Dockerfile is not written yet")
+    assert (REPO_ROOT / "docker" / "Dockerfile").is_file()
     app = cdk.App(outdir=str(tmp_path), context={"pg8000LayerDir": str(fake_layer_dir())})
     build(app)
     assembly = app.synth()
