@@ -284,29 +284,32 @@ def _names(items: list[dict]) -> list[str]:
     return [i["String"]["sval"] for i in items if "String" in i]
 
 
-class _Builder:
-    def __init__(
-        self,
-        renames: dict[str, str],
-        sequence_values: dict[tuple[str, str], tuple[int, bool]] | None,
-        include_owner: bool,
-        unpopulated_matviews: set[tuple[str, str]] | None,
-    ):
-        self.renames = renames
+@dataclass(slots=True)
+class _Analysis:
+    """What one statement contributes, computed from that statement alone."""
+
+    text: str  # renamed, without leading comments and trailing semicolon
+    kind: str
+    cls: str  # session | session-dropped | pre | post | owner | unknown
+    local: str | None = None  # transaction-local form of a session setting
+    warnings: list[str] | None = None
+    violation: str | None = None  # the guard's verdict on the renamed statement
+    marks_post_data: bool = False  # pg_dump's post-data section has begun
+    sequences: list[tuple[str, str]] | None = None  # (source schema, name)
+    matview: tuple[str, str] | None = None  # created WITH NO DATA
+    schema_created: str | None = None
+    view: tuple[tuple[str, str], list[tuple[str, str]]] | None = None  # key, what it reads
+    refs: list[tuple[str, str]] | None = None  # relations/types a pre statement needs
+    relation: tuple[str, str] | None = None  # ALTER TABLE's target
+
+
+class _Analyzer:
+    """Renames, parses, classifies and guards single statements (no state across statements)."""
+
+    def __init__(self, renames: dict[str, str]):
         self.original = {new: old for old, new in renames.items()}
         self.renamer = Renamer(renames)
         self.check = SchemaCheck(set(renames.values()))
-        self.sequence_values = sequence_values
-        self.include_owner = include_owner
-        self.unpopulated = unpopulated_matviews or set()
-        self.entries: list[_Entry] = []
-        self.warnings: list[str] = []
-        self.violations: list[tuple[str, str]] = []
-        self.sequences: list[tuple[str, str]] = []
-        self.matviews: list[tuple[str, str]] = []
-        self.views: dict[tuple[str, str], tuple[int, list[tuple[str, str]]]] = {}
-        self.schemas_created: set[str] = set()
-        self.in_post_data = False
 
     def key(self, schema: str | None, name: str | None) -> tuple[str, str]:
         """(source schema, name) of a name read from a renamed parse tree."""
@@ -319,9 +322,110 @@ class _Builder:
             return None
         return self.key(rv.get("schemaname"), rv.get("relname"))
 
+    # -- one statement ------------------------------------------------------------------------
+    def analyze(self, raw: str) -> _Analysis | None:
+        """The analysis of one statement of the dump; None for an empty one."""
+        if raw[:1] in WHITESPACE_OR_DASH:
+            raw = raw[_leading_comments(raw) :]
+        try:
+            toks = parser.scan(raw)
+        except parser.ParseError as exc:
+            return self._unknown(raw.strip(), f"cannot be scanned ({exc})")
+        if not toks:
+            return None
+        return self._fast(raw, toks) or self._slow(raw, toks)
+
+    def _fast(self, raw: str, toks: list[parser.Token]) -> _Analysis | None:
+        """Rename by tokens, then parse only the renamed text; None when the AST is needed first.
+
+        The original statement's tree is needed when a column reference, a search_path value, a
+        function body or a SCHEMA clause is involved: the renamed tree tells (a column
+        reference now spelled like a *new* schema name, a search_path, a function, a SCHEMA
+        clause of a schema statement), and those statements take the slow path, which starts
+        over.
+        """
+        edits, _ = self.renamer.token_edits(raw, toks)
+        renamed = apply_edits(raw, edits) if edits else raw
+        try:
+            tree_json = parser.parse_sql_json(renamed)
+        except parser.ParseError:
+            return None
+        kind = _kind(tree_json)
+        if (
+            kind is None
+            or kind in ORIGINAL_TREE_KINDS
+            or self.renamer.needs_facts(tree_json, renamed=True)
+            or (kind in SCHEMA_NAMING_STATEMENTS and any(t.name == "SCHEMA" for t in toks))
+        ):
+            return None
+        node = json.loads(tree_json)["stmts"][0]["stmt"][kind]
+        first, last = toks[0].start, toks[-1].end + 1
+        return self._classified(kind, node, renamed[first : len(renamed) - (len(raw) - last)])
+
+    def _slow(self, raw: str, toks: list[parser.Token]) -> _Analysis:
+        """Parse the original statement, rename with its facts, then parse the renamed text."""
+        first, last = toks[0].start, toks[-1].end + 1
+        try:
+            tree_json = parser.parse_sql_json(raw)
+        except parser.ParseError as exc:
+            return self._unknown(raw[first:last], f"cannot be parsed ({exc})")
+        stmts = json.loads(tree_json)["stmts"]
+        if len(stmts) != 1:
+            return self._unknown(raw[first:last], "not a single statement")
+        kind, node = next(iter(stmts[0]["stmt"].items()))
+        renamed, warnings = self.renamer.rename_statement(raw, toks, kind, node, tree_json)
+        text = renamed[first : len(renamed) - (len(raw) - last)]
+        try:
+            new_stmts = json.loads(parser.parse_sql_json(text))["stmts"]
+        except parser.ParseError as exc:  # the rename broke it: keep it, the guard refuses it
+            return self._unknown(text, f"cannot be parsed after renaming ({exc})", warnings)
+        new_kind, new_node = next(iter(new_stmts[0]["stmt"].items()))
+        analysis = self._classified(new_kind, new_node, text)
+        if warnings:
+            analysis.warnings = warnings + (analysis.warnings or [])
+        return analysis
+
+    def _unknown(self, text: str, why: str, warnings: list[str] | None = None) -> _Analysis:
+        short = " ".join(text.split())[:120]
+        notes = [*(warnings or []), f"unknown statement kept in post ({why}): {short}"]
+        return _Analysis(
+            text, "", "unknown", warnings=notes, violation=text_violation(text, self.check)
+        )
+
+    def _classified(self, kind: str, node: dict, text: str) -> _Analysis:
+        """Classify a renamed statement and check it with the guard's rules."""
+        a = _Analysis(text, kind, "")
+        a.cls = cls = self.classify(kind, node, a)
+        if cls == "session":
+            a.local = _local(kind, text)
+        else:
+            if cls == "unknown":
+                short = " ".join(text.split())[:120]
+                a.warnings = [
+                    f"unknown statement kept in post (statement type {kind} is not"
+                    f" classified): {short}"
+                ]
+            if cls != "session-dropped":
+                a.violation = node_violation(kind, node, self.check)
+        if kind == "ViewStmt" or (
+            kind == "CreateTableAsStmt" and node.get("objtype") == "OBJECT_MATVIEW"
+        ):
+            facts = collect_facts(node, refs=True)
+            key = self.rv_key(node.get("view") or node.get("into", {}).get("rel"))
+            if key:
+                a.view = (key, [self.key(*r) for r in facts.rangevars + facts.typenames])
+        elif cls == "pre" and kind in VIEW_DEPENDENT_KINDS:
+            if kind == "CreateStmt":
+                refs = _table_type_refs(node)
+            else:
+                facts = collect_facts(node, refs=True)
+                refs = facts.rangevars + facts.typenames
+            a.refs = [self.key(*r) for r in refs]
+        return a
+
     # -- classification (over the parse tree of the renamed statement) ----------------------
-    def classify(self, kind: str, node: dict) -> str:
-        """session, session-dropped, pre, post, owner or unknown; records sequences and views."""
+    def classify(self, kind: str, node: dict, a: _Analysis) -> str:
+        """session, session-dropped, pre, post, owner or unknown; notes sequences and views."""
         if kind == "VariableSetStmt":
             if node.get("kind") not in ("VAR_SET_VALUE", "VAR_SET_DEFAULT") or node.get("name") in (
                 "role",
@@ -343,33 +447,30 @@ class _Builder:
         if kind == "AlterOwnerStmt":
             return "owner"
         if kind == "AlterTableStmt":
-            return self._classify_alter_table(node)
+            return self._classify_alter_table(node, a)
         if kind == "CreateTableAsStmt":
             if node.get("objtype") != "OBJECT_MATVIEW":
                 return "unknown"
-            key = self.rv_key(node.get("into", {}).get("rel"))
-            if key and node.get("into", {}).get("skipData") and key not in self.unpopulated:
-                self.matviews.append(key)
+            if node.get("into", {}).get("skipData"):
+                a.matview = self.rv_key(node.get("into", {}).get("rel"))
             return "post"
         if kind == "AlterDomainStmt":
             return "post" if node.get("subtype") in ("C", "V") else "unknown"
         if kind in PRE_KINDS:
             if kind == "CreateSchemaStmt":
-                self.schemas_created.add(self.key(node.get("schemaname"), "")[0])
+                a.schema_created = self.key(node.get("schemaname"), "")[0]
             elif kind == "CreateSeqStmt":
                 key = self.rv_key(node.get("sequence"))
                 if key:
-                    self.sequences.append(key)
-            elif kind == "CreateFunctionStmt" and self.in_post_data:
-                return "post"  # pg_dump postponed it: it depends on a post-data object
+                    a.sequences = [key]
             return "pre"
         if kind in POST_KINDS:
             if kind in ("IndexStmt", "CreateTrigStmt", "RuleStmt", "CreatePolicyStmt"):
-                self.in_post_data = True
+                a.marks_post_data = True
             return "post"
         return "unknown"
 
-    def _classify_alter_table(self, node: dict) -> str:
+    def _classify_alter_table(self, node: dict, a: _Analysis) -> str:
         objtype = node.get("objtype", "OBJECT_TABLE")
         classes = set()
         for cmd in node.get("cmds", []):
@@ -380,7 +481,7 @@ class _Builder:
             elif sub == "AT_AddConstraint":
                 contype = c.get("def", {}).get("Constraint", {}).get("contype")
                 if contype in POST_DATA_CONSTRAINTS:
-                    self.in_post_data = True
+                    a.marks_post_data = True
                 classes.add("pre" if contype in ("CONSTR_PRIMARY", "CONSTR_NOTNULL") else "post")
             elif sub == "AT_AddIdentity":
                 options = c.get("def", {}).get("Constraint", {}).get("options", [])
@@ -389,7 +490,7 @@ class _Builder:
                     if d.get("defname") == "sequence_name":
                         names = _names(d.get("arg", {}).get("List", {}).get("items", []))
                         if len(names) == 2:
-                            self.sequences.append(self.key(names[0], names[1]))
+                            a.sequences = [*(a.sequences or []), self.key(names[0], names[1])]
                 classes.add("pre")
             elif sub in AT_PRE:
                 classes.add("pre")
@@ -404,104 +505,74 @@ class _Builder:
             return "unknown"
         if objtype in ("OBJECT_INDEX", "OBJECT_VIEW", "OBJECT_MATVIEW"):
             return "post"
-        if self.rv_key(node.get("relation")) in self.views:
-            return "post"  # e.g. a view column's DEFAULT: follows the view
+        a.relation = self.rv_key(node.get("relation"))
         return "post" if "post" in classes else "pre"
 
-    # -- one statement ------------------------------------------------------------------------
-    def feed(self, raw: str) -> None:
-        """Rename, classify and check one statement of the dump."""
-        if raw[:1] in WHITESPACE_OR_DASH:
-            raw = raw[_leading_comments(raw) :]
-        try:
-            toks = parser.scan(raw)
-        except parser.ParseError as exc:
-            self._unknown(raw.strip(), f"cannot be scanned ({exc})")
-            return
-        if toks and not self._feed_fast(raw, toks):
-            self._feed_slow(raw, toks)
 
-    def _feed_fast(self, raw: str, toks: list[parser.Token]) -> bool:
-        """Rename by tokens, then parse only the renamed text; False when the AST is needed first.
+def _local(kind: str, text: str) -> str:
+    """The transaction-local form of a session setting (SET LOCAL / set_config(..., true))."""
+    toks = parser.scan(text)
+    if kind == "VariableSetStmt":
+        end = toks[0].end + 1
+        return f"{text[:end]} LOCAL{text[end:]}"
+    if len(toks) >= 2 and toks[-1].name == "ASCII_41" and toks[-2].name == "FALSE_P":
+        t = toks[-2]
+        return f"{text[: t.start]}true{text[t.end + 1 :]}"
+    return text
 
-        The original statement's tree is needed when a column reference, a search_path value, a
-        function body or a SCHEMA clause is involved: the renamed tree tells (a column
-        reference now spelled like a *new* schema, a search_path, a function, a SCHEMA clause of
-        a schema statement), and those statements take the slow path, which starts over.
-        """
-        edits, _ = self.renamer.token_edits(raw, toks)
-        renamed = apply_edits(raw, edits) if edits else raw
-        try:
-            tree_json = parser.parse_sql_json(renamed)
-        except parser.ParseError:
-            return False
-        kind = _kind(tree_json)
-        if (
-            kind is None
-            or kind in ORIGINAL_TREE_KINDS
-            or self.renamer.needs_facts(tree_json, renamed=True)
-            or (kind in SCHEMA_NAMING_STATEMENTS and any(t.name == "SCHEMA" for t in toks))
-        ):
-            return False
-        node = json.loads(tree_json)["stmts"][0]["stmt"][kind]
-        first, last = toks[0].start, toks[-1].end + 1
-        self._record(kind, node, renamed[first : len(renamed) - (len(raw) - last)])
-        return True
 
-    def _feed_slow(self, raw: str, toks: list[parser.Token]) -> None:
-        """Parse the original statement, rename with its facts, then parse the renamed text."""
-        first, last = toks[0].start, toks[-1].end + 1
-        try:
-            tree_json = parser.parse_sql_json(raw)
-        except parser.ParseError as exc:
-            self._unknown(raw[first:last], f"cannot be parsed ({exc})")
-            return
-        stmts = json.loads(tree_json)["stmts"]
-        if len(stmts) != 1:
-            self._unknown(raw[first:last], "not a single statement")
-            return
-        kind, node = next(iter(stmts[0]["stmt"].items()))
-        renamed, warnings = self.renamer.rename_statement(raw, toks, kind, node, tree_json)
-        self.warnings += warnings
-        text = renamed[first : len(renamed) - (len(raw) - last)]
-        try:
-            new_stmts = json.loads(parser.parse_sql_json(text))["stmts"]
-        except parser.ParseError as exc:  # the rename broke it: keep it, the guard refuses it
-            self._unknown(text, f"cannot be parsed after renaming ({exc})")
-            return
-        new_kind, new_node = next(iter(new_stmts[0]["stmt"].items()))
-        self._record(new_kind, new_node, text)
+class _Builder:
+    """Puts analyses together in dump order: what depends on the statements before."""
 
-    def _record(self, kind: str, node: dict, text: str) -> None:
-        """Classify a renamed statement, check it with the guard's rules, track views."""
-        cls = self.classify(kind, node)
+    def __init__(
+        self,
+        renames: dict[str, str],
+        sequence_values: dict[tuple[str, str], tuple[int, bool]] | None,
+        include_owner: bool,
+        unpopulated_matviews: set[tuple[str, str]] | None,
+    ):
+        self.renames = renames
+        self.check = SchemaCheck(set(renames.values()))
+        self.sequence_values = sequence_values
+        self.include_owner = include_owner
+        self.unpopulated = unpopulated_matviews or set()
+        self.entries: list[_Entry] = []
+        self.warnings: list[str] = []
+        self.violations: list[tuple[str, str]] = []
+        self.sequences: list[tuple[str, str]] = []
+        self.matviews: list[tuple[str, str]] = []
+        self.views: dict[tuple[str, str], tuple[int, list[tuple[str, str]]]] = {}
+        self.schemas_created: set[str] = set()
+        self.in_post_data = False
+
+    def add(self, a: _Analysis) -> None:
+        """Place one analyzed statement, given everything placed before it."""
+        if a.warnings:
+            self.warnings += a.warnings
+        cls = a.cls
+        if cls == "pre":
+            if a.kind == "CreateFunctionStmt" and self.in_post_data:
+                cls = "post"  # pg_dump postponed it: it depends on a post-data object
+            elif a.relation is not None and a.relation in self.views:
+                cls = "post"  # e.g. a view column's DEFAULT: follows the view
+        if a.marks_post_data:
+            self.in_post_data = True
+        if a.sequences:
+            self.sequences += a.sequences
+        if a.matview is not None and a.matview not in self.unpopulated:
+            self.matviews.append(a.matview)
+        if a.schema_created is not None:
+            self.schemas_created.add(a.schema_created)
+        if a.violation and (cls != "owner" or self.include_owner):
+            self.violations.append((a.text, a.violation))
         index = len(self.entries)
-        entry = _Entry(cls, text)
-        if cls == "session":
-            entry.local = self._local(kind, text)
-        elif cls == "unknown":
-            self._unknown(text, f"statement type {kind} is not classified", add=False)
-        if cls not in ("session", "session-dropped") and (cls != "owner" or self.include_owner):
-            reason = node_violation(kind, node, self.check)
-            if reason:
-                self.violations.append((text, reason))
-        self.entries.append(entry)
-        if kind == "ViewStmt" or (
-            kind == "CreateTableAsStmt" and node.get("objtype") == "OBJECT_MATVIEW"
-        ):
-            facts = collect_facts(node, refs=True)
-            key = self.rv_key(node.get("view") or node.get("into", {}).get("rel"))
-            if key and not self.in_post_data:
-                refs = [self.key(*r) for r in facts.rangevars + facts.typenames]
-                self.views[key] = (index, refs)
-        elif cls == "pre" and self.views and kind in VIEW_DEPENDENT_KINDS:
-            if kind == "CreateStmt":
-                refs = _table_type_refs(node)
-            else:
-                facts = collect_facts(node, refs=True)
-                refs = facts.rangevars + facts.typenames
-            for ref in refs:
-                self._promote(self.key(*ref), index)
+        self.entries.append(_Entry(cls, a.text, a.local))
+        if a.view is not None:
+            if not self.in_post_data:
+                self.views[a.view[0]] = (index, a.view[1])
+        elif cls == "pre" and a.refs and self.views:
+            for ref in a.refs:
+                self._promote(ref, index)
 
     def _promote(self, key: tuple[str, str], before: int) -> None:
         """Move a view (and the views it reads) to pre: a pre statement needs it."""
@@ -518,26 +589,6 @@ class _Builder:
         )
         for ref in refs:
             self._promote(ref, index)
-
-    def _local(self, kind: str, text: str) -> str:
-        """The transaction-local form of a session setting (SET LOCAL / set_config(..., true))."""
-        toks = parser.scan(text)
-        if kind == "VariableSetStmt":
-            end = toks[0].end + 1
-            return f"{text[:end]} LOCAL{text[end:]}"
-        if len(toks) >= 2 and toks[-1].name == "ASCII_41" and toks[-2].name == "FALSE_P":
-            t = toks[-2]
-            return f"{text[: t.start]}true{text[t.end + 1 :]}"
-        return text
-
-    def _unknown(self, text: str, why: str, *, add: bool = True) -> None:
-        short = " ".join(text.split())[:120]
-        self.warnings.append(f"unknown statement kept in post ({why}): {short}")
-        if add:
-            self.entries.append(_Entry("unknown", text))
-            reason = text_violation(text, self.check)
-            if reason:
-                self.violations.append((text, reason))
 
     # -- assembly ---------------------------------------------------------------------------------
     def finish(self) -> DdlBundle:
@@ -719,8 +770,11 @@ def build_bundle(
     collecting = gc.isenabled()
     gc.disable()
     try:
+        analyzer = _Analyzer(renames)
         for raw in _split(strip_restrict(dump_sql)):
-            builder.feed(raw)
+            analysis = analyzer.analyze(raw)
+            if analysis is not None:
+                builder.add(analysis)
         return builder.finish()
     finally:
         if collecting:

@@ -361,7 +361,7 @@ def test_fast_path_matches_the_slow_path(monkeypatch: pytest.MonkeyPatch) -> Non
     split = sys.modules["restore_assets.ddl.split"]
     dumps = [DUMP, *RENAME_CASES]
     fast = [build_bundle(d, {"t1": "t1_x"}, {("t1", "s"): (41, True)}) for d in dumps]
-    monkeypatch.setattr(split._Builder, "_feed_fast", lambda self, raw, toks: False)
+    monkeypatch.setattr(split._Analyzer, "_fast", lambda self, raw, toks: None)
     slow = [build_bundle(d, {"t1": "t1_x"}, {("t1", "s"): (41, True)}) for d in dumps]
     for a, b in zip(fast, slow, strict=True):
         assert (a.pre, a.post, a.full, a.unknown, a.violations) == (
