@@ -94,6 +94,9 @@ DYNAMIC_FUNCTIONS = frozenset(
 )
 
 _START = itemgetter(0)  # Token.start
+# a reg* literal's value made of two plain identifiers (the SQL lexer could only read it as
+# IDENT '.' IDENT); anything else goes through the scanner
+_SIMPLE_QUALIFIED = re.compile(r"([a-z_][a-z0-9_$]*)\.[a-z_][a-z0-9_$]*\Z").match
 DOT = "ASCII_46"
 COMMA = "ASCII_44"
 LPAREN = "ASCII_40"
@@ -389,9 +392,16 @@ class Renamer:
                 return None
             new_value = self.quoted[old]
         else:
-            new_value = self.rewrite_code(value)
-            if new_value == value:
-                return None
+            simple = _SIMPLE_QUALIFIED(value)
+            if simple:  # schema.name, both plain lower-case identifiers: nothing to scan
+                old = simple.group(1)
+                if old not in self.renames:
+                    return None
+                new_value = self.quoted[old] + value[simple.end(1) :]
+            else:
+                new_value = self.rewrite_code(value)
+                if new_value == value:
+                    return None
         return tok.start, tok.end + 1, encode_string(new_value, style)
 
     def rewrite_code(self, code: str, exclude_bytes: Iterable[int] = ()) -> str:

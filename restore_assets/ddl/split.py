@@ -306,7 +306,8 @@ class _Analysis:
 class _Analyzer:
     """Renames, parses, classifies and guards single statements (no state across statements)."""
 
-    def __init__(self, renames: dict[str, str]):
+    def __init__(self, renames: dict[str, str], include_owner: bool = False):
+        self.include_owner = include_owner
         self.original = {new: old for old, new in renames.items()}
         self.renamer = Renamer(renames)
         self.check = SchemaCheck(set(renames.values()))
@@ -325,6 +326,13 @@ class _Analyzer:
     # -- one statement ------------------------------------------------------------------------
     def analyze(self, raw: str) -> _Analysis | None:
         """The analysis of one statement of the dump; None for an empty one."""
+        prepared = self.prepare(raw)
+        if prepared is None or isinstance(prepared, _Analysis):
+            return prepared
+        return self.complete(prepared, _parse_or_none(prepared[2]))
+
+    def prepare(self, raw: str) -> tuple[str, list[parser.Token], str] | _Analysis | None:
+        """Scan and rename by tokens: (statement, its tokens, renamed text) for ``complete``."""
         if raw[:1] in WHITESPACE_OR_DASH:
             raw = raw[_leading_comments(raw) :]
         try:
@@ -333,34 +341,35 @@ class _Analyzer:
             return self._unknown(raw.strip(), f"cannot be scanned ({exc})")
         if not toks:
             return None
-        return self._fast(raw, toks) or self._slow(raw, toks)
+        edits, _ = self.renamer.token_edits(raw, toks)
+        return raw, toks, apply_edits(raw, edits) if edits else raw
 
-    def _fast(self, raw: str, toks: list[parser.Token]) -> _Analysis | None:
-        """Rename by tokens, then parse only the renamed text; None when the AST is needed first.
+    def complete(
+        self, prepared: tuple[str, list[parser.Token], str], tree_json: str | None
+    ) -> _Analysis:
+        """Classify and check a token-renamed statement from its renamed parse tree (JSON).
 
         The original statement's tree is needed when a column reference, a search_path value, a
         function body or a SCHEMA clause is involved: the renamed tree tells (a column
         reference now spelled like a *new* schema name, a search_path, a function, a SCHEMA
         clause of a schema statement), and those statements take the slow path, which starts
-        over.
+        over from the original text.
         """
-        edits, _ = self.renamer.token_edits(raw, toks)
-        renamed = apply_edits(raw, edits) if edits else raw
-        try:
-            tree_json = parser.parse_sql_json(renamed)
-        except parser.ParseError:
-            return None
-        kind = _kind(tree_json)
+        raw, toks, renamed = prepared
+        kind = _kind(tree_json) if tree_json is not None else None
         if (
             kind is None
             or kind in ORIGINAL_TREE_KINDS
-            or self.renamer.needs_facts(tree_json, renamed=True)
+            or self.renamer.needs_facts(tree_json, renamed=True)  # type: ignore[arg-type]
             or (kind in SCHEMA_NAMING_STATEMENTS and any(t.name == "SCHEMA" for t in toks))
         ):
-            return None
-        node = json.loads(tree_json)["stmts"][0]["stmt"][kind]
+            return self._slow(raw, toks)
         first, last = toks[0].start, toks[-1].end + 1
-        return self._classified(kind, node, renamed[first : len(renamed) - (len(raw) - last)])
+        text = renamed[first : len(renamed) - (len(raw) - last)]
+        if not self.include_owner and _owner_only(kind, tree_json):  # type: ignore[arg-type]
+            return _Analysis(text, kind, "owner")  # never applied: only renamed, for `full`
+        node = json.loads(tree_json)["stmts"][0]["stmt"][kind]  # type: ignore[arg-type]
+        return self._classified(kind, node, text)
 
     def _slow(self, raw: str, toks: list[parser.Token]) -> _Analysis:
         """Parse the original statement, rename with its facts, then parse the renamed text."""
@@ -507,6 +516,28 @@ class _Analyzer:
             return "post"
         a.relation = self.rv_key(node.get("relation"))
         return "post" if "post" in classes else "pre"
+
+
+def _parse_or_none(text: str) -> str | None:
+    """The JSON parse tree of a statement, None if it does not parse."""
+    try:
+        return parser.parse_sql_json(text)
+    except parser.ParseError:
+        return None
+
+
+def _owner_only(kind: str, tree_json: str) -> bool:
+    """True for ALTER ... OWNER TO statements (one command), read from the parse tree's JSON.
+
+    The markers are JSON keys, which a string constant cannot fake (its quotes are escaped).
+    """
+    if kind == "AlterOwnerStmt":
+        return True
+    return (
+        kind == "AlterTableStmt"
+        and '{"AlterTableCmd":{"subtype":"AT_ChangeOwner"' in tree_json
+        and tree_json.count('{"AlterTableCmd":') == 1
+    )
 
 
 def _local(kind: str, text: str) -> str:
@@ -770,7 +801,7 @@ def build_bundle(
     collecting = gc.isenabled()
     gc.disable()
     try:
-        analyzer = _Analyzer(renames)
+        analyzer = _Analyzer(renames, include_owner)
         for raw in _split(strip_restrict(dump_sql)):
             analysis = analyzer.analyze(raw)
             if analysis is not None:

@@ -199,7 +199,7 @@ def assert_fast_path_agrees(dsn: str, schema: str, monkeypatch: pytest.MonkeyPat
     dump = dump_schema_ddl(dsn, [schema])
     fast = build_bundle(dump, {schema: schema + "_fp"})
     with monkeypatch.context() as m:
-        m.setattr(split._Analyzer, "_fast", lambda self, raw, toks: None)
+        m.setattr(split._Analyzer, "complete", lambda self, p, tree: self._slow(p[0], p[1]))
         slow = build_bundle(dump, {schema: schema + "_fp"})
     assert (fast.pre, fast.post, fast.full, fast.warnings) == (
         slow.pre,

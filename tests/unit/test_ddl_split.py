@@ -361,7 +361,7 @@ def test_fast_path_matches_the_slow_path(monkeypatch: pytest.MonkeyPatch) -> Non
     split = sys.modules["restore_assets.ddl.split"]
     dumps = [DUMP, *RENAME_CASES]
     fast = [build_bundle(d, {"t1": "t1_x"}, {("t1", "s"): (41, True)}) for d in dumps]
-    monkeypatch.setattr(split._Analyzer, "_fast", lambda self, raw, toks: None)
+    monkeypatch.setattr(split._Analyzer, "complete", lambda self, p, tree: self._slow(p[0], p[1]))
     slow = [build_bundle(d, {"t1": "t1_x"}, {("t1", "s"): (41, True)}) for d in dumps]
     for a, b in zip(fast, slow, strict=True):
         assert (a.pre, a.post, a.full, a.unknown, a.violations) == (
@@ -379,3 +379,9 @@ def test_extract_refuses_long_names_before_anything_runs() -> None:
     # the DSN points nowhere: reaching pg_dump would fail differently
     with pytest.raises(TargetNameTooLong):
         extract("host=192.0.2.1 port=1 dbname=none connect_timeout=1", ["s" * 50], "20240131120000")
+
+
+def test_owner_statement_with_other_commands_is_not_dropped() -> None:
+    dump = "CREATE SCHEMA t1;\nALTER TABLE t1.a OWNER TO bob, ALTER COLUMN n SET DEFAULT 1;\n"
+    b = build_bundle(dump, {"t1": "t1_x"})
+    assert "ALTER TABLE t1_x.a OWNER TO bob, ALTER COLUMN n SET DEFAULT 1" in b.pre
