@@ -301,6 +301,7 @@ class _Analysis:
     view: tuple[tuple[str, str], list[tuple[str, str]]] | None = None  # key, what it reads
     refs: list[tuple[str, str]] | None = None  # relations/types a pre statement needs
     relation: tuple[str, str] | None = None  # ALTER TABLE's target
+    tree_json: str | None = None  # set when only part of the tree was decoded (see _light_node)
 
 
 class _Analyzer:
@@ -368,6 +369,11 @@ class _Analyzer:
         text = renamed[first : len(renamed) - (len(raw) - last)]
         if not self.include_owner and _owner_only(kind, tree_json):  # type: ignore[arg-type]
             return _Analysis(text, kind, "owner")  # never applied: only renamed, for `full`
+        node = _light_node(kind, tree_json)  # type: ignore[arg-type]
+        if node is not None:
+            analysis = self._classified(kind, node, text)
+            analysis.tree_json = tree_json  # decoded in full only if a view may be involved
+            return analysis
         node = json.loads(tree_json)["stmts"][0]["stmt"][kind]  # type: ignore[arg-type]
         return self._classified(kind, node, text)
 
@@ -526,6 +532,31 @@ def _parse_or_none(text: str) -> str | None:
         return None
 
 
+_DECODER = json.JSONDecoder()
+
+
+def _light_node(kind: str, tree_json: str) -> dict | None:
+    """The fields classification and the guard read, for the commonest large statements.
+
+    CREATE TABLE and CREATE SEQUENCE trees are big (columns, options) but only their relation
+    (and, when present, inheritance parents or OWNED BY) matters here: decode just that field,
+    and fall back to the full tree whenever a key that matters is present. The keys are JSON
+    keys of libpg_query's output, which string constants cannot fake (their quotes are escaped).
+    """
+    if kind == "CreateStmt":
+        key, absent = '"relation":', ('"inhRelations":', '"ofTypename":')
+    elif kind == "CreateSeqStmt":
+        key, absent = '"sequence":', ('"defname":"owned_by"',)
+    else:
+        return None
+    head = '{"stmt":{"' + kind + '":{'
+    start = tree_json.find(head) + len(head)
+    if not tree_json.startswith(key, start) or any(a in tree_json for a in absent):
+        return None
+    value, _ = _DECODER.raw_decode(tree_json, start + len(key))
+    return {key.strip('":'): value}
+
+
 def _owner_only(kind: str, tree_json: str) -> bool:
     """True for ALTER ... OWNER TO statements (one command), read from the parse tree's JSON.
 
@@ -563,7 +594,8 @@ class _Builder:
         unpopulated_matviews: set[tuple[str, str]] | None,
     ):
         self.renames = renames
-        self.check = SchemaCheck(set(renames.values()))
+        self.analyzer = _Analyzer(renames, include_owner)
+        self.check = self.analyzer.check
         self.sequence_values = sequence_values
         self.include_owner = include_owner
         self.unpopulated = unpopulated_matviews or set()
@@ -601,8 +633,12 @@ class _Builder:
         if a.view is not None:
             if not self.in_post_data:
                 self.views[a.view[0]] = (index, a.view[1])
-        elif cls == "pre" and a.refs and self.views:
-            for ref in a.refs:
+        elif cls == "pre" and self.views and (a.refs or a.tree_json):
+            refs = a.refs
+            if a.tree_json is not None:  # a CREATE TABLE decoded in part: its column types now
+                node = json.loads(a.tree_json)["stmts"][0]["stmt"][a.kind]
+                refs = [self.analyzer.key(*r) for r in _table_type_refs(node)]
+            for ref in refs or ():
                 self._promote(ref, index)
 
     def _promote(self, key: tuple[str, str], before: int) -> None:
@@ -801,7 +837,7 @@ def build_bundle(
     collecting = gc.isenabled()
     gc.disable()
     try:
-        analyzer = _Analyzer(renames, include_owner)
+        analyzer = builder.analyzer
         for raw in _split(strip_restrict(dump_sql)):
             analysis = analyzer.analyze(raw)
             if analysis is not None:

@@ -170,3 +170,27 @@ def test_owner_statements_are_checked_only_when_applied() -> None:
     dump = "CREATE SCHEMA t1;\nALTER TABLE shared.countries OWNER TO mallory;\n"
     assert build_bundle(dump, {"t1": "t1_x"}).violations == []  # dropped: never applied
     assert build_bundle(dump, {"t1": "t1_x"}, include_owner=True).violations
+
+
+def test_bundle_violations_cover_tables_and_sequences() -> None:
+    dump = """
+CREATE SCHEMA t1;
+CREATE TABLE t1.ok (id integer, c text);
+CREATE TABLE shared.evil (id integer);
+CREATE TABLE t1.child (id integer) INHERITS (shared.parent);
+CREATE TABLE t1.part PARTITION OF shared.parent DEFAULT;
+CREATE SEQUENCE public.s;
+CREATE SEQUENCE t1.s2 OWNED BY shared.parent.id;
+CREATE SEQUENCE t1.fine;
+"""
+    bundle = build_bundle(dump, {"t1": "t1_x"})
+    refused = [v.split("Statement: ")[1].split(". Allowed")[0] for v in bundle.violations]
+    assert refused == [
+        "CREATE TABLE shared.evil (id integer)",
+        "CREATE TABLE t1_x.child (id integer) INHERITS (shared.parent)",
+        "CREATE TABLE t1_x.part PARTITION OF shared.parent DEFAULT",
+        "CREATE SEQUENCE public.s",
+        "CREATE SEQUENCE t1_x.s2 OWNED BY shared.parent.id",
+    ]
+    for statement in bundle.pre:  # the standalone guard agrees statement by statement
+        assert (statement_violation(statement, {"t1_x"}) is None) == (statement not in refused)
