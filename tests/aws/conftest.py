@@ -20,13 +20,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import boto3
 import psycopg
 import pytest
 import yaml
 from psycopg import sql
 
 from restore_assets.backends.aws import Overrides, overridden
+from restore_assets.backends.aws.clients import shared_session
 from restore_assets.backends.local.pg import Cluster, start_new_cluster
 from tests.aws.doubles import (
     DirectLauncher,
@@ -198,7 +198,7 @@ class World:
     temp_prefix: str = "restore-assets-"
 
     def __post_init__(self) -> None:
-        self.session = boto3.session.Session(region_name=REGION)
+        self.session = shared_session(None, REGION)  # service models parsed once per process
         self.rds = self.session.client("rds")
         self.sm = self.session.client("secretsmanager")
         self.dms_stub, self.dms_stubber = stubbed_twin("dms")
