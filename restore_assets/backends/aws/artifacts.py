@@ -87,8 +87,7 @@ class S3Artifacts:
         return names
 
     def purge(self, restore_id: str) -> None:
-        """Delete every artifact of a restore (idempotent; versioned buckets keep noncurrent copies
-        until their lifecycle rule expires them)."""
+        """Delete every artifact of a restore (idempotent; a versioned bucket's lifecycle expires the rest)."""
         base = f"{self.prefix}{restore_id}/"
         keys = [base + n for n in self.list(restore_id)]
         for i in range(0, len(keys), 1000):

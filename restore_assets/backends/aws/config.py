@@ -112,9 +112,9 @@ class AwsConfig:
         for key in ("copy_workers", "dms_allocated_storage_gb"):
             if key in values:
                 values[key] = int(values[key])
-        for key in ("lock_timeout",):
-            if key in config and key not in values:
-                values[key] = str(config[key])
+        # settings shared with the local backend may sit at the top level of the mapping
+        if "lock_timeout" not in values and config.get("lock_timeout"):
+            values["lock_timeout"] = str(config["lock_timeout"])
         if "copy_workers" not in values and config.get("copy_workers"):
             values["copy_workers"] = int(config["copy_workers"])
         cfg = cls(**values, extra=extra)
