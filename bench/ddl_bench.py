@@ -19,6 +19,8 @@ The last line is ``ratio: X`` (ours / baseline; target <= 1.0, peak < 200 MB).
 from __future__ import annotations
 
 import argparse
+import gc
+import json
 import resource
 import shutil
 import subprocess
@@ -28,6 +30,7 @@ import tracemalloc
 from pathlib import Path
 
 import psycopg
+from pglast import parser
 
 from restore_assets.backends.local.pg import pg_bin, start_new_cluster
 from restore_assets.ddl import DdlBundle, build_bundle, guard, read_sequence_values, strip_restrict
@@ -83,6 +86,19 @@ def ours(dump: str, values: dict) -> DdlBundle:
     return bundle
 
 
+def pglast_floor(dump: str) -> float:
+    """Seconds pglast alone needs: split, scan and parse+decode every statement (no renaming)."""
+    gc.disable()
+    try:
+        start = time.perf_counter()
+        for raw in parser.split(dump):
+            parser.scan(raw)
+            json.loads(parser.parse_sql_json(raw))
+        return time.perf_counter() - start
+    finally:
+        gc.enable()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tables", type=int, default=3000)
@@ -124,6 +140,7 @@ def main() -> None:
         start = time.perf_counter()
         guard(bundle.pre + bundle.post, bundle.target_schemas)
         standalone_guard = time.perf_counter() - start
+        floor = min(pglast_floor(dump) for _ in range(3))
 
         tracemalloc.start()
         ours(dump, values)
@@ -141,6 +158,7 @@ def main() -> None:
         print(
             f"(a standalone guard() re-check of pre+post, as apply() does: {standalone_guard:.2f}s)"
         )
+        print(f"(pglast alone: split + scan + parse + JSON decode of each statement: {floor:.2f}s)")
         print(f"peak memory (tracemalloc, Python heap): {peak / 1e6:.1f} MB")
         print(f"max RSS growth during timed runs (getrusage): {rss_growth:.1f} MB")
         print(f"ratio: {mine_best / base:.2f}")
