@@ -780,10 +780,9 @@ def strip_restrict(dump: str) -> str:
 def _split(dump_sql: str) -> list[str]:
     """Statements of a script: the parser's split, or a token split when a statement is broken."""
     try:
-        slices = parser.split(dump_sql, only_slices=True)
+        return list(parser.split(dump_sql))
     except parser.ParseError:
         return _split_tokens(dump_sql)
-    return [dump_sql[s] for s in slices]
 
 
 def _split_tokens(dump_sql: str) -> list[str]:
