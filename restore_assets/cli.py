@@ -191,6 +191,7 @@ def backend_config(args: argparse.Namespace) -> dict[str, Any]:
         import yaml
 
         cfg = yaml.safe_load(Path(args.config).read_text()) or {}
+        cfg["config_file"] = str(Path(args.config).resolve())
     if getattr(args, "backend", None):
         cfg["backend"] = args.backend
     cfg.setdefault("backend", "local")
@@ -492,9 +493,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _extensions() -> list[Callable[[Any], None]]:
+    from restore_assets.cli_aws import register as register_aws
     from restore_assets.cli_instance import register as register_instance
 
-    return [register_instance]
+    return [register_instance, register_aws]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,6 +34,17 @@ def backend_from_env() -> RestoreBackend:
     )
 
 
+def resources_from_env() -> dict[str, object]:
+    """The backend resource, plus the per-service AWS resources when the backend is aws."""
+    backend = backend_from_env()
+    resources: dict[str, object] = {"backend": backend}
+    if backend.backend == "aws" or backend.settings().get("backend") == "aws":
+        from restore_assets.backends.aws.resources import aws_resources
+
+        resources.update(aws_resources(backend.settings()))
+    return resources
+
+
 defs = dg.Definitions(
     jobs=[schema_restore, cleanup, instance_restore, instance_recover, snapshot, staging_refresh],
     sensors=[
@@ -44,5 +55,5 @@ defs = dg.Definitions(
         recover_after_instance_termination,
     ],
     schedules=SCHEDULES,
-    resources={"backend": backend_from_env()},
+    resources=resources_from_env(),
 )

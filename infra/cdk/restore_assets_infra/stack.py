@@ -74,6 +74,7 @@ class RestoreAssetsStack(Stack):
             "dms_subnet_group": restore.dms_subnet_group.ref,
             "dms_security_group_ids": [net.dms_sg.security_group_id],
             "dms_instance_class": settings.dms_instance_class,
+            "dms_secrets_role_arn": self.restore.dms_secrets_role.role_arn,
             "ecs_cluster": restore.cluster.cluster_arn,
             "ecs_task_definition": restore.task_definition.task_definition_arn,
             "ecs_container_name": CONTAINER_NAME,
@@ -104,12 +105,6 @@ class RestoreAssetsStack(Stack):
             "BackendRoleArn",
             value=self.backend.role.role_arn,
             description="IAM role for Dagster runs of the AWS backend",
-        )
-        CfnOutput(
-            self,
-            "DmsSecretsAccessRoleArn",
-            value=self.restore.dms_secrets_role.role_arn,
-            description="Role DMS endpoints use to read credentials from Secrets Manager",
         )
         if self.dagster is not None:
             CfnOutput(

@@ -197,6 +197,7 @@ def test_backend_config_script_rebuilds_the_yaml(tmp_path: Path, capsys: Any) ->
         "DmsSubnetGroup": "restoreassets-restore-dms",
         "DmsSecurityGroupIds": "sg-2",
         "DmsInstanceClass": "dms.r5.large",
+        "DmsSecretsAccessRoleArn": "arn:aws:iam::123456789012:role/dms-secrets",
         "EcsCluster": "arn:aws:ecs:eu-west-1:123456789012:cluster/c",
         "EcsTaskDefinition": "arn:aws:ecs:eu-west-1:123456789012:task-definition/t:1",
         "EcsContainerName": "restore-tools",
@@ -218,6 +219,7 @@ def test_backend_config_script_rebuilds_the_yaml(tmp_path: Path, capsys: Any) ->
     assert document["aws"]["restore_security_group_ids"] == ["sg-1"]
     assert document["aws"]["parameter_group"] is None
     assert document["aws"]["secret_arn"] == values["SecretArn"]
+    assert document["aws"]["dms_secrets_role_arn"] == values["DmsSecretsAccessRoleArn"]
     # Unquoted, as in the documented shape.
     assert re.search(r"^  ecs_subnets: \[subnet-1, subnet-2\]$", text, re.M)
     assert "  artifact_prefix: restores/\n" in text

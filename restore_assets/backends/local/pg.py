@@ -46,12 +46,18 @@ def bindir() -> Path:
 
 def pg_bin(name: str) -> str:
     """Absolute path of one PostgreSQL program (server binaries' directory first, then PATH)."""
-    p = bindir() / name
-    if p.exists():
-        return str(p)
+    try:
+        p = bindir() / name
+        if p.exists():
+            return str(p)
+    except FleetError:
+        pass  # a client-only install (the pg tools image): pg_dump and psql from PATH
     found = shutil.which(name)
     if not found:
-        raise FleetError(f"PostgreSQL program {name!r} not found in {bindir()} or on PATH")
+        raise FleetError(
+            f"PostgreSQL program {name!r} not found in the server binaries' directory or on PATH:"
+            " run `make setup` or install the PostgreSQL client"
+        )
     return found
 
 
