@@ -1,6 +1,7 @@
 """The `schema_restore` job: one thin op per phase; errors travel as results to an always-run cleanup."""
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
@@ -108,18 +109,31 @@ def _ctx(run: dict) -> tuple[str, phases.RestorePlan]:
     return run["restore_id"], phases.RestorePlan.from_dict(run["plan"])
 
 
+def _phase(
+    context: dg.OpExecutionContext,
+    backend: RestoreBackend,
+    run: dict,
+    phase: str,
+    body: Callable[[phases.Services, str, phases.RestorePlan], Any],
+    upstream: list[PhaseResult] | tuple[PhaseResult, ...] = (),
+    metadata: Callable[[Any], dict[str, Any]] | None = None,
+) -> PhaseResult:
+    """Run one phase of the core for this op (skipped after an upstream failure), log it, report it."""
+    services = _services(backend, context, run["fail_at"])
+    rid, plan = _ctx(run)
+    result = phases.run_phase(
+        services, rid, phase, lambda: body(services, rid, plan), upstream, metadata
+    )
+    return _finish_op(context, result)
+
+
 @dg.op(out=dg.Out(PhaseResult))
 def detect_topology(
     context: dg.OpExecutionContext, run: dict, backend: RestoreBackend
 ) -> PhaseResult:
     """Phase 1b: topology, engine version and restore window of the source."""
-    services = _services(backend, context, run["fail_at"])
-    rid, _plan = _ctx(run)
-    return _finish_op(
-        context,
-        phases.run_phase(
-            services, rid, "topology", lambda: phases.topology(services), metadata=lambda v: v
-        ),
+    return _phase(
+        context, backend, run, "topology", lambda s, _r, _p: phases.topology(s), metadata=dict
     )
 
 
@@ -128,18 +142,14 @@ def provision_temp_database(
     context: dg.OpExecutionContext, run: dict, topology: PhaseResult, backend: RestoreBackend
 ) -> PhaseResult:
     """Phase 2: the temporary server at the restore point."""
-    services = _services(backend, context, run["fail_at"])
-    rid, plan = _ctx(run)
-    return _finish_op(
+    return _phase(
         context,
-        phases.run_phase(
-            services,
-            rid,
-            "provision",
-            lambda: phases.provision(services, rid, plan),
-            [topology],
-            metadata=lambda t: t.to_dict(),
-        ),
+        backend,
+        run,
+        "provision",
+        phases.provision,
+        [topology],
+        metadata=lambda t: t.to_dict(),
     )
 
 
@@ -148,23 +158,19 @@ def extract_ddl(
     context: dg.OpExecutionContext, run: dict, temp: PhaseResult, backend: RestoreBackend
 ) -> PhaseResult:
     """Phase 3: dump, split and rename the DDL; store pre, post and full as artifacts."""
-    services = _services(backend, context, run["fail_at"])
-    rid, plan = _ctx(run)
-    return _finish_op(
+    return _phase(
         context,
-        phases.run_phase(
-            services,
-            rid,
-            "ddl",
-            lambda: phases.extract_ddl(services, rid, plan, temp.value),
-            [temp],
-            metadata=lambda v: {
-                "artifacts": v["artifacts"],
-                "pre_statements": len(v["bundle"].pre),
-                "post_statements": len(v["bundle"].post),
-                "warnings": list(v["bundle"].warnings),
-            },
-        ),
+        backend,
+        run,
+        "ddl",
+        lambda s, rid, plan: phases.extract_ddl(s, rid, plan, temp.value),
+        [temp],
+        metadata=lambda v: {
+            "artifacts": v["artifacts"],
+            "pre_statements": len(v["bundle"].pre),
+            "post_statements": len(v["bundle"].post),
+            "warnings": list(v["bundle"].warnings),
+        },
     )
 
 
@@ -173,18 +179,14 @@ def apply_pre_ddl(
     context: dg.OpExecutionContext, run: dict, ddl: PhaseResult, backend: RestoreBackend
 ) -> PhaseResult:
     """Phase 3b: create the restored schemas' tables and keys in production (one transaction)."""
-    services = _services(backend, context, run["fail_at"])
-    rid, plan = _ctx(run)
-    return _finish_op(
+    return _phase(
         context,
-        phases.run_phase(
-            services,
-            rid,
-            "pre",
-            lambda: phases.apply_pre(services, rid, plan, ddl.value["bundle"]),
-            [ddl],
-            metadata=lambda v: v,
-        ),
+        backend,
+        run,
+        "pre",
+        lambda s, rid, plan: phases.apply_pre(s, rid, plan, ddl.value["bundle"]),
+        [ddl],
+        metadata=dict,
     )
 
 
@@ -204,8 +206,6 @@ def copy_schema_data(
 ) -> PhaseResult:
     """Phase 4: copy one schema's rows from the temporary server (parallel COPY or DMS)."""
     run, schema = task["run"], task["schema"]
-    services = _services(backend, context, run["fail_at"])
-    rid, plan = _ctx(run)
     temp: PhaseResult = task["temp"]
 
     def progress(t: Any) -> None:
@@ -224,15 +224,15 @@ def copy_schema_data(
             },
         }
 
-    result = phases.run_phase(
-        services,
-        rid,
+    return _phase(
+        context,
+        backend,
+        run,
         f"copy:{schema}",
-        lambda: phases.copy_schema(services, plan, temp.value, schema, progress),
+        lambda s, _rid, plan: phases.copy_schema(s, plan, temp.value, schema, progress),
         [temp, task["pre"]],
         metadata=meta,
     )
-    return _finish_op(context, result)
 
 
 @dg.op(out=dg.Out(PhaseResult))
@@ -244,18 +244,14 @@ def apply_post_ddl(
     backend: RestoreBackend,
 ) -> PhaseResult:
     """Phase 5: constraints, indexes, triggers, views, policies, sequences; refresh; ANALYZE."""
-    services = _services(backend, context, run["fail_at"])
-    rid, plan = _ctx(run)
-    return _finish_op(
+    return _phase(
         context,
-        phases.run_phase(
-            services,
-            rid,
-            "post",
-            lambda: phases.apply_post(services, plan, ddl.value["bundle"], rid),
-            [ddl, *copies],
-            metadata=lambda v: v,
-        ),
+        backend,
+        run,
+        "post",
+        lambda s, rid, plan: phases.apply_post(s, plan, ddl.value["bundle"], rid),
+        [ddl, *copies],
+        metadata=dict,
     )
 
 
@@ -328,19 +324,13 @@ def compare_restored(
     context: dg.OpExecutionContext, run: dict, post: PhaseResult, backend: RestoreBackend
 ) -> PhaseResult:
     """Phase 5b: the comparison report of each restored schema against its live schema (configurable off)."""
-    services = _services(backend, context, run["fail_at"])
-    rid, plan = _ctx(run)
     if not run.get("compare", True) and run["fail_at"] != "compare":
         return _finish_op(
             context, PhaseResult("compare", ok=True, value=None, metadata={"disabled": True})
         )
-    result = phases.run_phase(
-        services,
-        rid,
-        "compare",
-        lambda: phases.compare(services, rid, plan),
-        [post],
-        metadata=lambda v: v["headline"],
+    rid, plan = _ctx(run)
+    result = _phase(
+        context, backend, run, "compare", phases.compare, [post], metadata=lambda v: v["headline"]
     )
     if result.ok:
         for schema, report in result.value["reports"].items():
@@ -356,7 +346,7 @@ def compare_restored(
                     },
                 )
             )
-    return _finish_op(context, result)
+    return result
 
 
 @dg.job(config=request_as_run_config, tags={"restore-assets/kind": "schema_restore"})

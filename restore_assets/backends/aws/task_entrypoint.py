@@ -111,7 +111,7 @@ def run_extract(ctx: TaskContext, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_apply(ctx: TaskContext, spec: dict[str, Any], stage: str) -> dict[str, Any]:
-    """Guard and apply the statements in one transaction; record schemas the transaction creates."""
+    """Guard and apply: pre in one transaction recording the schemas it creates; post in waves."""
     import psycopg
 
     from restore_assets import ddl
@@ -119,6 +119,19 @@ def run_apply(ctx: TaskContext, spec: dict[str, Any], stage: str) -> dict[str, A
     statements = list(spec["statements"])
     allowed = set(spec["allowed_schemas"])
     database = spec["database"]
+    lock_timeout = ctx.env.get("RESTORE_ASSETS_LOCK_TIMEOUT", "5s")
+    if stage == "post":
+        from restore_assets.ddl.parallel import apply_post
+
+        workers = int(ctx.env.get("RESTORE_ASSETS_POST_WORKERS", "4"))
+        waves = apply_post(
+            ctx.production_dsn(database),
+            statements,
+            allowed,
+            workers=workers,
+            lock_timeout=lock_timeout,
+        )
+        return {"stage": stage, "xid": None, "statements": len(statements), "waves": waves}
     ddl.guard(statements, allowed)
     audit = None
     table = ctx.env.get("RESTORE_ASSETS_AUDIT_TABLE")
@@ -144,7 +157,7 @@ def run_apply(ctx: TaskContext, spec: dict[str, Any], stage: str) -> dict[str, A
                     f"{database}.{schema}",
                     {"database": database, "schema": schema, "xid": xid},
                 )
-        ddl.apply(conn, statements, lock_timeout=ctx.env.get("RESTORE_ASSETS_LOCK_TIMEOUT", "5s"))
+        ddl.apply(conn, statements, lock_timeout=lock_timeout)
     return {"stage": stage, "xid": xid if created else None, "statements": len(statements)}
 
 
