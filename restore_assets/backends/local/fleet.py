@@ -80,6 +80,13 @@ def mask_dsn(dsn: str) -> str:
     return psycopg.conninfo.make_conninfo(**params)
 
 
+def without_password(dsn: str) -> str:
+    """A connection string without its password (to pass on a command line, where ps shows it)."""
+    params = psycopg.conninfo.conninfo_to_dict(dsn)
+    params.pop("password", None)
+    return psycopg.conninfo.make_conninfo(**params)
+
+
 def _dir_size(path: Path) -> int:
     total = 0
     for dirpath, _dirs, files in os.walk(path):
@@ -288,7 +295,7 @@ class LocalFleet:
                 [
                     pg.pg_bin("pg_basebackup"),
                     "-d",
-                    self.production_dsn(),
+                    without_password(self.production_dsn()),  # the password goes in PGPASSWORD
                     "-D",
                     str(target),
                     "-Fp",
