@@ -184,7 +184,8 @@ def validate(
     try:
         request = RestoreRequest.parse(raw)
         plan = plan_restore(request, services.fleet)
-    except InvalidRequest as exc:
+    except RestoreError as exc:
+        # bad input, or a source that cannot be checked (archive failing, server down): nothing created
         rid = services.audit.reject("schema_restore", _safe_inputs(raw), str(exc), restore_id)
         raise InvalidRequest(f"{exc} (restore {rid} rejected)") from None
     rid = services.audit.open("schema_restore", plan.request.to_dict(), restore_id)
