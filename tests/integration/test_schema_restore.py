@@ -109,16 +109,18 @@ def test_pitr_restore_of_two_schemas_equals_the_source_at_the_restore_point(demo
     assert demo_fleet.temp_instances() == []
 
 
-def test_snapshot_restore_returns_the_snapshot_state(demo_fleet):
+def test_snapshot_restore_of_two_schemas_returns_the_snapshot_state(demo_fleet):
     dsn = demo_fleet.production_dsn("tenant_b")
+    schemas = ("customer_b1", "customer_b2")
     with psycopg.connect(dsn, autocommit=True) as conn:
-        before = schema_checksums(conn, "customer_b1")
+        before = {s: schema_checksums(conn, s) for s in schemas}
+        seqs = {s: sequence_state(conn, s) for s in schemas}
         snap = demo_fleet.snapshot()
         damage(conn, "customer_b1")
     out = run_schema_restore(
         {
             "database": "tenant_b",
-            "schemas": ["customer_b1"],
+            "schemas": list(schemas),
             "snapshot_id": snap.id,
             "suffix": "snap",
         },
@@ -127,10 +129,13 @@ def test_snapshot_restore_returns_the_snapshot_state(demo_fleet):
     )
     assert out["status"] == "succeeded", out
     with psycopg.connect(dsn, autocommit=True) as conn:
-        assert schema_checksums(conn, "customer_b1_snap") == before
-        conn.execute("DROP SCHEMA customer_b1_snap CASCADE")
+        for s in schemas:
+            assert schema_checksums(conn, f"{s}_snap") == before[s]
+            assert sequence_state(conn, f"{s}_snap") == seqs[s]
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(f"{s}_snap")))
     reports = out["report"]["reports"]
     assert reports["customer_b1"]["headline"]["rows_changed"] > 0
+    assert reports["customer_b2"]["headline"]["tables_with_differences"] == 0
     assert os.path.exists(reports["customer_b1"]["html"])
 
 
