@@ -504,10 +504,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("restore_assets").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     try:
         rc = args.fn(args)
     except RestoreError as exc:

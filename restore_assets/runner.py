@@ -34,6 +34,17 @@ def run_schema_restore(
     from restore_assets.jobs.schema_restore import schema_restore
 
     rid = restore_id or new_restore_id()
+    services = build_services(backend_config)
+    refused = _refusal(services, request, rid)
+    if refused is not None:
+        return {
+            "restore_id": rid,
+            "status": "rejected",
+            "cause": refused,
+            "restored": {},
+            "phases": {},
+            "artifacts": {},
+        }
     run_config = {**request, "compare": compare, "restore_id": rid}
     if fail_at_phase:
         run_config["fail_at_phase"] = fail_at_phase
@@ -42,7 +53,6 @@ def run_schema_restore(
         resources={"backend": _resource(backend_config)},
         raise_on_error=False,
     )
-    services = build_services(backend_config)
     try:
         rec = services.audit.get(rid)
     except KeyError:
@@ -77,6 +87,25 @@ def run_schema_restore(
         "report": summary.get("report"),
         "duration_s": rec.get("duration_s"),
     }
+
+
+def _refusal(services: Any, request: dict[str, Any], restore_id: str) -> str | None:
+    """The reason a request is refused (recorded as rejected), checked before launching the job.
+
+    The job's validate op checks again (the source may change in between); checking here first keeps
+    Dagster's step-failure output away from a user who only mistyped a name.
+    """
+    from restore_assets.errors import RestoreError
+    from restore_assets.request import RestoreRequest, plan_restore
+
+    try:
+        plan_restore(RestoreRequest.parse(request), services.fleet)
+    except RestoreError as exc:
+        services.audit.reject(
+            "schema_restore", {k: str(v) for k, v in request.items()}, str(exc), restore_id
+        )
+        return str(exc)
+    return None
 
 
 def _first_failure(result: Any) -> str:

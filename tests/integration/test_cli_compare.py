@@ -100,3 +100,22 @@ def test_rejected_restore_exits_2_with_the_reason(demo_fleet):
     )  # fmt: skip
     assert res.returncode == 2
     assert "in the future" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_plan_lists_what_would_be_created_and_creates_nothing(demo_fleet):
+    before = demo_fleet.temp_instances()
+    out = json.loads(
+        cli("restore", "--root", str(demo_fleet.root), "--database", "tenant_a", "--schema", "customer_a1",
+            "--restore-time", datetime.now(UTC).isoformat(), "--suffix", "planned", "--plan").stdout
+    )  # fmt: skip
+    kinds = [r["kind"] for r in out["would_create"]]
+    assert kinds == ["local-temp-cluster", "restored-schema", "artifacts"]
+    assert out["would_create"][1]["name"] == "customer_a1_planned"
+    assert demo_fleet.temp_instances() == before
+    with psycopg.connect(demo_fleet.production_dsn("tenant_a")) as conn:
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM pg_namespace WHERE nspname = 'customer_a1_planned'"
+            ).fetchone()[0]
+            == 0
+        )

@@ -374,3 +374,24 @@ def test_killed_during_copy_then_cleanup_removes_everything(demo_fleet, tmp_path
     from restore_assets.backends import build_services
 
     assert build_services({"root": str(demo_fleet.root)}).audit.get(rid)["status"] == "failed"
+
+
+def test_job_refuses_bad_input_in_its_validate_op(demo_fleet):
+    from restore_assets.backends import build_services
+    from restore_assets.jobs.resources import RestoreBackend
+    from restore_assets.jobs.schema_restore import schema_restore
+
+    result = schema_restore.execute_in_process(
+        run_config={
+            "database": "tenant_a",
+            "schemas": ["customer_a1"],
+            "snapshot_id": "snap-nope",
+            "restore_id": "r-bad-op",
+        },
+        resources={"backend": RestoreBackend(root=str(demo_fleet.root))},
+        raise_on_error=False,
+    )
+    assert not result.success
+    rec = build_services({"root": str(demo_fleet.root)}).audit.get("r-bad-op")
+    assert rec["status"] == "rejected" and "unknown snapshot id 'snap-nope'" in rec["cause"]
+    assert demo_fleet.temp_instances() == []

@@ -665,6 +665,46 @@ class LocalFleet:
             f" {cluster.last_log_error() or last_exc}"
         )
 
+    def plan_resources(self, plan: Any) -> list[dict[str, Any]]:
+        """What a restore of this plan would create on this machine (nothing is created)."""
+        target = plan.request.target
+        base = (
+            self.get_snapshot(target.snapshot_id)
+            if target.snapshot_id
+            else self._base_for(plan.restore_point, self.snapshots())
+        )
+        free = shutil.disk_usage(self.root).free
+        out: list[dict[str, Any]] = [
+            {
+                "kind": TEMP_KIND,
+                "from_snapshot": base.id,
+                "recovery": "immediate"
+                if target.snapshot_id
+                else f"to {plan.restore_point.isoformat()}",
+                "disk_bytes": base.size_bytes,
+                "free_disk_bytes": free,
+                "enough_disk": free > 2 * base.size_bytes,
+                "port": "a free port on 127.0.0.1",
+            }
+        ]
+        for schema, restored in plan.targets.items():
+            out.append(
+                {
+                    "kind": "restored-schema",
+                    "database": plan.request.database,
+                    "from": schema,
+                    "name": restored,
+                }
+            )
+        out.append(
+            {
+                "kind": "artifacts",
+                "dir": str(self.root / "artifacts"),
+                "files": ["pre.sql", "post.sql", "full.sql"],
+            }
+        )
+        return out
+
     def temp_dsn(self, db: TempDatabase, database: str = "postgres") -> str:
         """Connection string to one database of a temporary cluster."""
         return pg.dsn(db.port, database, user=db.user)
