@@ -201,9 +201,15 @@ def _safe_inputs(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- phases 2-3
-def topology(services: Services) -> dict[str, Any]:
-    """Topology, engine version and restore window of the production server."""
+def topology(services: Services, restore_id: str) -> dict[str, Any]:
+    """Topology, engine version and restore window of the source; start its slow resources early."""
     src = services.fleet.describe()
+
+    def record(kind: str, identifier: str, details: dict[str, Any]) -> None:
+        services.audit.resource(restore_id, kind, identifier, details)
+
+    # e.g. the DMS replication instance on AWS: the slowest resource, ready by the time data moves
+    services.fleet.prepare(restore_id, record)
     return {
         "identifier": src.identifier,
         "topology": src.topology,

@@ -112,6 +112,10 @@ class Fleet(Protocol):
         """Connection string to one database of the production server."""
         ...
 
+    def prepare(self, restore_id: str, record: RecordResource) -> None:
+        """Start slow resources a restore will need later, without waiting (may do nothing)."""
+        ...
+
     def provision(
         self, restore_id: str, target: RestoreTarget, record: RecordResource, timeout: float
     ) -> TempDatabase:

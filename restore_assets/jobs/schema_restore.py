@@ -133,7 +133,7 @@ def detect_topology(
 ) -> PhaseResult:
     """Phase 1b: topology, engine version and restore window of the source."""
     return _phase(
-        context, backend, run, "topology", lambda s, _r, _p: phases.topology(s), metadata=dict
+        context, backend, run, "topology", lambda s, rid, _p: phases.topology(s, rid), metadata=dict
     )
 
 

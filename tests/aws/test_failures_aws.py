@@ -215,3 +215,25 @@ def test_unknown_source_is_refused(world: World, database: str) -> None:
         "unknown source 'missing-db'",
         source_identifier="missing-db",
     )
+
+
+def test_replication_instance_starts_in_phase_one(world: World, database: str) -> None:
+    """The DMS replication instance is created by the topology phase, before the temporary database."""
+    from restore_assets.backends import build_services
+
+    point = _setup(world)
+    backend = world.config_file(artifact_retention="delete")
+    out = _run(
+        world,
+        {"database": database, "schemas": ["customer_a1"], "restore_time": point.isoformat()},
+        fail_at="provision",
+    )
+    assert out["status"] == "failed"
+    with world.active():
+        rec = build_services(backend).audit.get(out["restore_id"])
+    kinds = [r["kind"] for r in sorted(rec["resources"], key=lambda r: r["created_at"])]
+    assert kinds and "replication-instance" in kinds[0], (
+        kinds
+    )  # recorded by phase 1, then cleaned up
+    assert all(r["deleted_at"] for r in rec["resources"])
+    _clean(world, database)

@@ -561,6 +561,9 @@ class LocalFleet:
             out.append(info)
         return out
 
+    def prepare(self, restore_id: str, record: RecordResource | None = None) -> None:
+        """Nothing to start early on this machine (the temporary cluster is created by provision)."""
+
     def provision(
         self,
         restore_id: str,
