@@ -236,7 +236,7 @@ def finish_instance_restore(
 
 
 @dg.job(config=instance_request_as_run_config, tags={KIND_TAG: "instance_restore"})
-def instance_restore():
+def instance_restore() -> None:
     """Restore an instance or cluster in place from a snapshot, keeping its identifier and endpoint."""
     run = validate_instance_request()
     snap = take_snapshot_step(run)
@@ -287,7 +287,7 @@ def recover_instance(
 
 
 @dg.job(tags={KIND_TAG: "instance_recover"})
-def instance_recover():
+def instance_recover() -> None:
     """Roll back an instance restore that crashed or was terminated (keyed by its restore id)."""
     recover_instance()
 

@@ -197,7 +197,7 @@ def restore_staging(
 
 
 @dg.job(tags={KIND_TAG: "staging_refresh"})
-def staging_refresh():
+def staging_refresh() -> None:
     """Refresh the staging copy: drop the previous `<schema>_staging`, restore to the latest point."""
     restore_staging(drop_previous_staging())
 

@@ -1,7 +1,7 @@
 """The `schema_restore` job: one thin op per phase; errors travel as results to an always-run cleanup."""
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import dagster as dg
@@ -191,7 +191,9 @@ def apply_pre_ddl(
 
 
 @dg.op(out=dg.DynamicOut(dict))
-def fan_out_schemas(context: dg.OpExecutionContext, run: dict, temp: PhaseResult, pre: PhaseResult):
+def fan_out_schemas(
+    context: dg.OpExecutionContext, run: dict, temp: PhaseResult, pre: PhaseResult
+) -> Iterator[dg.DynamicOutput]:
     """Phase 4 fan-out: one copy per schema."""
     for schema in run["plan"]["request"]["schemas"]:
         key = re.sub(r"[^A-Za-z0-9_]", "_", schema)
@@ -350,7 +352,7 @@ def compare_restored(
 
 
 @dg.job(config=request_as_run_config, tags={"restore-assets/kind": "schema_restore"})
-def schema_restore():
+def schema_restore() -> None:
     """Restore schemas of one database to a point in time or snapshot, side by side with the live ones."""
     run = validate_request()
     topo = detect_topology(run)
@@ -389,7 +391,7 @@ def cleanup_restore(
 
 
 @dg.job(tags={"restore-assets/kind": "cleanup"})
-def cleanup():
+def cleanup() -> None:
     """Remove the leftovers of one restore id: temporary servers, secrets, partial schemas."""
     cleanup_restore()
 
@@ -400,7 +402,7 @@ def cleanup():
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
 )
-def cleanup_after_failure(context: dg.RunFailureSensorContext):
+def cleanup_after_failure(context: dg.RunFailureSensorContext) -> dg.RunRequest:
     """Launch the idempotent cleanup job for a schema restore that failed, crashed or was terminated."""
     return _cleanup_request(context.dagster_run)
 
@@ -412,7 +414,7 @@ def cleanup_after_failure(context: dg.RunFailureSensorContext):
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
 )
-def cleanup_after_termination(context: dg.RunStatusSensorContext):
+def cleanup_after_termination(context: dg.RunStatusSensorContext) -> dg.RunRequest:
     """Launch the cleanup job for a schema restore that was terminated from the UI."""
     return _cleanup_request(context.dagster_run)
 

@@ -68,7 +68,7 @@ def finish_snapshot(
 
 
 @dg.job(config=snapshot_request_as_run_config, tags={KIND_TAG: "snapshot"})
-def snapshot():
+def snapshot() -> None:
     """Take a snapshot of the instance or cluster (optionally exported to S3)."""
     run = validate_snapshot_request()
     snap = take_snapshot_step(run)
