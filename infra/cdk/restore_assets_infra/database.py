@@ -7,7 +7,6 @@ existing database named by context `sourceIdentifier` (`selectedDatabase=None`, 
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from aws_cdk import Annotations, CustomResource, Duration, RemovalPolicy
@@ -19,7 +18,8 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
-from .config import CDK_DIR, ConfigError, Settings
+from .config import ConfigError, Settings
+from .demo_sql import stage_loader_asset
 from .logs import retention
 from .network import Network
 
@@ -27,8 +27,6 @@ MASTER_USERNAME = "postgres"
 BACKUP_RETENTION_DAYS = 7
 DEMO_DATABASE = "tenant_a"
 DEMO_SCHEMAS = ("customer_a1", "customer_a2")
-ASSETS_DIR = CDK_DIR / "assets"
-DEMO_SQL = ASSETS_DIR / "demo_tenant.sql"
 UNSET = "UNSET"
 
 _DEFAULT_INSTANCE_CLASS = {
@@ -280,16 +278,14 @@ class ProductionDatabase(Construct):
             compatible_runtimes=[lambda_.Runtime.PYTHON_3_12],
             description="pg8000 (pure-Python PostgreSQL driver) for the demo tenant loader",
         )
+        asset_dir, sql_hash = stage_loader_asset()
         loader_sg = self._lambda_sg("DemoLoaderSg", "Demo tenant loader Lambda")
         function = lambda_.Function(
             self,
             "DemoLoader",
             runtime=lambda_.Runtime.PYTHON_3_12,
             handler="demo_loader.index.handler",
-            code=lambda_.Code.from_asset(
-                str(ASSETS_DIR),
-                exclude=["**/__pycache__", "**/*.pyc", "demo_loader/requirements.txt"],
-            ),
+            code=lambda_.Code.from_asset(str(asset_dir)),
             layers=[layer],
             vpc=net.vpc,
             vpc_subnets=net.task_subnets,
@@ -317,7 +313,6 @@ class ProductionDatabase(Construct):
                 removal_policy=RemovalPolicy.DESTROY,
             ),
         )
-        sql_hash = hashlib.sha256(DEMO_SQL.read_bytes()).hexdigest()
         demo = CustomResource(
             self,
             "DemoTenants",

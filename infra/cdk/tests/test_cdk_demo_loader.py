@@ -8,12 +8,10 @@ from typing import Any
 
 import pytest
 from cdk_helpers import CDK_DIR, fake_layer_dir, load_module, resources
-from restore_assets_infra.config import REPO_ROOT, ConfigError, Settings
+from restore_assets_infra.config import ConfigError, Settings
+from restore_assets_infra.demo_sql import demo_tenant_sql, stage_loader_asset
 
 pytestmark = pytest.mark.cdk
-
-CORPUS_SQL = REPO_ROOT.parent / "shared" / "corpus" / "aws-sample-tenant-schema.sql"
-DEMO_SQL = CDK_DIR / "assets" / "demo_tenant.sql"
 
 
 def _loader_module() -> Any:
@@ -21,29 +19,39 @@ def _loader_module() -> Any:
 
 
 def test_demo_sql_has_the_four_tables_per_schema() -> None:
-    text = DEMO_SQL.read_text()
+    text = demo_tenant_sql()
     for table in ("users", "products", "orders", "order_items"):
-        assert f"CREATE TABLE IF NOT EXISTS {{{{SCHEMA_NAME}}}}.{table} (" in text
+        assert f'CREATE TABLE "{{{{SCHEMA_NAME}}}}".{table} (' in text
 
 
-def test_demo_sql_is_the_corpus_schema_verbatim() -> None:
-    assert CORPUS_SQL.is_file(), (
-        f"{CORPUS_SQL} missing: the corpus sits beside the repository (../shared)"
-    )
-    header, _, body = DEMO_SQL.read_text().partition("\n\n")
-    assert header.startswith("-- Demo tenant schema")
-    assert body == CORPUS_SQL.read_text()
+def test_demo_sql_is_the_local_demo_schema() -> None:
+    """The Lambda loads exactly what `restore-assets demo seed` creates locally."""
+    from restore_assets.demo.schema import ddl_parts
+
+    loader = _loader_module()
+    rendered = loader.render_sql(demo_tenant_sql(), "customer_a1")
+    pre, post = ddl_parts("customer_a1")
+    assert pre.strip() in rendered and post.strip() in rendered
+    assert "{{" not in rendered
 
 
 def test_render_sql_substitutes_the_schema_in_one_transaction() -> None:
     loader = _loader_module()
-    sql = loader.render_sql(DEMO_SQL.read_text(), "customer_a1")
+    sql = loader.render_sql(demo_tenant_sql(), "customer_a1")
     assert "{{SCHEMA_NAME}}" not in sql
-    assert "CREATE SCHEMA IF NOT EXISTS customer_a1;" in sql
+    assert 'CREATE SCHEMA "customer_a1";' in sql
     assert sql.startswith("BEGIN;\n") and sql.rstrip().endswith("COMMIT;")
     for bad in ("Customer", "a; DROP", "", "x" * 64, '"q"'):
         with pytest.raises(loader.LoaderError):
-            loader.render_sql(DEMO_SQL.read_text(), bad)
+            loader.render_sql(demo_tenant_sql(), bad)
+
+
+def test_staged_asset_holds_the_loader_and_the_sql() -> None:
+    staged, digest = stage_loader_asset()
+    assert (staged / "demo_loader" / "index.py").is_file()
+    assert (staged / "demo_tenant.sql").read_text() == demo_tenant_sql()
+    assert not (staged / "demo_loader" / "requirements.txt").exists()
+    assert len(digest) == 64
 
 
 def test_delete_does_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
