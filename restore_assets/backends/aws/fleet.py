@@ -190,31 +190,25 @@ class AwsFleet:
         """Topology, engine version, restore window and snapshots of the source."""
         src = self._describe_source()
         if src["topology"] == AURORA:
-            c = src["cluster"]
-            snaps = [
-                Snapshot(
-                    id=s["DBClusterSnapshotIdentifier"],
-                    created_at=self._snapshot_point(s),
-                    size_bytes=int(s.get("AllocatedStorage") or 0) * 1024**3,
-                    kind=f"cluster-snapshot:{s.get('SnapshotType', 'manual')}",
-                )
-                for s in self._cluster_snapshots()
-                if s.get("SnapshotCreateTime")
-            ]
-            version = c.get("EngineVersion", "")
+            raw, id_key, kind = (
+                self._cluster_snapshots(),
+                "DBClusterSnapshotIdentifier",
+                "cluster-snapshot",
+            )
+            version = src["cluster"].get("EngineVersion", "")
         else:
-            inst = src["instance"]
-            snaps = [
-                Snapshot(
-                    id=s["DBSnapshotIdentifier"],
-                    created_at=self._snapshot_point(s),
-                    size_bytes=int(s.get("AllocatedStorage") or 0) * 1024**3,
-                    kind=f"db-snapshot:{s.get('SnapshotType', 'manual')}",
-                )
-                for s in self._instance_snapshots()
-                if s.get("SnapshotCreateTime")
-            ]
-            version = inst.get("EngineVersion", "")
+            raw, id_key, kind = self._instance_snapshots(), "DBSnapshotIdentifier", "db-snapshot"
+            version = src["instance"].get("EngineVersion", "")
+        snaps = [
+            Snapshot(
+                id=s[id_key],
+                created_at=self._snapshot_point(s),
+                size_bytes=int(s.get("AllocatedStorage") or 0) * 1024**3,
+                kind=f"{kind}:{s.get('SnapshotType', 'manual')}",
+            )
+            for s in raw
+            if s.get("SnapshotCreateTime")
+        ]
         return Source(
             identifier=self.cfg.source_identifier,
             topology=src["topology"],
