@@ -13,8 +13,9 @@ from typing import Any
 import dagster as dg
 
 from restore_assets.alerts import AlertNotifier, notifier_from_settings
-from restore_assets.jobs.instance_restore import KIND_TAG, instance_restore, restore_id_of
+from restore_assets.jobs.instance_restore import KIND_TAG, instance_restore
 from restore_assets.jobs.resources import RestoreBackend
+from restore_assets.jobs.runs import restore_id_of
 from restore_assets.jobs.schedules import staging_refresh
 from restore_assets.jobs.schema_restore import schema_restore
 from restore_assets.jobs.snapshot import snapshot

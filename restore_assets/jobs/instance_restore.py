@@ -15,6 +15,7 @@ from restore_assets.instance import InstanceServices, instance_services
 from restore_assets.instance import core as steps
 from restore_assets.instance.model import InstancePlan
 from restore_assets.jobs.resources import RestoreBackend
+from restore_assets.jobs.runs import crash_sensors, restore_id_of
 from restore_assets.phases import PhaseResult
 
 KIND_TAG = "restore-assets/kind"
@@ -249,18 +250,6 @@ def instance_restore() -> None:
 
 
 # ---------------------------------------------------------------------------- crash recovery
-def restore_id_of(run: dg.DagsterRun) -> str:
-    """The restore id a run was launched with (top-level or op config), else `dg-<run id>`."""
-    config: dict[str, Any] = dict(run.run_config or {})
-    if config.get("restore_id"):
-        return str(config["restore_id"])
-    for op in (config.get("ops") or {}).values():
-        rid = ((op or {}).get("config") or {}).get("restore_id")
-        if rid:
-            return str(rid)
-    return f"dg-{run.run_id}"
-
-
 class RecoverConfig(dg.Config):
     """The instance restore run to recover."""
 
@@ -300,27 +289,13 @@ def _recover_request(run: dg.DagsterRun) -> dg.RunRequest:
     )
 
 
-@dg.run_failure_sensor(
-    monitored_jobs=[instance_restore],
-    request_job=instance_recover,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
+recover_after_instance_failure, recover_after_instance_termination = crash_sensors(
+    instance_restore,
+    instance_recover,
+    _recover_request,
+    "recover_after_instance_failure",
+    "recover_after_instance_termination",
 )
-def recover_after_instance_failure(context: dg.RunFailureSensorContext) -> dg.RunRequest:
-    """Launch the recovery of a failed instance restore (a no-op when its finish step ran)."""
-    return _recover_request(context.dagster_run)
-
-
-@dg.run_status_sensor(
-    run_status=dg.DagsterRunStatus.CANCELED,
-    monitored_jobs=[instance_restore],
-    request_job=instance_recover,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
-)
-def recover_after_instance_termination(context: dg.RunStatusSensorContext) -> dg.RunRequest:
-    """Launch the recovery of an instance restore terminated from the UI."""
-    return _recover_request(context.dagster_run)
 
 
 # ---------------------------------------------------------------------------- in process

@@ -9,6 +9,7 @@ import dagster as dg
 from restore_assets import phases
 from restore_assets.errors import InvalidRequest
 from restore_assets.jobs.resources import RestoreBackend
+from restore_assets.jobs.runs import crash_sensors, restore_id_for, restore_id_of
 from restore_assets.phases import PhaseResult
 
 
@@ -25,11 +26,6 @@ class RestoreRequestConfig(dg.Config):
     compare: bool = True
     restore_id: str | None = None
     fail_at_phase: str | None = None
-
-
-def restore_id_for(run_id: str, configured: str | None = None) -> str:
-    """The restore id of a Dagster run: the configured one, else derived from the run id."""
-    return configured or f"dg-{run_id}"
 
 
 @dg.config_mapping(config_schema=RestoreRequestConfig.to_config_schema())
@@ -396,40 +392,14 @@ def cleanup() -> None:
     cleanup_restore()
 
 
-@dg.run_failure_sensor(
-    monitored_jobs=[schema_restore],
-    request_job=cleanup,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
-)
-def cleanup_after_failure(context: dg.RunFailureSensorContext) -> dg.RunRequest:
-    """Launch the idempotent cleanup job for a schema restore that failed, crashed or was terminated."""
-    return _cleanup_request(context.dagster_run)
-
-
-@dg.run_status_sensor(
-    run_status=dg.DagsterRunStatus.CANCELED,
-    monitored_jobs=[schema_restore],
-    request_job=cleanup,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
-)
-def cleanup_after_termination(context: dg.RunStatusSensorContext) -> dg.RunRequest:
-    """Launch the cleanup job for a schema restore that was terminated from the UI."""
-    return _cleanup_request(context.dagster_run)
-
-
-def configured_restore_id(run_config: dict[str, Any]) -> str | None:
-    """The restore id a run was launched with, whether its config is the request or the op config."""
-    if run_config.get("restore_id"):
-        return run_config["restore_id"]
-    op_cfg = run_config.get("ops", {}).get("validate_request", {}).get("config", {})
-    return op_cfg.get("restore_id")
-
-
 def _cleanup_request(run: dg.DagsterRun) -> dg.RunRequest:
-    rid = restore_id_for(run.run_id, configured_restore_id(run.run_config or {}))
+    rid = restore_id_of(run)
     return dg.RunRequest(
         run_key=f"cleanup-{rid}",
         run_config={"ops": {"cleanup_restore": {"config": {"restore_id": rid}}}},
     )
+
+
+cleanup_after_failure, cleanup_after_termination = crash_sensors(
+    schema_restore, cleanup, _cleanup_request, "cleanup_after_failure", "cleanup_after_termination"
+)

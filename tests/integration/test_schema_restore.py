@@ -395,3 +395,43 @@ def test_job_refuses_bad_input_in_its_validate_op(demo_fleet):
     rec = build_services({"root": str(demo_fleet.root)}).audit.get("r-bad-op")
     assert rec["status"] == "rejected" and "unknown snapshot id 'snap-nope'" in rec["cause"]
     assert demo_fleet.temp_instances() == []
+
+
+def test_a_failed_run_launches_the_cleanup_job_which_removes_its_leftovers(demo_fleet):
+    """The run failure sensor asks for `cleanup` keyed by the restore id; that job removes what is left."""
+    import dagster as dg
+
+    from restore_assets.backends import build_services
+    from restore_assets.jobs.resources import RestoreBackend
+    from restore_assets.jobs.schema_restore import cleanup, cleanup_after_failure, schema_restore
+
+    backend = RestoreBackend(root=str(demo_fleet.root))
+    instance = dg.DagsterInstance.ephemeral()
+    point = datetime.now(UTC)
+    time.sleep(0.1)
+    result = schema_restore.execute_in_process(
+        run_config={
+            "database": "tenant_a",
+            "schemas": ["customer_a1"],
+            "restore_time": point.isoformat(),
+            "suffix": "sensor",
+        },
+        resources={"backend": backend},
+        instance=instance,
+        raise_on_error=False,
+        op_selection=["validate_request", "detect_topology", "provision_temp_database"],
+    )  # a run that stops after provisioning, as a crash would: the temporary cluster is left behind
+    assert demo_fleet.temp_instances()
+    ctx = dg.build_run_status_sensor_context(
+        sensor_name="cleanup_after_failure",
+        dagster_event=result.get_run_success_event(),
+        dagster_instance=instance,
+        dagster_run=result.dagster_run,
+    )
+    request = cleanup_after_failure(ctx.for_run_failure())
+    rid = f"dg-{result.run_id}"
+    assert request.run_key == f"cleanup-{rid}"
+    done = cleanup.execute_in_process(run_config=request.run_config, resources={"backend": backend})
+    assert done.success
+    assert demo_fleet.temp_instances() == []
+    assert build_services({"root": str(demo_fleet.root)}).audit.get(rid)["status"] == "failed"
