@@ -181,16 +181,22 @@ def validate(
     services: Services, raw: dict[str, Any], restore_id: str | None = None
 ) -> tuple[str, RestorePlan]:
     """Check the request before anything is created; record it (status rejected when refused)."""
+    plan = check_request(services, raw, restore_id)
+    rid = services.audit.open("schema_restore", plan.request.to_dict(), restore_id)
+    services.audit.update(rid, restore_point=plan.restore_point.isoformat())
+    return rid, plan
+
+
+def check_request(
+    services: Services, raw: dict[str, Any], restore_id: str | None = None
+) -> RestorePlan:
+    """Parse and check a request against the source, creating nothing; a refusal is recorded and raised."""
     try:
-        request = RestoreRequest.parse(raw)
-        plan = plan_restore(request, services.fleet)
+        return plan_restore(RestoreRequest.parse(raw), services.fleet)
     except RestoreError as exc:
         # bad input, or a source that cannot be checked (archive failing, server down): nothing created
         rid = services.audit.reject("schema_restore", _safe_inputs(raw), str(exc), restore_id)
         raise InvalidRequest(f"{exc} (restore {rid} rejected)") from None
-    rid = services.audit.open("schema_restore", plan.request.to_dict(), restore_id)
-    services.audit.update(rid, restore_point=plan.restore_point.isoformat())
-    return rid, plan
 
 
 def _safe_inputs(raw: dict[str, Any]) -> dict[str, Any]:

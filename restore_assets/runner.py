@@ -95,15 +95,11 @@ def _refusal(services: Any, request: dict[str, Any], restore_id: str) -> str | N
     The job's validate op checks again (the source may change in between); checking here first keeps
     Dagster's step-failure output away from a user who only mistyped a name.
     """
-    from restore_assets.errors import RestoreError
-    from restore_assets.request import RestoreRequest, plan_restore
+    from restore_assets.phases import check_request
 
     try:
-        plan_restore(RestoreRequest.parse(request), services.fleet)
-    except RestoreError as exc:
-        services.audit.reject(
-            "schema_restore", {k: str(v) for k, v in request.items()}, str(exc), restore_id
-        )
+        check_request(services, request, restore_id)
+    except InvalidRequest as exc:
         return str(exc)
     return None
 
