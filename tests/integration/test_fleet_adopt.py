@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -20,44 +19,15 @@ from restore_assets.backends.base import RestoreTarget
 from restore_assets.backends.local import pg
 from restore_assets.backends.local.fleet import LocalFleet
 from tests.conftest import scratch_dir
+from tests.integration.fleet_helpers import commit, execute, mark, postmasters_under
 
 pytestmark = pytest.mark.integration
 
-GAP = 0.2
 BACKUP_ID = "base-1"
-
-
-def execute(dsn: str, query: str, params: tuple = ()) -> list[tuple]:
-    """Run one statement in autocommit mode; return its rows (empty for a command)."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        cur = conn.execute(query, params)
-        return cur.fetchall() if cur.description else []
-
-
-def commit(dsn: str, label: str) -> None:
-    execute(dsn, "INSERT INTO items (label) VALUES (%s)", (label,))
-
-
-def mark(dsn: str) -> datetime:
-    """A restore point strictly between the commits before and after it (server clock, with zone)."""
-    time.sleep(GAP)
-    point = execute(dsn, "SELECT clock_timestamp()")[0][0]
-    time.sleep(GAP)
-    return point
 
 
 def rows(dsn: str) -> list[tuple[str, datetime]]:
     return execute(dsn, "SELECT label, committed_at FROM items ORDER BY id")
-
-
-def postmasters_under(path: Path) -> list[str]:
-    out = subprocess.run(
-        ["pgrep", "-u", pg.server_user().name, "-af", "postgres -D"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout
-    return [line for line in out.splitlines() if f" -D {path}/" in line]
 
 
 def label_time(text: str, key: str, zone: str) -> datetime:

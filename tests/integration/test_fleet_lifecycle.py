@@ -25,32 +25,11 @@ from restore_assets.backends.local import pg
 from restore_assets.backends.local.fleet import LocalFleet
 from restore_assets.errors import FleetError, InvalidRequest
 from tests.conftest import scratch_dir
+from tests.integration.fleet_helpers import commit, execute, postmasters_under
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def execute(dsn: str, query: str, params: tuple = ()) -> list[tuple]:
-    """Run one statement in autocommit mode; return its rows (empty for a command)."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        cur = conn.execute(query, params)
-        return cur.fetchall() if cur.description else []
-
-
-def commit(dsn: str, label: str) -> None:
-    execute(dsn, "INSERT INTO items (label) VALUES (%s)", (label,))
-
-
-def postmasters_under(path: Path) -> list[str]:
-    """Command lines of running postmasters whose data directory lies under path."""
-    out = subprocess.run(
-        ["pgrep", "-u", pg.server_user().name, "-af", "postgres -D"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout
-    return [line for line in out.splitlines() if f" -D {path}/" in line]
 
 
 def temp_leftovers(fleet: LocalFleet) -> dict:

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 
-import psycopg
 import pytest
 
 from restore_assets.backends.base import RestoreTarget, Snapshot, TempDatabase
@@ -18,30 +14,9 @@ from restore_assets.backends.local import pg
 from restore_assets.backends.local.fleet import LocalFleet
 from restore_assets.errors import FleetError
 from tests.conftest import scratch_dir
+from tests.integration.fleet_helpers import commit, execute, mark, postmasters_under
 
 pytestmark = pytest.mark.integration
-
-GAP = 0.2  # seconds between a commit and a restore point, so that no commit ties with it
-
-
-def execute(dsn: str, query: str, params: tuple = ()) -> list[tuple]:
-    """Run one statement in autocommit mode; return its rows (empty for a command)."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        cur = conn.execute(query, params)
-        return cur.fetchall() if cur.description else []
-
-
-def commit(dsn: str, label: str) -> None:
-    """Commit one row of the items table."""
-    execute(dsn, "INSERT INTO items (label) VALUES (%s)", (label,))
-
-
-def mark(dsn: str) -> datetime:
-    """A restore point strictly between the commits before and after it (server clock, with zone)."""
-    time.sleep(GAP)
-    point = execute(dsn, "SELECT clock_timestamp()")[0][0]
-    time.sleep(GAP)
-    return point
 
 
 def labels(dsn: str) -> list[str]:
@@ -53,17 +28,6 @@ def checksum(dsn: str) -> str:
     """A checksum over every row of the items table."""
     query = "SELECT md5(coalesce(string_agg(i::text, '|' ORDER BY id), '')) FROM items i"
     return execute(dsn, query)[0][0]
-
-
-def postmasters_under(path: Path) -> list[str]:
-    """Command lines of running postmasters whose data directory lies under path."""
-    out = subprocess.run(
-        ["pgrep", "-u", pg.server_user().name, "-af", "postgres -D"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout
-    return [line for line in out.splitlines() if f" -D {path}/" in line]
 
 
 @dataclass

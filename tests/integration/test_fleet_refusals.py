@@ -4,40 +4,20 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import psycopg
 import pytest
 
 from restore_assets.backends.base import RestoreTarget
-from restore_assets.backends.local import pg
 from restore_assets.backends.local.fleet import LocalFleet
 from restore_assets.errors import FleetError, InvalidRequest
 from tests.conftest import scratch_dir
+from tests.integration.fleet_helpers import execute, postmasters_under
 
 pytestmark = pytest.mark.integration
-
-
-def execute(dsn: str, query: str, params: tuple = ()) -> list[tuple]:
-    """Run one statement in autocommit mode; return its rows (empty for a command)."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        cur = conn.execute(query, params)
-        return cur.fetchall() if cur.description else []
-
-
-def postmasters_under(path: Path) -> list[str]:
-    """Command lines of running postmasters whose data directory lies under path."""
-    out = subprocess.run(
-        ["pgrep", "-u", pg.server_user().name, "-af", "postgres -D"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout
-    return [line for line in out.splitlines() if f" -D {path}/" in line]
 
 
 def leftovers(fleet: LocalFleet) -> dict:
