@@ -456,33 +456,32 @@ class AwsInstanceBackend:
     def _snapshot_info(self, topology: str, snapshot_id: str) -> dict[str, Any] | None:
         try:
             if topology == "cluster":
-                s = self.rds.describe_db_cluster_snapshots(DBClusterSnapshotIdentifier=snapshot_id)[
-                    "DBClusterSnapshots"
-                ]
-                if not s:
-                    return None
-                s = s[0]
-                return {
-                    "id": s["DBClusterSnapshotIdentifier"],
-                    "arn": s.get("DBClusterSnapshotArn"),
-                    "kind": "cluster-snapshot",
-                    "status": str(s.get("Status", "")).lower(),
-                    "source": s.get("DBClusterIdentifier"),
-                    "engine": s.get("Engine"),
-                    "engine_version": s.get("EngineVersion"),
-                    "kms_key_id": s.get("KmsKeyId"),
-                    "created_at": str(s.get("SnapshotCreateTime") or ""),
-                }
-            s = self.rds.describe_db_snapshots(DBSnapshotIdentifier=snapshot_id)["DBSnapshots"]
-            if not s:
+                found = self.rds.describe_db_cluster_snapshots(
+                    DBClusterSnapshotIdentifier=snapshot_id
+                )
+                items, prefix, kind, source = (
+                    found["DBClusterSnapshots"],
+                    "DBClusterSnapshot",
+                    "cluster-snapshot",
+                    "DBClusterIdentifier",
+                )
+            else:
+                found = self.rds.describe_db_snapshots(DBSnapshotIdentifier=snapshot_id)
+                items, prefix, kind, source = (
+                    found["DBSnapshots"],
+                    "DBSnapshot",
+                    "db-snapshot",
+                    "DBInstanceIdentifier",
+                )
+            if not items:
                 return None
-            s = s[0]
+            s = items[0]
             return {
-                "id": s["DBSnapshotIdentifier"],
-                "arn": s.get("DBSnapshotArn"),
-                "kind": "db-snapshot",
+                "id": s[f"{prefix}Identifier"],
+                "arn": s.get(f"{prefix}Arn"),
+                "kind": kind,
                 "status": str(s.get("Status", "")).lower(),
-                "source": s.get("DBInstanceIdentifier"),
+                "source": s.get(source),
                 "engine": s.get("Engine"),
                 "engine_version": s.get("EngineVersion"),
                 "kms_key_id": s.get("KmsKeyId"),
