@@ -121,6 +121,10 @@ def own() -> Iterator[Own]:
         take_backup(cluster, backups / BACKUP_ID)
         wait_for_history_file(cluster, archive)
         fleet.adopt(cluster.dsn(), str(archive), str(backups))
+        # the backup counts as complete one second after its printed (whole-second) STOP TIME:
+        # restore points the tests pick must come after that, as they would for a user
+        while datetime.now(UTC) <= fleet.window().earliest:
+            time.sleep(0.1)
         yield Own(zone, cluster, archive, backups, fleet)
     finally:
         fleet.down(purge=True)
