@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Make sure PostgreSQL server binaries (initdb, pg_ctl, pg_basebackup, pg_dump) are installed.
-# Looks where restore_assets looks (pg_config --bindir, /usr/lib/postgresql/*/bin, PATH);
-# installs Debian's `postgresql` package with apt when they are missing.
+# Make sure PostgreSQL server binaries (initdb, pg_ctl, pg_basebackup, pg_dump) are installed,
+# and pgcopydb (the restore benchmark's baseline). Looks where restore_assets looks
+# (pg_config --bindir, /usr/lib/postgresql/*/bin, PATH); installs Debian's `postgresql` and
+# `pgcopydb` packages with apt when they are missing.
 set -euo pipefail
 
 have_server_bins() {
@@ -17,13 +18,21 @@ have_server_bins() {
   return 1
 }
 
-if have_server_bins; then exit 0; fi
+have_pgcopydb() { command -v pgcopydb >/dev/null 2>&1; }
 
-echo "PostgreSQL server binaries not found: installing the postgresql package with apt"
+if have_server_bins && have_pgcopydb; then exit 0; fi
+
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
+if ! have_pgcopydb; then
+  echo "pgcopydb not found: installing the pgcopydb package with apt (bench/restore_bench.py's baseline)"
+  $SUDO apt-get install -y -qq pgcopydb >/dev/null
+fi
+if have_server_bins; then exit 0; fi
+
+echo "PostgreSQL server binaries not found: installing the postgresql package with apt"
 $SUDO apt-get install -y -qq postgresql postgresql-contrib >/dev/null
 # Debian starts a default cluster on install; the tool manages its own clusters, so stop it.
 $SUDO service postgresql stop >/dev/null 2>&1 || true
