@@ -10,7 +10,9 @@ transaction: a failure anywhere fails the restore, and its cleanup drops the who
    indexes and refresh, RLS and policies, comments, grants, ``ALTER INDEX ... ATTACH PARTITION``,
    sequence values).
 
-Every statement is guarded before anything runs; each wave starts with the dump's session settings.
+Every statement is guarded before anything runs; each wave starts with the dump's session settings,
+and each statement is preceded by the settings in force for it in dump order where they differ
+(``default_tablespace``, ``default_table_access_method``): nothing is hoisted.
 """
 
 from __future__ import annotations
@@ -67,15 +69,46 @@ def _constraint_types(node: dict) -> set[str] | None:
     return kinds or None
 
 
+def _setting_name(kind: str, node: dict) -> str:
+    """The name of the setting a session statement sets (SET x / set_config('x', ...))."""
+    if kind == "VariableSetStmt":
+        return str(node.get("name"))
+    call = node["targetList"][0]["ResTarget"]["val"]["FuncCall"]
+    return str(call.get("args", [{}])[0].get("A_Const", {}).get("sval", {}).get("sval"))
+
+
 def plan_post(statements: list[str]) -> PostPlan:
-    """Sort post statements into per-table builds, foreign keys and the rest (dump order kept)."""
+    """Sort post statements into per-table builds, foreign keys and the rest (dump order kept).
+
+    Settings travel with their statements: pg_dump changes ``default_tablespace`` and
+    ``default_table_access_method`` between objects, so each wave gets, right before a statement,
+    the settings that were in force for it in dump order and differ from the wave's own (the
+    settings before the first statement are ``session``, the prefix of every wave).
+    """
     plan = PostPlan()
     created_in_post: set[tuple[str | None, str]] = set()
+    current: dict[str, str] = {}  # setting name -> the statement that set it, in dump order
+    in_force: dict[int, dict[str, str]] = {}  # id of a wave list -> settings it has run
+    plan_header: dict[str, str] = {}  # the settings before the first statement (every wave's)
+    header = True
+
+    def add(wave: list[str], statement: str) -> None:
+        state = in_force.setdefault(id(wave), dict(plan_header))
+        for name, setting in current.items():
+            if state.get(name) != setting:
+                wave.append(setting)
+                state[name] = setting
+        wave.append(statement)
+
     for statement in statements:
         kind, node = _node(statement)
         if _is_session(kind, node):
-            plan.session.append(statement)
+            current[_setting_name(kind, node)] = statement
+            if header:
+                plan.session.append(statement)
+                plan_header[_setting_name(kind, node)] = statement
             continue
+        header = False
         if kind == "ViewStmt":
             created_in_post.add((node["view"].get("schemaname"), node["view"]["relname"]))
         elif kind == "CreateTableAsStmt":
@@ -86,12 +119,12 @@ def plan_post(statements: list[str]) -> PostPlan:
         if key and key not in created_in_post:
             types = _constraint_types(node) if kind == "AlterTableStmt" else {"index"}
             if types == {"CONSTR_FOREIGN"}:
-                plan.foreign_keys.append(statement)
+                add(plan.foreign_keys, statement)
                 continue
             if types and (types <= TABLE_CONSTRAINTS or types == {"index"}):
-                plan.per_table.setdefault(f"{key[0]}.{key[1]}", []).append(statement)
+                add(plan.per_table.setdefault(f"{key[0]}.{key[1]}", []), statement)
                 continue
-        plan.rest.append(statement)
+        add(plan.rest, statement)
     return plan
 
 

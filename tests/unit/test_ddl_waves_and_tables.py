@@ -71,3 +71,33 @@ def test_restrict_cascades_through_functions_views_and_comments():
     ):
         assert gone not in text, gone
     assert "GRANT SELECT ON SEQUENCE s_x.items_id_seq" in text
+
+
+def test_post_waves_carry_each_statements_settings_in_dump_order():
+    post = [
+        "SET LOCAL default_tablespace = ''",
+        "SET LOCAL default_table_access_method = heap",
+        "SET LOCAL default_tablespace = ts1",
+        "CREATE INDEX a_v ON s.a USING btree (v)",
+        "SET LOCAL default_tablespace = ''",
+        "CREATE INDEX b_v ON s.b USING btree (v)",
+        "SET LOCAL default_table_access_method = heap2",
+        "CREATE MATERIALIZED VIEW s.mv_a AS SELECT 1 AS x WITH NO DATA",
+        "SET LOCAL default_table_access_method = heap",
+        "CREATE MATERIALIZED VIEW s.mv_b AS SELECT 2 AS x WITH NO DATA",
+    ]
+    plan = plan_post(post)
+    # the header is every wave's prefix; nothing after it is hoisted
+    assert plan.session == post[:3]
+    assert plan.per_table["s.a"] == ["CREATE INDEX a_v ON s.a USING btree (v)"]
+    assert plan.per_table["s.b"] == [
+        "SET LOCAL default_tablespace = ''",
+        "CREATE INDEX b_v ON s.b USING btree (v)",
+    ]
+    assert plan.rest == [
+        "SET LOCAL default_tablespace = ''",
+        "SET LOCAL default_table_access_method = heap2",
+        "CREATE MATERIALIZED VIEW s.mv_a AS SELECT 1 AS x WITH NO DATA",
+        "SET LOCAL default_table_access_method = heap",
+        "CREATE MATERIALIZED VIEW s.mv_b AS SELECT 2 AS x WITH NO DATA",
+    ]
