@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import secrets
+import socket
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -11,7 +14,118 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from restore_assets.errors import InvalidRequest, RestoreError
+
 STATUSES = ("running", "succeeded", "failed", "rejected", "cleaned")
+UPDATABLE = ("restore_point", "result", "cause")  # never the status: only close() sets it
+RESTORE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+RESTORE_ID_RULE = (
+    "1 to 64 characters: letters, digits, '-' and '_', starting with a letter or digit"
+)
+# Dagster run statuses after which a run owns nothing any more
+TERMINAL_RUN_STATUSES = frozenset({"SUCCESS", "FAILURE", "CANCELED"})
+
+
+class AuditConflict(RestoreError, ValueError):
+    """An audit write refused because it would change a record it does not own (or the id exists)."""
+
+
+class ClaimConflict(AuditConflict):
+    """A target another restore holds: the request is refused before anything is created."""
+
+    def __init__(self, target: str, holder: str) -> None:
+        super().__init__(
+            f"target schema {target} is being restored by restore {holder}: wait until it"
+            f" finishes (see `restore-assets history --restore-id {holder}`) or choose another"
+            " --suffix"
+        )
+        self.target, self.holder = target, holder
+
+
+class NotOwner(RestoreError):
+    """A cleanup or drop refused: the record's owner is still running, or cannot be proven gone."""
+
+
+def check_restore_id(value: Any) -> str:
+    """The restore id itself when it is safe to use as a name (never a path), else InvalidRequest."""
+    if isinstance(value, str) and RESTORE_ID_RE.fullmatch(value):
+        return value
+    shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+    raise InvalidRequest(f"restore id {shown} is not valid: use {RESTORE_ID_RULE}")
+
+
+def _boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+
+
+def _process_start(pid: int) -> str | None:
+    """An opaque start stamp of a process (boot id + start ticks), None where /proc is missing."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # the command name (field 2) may hold spaces and parentheses: split after its closing ')'
+    fields = stat[stat.rindex(")") + 2 :].split()
+    if fields[0] in ("Z", "X"):  # a zombie has ended: only its exit status is left
+        return "ended"
+    return f"{_boot_id()}:{fields[19]}"
+
+
+def process_owner(dagster_run_id: str | None = None) -> dict[str, Any]:
+    """The owner of a record opened by this process: host, pid, process start; the Dagster run id."""
+    pid = os.getpid()
+    return {
+        "dagster_run_id": dagster_run_id,
+        "host": socket.gethostname(),
+        "pid": pid,
+        "started": _process_start(pid),
+    }
+
+
+def describe_owner(owner: dict[str, Any] | None) -> str:
+    """The owner of a record in words, for messages."""
+    if not owner:
+        return "an unknown owner (a record without owner)"
+    where = f"process {owner.get('pid')} on host {owner.get('host')}"
+    if owner.get("dagster_run_id"):
+        return f"Dagster run {owner['dagster_run_id']} ({where})"
+    return where
+
+
+def owner_gone(owner: dict[str, Any] | None, run_status: str | None = None) -> tuple[bool, str]:
+    """Whether the owner of a running record has finished or is provably dead, and why.
+
+    run_status is the Dagster status of the owner's run when the caller's instance knows that run
+    (the jobs layer looks it up); otherwise the owner process is checked: same host, and its pid
+    gone or reused (another start time). Anything else is not proof.
+    """
+    who = describe_owner(owner)
+    if not owner:
+        return False, f"the record has no owner: {who}"
+    if run_status is not None:
+        if run_status in TERMINAL_RUN_STATUSES:
+            return True, f"{who} has ended ({run_status})"
+        return False, f"{who} is {run_status}"
+    if owner.get("host") != socket.gethostname():
+        return False, f"{who} runs on another host: it cannot be checked from here"
+    pid = owner.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False, f"{who}: no process id recorded"
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True, f"{who} is gone"
+    except PermissionError:
+        pass  # the pid exists, under another user
+    now = _process_start(pid)
+    if now == "ended":
+        return True, f"{who} has ended"
+    if owner.get("started") and now and now != owner["started"]:
+        return True, f"{who} is gone (its pid now belongs to another process)"
+    return False, f"{who} is still running"
 
 
 def new_restore_id(prefix: str = "r") -> str:
@@ -26,14 +140,26 @@ def _now() -> str:
 class AuditLog(Protocol):
     """Where every restore, its resources and its phases are recorded (SQLite locally, DynamoDB on AWS)."""
 
-    def open(self, kind: str, inputs: dict[str, Any], restore_id: str | None = None) -> str:
-        """Create the record of a new run and return its restore id (never reuses an id)."""
+    def open(
+        self,
+        kind: str,
+        inputs: dict[str, Any],
+        restore_id: str | None = None,
+        owner: dict[str, Any] | None = None,
+        claims: list[str] | tuple[str, ...] = (),
+    ) -> str:
+        """Create the record of a new run, owned by owner, holding claims; never reuses an id.
+
+        A claim (such as `database.target_schema`) is held by one running record at a time and
+        released by close(); an id that exists raises AuditConflict, a claim held by another
+        restore raises ClaimConflict, and then nothing is written.
+        """
         ...
 
     def reject(
         self, kind: str, inputs: dict[str, Any], cause: str, restore_id: str | None = None
     ) -> str:
-        """Record a request refused before anything was created."""
+        """Record a refused request; if restore_id already exists, under a fresh id (returned)."""
         ...
 
     def resource(
@@ -68,7 +194,7 @@ class AuditLog(Protocol):
         ...
 
     def close(self, restore_id: str, status: str, cause: str | None = None) -> None:
-        """Set the final status, the cause of a failure and the total duration."""
+        """Set the final status of a running record (AuditConflict otherwise); release its claims."""
         ...
 
     def get(self, restore_id: str) -> dict[str, Any]:
@@ -102,6 +228,11 @@ CREATE TABLE IF NOT EXISTS resources (
   deleted_at TEXT,
   PRIMARY KEY (restore_id, kind, identifier)
 );
+CREATE TABLE IF NOT EXISTS claims (
+  target TEXT PRIMARY KEY,
+  restore_id TEXT NOT NULL REFERENCES restores(restore_id),
+  created_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS phases (
   restore_id TEXT NOT NULL REFERENCES restores(restore_id),
   phase TEXT NOT NULL,
@@ -123,6 +254,12 @@ class SqliteAuditLog:
         self._lock = threading.Lock()
         with self._db() as db:
             db.executescript(SCHEMA)
+            columns = {r["name"] for r in db.execute("PRAGMA table_info(restores)")}
+            if "owner" not in columns:  # a log written before records carried their owner
+                try:
+                    db.execute("ALTER TABLE restores ADD COLUMN owner TEXT")
+                except sqlite3.OperationalError:  # another process added it meanwhile
+                    pass
 
     @contextmanager
     def _db(self):
@@ -135,32 +272,74 @@ class SqliteAuditLog:
             finally:
                 conn.close()
 
-    def open(self, kind: str, inputs: dict[str, Any], restore_id: str | None = None) -> str:
-        """Create the record of a new run and return its restore id (never reuses an id)."""
-        rid = restore_id or new_restore_id()
-        with self._db() as db:
+    def open(
+        self,
+        kind: str,
+        inputs: dict[str, Any],
+        restore_id: str | None = None,
+        owner: dict[str, Any] | None = None,
+        claims: list[str] | tuple[str, ...] = (),
+    ) -> str:
+        """Create the record of a new run, owned by owner, holding claims; never reuses an id."""
+        rid = check_restore_id(restore_id or new_restore_id())
+        owner = owner or process_owner()
+        now = _now()
+        with self._db() as db:  # one transaction: the record and its claims, or nothing
             try:
                 db.execute(
-                    "INSERT INTO restores (restore_id, kind, status, inputs, created_at) VALUES (?,?,?,?,?)",
-                    (rid, kind, "running", json.dumps(inputs, default=str), _now()),
+                    "INSERT INTO restores (restore_id, kind, status, inputs, created_at, owner)"
+                    " VALUES (?,?,?,?,?,?)",
+                    (rid, kind, "running", json.dumps(inputs, default=str), now, json.dumps(owner)),
                 )
             except sqlite3.IntegrityError:
-                raise ValueError(f"restore id {rid} already exists in the audit log") from None
+                raise AuditConflict(
+                    f"restore id {rid} already exists in the audit log: choose another"
+                ) from None
+            for target in claims:
+                try:
+                    db.execute(
+                        "INSERT INTO claims (target, restore_id, created_at) VALUES (?,?,?)",
+                        (target, rid, now),
+                    )
+                except sqlite3.IntegrityError:
+                    holder = db.execute(
+                        "SELECT restore_id FROM claims WHERE target = ?", (target,)
+                    ).fetchone()
+                    raise ClaimConflict(target, holder[0] if holder else "?") from None
         return rid
 
     def reject(
         self, kind: str, inputs: dict[str, Any], cause: str, restore_id: str | None = None
     ) -> str:
-        """Record a request refused before anything was created."""
-        rid = restore_id or new_restore_id()
+        """Record a refused request; if restore_id already exists, under a fresh id (returned)."""
+        rid = restore_id if restore_id and RESTORE_ID_RE.fullmatch(restore_id) else None
+        rid = rid or new_restore_id()
         now = _now()
         with self._db() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO restores (restore_id, kind, status, inputs, created_at, finished_at,"
-                " duration_s, cause) VALUES (?,?,?,?,?,?,?,?)",
-                (rid, kind, "rejected", json.dumps(inputs, default=str), now, now, 0.0, cause),
-            )
-        return rid
+            for attempt in (rid, new_restore_id()):
+                record = dict(inputs)
+                if attempt != restore_id and restore_id:
+                    record["requested_restore_id"] = str(restore_id)[:80]
+                try:
+                    db.execute(
+                        "INSERT INTO restores (restore_id, kind, status, inputs, created_at,"
+                        " finished_at, duration_s, cause, owner) VALUES (?,?,?,?,?,?,?,?,?)",
+                        (
+                            attempt,
+                            kind,
+                            "rejected",
+                            json.dumps(record, default=str),
+                            now,
+                            now,
+                            0.0,
+                            cause,
+                            json.dumps(process_owner()),
+                        ),
+                    )
+                    return attempt
+                except sqlite3.IntegrityError:
+                    continue  # the id is another run's: its record stays as it is
+        raise AuditConflict(f"could not record the refusal of {restore_id}")  # pragma: no cover
 
     def resource(
         self, restore_id: str, kind: str, identifier: str, details: dict[str, Any]
@@ -218,8 +397,7 @@ class SqliteAuditLog:
 
     def update(self, restore_id: str, **fields: Any) -> None:
         """Set fields of the run record (restore_point, result, ...)."""
-        allowed = {"restore_point", "result", "status", "cause"}
-        bad = set(fields) - allowed
+        bad = set(fields) - set(UPDATABLE)
         if bad:
             raise ValueError(f"cannot update audit fields {sorted(bad)}")
         with self._db() as db:
@@ -231,22 +409,35 @@ class SqliteAuditLog:
                 )  # noqa: S608 - key from allow-list
 
     def close(self, restore_id: str, status: str, cause: str | None = None) -> None:
-        """Set the final status, the cause of a failure and the total duration."""
-        if status not in STATUSES:
-            raise ValueError(f"unknown status {status!r}")
+        """Set the final status of a running record (AuditConflict otherwise); release its claims."""
+        if status not in STATUSES or status == "running":
+            raise ValueError(f"unknown final status {status!r}")
         now = datetime.now(UTC)
         with self._db() as db:
             row = db.execute(
-                "SELECT created_at FROM restores WHERE restore_id = ?", (restore_id,)
+                "SELECT created_at, status FROM restores WHERE restore_id = ?", (restore_id,)
             ).fetchone()
             if row is None:
                 raise KeyError(f"unknown restore id {restore_id}")
             duration = (now - datetime.fromisoformat(row["created_at"])).total_seconds()
-            db.execute(
-                "UPDATE restores SET status = ?, cause = COALESCE(?, cause), finished_at = ?, duration_s = ?"
-                " WHERE restore_id = ?",
+            done = db.execute(
+                "UPDATE restores SET status = ?, cause = COALESCE(?, cause), finished_at = ?,"
+                " duration_s = ? WHERE restore_id = ? AND status = 'running'",
                 (status, cause, now.isoformat(), duration, restore_id),
             )
+            if done.rowcount != 1:
+                raise AuditConflict(
+                    f"restore {restore_id} is already {row['status']}: its record is not changed"
+                )
+            db.execute("DELETE FROM claims WHERE restore_id = ?", (restore_id,))
+
+    def claims(self, restore_id: str) -> list[str]:
+        """The targets a running record holds."""
+        with self._db() as db:
+            rows = db.execute(
+                "SELECT target FROM claims WHERE restore_id = ? ORDER BY target", (restore_id,)
+            ).fetchall()
+        return [r[0] for r in rows]
 
     def get(self, restore_id: str) -> dict[str, Any]:
         """The whole record of one run, with its phases and resources."""
@@ -262,6 +453,7 @@ class SqliteAuditLog:
         rec = dict(row)
         rec["inputs"] = json.loads(rec["inputs"])
         rec["result"] = json.loads(rec["result"]) if rec.get("result") else None
+        rec["owner"] = json.loads(rec["owner"]) if rec.get("owner") else None
         rec["phases"] = [{**dict(p), "metadata": json.loads(p["metadata"] or "{}")} for p in phases]
         rec["resources"] = self.resources(restore_id, include_deleted=True)
         return rec

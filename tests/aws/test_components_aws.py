@@ -267,10 +267,36 @@ def test_dynamo_audit_log_keeps_the_protocol(world: World) -> None:
     assert audit.history()[0]["restore_id"] == rid
     rej = audit.reject("schema_restore", {"database": "d"}, "bad input", "r-rejected")
     assert audit.get(rej)["status"] == "rejected"
-    with pytest.raises(ValueError):
-        audit.reject("schema_restore", {}, "again", "r-audit")  # never overwrites a real run
     with pytest.raises(KeyError):
         audit.get("r-missing")
+
+
+def test_dynamo_audit_never_overwrites_and_holds_claims(world: World) -> None:
+    """Refusals, opens and closes are conditional; owners recorded; claims held until close."""
+    from restore_assets.audit import AuditConflict, ClaimConflict, process_owner
+    from restore_assets.errors import InvalidRequest
+
+    audit = DynamoAuditLog(boto3.client("dynamodb", region_name="us-east-1"), "restore-audit")
+    audit.open("schema_restore", {"database": "d"}, "r-own", process_owner("run-1"), ["d.s_x"])
+    assert audit.get("r-own")["owner"]["dagster_run_id"] == "run-1"
+    with pytest.raises(ClaimConflict, match="being restored by restore r-own"):
+        audit.open("schema_restore", {}, "r-lose", claims=["d.s_x"])
+    with pytest.raises(KeyError):
+        audit.get("r-lose")  # nothing of the loser was written
+    with pytest.raises(InvalidRequest):
+        audit.open("schema_restore", {}, "../x")
+    other = audit.reject("schema_restore", {"database": "d"}, "again", "r-own")
+    assert other != "r-own" and audit.get("r-own")["status"] == "running"
+    assert audit.get(other)["inputs"]["requested_restore_id"] == "r-own"
+    audit.close("r-own", "succeeded")
+    assert audit.claims("r-own") == []
+    with pytest.raises(AuditConflict, match="already succeeded"):
+        audit.close("r-own", "failed", "late cleanup")
+    assert audit.get("r-own")["status"] == "succeeded"
+    with pytest.raises(ValueError):
+        audit.update("r-own", status="failed")
+    audit.open("schema_restore", {}, "r-next", claims=["d.s_x"])  # the claim was released
+    assert {r["restore_id"] for r in audit.history()} == {"r-own", "r-next", other}
 
 
 def test_s3_artifacts_are_encrypted_and_purged(world: World) -> None:

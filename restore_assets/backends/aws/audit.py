@@ -12,14 +12,23 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
-from restore_assets.audit import STATUSES, new_restore_id
+from restore_assets.audit import (
+    RESTORE_ID_RE,
+    STATUSES,
+    UPDATABLE,
+    AuditConflict,
+    ClaimConflict,
+    check_restore_id,
+    new_restore_id,
+    process_owner,
+)
 from restore_assets.backends.aws.clients import error_code
 from restore_assets.backends.aws.secrets import redact, redact_any
 
 _ser = TypeSerializer()
 _de = TypeDeserializer()
 _seq = itertools.count()
-UPDATABLE = ("restore_point", "result", "status", "cause")
+CLAIM_PREFIX = "claim:"  # claim items share the table; a restore id never holds ':'
 
 
 def _now() -> str:
@@ -61,61 +70,119 @@ class DynamoAuditLog:
         self.table = table
 
     # ------------------------------------------------------------ writes
-    def open(self, kind: str, inputs: dict[str, Any], restore_id: str | None = None) -> str:
-        """Create the record of a new run and return its restore id (never reuses an id)."""
-        rid = restore_id or new_restore_id()
+    def open(
+        self,
+        kind: str,
+        inputs: dict[str, Any],
+        restore_id: str | None = None,
+        owner: dict[str, Any] | None = None,
+        claims: list[str] | tuple[str, ...] = (),
+    ) -> str:
+        """Create the record of a new run, owned by owner, holding claims; never reuses an id."""
+        rid = check_restore_id(restore_id or new_restore_id())
+        now = _now()
         item = {
             "restore_id": rid,
             "kind": kind,
             "status": "running",
             "inputs": _json(inputs),
-            "created_at": _now(),
+            "created_at": now,
+            "owner": json.dumps(owner or process_owner()),
+            "claims": list(claims),
             "resources": {},
             "phases": [],
         }
-        try:
-            self.client.put_item(
-                TableName=self.table,
-                Item=_item(item),
-                ConditionExpression="attribute_not_exists(restore_id)",
+        new_item = "attribute_not_exists(restore_id)"
+        if not claims:
+            try:
+                self.client.put_item(
+                    TableName=self.table, Item=_item(item), ConditionExpression=new_item
+                )
+            except Exception as exc:
+                if error_code(exc) == "ConditionalCheckFailedException":
+                    raise self._exists(rid) from None
+                raise
+            return rid
+        puts = [
+            {"Put": {"TableName": self.table, "Item": _item(item), "ConditionExpression": new_item}}
+        ]
+        for target in claims:
+            claim = {
+                "restore_id": CLAIM_PREFIX + target,
+                "kind": "claim",
+                "holder": rid,
+                "created_at": now,
+            }
+            puts.append(
+                {
+                    "Put": {
+                        "TableName": self.table,
+                        "Item": _item(claim),
+                        "ConditionExpression": new_item,
+                    }
+                }
             )
+        try:
+            self.client.transact_write_items(TransactItems=puts)
         except Exception as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                raise ValueError(f"restore id {rid} already exists in the audit log") from None
+            if error_code(exc) != "TransactionCanceledException":
+                raise
+            reasons = [
+                r.get("Code") for r in getattr(exc, "response", {}).get("CancellationReasons") or []
+            ]
+            if reasons and reasons[0] == "ConditionalCheckFailed":
+                raise self._exists(rid) from None
+            for target in claims:
+                held = self.client.get_item(
+                    TableName=self.table,
+                    Key={"restore_id": _val(CLAIM_PREFIX + target)},
+                    ConsistentRead=True,
+                ).get("Item")
+                if held:
+                    raise ClaimConflict(target, _de.deserialize(held["holder"])) from None
             raise
         return rid
+
+    @staticmethod
+    def _exists(rid: str) -> AuditConflict:
+        return AuditConflict(f"restore id {rid} already exists in the audit log: choose another")
 
     def reject(
         self, kind: str, inputs: dict[str, Any], cause: str, restore_id: str | None = None
     ) -> str:
-        """Record a request refused before anything was created (never overwrites another run)."""
-        rid = restore_id or new_restore_id()
+        """Record a refused request; if restore_id already exists, under a fresh id (returned)."""
+        rid = restore_id if restore_id and RESTORE_ID_RE.fullmatch(restore_id) else None
+        rid = rid or new_restore_id()
         now = _now()
-        item = {
-            "restore_id": rid,
-            "kind": kind,
-            "status": "rejected",
-            "inputs": _json(inputs),
-            "created_at": now,
-            "finished_at": now,
-            "duration_s": Decimal("0"),
-            "cause": redact(cause),
-            "resources": {},
-            "phases": [],
-        }
-        try:
-            self.client.put_item(
-                TableName=self.table,
-                Item=_item(item),
-                ConditionExpression="attribute_not_exists(restore_id) OR #s = :rejected",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={":rejected": _val("rejected")},
-            )
-        except Exception as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                raise ValueError(f"restore id {rid} already exists in the audit log") from None
-            raise
-        return rid
+        for attempt in (rid, new_restore_id()):
+            record = dict(inputs)
+            if attempt != restore_id and restore_id:
+                record["requested_restore_id"] = str(restore_id)[:80]
+            item = {
+                "restore_id": attempt,
+                "kind": kind,
+                "status": "rejected",
+                "inputs": _json(record),
+                "created_at": now,
+                "finished_at": now,
+                "duration_s": Decimal("0"),
+                "cause": redact(cause),
+                "owner": json.dumps(process_owner()),
+                "resources": {},
+                "phases": [],
+            }
+            try:
+                self.client.put_item(
+                    TableName=self.table,
+                    Item=_item(item),
+                    ConditionExpression="attribute_not_exists(restore_id)",
+                )
+                return attempt
+            except Exception as exc:
+                if error_code(exc) != "ConditionalCheckFailedException":
+                    raise
+                # the id is another run's: its record stays as it is; try a fresh id
+        raise AuditConflict(f"could not record the refusal of {restore_id}")  # pragma: no cover
 
     def _update(self, restore_id: str, expression: str, names: dict, values: dict | None) -> None:
         kwargs: dict[str, Any] = {
@@ -212,9 +279,9 @@ class DynamoAuditLog:
         self._update(restore_id, "SET " + ", ".join(sets), names, values)
 
     def close(self, restore_id: str, status: str, cause: str | None = None) -> None:
-        """Set the final status, the cause of a failure and the total duration."""
-        if status not in STATUSES:
-            raise ValueError(f"unknown status {status!r}")
+        """Set the final status of a running record (AuditConflict otherwise); release its claims."""
+        if status not in STATUSES or status == "running":
+            raise ValueError(f"unknown final status {status!r}")
         rec = self._raw(restore_id)
         now = datetime.now(UTC)
         duration = (now - datetime.fromisoformat(rec["created_at"])).total_seconds()
@@ -223,13 +290,54 @@ class DynamoAuditLog:
             ":s": _val(status),
             ":fa": _val(now.isoformat()),
             ":d": _val(Decimal(str(round(duration, 3)))),
+            ":running": _val("running"),
         }
         expr = "SET #s = :s, #fa = :fa, #d = :d"
         if cause is not None:
             names["#c"] = "cause"
             values[":c"] = _val(redact(cause))
             expr += ", #c = :c"
-        self._update(restore_id, expr, names, values)
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key={"restore_id": _val(restore_id)},
+                UpdateExpression=expr,
+                ConditionExpression="#s = :running",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except Exception as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                current = self._raw(restore_id)["status"]
+                raise AuditConflict(
+                    f"restore {restore_id} is already {current}: its record is not changed"
+                ) from None
+            raise
+        for target in rec.get("claims") or []:
+            try:
+                self.client.delete_item(
+                    TableName=self.table,
+                    Key={"restore_id": _val(CLAIM_PREFIX + target)},
+                    ConditionExpression="holder = :me",
+                    ExpressionAttributeValues={":me": _val(restore_id)},
+                )
+            except Exception as exc:  # held by another restore (or gone): not ours to release
+                if error_code(exc) != "ConditionalCheckFailedException":
+                    raise
+
+    def claims(self, restore_id: str) -> list[str]:
+        """The targets a running record holds."""
+        rec = self._raw(restore_id)
+        out = []
+        for target in rec.get("claims") or []:
+            held = self.client.get_item(
+                TableName=self.table,
+                Key={"restore_id": _val(CLAIM_PREFIX + target)},
+                ConsistentRead=True,
+            ).get("Item")
+            if held and _de.deserialize(held["holder"]) == restore_id:
+                out.append(target)
+        return sorted(out)
 
     # ------------------------------------------------------------ reads
     def _raw(self, restore_id: str) -> dict[str, Any]:
@@ -280,6 +388,7 @@ class DynamoAuditLog:
         rec.setdefault("restore_point", None)
         rec["inputs"] = json.loads(raw.get("inputs") or "{}")
         rec["result"] = json.loads(raw["result"]) if raw.get("result") else None
+        rec["owner"] = json.loads(raw["owner"]) if raw.get("owner") else None
         rec["phases"] = [
             {**p, "restore_id": restore_id, "metadata": json.loads(p.get("metadata") or "{}")}
             for p in raw.get("phases") or []
@@ -304,6 +413,7 @@ class DynamoAuditLog:
             kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
         items.sort(key=lambda r: r.get("created_at", ""), reverse=True)
         out = []
+        items = [r for r in items if r.get("kind") != "claim"]
         for r in items[:limit]:
             r["inputs"] = json.loads(r.get("inputs") or "{}")
             for k in ("finished_at", "duration_s", "cause", "restore_point"):
