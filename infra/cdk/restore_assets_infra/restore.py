@@ -299,6 +299,9 @@ class RestoreCapability(Construct):
                     "s3:PutObject",
                     "s3:DeleteObject",
                     "s3:AbortMultipartUpload",
+                    # the restore-id tag on each artifact: cleanup deletes only tagged objects
+                    "s3:GetObjectTagging",
+                    "s3:PutObjectTagging",
                 ],
                 resources=[self.bucket.arn_for_objects(f"{prefix}*")],
             ),

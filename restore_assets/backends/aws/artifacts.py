@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+from urllib.parse import urlencode
 
 from restore_assets.backends.aws.clients import is_not_found
+from restore_assets.backends.aws.config import RESTORE_ID_TAG
+from restore_assets.backends.aws.ownership import NotOwned, tag_value
 from restore_assets.errors import RestoreError
+
+log = logging.getLogger("restore_assets.aws")
 
 
 class S3Artifacts:
@@ -42,6 +48,7 @@ class S3Artifacts:
             "Key": self.key(restore_id, name),
             "Body": body,
             "ServerSideEncryption": self.sse,
+            "Tagging": urlencode({RESTORE_ID_TAG: restore_id}),
         }
         if self.sse == "aws:kms" and self.kms_key_id:
             kwargs["SSEKMSKeyId"] = self.kms_key_id
@@ -86,10 +93,23 @@ class S3Artifacts:
             names += [o["Key"][len(base) :] for o in page.get("Contents", [])]
         return names
 
+    def owned(self, restore_id: str, key: str) -> bool:
+        """True when the object carries the tag `restore-assets:restore-id=<restore_id>`."""
+        try:
+            resp = self.client.get_object_tagging(Bucket=self.bucket, Key=key)
+        except Exception as exc:
+            if is_not_found(exc):
+                return True  # already gone: nothing to protect
+            raise
+        return tag_value(resp.get("TagSet")) == restore_id
+
     def purge(self, restore_id: str) -> None:
-        """Delete every artifact of a restore (idempotent; a versioned bucket's lifecycle expires the rest)."""
+        """Delete every artifact of a restore that carries its tag (idempotent); objects under
+        its prefix without that tag are kept and reported (NotOwned)."""
         base = f"{self.prefix}{restore_id}/"
-        keys = [base + n for n in self.list(restore_id)]
+        keys, foreign = [], []
+        for name in self.list(restore_id):
+            (keys if self.owned(restore_id, base + name) else foreign).append(base + name)
         for i in range(0, len(keys), 1000):
             chunk = [{"Key": k} for k in keys[i : i + 1000]]
             resp = self.client.delete_objects(
@@ -102,3 +122,10 @@ class S3Artifacts:
                     f"could not delete {len(errors)} artifact(s) of {restore_id}:"
                     f" {first.get('Key')}: {first.get('Code')} {first.get('Message')}"
                 )
+        if foreign:
+            message = (
+                f"kept {len(foreign)} object(s) under s3://{self.bucket}/{base} without the tag"
+                f" {RESTORE_ID_TAG}={restore_id} (not written by this restore): {foreign[:5]}"
+            )
+            log.error("%s", message)
+            raise NotOwned(message)

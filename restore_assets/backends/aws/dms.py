@@ -17,6 +17,12 @@ from psycopg import sql
 
 from restore_assets.backends.aws.clients import error_code, is_not_found
 from restore_assets.backends.aws.config import AwsConfig, tags, temp_secret_name
+from restore_assets.backends.aws.ownership import (
+    OWNER_KEY,
+    check_free,
+    check_owned,
+    expected_owner,
+)
 from restore_assets.backends.base import RecordResource
 from restore_assets.errors import CopyError, FleetError
 
@@ -218,14 +224,40 @@ class DmsManager:
         )
         return found[0] if found else None
 
+    # -------------------------------------------------------------- ownership
+    def tags_of(self, arn: str) -> list[dict[str, Any]]:
+        """The tags of one DMS object."""
+        return list(self.client.list_tags_for_resource(ResourceArn=arn).get("TagList", []))
+
+    def check_identifiers_free(self, restore_id: str) -> None:
+        """Refuse when the replication instance or an endpoint name this restore would create is
+        held by an object without its tag (this restore's own objects are allowed)."""
+        found = self.replication_instance(restore_id)
+        if found is not None:
+            check_free(
+                "DMS replication instance",
+                found["ReplicationInstanceIdentifier"],
+                self.tags_of(found["ReplicationInstanceArn"]),
+                restore_id,
+            )
+        for role in ("src", "tgt"):
+            ident = self.cfg.temp_identifier(restore_id, role)
+            ep = self.endpoint(ident)
+            if ep is not None:
+                check_free("DMS endpoint", ident, self.tags_of(ep["EndpointArn"]), restore_id)
+
     # -------------------------------------------------------------- replication instance
     def start_replication_instance(self, restore_id: str, record: RecordResource) -> str:
         """Create the restore's replication instance (recorded first); do not wait for it."""
         ident = self.cfg.temp_identifier(restore_id, "dms")
         existing = self.replication_instance(restore_id)
         if existing:
+            tag_list = self.tags_of(existing["ReplicationInstanceArn"])
+            check_free("DMS replication instance", ident, tag_list, restore_id)
             return existing["ReplicationInstanceArn"]
-        record(INSTANCE_RESOURCE, ident, {"class": self.cfg.dms_instance_class})
+        record(
+            INSTANCE_RESOURCE, ident, {"class": self.cfg.dms_instance_class, OWNER_KEY: restore_id}
+        )
         resp = self.client.create_replication_instance(
             ReplicationInstanceIdentifier=ident,
             ReplicationInstanceClass=self.cfg.dms_instance_class,
@@ -268,6 +300,7 @@ class DmsManager:
         ident = self.cfg.temp_identifier(self.restore_id, "src" if role == "source" else "tgt")
         found = self.endpoint(ident)
         if found:
+            check_free("DMS endpoint", ident, self.tags_of(found["EndpointArn"]), self.restore_id)
             return found["EndpointArn"]
         settings: dict[str, Any] = {
             "SecretsManagerSecretId": secret_id,
@@ -279,22 +312,15 @@ class DmsManager:
             settings["FailTasksOnLobTruncation"] = True
         else:
             settings["AfterConnectScript"] = AFTER_CONNECT
-        self._record(ENDPOINT_RESOURCE, ident, {"role": role})
-        try:
-            resp = self.client.create_endpoint(
-                EndpointIdentifier=ident,
-                EndpointType=role,
-                EngineName="postgres",
-                SslMode="require",
-                PostgreSQLSettings=settings,
-                Tags=tags(self.restore_id),
-            )
-        except Exception as exc:
-            if error_code(exc) == "ResourceAlreadyExistsFault":
-                again = self.endpoint(ident)
-                if again:
-                    return again["EndpointArn"]
-            raise
+        self._record(ENDPOINT_RESOURCE, ident, {"role": role, OWNER_KEY: self.restore_id})
+        resp = self.client.create_endpoint(
+            EndpointIdentifier=ident,
+            EndpointType=role,
+            EngineName="postgres",
+            SslMode="require",
+            PostgreSQLSettings=settings,
+            Tags=tags(self.restore_id),
+        )
         return resp["Endpoint"]["EndpointArn"]
 
     def _connections(self, instance_arn: str, endpoint_arn: str, filters: list) -> list[dict]:
@@ -360,7 +386,11 @@ class DmsManager:
                 f"DMS task {ident} for schema {schema} already exists: run cleanup for"
                 f" {self.restore_id} before retrying"
             )
-        self._record(TASK_RESOURCE, ident, {"schema": schema, "target_schema": target_schema})
+        self._record(
+            TASK_RESOURCE,
+            ident,
+            {"schema": schema, "target_schema": target_schema, OWNER_KEY: self.restore_id},
+        )
         resp = self.client.create_replication_task(
             ReplicationTaskIdentifier=ident,
             SourceEndpointArn=source_arn,
@@ -437,13 +467,16 @@ class DmsManager:
 
     # -------------------------------------------------------------- deletion
     def delete_resource(self, kind: str, identifier: str, details: dict[str, Any]) -> None:
-        """Delete one DMS object of a restore (tasks are stopped first); missing is success."""
+        """Delete one DMS object of a restore once its tag proves it is that restore's (NotOwned
+        otherwise; tasks are stopped first); missing is success."""
         timeout = self.cfg.waiter_timeout_s
+        owner = expected_owner(kind, identifier, details)
         if kind == TASK_RESOURCE:
             task = self.task(ident=identifier)
             if task is None:
                 return
             arn = task["ReplicationTaskArn"]
+            check_owned("DMS task", identifier, self.tags_of(arn), owner)
             if task.get("Status") in ("running", "starting"):
                 try:
                     self.client.stop_replication_task(ReplicationTaskArn=arn)
@@ -463,6 +496,7 @@ class DmsManager:
             ep = self.endpoint(identifier)
             if ep is None:
                 return
+            check_owned("DMS endpoint", identifier, self.tags_of(ep["EndpointArn"]), owner)
             try:
                 self.client.delete_endpoint(EndpointArn=ep["EndpointArn"])
             except Exception as exc:
@@ -477,6 +511,7 @@ class DmsManager:
             if not found:
                 return
             arn = found[0]["ReplicationInstanceArn"]
+            check_owned("DMS replication instance", identifier, self.tags_of(arn), owner)
             if found[0].get("ReplicationInstanceStatus") == "deleting":
                 return
             for attempt in range(2):

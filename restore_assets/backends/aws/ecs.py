@@ -20,6 +20,7 @@ import psycopg
 from restore_assets.backends.aws.artifacts import S3Artifacts
 from restore_assets.backends.aws.clients import error_code, is_not_found
 from restore_assets.backends.aws.config import AwsConfig, tags, temp_secret_name
+from restore_assets.backends.aws.ownership import OWNER_KEY, check_owned
 from restore_assets.backends.aws.secrets import redact
 from restore_assets.backends.base import RecordResource
 from restore_assets.errors import CopyError, DdlError, RestoreError
@@ -148,7 +149,11 @@ class EcsTaskLauncher:
             )
         arn = resp["tasks"][0]["taskArn"]
         if record is not None:
-            record(TASK_RESOURCE, arn, {"cluster": self.cfg.ecs_cluster, "command": command[:1]})
+            record(
+                TASK_RESOURCE,
+                arn,
+                {"cluster": self.cfg.ecs_cluster, "command": command[:1], OWNER_KEY: restore_id},
+            )
         return arn
 
     def wait(self, task_arn: str, timeout: float) -> TaskRun:
@@ -198,6 +203,25 @@ def stop_task(client: Any, task_arn: str, details: dict[str, Any]) -> None:
         if is_not_found(exc) or error_code(exc) in ("InvalidParameterException",):
             return
         raise
+
+
+def stop_owned_task(client: Any, task_arn: str, details: dict[str, Any], owner: str) -> None:
+    """Stop a recorded task once its tags prove it is restore `owner`'s (NotOwned otherwise);
+    a task already gone is success."""
+    try:
+        found = client.describe_tasks(
+            cluster=details.get("cluster"), tasks=[task_arn], include=["TAGS"]
+        ).get("tasks", [])
+    except Exception as exc:
+        if is_not_found(exc) or error_code(exc) in ("ClusterNotFoundException",):
+            return
+        raise
+    if not found:
+        return
+    check_owned("ECS task", task_arn, found[0].get("tags"), owner)
+    if found[0].get("lastStatus") == "STOPPED":
+        return
+    stop_task(client, task_arn, details)
 
 
 def task_environment(cfg: AwsConfig, restore_id: str) -> dict[str, str]:

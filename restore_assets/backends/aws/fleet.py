@@ -12,6 +12,12 @@ from typing import Any
 
 from restore_assets.backends.aws.clients import AwsClients, error_code, is_not_found
 from restore_assets.backends.aws.config import AwsConfig, tags, temp_secret_name
+from restore_assets.backends.aws.ownership import (
+    OWNER_KEY,
+    check_free,
+    check_owned,
+    expected_owner,
+)
 from restore_assets.backends.aws.secrets import SECRET_RESOURCE, SecretStore
 from restore_assets.backends.base import (
     RecordResource,
@@ -322,8 +328,50 @@ class AwsFleet:
 
     def prepare(self, restore_id: str, record: RecordResource) -> None:
         """Start the slow resources the run needs later (the DMS replication instance) without waiting."""
+        self.check_identifiers_free(restore_id)
         if self.dms is not None:
             self.dms.start_replication_instance(restore_id, record)
+
+    # ------------------------------------------------------------------ ownership
+    def _rds_tags(self, item: dict[str, Any], arn_key: str) -> list[dict[str, Any]]:
+        if "TagList" in item:
+            return list(item["TagList"] or [])
+        return self.rds.list_tags_for_resource(ResourceName=item[arn_key]).get("TagList", [])
+
+    def _rds_instance(self, ident: str) -> dict[str, Any] | None:
+        found = self.rds.describe_db_instances(
+            Filters=[{"Name": "db-instance-id", "Values": [ident]}]
+        )["DBInstances"]
+        return found[0] if found else None
+
+    def _rds_cluster(self, ident: str) -> dict[str, Any] | None:
+        found = self.rds.describe_db_clusters(
+            Filters=[{"Name": "db-cluster-id", "Values": [ident]}]
+        )["DBClusters"]
+        return found[0] if found else None
+
+    def check_identifiers_free(self, restore_id: str) -> None:
+        """Refuse (before any create) when an identifier this restore would create is taken by a
+        resource without its tag; this restore's own resources (a retried step) are allowed."""
+        topology = self._describe_source()["topology"]
+        roles = ("cluster", "writer") if topology == AURORA else ("db",)
+        for role in roles:
+            ident = self.cfg.temp_identifier(restore_id, role)
+            if role == "cluster":
+                found = self._rds_cluster(ident)
+                if found is not None:
+                    check_free(
+                        "RDS cluster", ident, self._rds_tags(found, "DBClusterArn"), restore_id
+                    )
+            else:
+                found = self._rds_instance(ident)
+                if found is not None:
+                    check_free(
+                        "RDS instance", ident, self._rds_tags(found, "DBInstanceArn"), restore_id
+                    )
+        self.secrets.check_free(temp_secret_name(restore_id), restore_id)
+        if self.dms is not None:
+            self.dms.check_identifiers_free(restore_id)
 
     def provision(
         self, restore_id: str, target: RestoreTarget, record: RecordResource, timeout: float
@@ -331,7 +379,7 @@ class AwsFleet:
         """Restore a temporary instance (or cluster + writer) at the target; create its temporary secret."""
         point = self.check_target(target)
         creds, choice = self.secrets.at(self.cfg.secret_arn, point)
-        self.prepare(restore_id, record)
+        self.prepare(restore_id, record)  # checks every identifier is free first
         src = self._describe_source()
         started = time.monotonic()
 
@@ -383,7 +431,11 @@ class AwsFleet:
         }
         if self.cfg.parameter_group:
             params["DBParameterGroupName"] = self.cfg.parameter_group
-        record(INSTANCE_RESOURCE, ident, {"source": inst["DBInstanceIdentifier"]})
+        record(
+            INSTANCE_RESOURCE,
+            ident,
+            {"source": inst["DBInstanceIdentifier"], OWNER_KEY: restore_id},
+        )
         if target.snapshot_id:
             self.rds.restore_db_instance_from_db_snapshot(
                 DBInstanceIdentifier=ident, DBSnapshotIdentifier=target.snapshot_id, **params
@@ -429,7 +481,11 @@ class AwsFleet:
             }
         if self.cfg.cluster_parameter_group:
             params["DBClusterParameterGroupName"] = self.cfg.cluster_parameter_group
-        record(CLUSTER_RESOURCE, cid, {"source": cluster["DBClusterIdentifier"], "writer": wid})
+        record(
+            CLUSTER_RESOURCE,
+            cid,
+            {"source": cluster["DBClusterIdentifier"], "writer": wid, OWNER_KEY: restore_id},
+        )
         if target.snapshot_id:
             snap = self._cluster_snapshots(target.snapshot_id)[0]
             self.rds.restore_db_cluster_from_snapshot(
@@ -464,7 +520,7 @@ class AwsFleet:
         }
         if self.cfg.parameter_group:
             wparams["DBParameterGroupName"] = self.cfg.parameter_group
-        record(INSTANCE_RESOURCE, wid, {"cluster": cid})
+        record(INSTANCE_RESOURCE, wid, {"cluster": cid, OWNER_KEY: restore_id})
         self.rds.create_db_instance(**wparams)
         self._wait("db_instance_available", left(), DBInstanceIdentifier=wid)
         new = self.rds.describe_db_clusters(Filters=[{"Name": "db-cluster-id", "Values": [cid]}])[
@@ -475,13 +531,15 @@ class AwsFleet:
 
     # ------------------------------------------------------------------ deletion
     def delete_resource(self, kind: str, identifier: str, details: dict[str, Any]) -> None:
-        """Delete one recorded resource; a resource already gone is success."""
+        """Delete one recorded resource if it carries its restore's tag (NotOwned otherwise);
+        a resource already gone is success."""
+        owner = expected_owner(kind, identifier, details)
         if kind == INSTANCE_RESOURCE:
-            self._delete_instance(identifier)
+            self._delete_instance(identifier, owner=owner)
         elif kind == CLUSTER_RESOURCE:
-            self._delete_cluster(identifier)
+            self._delete_cluster(identifier, owner)
         elif kind == SECRET_RESOURCE:
-            self.secrets.delete(identifier)
+            self.secrets.delete(identifier, owner=owner)
         elif kind.startswith("dms-") and self.dms is not None:
             self.dms.delete_resource(kind, identifier, details)
         elif kind.startswith("dms-"):
@@ -489,13 +547,17 @@ class AwsFleet:
 
             DmsManager(self.cfg, self.clients.dms).delete_resource(kind, identifier, details)
         elif kind == "ecs-task":
-            from restore_assets.backends.aws.ecs import stop_task
+            from restore_assets.backends.aws.ecs import stop_owned_task
 
-            stop_task(self.clients.ecs, identifier, details)
+            stop_owned_task(self.clients.ecs, identifier, details, owner)
         else:
             raise FleetError(f"the AWS fleet cannot delete a resource of kind {kind!r}")
 
-    def _delete_instance(self, ident: str, wait: bool = False) -> None:
+    def _delete_instance(self, ident: str, wait: bool = False, *, owner: str) -> None:
+        found = self._rds_instance(ident)
+        if found is None:
+            return
+        check_owned("RDS instance", ident, self._rds_tags(found, "DBInstanceArn"), owner)
         for attempt in range(2):
             try:
                 self.rds.delete_db_instance(
@@ -523,14 +585,23 @@ class AwsFleet:
         if wait:
             self._wait("db_instance_deleted", self.cfg.waiter_timeout_s, DBInstanceIdentifier=ident)
 
-    def _delete_cluster(self, cid: str) -> None:
-        found = self.rds.describe_db_clusters(Filters=[{"Name": "db-cluster-id", "Values": [cid]}])[
-            "DBClusters"
-        ]
-        if not found:
+    def _delete_cluster(self, cid: str, owner: str) -> None:
+        cluster = self._rds_cluster(cid)
+        if cluster is None:
             return
-        for member in found[0].get("DBClusterMembers", []):
-            self._delete_instance(member["DBInstanceIdentifier"], wait=True)
+        check_owned("RDS cluster", cid, self._rds_tags(cluster, "DBClusterArn"), owner)
+        members = [m["DBInstanceIdentifier"] for m in cluster.get("DBClusterMembers", [])]
+        for member in members:  # every member must be ours before anything is deleted
+            found = self._rds_instance(member)
+            if found is not None:
+                check_owned(
+                    f"RDS instance (member of {cid})",
+                    member,
+                    self._rds_tags(found, "DBInstanceArn"),
+                    owner,
+                )
+        for member in members:
+            self._delete_instance(member, wait=True, owner=owner)
         for attempt in range(2):
             try:
                 self.rds.delete_db_cluster(DBClusterIdentifier=cid, SkipFinalSnapshot=True)

@@ -26,6 +26,7 @@ from restore_assets.backends.aws.ecs import (
     run_task_params,
     stop_task,
 )
+from restore_assets.backends.aws.ownership import OWNER_KEY
 from restore_assets.backends.base import RecordResource
 
 
@@ -115,17 +116,24 @@ def clients_from_resources(resources: dict[str, Any], prefix: str = "aws_") -> A
 class _RecordingEcs:
     """An ECS client that records each task it starts (so cleanup can stop it after a crash)."""
 
-    def __init__(self, client: Any, record: RecordResource | None, cluster: str) -> None:
+    def __init__(
+        self, client: Any, record: RecordResource | None, cluster: str, restore_id: str
+    ) -> None:
         self._client = client
         self._record = record
         self._cluster = cluster
+        self._restore_id = restore_id
 
     def run_task(self, **params: Any) -> Any:
         """run_task, then record the task before anything waits on it."""
         resp = self._client.run_task(**params)
         if self._record is not None:
             for task in resp.get("tasks", []):
-                self._record(TASK_RESOURCE, task["taskArn"], {"cluster": self._cluster})
+                self._record(
+                    TASK_RESOURCE,
+                    task["taskArn"],
+                    {"cluster": self._cluster, OWNER_KEY: self._restore_id},
+                )
         return resp
 
     def __getattr__(self, name: str) -> Any:
@@ -166,7 +174,7 @@ class PipesEcsLauncher:
         record: RecordResource | None = None,
     ) -> TaskRun:
         """Run the task through Pipes, bounded by timeout; TaskFailed on a non-zero exit code."""
-        ecs = _RecordingEcs(self.client, record, self.cfg.ecs_cluster)
+        ecs = _RecordingEcs(self.client, record, self.cfg.ecs_cluster, restore_id)
         pipes = PipesECSClient(
             client=ecs,  # type: ignore[arg-type]
             message_reader=PipesCloudWatchMessageReader(client=self.logs_client),

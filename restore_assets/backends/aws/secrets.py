@@ -17,8 +17,9 @@ from typing import Any
 
 import psycopg
 
-from restore_assets.backends.aws.clients import error_code, is_not_found
+from restore_assets.backends.aws.clients import is_not_found
 from restore_assets.backends.aws.config import tags, temp_secret_name
+from restore_assets.backends.aws.ownership import OWNER_KEY, check_free, check_owned
 from restore_assets.errors import FleetError
 
 log = logging.getLogger("restore_assets.aws")
@@ -246,7 +247,12 @@ class SecretStore:
     ) -> str:
         """Create `restore-assets/<id>/temp-db` with the credentials and the temporary server's address."""
         name = temp_secret_name(restore_id)
-        record(SECRET_RESOURCE, name, {"purpose": "temporary database credentials"})
+        existing = self.check_free(name, restore_id)
+        record(
+            SECRET_RESOURCE,
+            name,
+            {"purpose": "temporary database credentials", OWNER_KEY: restore_id},
+        )
         kwargs: dict[str, Any] = {
             "Name": name,
             "Description": f"restore-assets {restore_id}: credentials of the temporary database",
@@ -255,21 +261,39 @@ class SecretStore:
         }
         if kms_key_id:
             kwargs["KmsKeyId"] = kms_key_id
-        try:
-            resp = self.client.create_secret(**kwargs)
-        except Exception as exc:
-            if error_code(exc) != "ResourceExistsException":
-                raise
+        if existing is not None:  # this restore's own secret (a retried step): new value
             self.client.put_secret_value(SecretId=name, SecretString=kwargs["SecretString"])
-            resp = self.client.describe_secret(SecretId=name)
+            return str(existing["ARN"])
+        resp = self.client.create_secret(**kwargs)
         return str(resp["ARN"])
+
+    def _describe(self, secret_id: str) -> dict[str, Any] | None:
+        try:
+            return self.client.describe_secret(SecretId=secret_id)
+        except Exception as exc:
+            if is_not_found(exc):
+                return None
+            raise
+
+    def check_free(self, name: str, restore_id: str) -> dict[str, Any] | None:
+        """None when no secret has this name; its description when it is this restore's own;
+        IdentifierTaken when another secret holds the name."""
+        found = self._describe(name)
+        if found is not None:
+            check_free("secret", name, found.get("Tags"), restore_id)
+        return found
 
     def temp(self, restore_id: str) -> Credentials:
         """The temporary secret of a restore (credentials + the temporary server's host/port)."""
         return self.current(temp_secret_name(restore_id))
 
-    def delete(self, secret_id: str) -> bool:
-        """Delete a temporary secret now (no recovery window); False when it was already gone."""
+    def delete(self, secret_id: str, *, owner: str) -> bool:
+        """Delete a temporary secret of restore `owner` now (no recovery window) once its tag
+        proves it is that restore's (NotOwned otherwise); False when it was already gone."""
+        found = self._describe(secret_id)
+        if found is None:
+            return False
+        check_owned("secret", secret_id, found.get("Tags"), owner)
         try:
             self.client.delete_secret(SecretId=secret_id, ForceDeleteWithoutRecovery=True)
         except Exception as exc:
