@@ -123,4 +123,5 @@ def extract(dsn: str, schemas: list[str], suffix: str, *, include_owner: bool = 
             f" references to its objects now point into {renames[schema]}, where they do not"
             f" exist; install {ext} in {renames[schema]} first (or move it out of {schema})"
         )
+    bundle.check_guard()  # a refused or unknown statement stops the restore before anything is created
     return bundle

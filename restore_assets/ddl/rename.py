@@ -70,6 +70,7 @@ SCHEMA_NAMING_STATEMENTS = frozenset(
         "RenameStmt",
         "DropStmt",
         "AlterExtensionStmt",
+        "AlterPublicationStmt",
     }
 )
 REWRITTEN_LANGUAGES = frozenset({"sql", "plpgsql"})

@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from pglast import parser
 
 from restore_assets.ddl.guard import (
+    INVENTORY,
+    SKIPPED_KINDS,
     SchemaCheck,
     node_violation,
     text_violation,
@@ -230,7 +232,10 @@ class DdlBundle:
     ``BEGIN``/``COMMIT``. ``full`` is the whole dump renamed, for audit (``full_sql`` is a plain
     script). ``warnings`` are for the operator (dynamic SQL in function bodies...); ``unknown``
     lists statements the splitter did not recognise (they are in ``post``); ``violations`` lists
-    the statements of pre/post that the guard refuses for ``target_schemas``.
+    the statements of pre/post that the guard refuses for ``target_schemas``; ``skipped`` lists the
+    statements that attach a restored object to something outside the schemas (``ALTER
+    PUBLICATION ... ADD TABLE``, ``... DEPENDS ON EXTENSION``): never applied, each also in
+    ``warnings`` so it reaches the plan, the audit and the report.
     """
 
     pre: list[str]
@@ -240,6 +245,7 @@ class DdlBundle:
     unknown: list[str] = field(default_factory=list)
     renames: dict[str, str] = field(default_factory=dict)
     violations: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
 
     def check_guard(self) -> None:
         """Raise GuardViolation if a pre/post statement breaks the guard (checked while building).
@@ -275,7 +281,7 @@ class DdlBundle:
 
 @dataclass(slots=True)
 class _Entry:
-    cls: str  # session | session-dropped | pre | post | owner | unknown
+    cls: str  # session | session-dropped | pre | post | owner | skipped | unknown
     text: str
     local: str | None = None  # the transaction-local form of a session statement
 
@@ -420,7 +426,10 @@ class _Analyzer:
                     f"unknown statement kept in post (statement type {kind} is not"
                     f" classified): {short}"
                 ]
-            if cls != "session-dropped":
+            if cls == "skipped":
+                short = " ".join(text.split())[:200]
+                a.warnings = [f"skipped, never applied ({INVENTORY[kind].why}): {short}"]
+            elif cls != "session-dropped":
                 a.violation = node_violation(kind, node, self.check)
         if kind == "ViewStmt" or (
             kind == "CreateTableAsStmt" and node.get("objtype") == "OBJECT_MATVIEW"
@@ -461,6 +470,8 @@ class _Analyzer:
             return "unknown"
         if kind == "AlterOwnerStmt":
             return "owner"
+        if kind in SKIPPED_KINDS:
+            return "skipped"
         if kind == "AlterTableStmt":
             return self._classify_alter_table(node, a)
         if kind == "CreateTableAsStmt":
@@ -664,6 +675,7 @@ class _Builder:
         post: list[str] = []
         full: list[str] = []
         unknown: list[str] = []
+        skipped: list[str] = []
         header_done = False
         header_len = 0
         generated: list[str] = []
@@ -686,6 +698,8 @@ class _Builder:
             elif e.cls == "owner":
                 if self.include_owner:
                     post.append(e.text)
+            elif e.cls == "skipped":
+                skipped.append(e.text)
             else:
                 post.append(e.text)
                 unknown.append(e.text)
@@ -714,7 +728,9 @@ class _Builder:
         violations = [
             violation_message(reason, text, self.check.allowed) for text, reason in self.violations
         ]
-        return DdlBundle(pre, post, full, self.warnings, unknown, dict(self.renames), violations)
+        return DdlBundle(
+            pre, post, full, self.warnings, unknown, dict(self.renames), violations, skipped
+        )
 
     def _ensure_settings(self, pre: list[str], post: list[str], header_len: int) -> list[str]:
         """Dumps without pg_dump's header still get search_path '' and no body checks."""

@@ -194,3 +194,82 @@ CREATE SEQUENCE t1.fine;
     ]
     for statement in bundle.pre:  # the standalone guard agrees statement by statement
         assert (statement_violation(statement, {"t1_x"}) is None) == (statement not in refused)
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "ALTER STATISTICS t1_x.st SET STATISTICS 1000",
+        "CREATE TYPE t1_x.shell",
+        'CREATE TEXT SEARCH CONFIGURATION t1_x.cfg (PARSER = pg_catalog."default")',
+        "ALTER TEXT SEARCH CONFIGURATION t1_x.cfg ADD MAPPING FOR word WITH simple",
+        "CREATE OPERATOR FAMILY t1_x.fam USING btree",
+        "ALTER DOMAIN t1_x.d ADD CONSTRAINT c CHECK (VALUE > 0) NOT VALID",
+        "ALTER TABLE ONLY t1_x.a ALTER COLUMN c SET STATISTICS 500",
+        "ALTER INDEX t1_x.i ALTER COLUMN 1 SET STATISTICS 200",
+        "ALTER TABLE ONLY t1_x.a REPLICA IDENTITY FULL",
+        "ALTER FOREIGN TABLE ONLY t1_x.f ALTER COLUMN c OPTIONS (column_name 'x')",
+        "GRANT SELECT (c) ON TABLE t1_x.a TO bob",
+        "SECURITY LABEL FOR dummy ON TABLE t1_x.a IS 'classified'",
+        "SET default_table_access_method = heap2",
+    ],
+)
+def test_inventory_allows_in_schema(statement: str) -> None:
+    assert statement_violation(statement, ALLOWED) is None
+
+
+@pytest.mark.parametrize(
+    ("statement", "reason"),
+    [
+        ("ALTER STATISTICS shared.st SET STATISTICS 10", "'shared'"),
+        ("ALTER TABLE t1_x.a DROP COLUMN c", "AT_DropColumn is not in the inventory"),
+        ("ALTER DOMAIN t1_x.d DROP CONSTRAINT c", "ALTER DOMAIN"),
+        ("CREATE TABLE t1_x.b AS SELECT 1", "CREATE TABLE AS"),
+        ("ALTER TABLE t1_x.a RENAME TO b", "renames"),
+        ("CREATE ACCESS METHOD heap2 TYPE TABLE HANDLER heap_tableam_handler", "access method"),
+        (
+            "ALTER FUNCTION t1_x.f() STABLE",
+            "AlterFunctionStmt is not in the DDL engine's inventory",
+        ),
+        # attachments outside the schema are never applied, even when handed to the guard
+        ("ALTER PUBLICATION pub ADD TABLE ONLY t1_x.a", "skipped and listed"),
+        ("ALTER FUNCTION t1_x.f() DEPENDS ON EXTENSION hstore", "skipped and listed"),
+        ("ALTER EXTENSION hstore ADD TABLE t1_x.a", "skipped and listed"),
+    ],
+)
+def test_inventory_refuses(statement: str, reason: str) -> None:
+    violation = statement_violation(statement, ALLOWED)
+    assert violation is not None and reason in violation, violation
+
+
+def test_attachments_outside_the_schema_are_skipped_and_listed_not_fatal() -> None:
+    dump = """
+SELECT pg_catalog.set_config('search_path', '', false);
+CREATE SCHEMA t1;
+CREATE TABLE t1.a (id integer NOT NULL);
+CREATE FUNCTION t1.f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;
+ALTER FUNCTION t1.f() DEPENDS ON EXTENSION hstore;
+ALTER PUBLICATION pub ADD TABLE ONLY t1.a;
+ALTER PUBLICATION pub2 ADD TABLES IN SCHEMA t1;
+"""
+    bundle = build_bundle(dump, {"t1": "t1_x"})
+    assert bundle.skipped == [
+        "ALTER FUNCTION t1_x.f() DEPENDS ON EXTENSION hstore",
+        "ALTER PUBLICATION pub ADD TABLE ONLY t1_x.a",
+        "ALTER PUBLICATION pub2 ADD TABLES IN SCHEMA t1_x",
+    ]
+    assert not any("PUBLICATION" in s or "DEPENDS" in s for s in bundle.pre + bundle.post)
+    assert sum("skipped, never applied" in w for w in bundle.warnings) == 3
+    assert bundle.violations == [] and bundle.unknown == []
+    bundle.check_guard()
+    guard(bundle.pre + bundle.post, bundle.target_schemas)
+
+
+def test_every_inventory_rule_is_explicit() -> None:
+    from restore_assets.ddl.guard import ALLOW, INVENTORY, REFUSE, SKIP, inventory_table
+
+    assert {r.action for r in INVENTORY.values()} == {ALLOW, SKIP, REFUSE}
+    assert all(r.why for r in INVENTORY.values() if r.action != ALLOW)
+    table = inventory_table()
+    assert table.count("\n") == len(INVENTORY) + 1
+    assert "| `AlterStatsStmt` | allow in schema |" in table
