@@ -166,6 +166,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         backend_config(args),
         compare=not args.no_compare,
         restore_id=args.restore_id,
+        detach_cleanup=not args.wait_cleanup,
     )
 
     def text(d: dict[str, Any]) -> str:
@@ -433,6 +434,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--restore-id", help="use this restore id (default: generated)")
     p.add_argument("--workers", type=int, help="parallel COPY workers per schema")
     p.add_argument("--no-compare", action="store_true", help="skip the comparison report")
+    p.add_argument(
+        "--wait-cleanup",
+        action="store_true",
+        help="remove the temporary server before returning (default: after the answer, in the background)",
+    )
     p.add_argument(
         "--plan", action="store_true", help="print what would be created, create nothing"
     )

@@ -28,6 +28,7 @@ def run_schema_restore(
     *,
     compare: bool = True,
     restore_id: str | None = None,
+    detach_cleanup: bool = False,
     fail_at_phase: str | None = None,
 ) -> dict[str, Any]:
     """Execute the schema_restore job in process; return restore_id, status, restored, phases, artifacts."""
@@ -45,7 +46,12 @@ def run_schema_restore(
             "phases": {},
             "artifacts": {},
         }
-    run_config = {**request, "compare": compare, "restore_id": rid}
+    run_config = {
+        **request,
+        "compare": compare,
+        "restore_id": rid,
+        "detach_cleanup": detach_cleanup,
+    }
     if fail_at_phase:
         run_config["fail_at_phase"] = fail_at_phase
     result = schema_restore.execute_in_process(
@@ -86,6 +92,21 @@ def run_schema_restore(
         "artifacts": summary.get("artifacts", {}),
         "report": summary.get("report"),
         "duration_s": rec.get("duration_s"),
+        **_rto_and_total(rec),
+    }
+
+
+def _rto_and_total(rec: dict[str, Any]) -> dict[str, Any]:
+    """RTO: request to the answer (the schemas usable); total: plus removing the temporary server."""
+    rto = rec.get("duration_s")
+    after = [
+        p["metadata"].get("seconds") or 0.0
+        for p in rec["phases"]
+        if p["metadata"].get("after_answer")
+    ]
+    return {
+        "rto_s": rto,
+        "total_s": round(rto + sum(after), 3) if rto is not None and after else None,
     }
 
 

@@ -2,6 +2,7 @@
 
 import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -11,6 +12,7 @@ from restore_assets.errors import InvalidRequest
 from restore_assets.jobs.resources import RestoreBackend
 from restore_assets.jobs.runs import crash_sensors, restore_id_for, restore_id_of
 from restore_assets.phases import PhaseResult
+from restore_assets.release import cleanup_or_defer, launch_detached, release_temporary
 
 
 class RestoreRequestConfig(dg.Config):
@@ -24,6 +26,7 @@ class RestoreRequestConfig(dg.Config):
     include_dependencies: bool = True
     suffix: str | None = None
     compare: bool = True
+    detach_cleanup: bool = False  # remove the temporary server in a detached process
     restore_id: str | None = None
     fail_at_phase: str | None = None
 
@@ -78,7 +81,7 @@ def validate_request(
 ) -> dict:
     """Phase 1: validate the request against the server before anything is created; record it."""
     raw = config.model_dump(exclude={"compare", "restore_id", "fail_at_phase"})
-    raw = {k: v for k, v in raw.items() if v not in (None, [])}
+    raw = {k: v for k, v in raw.items() if v not in (None, []) and k != "detach_cleanup"}
     rid = restore_id_for(context.run_id, config.restore_id)
     services = _services(backend, context, config.fail_at_phase)
     try:
@@ -97,6 +100,7 @@ def validate_request(
         "restore_id": rid,
         "plan": plan.to_dict(),
         "compare": config.compare,
+        "detach_cleanup": config.detach_cleanup,
         "fail_at": config.fail_at_phase,
     }
 
@@ -272,7 +276,7 @@ def cleanup_resources(
     results = [topology, temp, ddl, pre, *copies, post, compared]
     failed = phases.first_failure(results) is not None
     inject = run["fail_at"] == "cleanup"
-    out = phases.cleanup(services, rid, failed=failed or inject)
+    out = cleanup_or_defer(services, rid, failed=failed or inject)
     context.log.info(f"cleanup removed {out['removed']}, kept {out['kept']}")
     if out["errors"]:
         context.log.error(f"cleanup errors: {out['errors']}")
@@ -347,6 +351,30 @@ def compare_restored(
     return result
 
 
+@dg.op(out=dg.Out(dict))
+def release_temporary_resources(
+    context: dg.OpExecutionContext, run: dict, answer: dict, backend: RestoreBackend
+) -> dict:
+    """After the answer `succeeded`: remove the temporary server, in this run or a detached process."""
+    rid = run["restore_id"]
+    if run.get("detach_cleanup"):
+        settings = backend.settings()
+        log_dir = Path(settings["root"]) / "logs" if settings.get("root") else None
+        pid = launch_detached(settings, rid, log_dir)
+        context.log.info(f"restore {rid}: temporary resources released by process {pid}")
+        return {"detached_pid": pid}
+    out = release_temporary(_services(backend, context), rid)
+    context.log.info(f"restore {rid}: released {out['removed']} in {out['seconds']}s")
+    context.add_output_metadata({"removed": dg.MetadataValue.json(out["removed"])})
+    if out["errors"]:
+        raise dg.Failure(
+            description=f"restore {rid} succeeded, but removing its temporary resources failed:"
+            f" {out['errors']}; run `restore-assets cleanup --restore-id {rid}`",
+            metadata={"restore_id": rid},
+        )
+    return out
+
+
 @dg.job(config=request_as_run_config, tags={"restore-assets/kind": "schema_restore"})
 def schema_restore() -> None:
     """Restore schemas of one database to a point in time or snapshot, side by side with the live ones."""
@@ -359,7 +387,8 @@ def schema_restore() -> None:
     post = apply_post_ddl(run, ddl, copies)
     compared = compare_restored(run, post)
     cleaned = cleanup_resources(run, topo, temp, ddl, pre, copies, post, compared)
-    finish_restore(run, cleaned)
+    answer = finish_restore(run, cleaned)
+    release_temporary_resources(run, answer)
 
 
 class CleanupConfig(dg.Config):
