@@ -25,6 +25,7 @@ from restore_assets.backends.base import (
     TempDatabase,
 )
 from restore_assets.backends.local import pg
+from restore_assets.backends.local.tablespaces import relocate_tablespaces, tablespace_mapping
 from restore_assets.errors import FleetError, InvalidRequest
 
 CONFIG_FILE = "fleet.json"
@@ -304,6 +305,8 @@ class LocalFleet:
                     "-c",
                     "fast",
                     "--no-password",
+                    # each tablespace into the snapshot itself, never onto production's directory
+                    *tablespace_mapping(self.production_dsn(), target),
                 ],
                 env=self._libpq_password_env(),
             )
@@ -598,6 +601,7 @@ class LocalFleet:
         cluster = pg.Cluster(workdir / "data", port)
         try:
             pg.run_server_cmd(["cp", "-a", str(self.backup_dir / base.id), str(cluster.datadir)])
+            relocate_tablespaces(cluster.datadir, self.backup_dir / base.id)
             self._prepare_recovery(cluster, target)
             cluster.start(timeout=timeout)
             self._wait_promoted(cluster, timeout)
