@@ -9,7 +9,8 @@ from typing import Any
 
 from restore_assets.errors import RestoreError
 
-NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+# the .ipynb files ship inside the package (package data), so a wheel install finds them
+NOTEBOOK_DIR = Path(__file__).resolve().parent / "notebook_files"
 KERNEL = "python3"
 
 

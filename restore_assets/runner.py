@@ -29,7 +29,6 @@ def run_schema_restore(
     compare: bool = True,
     restore_id: str | None = None,
     detach_cleanup: bool = False,
-    fail_at_phase: str | None = None,
 ) -> dict[str, Any]:
     """Execute the schema_restore job in process; return restore_id, status, restored, phases, artifacts."""
     from restore_assets.jobs.schema_restore import schema_restore
@@ -52,8 +51,6 @@ def run_schema_restore(
         "restore_id": rid,
         "detach_cleanup": detach_cleanup,
     }
-    if fail_at_phase:
-        run_config["fail_at_phase"] = fail_at_phase
     result = schema_restore.execute_in_process(
         run_config=run_config,
         resources={"backend": _resource(backend_config)},

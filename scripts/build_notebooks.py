@@ -1,4 +1,5 @@
-"""Write notebooks/comparison_report.ipynb and notebooks/schema_restore_runbook.ipynb from their cell sources."""
+"""Write the packaged notebooks comparison_report.ipynb and schema_restore_runbook.ipynb
+(restore_assets/notebook_files/, shipped as package data) from their cell sources."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "restore_assets" / "notebook_files"
 KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
 
 

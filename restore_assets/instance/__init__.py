@@ -10,7 +10,6 @@ from typing import Any
 
 from restore_assets.instance.base import InstanceBackend
 from restore_assets.instance.core import (
-    FAULT_POINTS,
     KIND_RESTORE,
     KIND_SNAPSHOT,
     STEPS,
@@ -24,7 +23,6 @@ from restore_assets.instance.model import Described, InstancePlan, InstanceReque
 log = logging.getLogger("restore_assets.instance")
 
 __all__ = [
-    "FAULT_POINTS",
     "KIND_RESTORE",
     "KIND_SNAPSHOT",
     "STEPS",
@@ -110,7 +108,6 @@ def _audit(settings: Mapping[str, Any]) -> Any:
 def instance_services(
     settings: Mapping[str, Any],
     *,
-    fail_at: str | None = None,
     backend: InstanceBackend | None = None,
     audit: Any = None,
     notifier: Any = None,
@@ -126,5 +123,4 @@ def instance_services(
         wait_timeout=float(opts.get("wait_timeout_s", 3600)),
         snapshot_timeout=float(opts.get("snapshot_timeout_s", 3600)),
         export_timeout=float(opts.get("export_timeout_s", 6 * 3600)),
-        fail_at=fail_at,
     )

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from restore_assets import phases
 from restore_assets.audit import AuditLog
 from restore_assets.backends.base import Notifier
 from restore_assets.errors import InvalidRequest, RestoreError
@@ -38,9 +39,6 @@ RESOURCE_KINDS = (
     "local-set-aside",
     "local-restored",
 )
-FAULT_POINTS = tuple(
-    f"{s}{w}" for s in STEPS[1:] for w in ("", ":after")
-)  # fail_at values tests can inject
 
 
 @dataclass
@@ -53,7 +51,6 @@ class InstanceServices:
     wait_timeout: float = 3600
     snapshot_timeout: float = 3600
     export_timeout: float = 6 * 3600
-    fail_at: str | None = None  # fault injection: "<step>" fails before it, "<step>:after" after it
 
 
 def run_step(
@@ -71,11 +68,9 @@ def run_step(
         return PhaseResult(step, ok=False, skipped=True, error=failed.error, started_at=started)
     t0 = time.monotonic()
     try:
-        if services.fail_at == step:
-            raise RestoreError(f"injected failure before step {step}")
+        phases.phase_hook(restore_id, step, "before")
         value = fn()
-        if services.fail_at == f"{step}:after":
-            raise RestoreError(f"injected failure after step {step}")
+        phases.phase_hook(restore_id, step, "after")
         meta = metadata(value) if metadata else {}
         result = PhaseResult(step, True, value, started_at=started, metadata=meta)
     except Exception as exc:  # noqa: BLE001 - carried to finish, which rolls back and fails the run

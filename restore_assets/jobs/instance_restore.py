@@ -35,7 +35,6 @@ class InstanceRestoreConfig(dg.Config):
     keep_old: bool = False
     skip_final_snapshot: bool = False
     restore_id: str | None = None
-    fail_at: str | None = None  # fault injection (tests): "<step>" or "<step>:after"
 
 
 @dg.config_mapping(config_schema=InstanceRestoreConfig.to_config_schema())
@@ -50,9 +49,9 @@ def request_of(config: dg.Config, exclude: set[str]) -> dict[str, Any]:
     return {k: v for k, v in raw.items() if v not in (None, "")}
 
 
-def services_for(backend: RestoreBackend, fail_at: str | None = None) -> InstanceServices:
+def services_for(backend: RestoreBackend) -> InstanceServices:
     """The instance services of the run's backend resource."""
-    return instance_services(backend.settings(), fail_at=fail_at)
+    return instance_services(backend.settings())
 
 
 def report(context: dg.OpExecutionContext, result: PhaseResult) -> PhaseResult:
@@ -84,11 +83,10 @@ def validate_op_body(
     backend: RestoreBackend,
     kind: str,
     restore_id: str | None,
-    fail_at: str | None,
 ) -> dict:
     """Shared body of the validate ops: plan, record, refuse bad input without a retry."""
     rid = restore_id or f"dg-{context.run_id}"
-    services = services_for(backend, fail_at)
+    services = services_for(backend)
     try:
         rid, plan = steps.validate(services, raw, kind, rid)
     except InvalidRequest as exc:
@@ -105,7 +103,7 @@ def validate_op_body(
             "preserved_configuration": dg.MetadataValue.json(plan.source.config),
         }
     )
-    return {"restore_id": rid, "plan": plan.to_dict(), "fail_at": fail_at}
+    return {"restore_id": rid, "plan": plan.to_dict()}
 
 
 @dg.op(out=dg.Out(dict))
@@ -113,10 +111,8 @@ def validate_instance_request(
     context: dg.OpExecutionContext, config: InstanceRestoreConfig, backend: RestoreBackend
 ) -> dict:
     """Check every name, the snapshot and the server before anything changes; open the audit record."""
-    raw = request_of(config, {"restore_id", "fail_at"})
-    return validate_op_body(
-        context, raw, backend, steps.KIND_RESTORE, config.restore_id, config.fail_at
-    )
+    raw = request_of(config, {"restore_id"})
+    return validate_op_body(context, raw, backend, steps.KIND_RESTORE, config.restore_id)
 
 
 @dg.op(out=dg.Out(PhaseResult))
@@ -125,7 +121,7 @@ def take_snapshot_step(
 ) -> PhaseResult:
     """Take a snapshot and wait until it is available (create_snapshot tasks only)."""
     rid, plan = _ctx(run)
-    return report(context, steps.snapshot_step(services_for(backend, run["fail_at"]), rid, plan))
+    return report(context, steps.snapshot_step(services_for(backend), rid, plan))
 
 
 @dg.op(out=dg.Out(PhaseResult))
@@ -134,7 +130,7 @@ def export_snapshot_step(
 ) -> PhaseResult:
     """Export the new snapshot to S3 and follow the export to its end (when asked)."""
     rid, plan = _ctx(run)
-    services = services_for(backend, run["fail_at"])
+    services = services_for(backend)
     return report(context, steps.export_step(services, rid, plan, snap))
 
 
@@ -148,7 +144,7 @@ def set_aside_original(
 ) -> PhaseResult:
     """Rename the original to <identifier>-old-<suffix> and wait."""
     rid, plan = _ctx(run)
-    services = services_for(backend, run["fail_at"])
+    services = services_for(backend)
     return report(context, steps.set_aside_step(services, rid, plan, [snap, exported]))
 
 
@@ -162,7 +158,7 @@ def restore_in_place(
 ) -> PhaseResult:
     """Restore the snapshot under the original identifier with all of its configuration."""
     rid, plan = _ctx(run)
-    services = services_for(backend, run["fail_at"])
+    services = services_for(backend)
     return report(context, steps.restore_step(services, rid, plan, snap, aside))
 
 
@@ -172,7 +168,7 @@ def wait_for_restored(
 ) -> PhaseResult:
     """Wait until the restored server and every member are available; verify it."""
     rid, plan = _ctx(run)
-    services = services_for(backend, run["fail_at"])
+    services = services_for(backend)
     return report(context, steps.wait_step(services, rid, plan, restored))
 
 
@@ -182,7 +178,7 @@ def delete_renamed_original(
 ) -> PhaseResult:
     """Delete the renamed original (final snapshot first unless skipped), or keep it."""
     rid, plan = _ctx(run)
-    services = services_for(backend, run["fail_at"])
+    services = services_for(backend)
     return report(context, steps.delete_old_step(services, rid, plan, ready))
 
 
@@ -195,7 +191,7 @@ def finish_op_body(
 ) -> dict:
     """Shared body of the finish ops: roll back if needed, close the audit record, fail the run."""
     rid, plan = _ctx(run)
-    services = services_for(backend, None)
+    services = services_for(backend)
     summary = steps.finish(services, rid, plan, results, kind)
     if summary.get("steps", {}).get("rollback"):
         (context.log.warning if summary["rolled_back"] else context.log.error)(
@@ -348,13 +344,10 @@ def run_instance_restore_job(
     backend_config: dict[str, Any],
     *,
     restore_id: str | None = None,
-    fail_at: str | None = None,
 ) -> dict[str, Any]:
     """Execute the instance_restore job in process; return the run's summary from the audit log."""
     rid = restore_id or new_restore_id("i")
     run_config = {**request, "restore_id": rid}
-    if fail_at:
-        run_config["fail_at"] = fail_at
     return outcome(instance_restore, run_config, backend_config, rid)
 
 

@@ -28,7 +28,6 @@ class RestoreRequestConfig(dg.Config):
     compare: bool = True
     detach_cleanup: bool = False  # remove the temporary server in a detached process
     restore_id: str | None = None
-    fail_at_phase: str | None = None
 
 
 @dg.config_mapping(config_schema=RestoreRequestConfig.to_config_schema())
@@ -40,11 +39,8 @@ def request_as_run_config(val: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _services(
-    backend: RestoreBackend, context: dg.OpExecutionContext, fail_at: str | None = None
-) -> phases.Services:
+def _services(backend: RestoreBackend, context: dg.OpExecutionContext) -> phases.Services:
     services = backend.services()
-    services.fail_at = fail_at
     for component in (services.ddl, services.mover):
         # remote task runners (the AWS backend's ECS task) launch through Dagster Pipes in an op
         attach = getattr(component, "attach_run_context", None)
@@ -80,10 +76,10 @@ def validate_request(
     context: dg.OpExecutionContext, config: RestoreRequestConfig, backend: RestoreBackend
 ) -> dict:
     """Phase 1: validate the request against the server before anything is created; record it."""
-    raw = config.model_dump(exclude={"compare", "restore_id", "fail_at_phase"})
+    raw = config.model_dump(exclude={"compare", "restore_id"})
     raw = {k: v for k, v in raw.items() if v not in (None, []) and k != "detach_cleanup"}
     rid = restore_id_for(context.run_id, config.restore_id)
-    services = _services(backend, context, config.fail_at_phase)
+    services = _services(backend, context)
     try:
         rid, plan = phases.validate(services, raw, rid)
     except InvalidRequest as exc:
@@ -101,7 +97,6 @@ def validate_request(
         "plan": plan.to_dict(),
         "compare": config.compare,
         "detach_cleanup": config.detach_cleanup,
-        "fail_at": config.fail_at_phase,
     }
 
 
@@ -119,7 +114,7 @@ def _phase(
     metadata: Callable[[Any], dict[str, Any]] | None = None,
 ) -> PhaseResult:
     """Run one phase of the core for this op (skipped after an upstream failure), log it, report it."""
-    services = _services(backend, context, run["fail_at"])
+    services = _services(backend, context)
     rid, plan = _ctx(run)
     result = phases.run_phase(
         services, rid, phase, lambda: body(services, rid, plan), upstream, metadata
@@ -270,13 +265,18 @@ def cleanup_resources(
     compared: PhaseResult,
     backend: RestoreBackend,
 ) -> dict:
-    """Phase 6: always runs; removes the temporary server, and the restored schemas if anything failed."""
-    services = _services(backend, context, None)
+    """Phase 6: always runs; removes the temporary server, and the restored schemas if the restore
+    failed (a failed comparison or report is a warning: the restored schemas stay)."""
+    services = _services(backend, context)
     rid, _plan = _ctx(run)
     results = [topology, temp, ddl, pre, *copies, post, compared]
-    failed = phases.first_failure(results) is not None
-    inject = run["fail_at"] == "cleanup"
-    out = cleanup_or_defer(services, rid, failed=failed or inject)
+    failed = phases.restore_failure(results) is not None
+    hook_error = None
+    try:
+        phases.phase_hook(rid, "cleanup", "before")
+    except Exception as exc:  # noqa: BLE001 - the tests' fault hook: cleanup runs as after a failure
+        hook_error = f"cleanup: {type(exc).__name__}: {exc}"
+    out = cleanup_or_defer(services, rid, failed=failed or hook_error is not None)
     context.log.info(f"cleanup removed {out['removed']}, kept {out['kept']}")
     if out["errors"]:
         context.log.error(f"cleanup errors: {out['errors']}")
@@ -286,9 +286,7 @@ def cleanup_resources(
             "kept": dg.MetadataValue.json(out["kept"]),
         }
     )
-    error = "; ".join(out["errors"]) or (
-        "cleanup: injected failure in phase cleanup" if inject else None
-    )
+    error = "; ".join(out["errors"]) or hook_error
     cleanup_result = PhaseResult("cleanup", ok=not error, error=error, value=out)
     return {"results": results + [cleanup_result], "cleanup": out}
 
@@ -301,7 +299,7 @@ def finish_restore(
     backend: RestoreBackend,
 ) -> dict:
     """Phase 7: final audit status with timings and cause; the run fails if any phase failed."""
-    services = _services(backend, context, None)
+    services = _services(backend, context)
     rid, plan = _ctx(run)
     results: list[PhaseResult] = cleaned["results"]
     compared = next(r for r in results if r.phase == "compare")
@@ -313,6 +311,8 @@ def finish_restore(
         "report": compared.value if compared.ok and compared.value else None,
     }
     summary = phases.finish(services, rid, results, extra)
+    for warning in summary["warnings"]:
+        context.log.warning(warning)
     context.add_output_metadata({"status": summary["status"], "restore_id": rid})
     if summary["status"] != "succeeded":
         raise dg.Failure(
@@ -326,7 +326,7 @@ def compare_restored(
     context: dg.OpExecutionContext, run: dict, post: PhaseResult, backend: RestoreBackend
 ) -> PhaseResult:
     """Phase 5b: the comparison report of each restored schema against its live schema (configurable off)."""
-    if not run.get("compare", True) and run["fail_at"] != "compare":
+    if not run.get("compare", True):
         return _finish_op(
             context, PhaseResult("compare", ok=True, value=None, metadata={"disabled": True})
         )

@@ -33,7 +33,6 @@ class SnapshotConfig(dg.Config):
     snapshot_identifier: str | None = None  # default <identifier>-YYYYMMDD-HHMMSS (local: snap-...)
     export_s3: bool = False
     restore_id: str | None = None
-    fail_at: str | None = None  # fault injection (tests)
 
 
 @dg.config_mapping(config_schema=SnapshotConfig.to_config_schema())
@@ -47,12 +46,10 @@ def validate_snapshot_request(
     context: dg.OpExecutionContext, config: SnapshotConfig, backend: RestoreBackend
 ) -> dict:
     """Check the server, the snapshot name and the export settings; open the audit record."""
-    raw = request_of(config, {"restore_id", "fail_at"})
+    raw = request_of(config, {"restore_id"})
     if not raw.get("export_s3"):
         raw.pop("export_s3", None)
-    return validate_op_body(
-        context, raw, backend, steps.KIND_SNAPSHOT, config.restore_id, config.fail_at
-    )
+    return validate_op_body(context, raw, backend, steps.KIND_SNAPSHOT, config.restore_id)
 
 
 @dg.op(out=dg.Out(dict))
@@ -81,11 +78,8 @@ def run_snapshot_job(
     backend_config: dict[str, Any],
     *,
     restore_id: str | None = None,
-    fail_at: str | None = None,
 ) -> dict[str, Any]:
     """Execute the snapshot job in process; return the run's summary from the audit log."""
     rid = restore_id or new_restore_id("s")
     run_config = {**request, "restore_id": rid}
-    if fail_at:
-        run_config["fail_at"] = fail_at
     return outcome(snapshot, run_config, backend_config, rid)

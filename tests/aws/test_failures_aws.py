@@ -11,12 +11,14 @@ with the plain EcsTaskLauncher (run_task + tasks_stopped waiter + exit code), no
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from botocore.exceptions import ClientError
 
 from restore_assets.runner import run_schema_restore
+from tests import faults
 from tests.aws.conftest import World
 
 pytestmark = pytest.mark.aws
@@ -44,8 +46,9 @@ def _setup(world: World, topology: str = "instance") -> datetime:
 
 def _run(world: World, request: dict, fail_at: str | None = None, **cfg) -> dict:
     backend = world.config_file(artifact_retention="delete", **cfg)
-    with world.active():
-        return run_schema_restore(request, backend, compare=False, fail_at_phase=fail_at)
+    hook = faults.fail_at(fail_at) if fail_at else contextlib.nullcontext()
+    with world.active(), hook:
+        return run_schema_restore(request, backend, compare=False)
 
 
 def _clean(world: World, database: str) -> None:
@@ -57,7 +60,7 @@ def _clean(world: World, database: str) -> None:
     "phase", ["topology", "provision", "ddl", "pre", "copy", "post", "cleanup"]
 )
 def test_failure_at_each_phase_leaves_nothing(world: World, database: str, phase: str) -> None:
-    """fail_at_phase: the always-run cleanup removes every recorded resource, schemas included."""
+    """An injected failure: the always-run cleanup removes every recorded resource, schemas included."""
     point = _setup(world)
     out = _run(
         world,

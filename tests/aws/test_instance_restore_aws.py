@@ -16,6 +16,7 @@ from moto.rds.models import rds_backends
 from restore_assets.audit import SqliteAuditLog
 from restore_assets.instance import InstanceServices, plan_instance_restore, run_instance_restore
 from restore_assets.instance.aws import AwsInstanceBackend
+from tests import faults
 
 pytestmark = pytest.mark.aws
 
@@ -56,7 +57,7 @@ class Env:
         """moto's RDS state (to check which object stands under a name, and to inject states)."""
         return rds_backends[DEFAULT_ACCOUNT_ID][REGION]
 
-    def services(self, fail_at: str | None = None, notifier: Any = None) -> InstanceServices:
+    def services(self, notifier: Any = None) -> InstanceServices:
         """Instance services on the moto client, polling without sleeping, short time limits."""
         backend = AwsInstanceBackend(self.rds, timeout=5, poll=0, sleep=lambda _s: None)
         return InstanceServices(
@@ -66,7 +67,6 @@ class Env:
             wait_timeout=5,
             snapshot_timeout=5,
             export_timeout=5,
-            fail_at=fail_at,
         )
 
     def instances(self) -> list[str]:
@@ -467,9 +467,10 @@ def test_cluster_restore_carries_every_setting_and_every_member(env: Env) -> Non
 )
 def test_instance_rollback_after_a_failure_at_each_step(env: Env, fail_at: str) -> None:
     original = env.backend().databases["prod"]
-    out = run_instance_restore(
-        env.services(fail_at), {"identifier": "prod", "snapshot_id": "prod-snap-1", "suffix": "rb"}
-    )
+    with faults.fail_at(fail_at):
+        out = run_instance_restore(
+            env.services(), {"identifier": "prod", "snapshot_id": "prod-snap-1", "suffix": "rb"}
+        )
     _rollback_is_clean(env, out, original)
     assert "injected failure" in out["cause"]
 
@@ -484,9 +485,10 @@ def test_cluster_rollback_puts_the_cluster_and_its_members_back(env: Env, fail_a
         b.databases["aur-writer"],
         b.databases["aur-reader"],
     )
-    out = run_instance_restore(
-        env.services(fail_at), {"identifier": "aur", "snapshot_id": "aur-snap-1", "suffix": "rb"}
-    )
+    with faults.fail_at(fail_at):
+        out = run_instance_restore(
+            env.services(), {"identifier": "aur", "snapshot_id": "aur-snap-1", "suffix": "rb"}
+        )
     assert out["status"] == "failed" and out["rolled_back"], out["cause"]
     assert b.clusters["aur"] is cluster
     assert b.databases["aur-writer"] is writer and b.databases["aur-reader"] is reader
@@ -519,10 +521,11 @@ def test_rollback_is_alerted_through_the_notifier(env: Env) -> None:
         def send(self, event: dict[str, Any]) -> None:
             sent.append(dict(event))
 
-    run_instance_restore(
-        env.services("wait", notifier=Collect()),
-        {"identifier": "prod", "snapshot_id": "prod-snap-1"},
-    )
+    with faults.fail_at("wait"):
+        run_instance_restore(
+            env.services(notifier=Collect()),
+            {"identifier": "prod", "snapshot_id": "prod-snap-1"},
+        )
     assert [e["status"] for e in sent] == ["rolled_back"]
     assert sent[0]["identifier"] == "prod" and "injected failure" in sent[0]["cause"]
 
@@ -742,9 +745,10 @@ def test_an_undeliverable_rollback_alert_changes_nothing(env: Env, caplog) -> No
 
     dead = AlertNotifier([SlackChannel(f"http://127.0.0.1:{free_port()}{WEBHOOK_PATH}", 1)])
     original = env.backend().databases["prod"]
-    out = run_instance_restore(
-        env.services("wait", notifier=dead), {"identifier": "prod", "snapshot_id": "prod-snap-1"}
-    )
+    with faults.fail_at("wait"):
+        out = run_instance_restore(
+            env.services(notifier=dead), {"identifier": "prod", "snapshot_id": "prod-snap-1"}
+        )
     _rollback_is_clean(env, out, original)
     assert "not delivered" in caplog.text and "s3cr3tT0ken" not in caplog.text
 

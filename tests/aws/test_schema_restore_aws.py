@@ -15,6 +15,7 @@ doubles of tests/aws/doubles.py, each wrapping the real (moto) client:
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -22,6 +23,7 @@ import psycopg
 import pytest
 
 from restore_assets.runner import run_schema_restore
+from tests import faults
 from tests.aws.conftest import HISTORICAL_PASSWORD, PROD_PASSWORD, World
 
 pytestmark = pytest.mark.aws
@@ -31,10 +33,9 @@ RID_TAG = "restore-assets:restore-id"
 
 def _run(world: World, request: dict, fail_at: str | None = None, rid: str | None = None, **cfg):
     backend = world.config_file(**cfg)
-    with world.active():
-        return run_schema_restore(
-            request, backend, compare=False, restore_id=rid, fail_at_phase=fail_at
-        )
+    hook = faults.fail_at(fail_at) if fail_at else contextlib.nullcontext()
+    with world.active(), hook:
+        return run_schema_restore(request, backend, compare=False, restore_id=rid)
 
 
 def _count(dsn: str, query: str) -> int:

@@ -26,6 +26,7 @@ from restore_assets.jobs.instance_restore import (
     plan_instance_restore_job,
     run_instance_restore_job,
 )
+from tests import faults
 from tests.conftest import REPO, scratch_dir
 from tests.unit.test_alerts import SlackStandIn, slack_stand_in
 
@@ -180,7 +181,8 @@ def test_a_failure_after_the_rename_puts_the_original_back_intact(prod: Prod, fa
     dsn, timeline = prod.fleet.production_dsn(), prod.timeline()
     history = sorted(p.name for p in prod.fleet.archive_dir.glob("*.history"))
     alerts = len(prod.slack.received)
-    out = run_instance_restore_job({"snapshot_id": prod.snap}, prod.backend_config, fail_at=fail_at)
+    with faults.fail_at(fail_at):
+        out = run_instance_restore_job({"snapshot_id": prod.snap}, prod.backend_config)
     assert out["status"] == "failed" and out["dagster_success"] is False
     assert out["rolled_back"] is True, out["cause"]
     assert "injected failure" in out["cause"] and "rolled back" in out["cause"]
@@ -295,7 +297,7 @@ def test_cli_snapshot_plan_and_refusal(prod: Prod) -> None:
 
 
 # ---------------------------------------------------------------------------- runbook notebook
-NOTEBOOK = REPO / "notebooks" / "instance_restore_runbook.ipynb"
+NOTEBOOK = REPO / "restore_assets" / "notebook_files" / "instance_restore_runbook.ipynb"
 
 
 def notebook_text(path: Path) -> str:

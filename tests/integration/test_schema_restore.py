@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -16,6 +17,9 @@ from psycopg import sql
 
 from restore_assets.phases import PHASES
 from restore_assets.runner import run_schema_restore
+from tests import faults
+
+REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.integration
 
@@ -187,22 +191,22 @@ def test_table_level_restore_brings_named_tables_and_their_references(demo_fleet
             conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(s)))
 
 
-@pytest.mark.parametrize("phase", [p for p in PHASES if p not in ("validate", "finish")])
+@pytest.mark.parametrize("phase", [p for p in PHASES if p not in ("validate", "compare", "finish")])
 def test_failure_in_each_phase_leaves_nothing_behind(demo_fleet, phase):
     point = datetime.now(UTC)
     time.sleep(0.1)
     with psycopg.connect(demo_fleet.production_dsn("tenant_a")) as conn:
         schemas_before = schema_names(conn)
-    out = run_schema_restore(
-        {
-            "database": "tenant_a",
-            "schemas": ["customer_a1", "customer_a2"],
-            "restore_time": point.isoformat(),
-            "suffix": f"f{phase}",
-        },
-        {"root": str(demo_fleet.root)},
-        fail_at_phase=phase,
-    )
+    with faults.fail_at(phase):
+        out = run_schema_restore(
+            {
+                "database": "tenant_a",
+                "schemas": ["customer_a1", "customer_a2"],
+                "restore_time": point.isoformat(),
+                "suffix": f"f{phase}",
+            },
+            {"root": str(demo_fleet.root)},
+        )
     assert out["status"] == "failed"
     assert f"injected failure in phase {phase}" in out["cause"]
     assert demo_fleet.temp_instances() == []
@@ -217,16 +221,16 @@ def test_failure_in_each_phase_leaves_nothing_behind(demo_fleet, phase):
 def test_failure_of_one_schema_copy_among_several(demo_fleet):
     point = datetime.now(UTC)
     time.sleep(0.1)
-    out = run_schema_restore(
-        {
-            "database": "tenant_a",
-            "schemas": ["customer_a1", "customer_a2"],
-            "restore_time": point.isoformat(),
-            "suffix": "onecopy",
-        },
-        {"root": str(demo_fleet.root)},
-        fail_at_phase="copy:customer_a2",
-    )
+    with faults.fail_at("copy:customer_a2"):
+        out = run_schema_restore(
+            {
+                "database": "tenant_a",
+                "schemas": ["customer_a1", "customer_a2"],
+                "restore_time": point.isoformat(),
+                "suffix": "onecopy",
+            },
+            {"root": str(demo_fleet.root)},
+        )
     assert out["status"] == "failed"
     with psycopg.connect(demo_fleet.production_dsn("tenant_a")) as conn:
         assert not {"customer_a1_onecopy", "customer_a2_onecopy"} & schema_names(conn)
@@ -325,14 +329,15 @@ def test_killed_during_copy_then_cleanup_removes_everything(demo_fleet, tmp_path
     point = datetime.now(UTC)
     time.sleep(0.1)
     rid = f"r-kill-{os.getpid()}"
-    env = {**os.environ, "RESTORE_ASSETS_PAUSE_AT_PHASE": "copy"}
+    paused = tmp_path / "paused"
     cmd = [
-        sys.executable, "-m", "restore_assets.cli", "restore", "--root", str(demo_fleet.root), "--database", "tenant_a",
+        sys.executable, "-m", "tests.run_paused", "copy", str(paused),
+        "restore", "--root", str(demo_fleet.root), "--database", "tenant_a",
         "--schema", "customer_a1", "--restore-time", point.isoformat(), "--suffix", "killed", "--restore-id", rid, "--json",
     ]  # fmt: skip
     proc = subprocess.Popen(
         cmd,
-        env=env,
+        cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=open(tmp_path / "err", "w"),
         start_new_session=True,
@@ -340,9 +345,8 @@ def test_killed_during_copy_then_cleanup_removes_everything(demo_fleet, tmp_path
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline:
-            with psycopg.connect(demo_fleet.production_dsn("tenant_a")) as conn:
-                if "customer_a1_killed" in schema_names(conn) and demo_fleet.temp_instances():
-                    break
+            if paused.exists():
+                break
             assert proc.poll() is None, (tmp_path / "err").read_text()[-2000:]
             time.sleep(0.3)
         else:
@@ -351,6 +355,8 @@ def test_killed_during_copy_then_cleanup_removes_everything(demo_fleet, tmp_path
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     assert demo_fleet.temp_instances()  # the crash left the temporary cluster behind
+    with psycopg.connect(demo_fleet.production_dsn("tenant_a")) as conn:
+        assert "customer_a1_killed" in schema_names(conn)  # and the partial schema
     res = subprocess.run(
         [
             sys.executable,

@@ -93,7 +93,6 @@ def aws_services(config: dict[str, Any]) -> Any:
         ddl=EcsDdlTask(cfg, artifacts, launcher),
         mover=mover,
         provision_timeout=cfg.waiter_timeout_s,
-        fail_at=config.get("fail_at_phase"),
         keep_artifacts=cfg.artifact_retention == "keep",
     )
 
