@@ -37,7 +37,8 @@ def test_restore_compare_and_copy_back_through_the_cli(demo_fleet):
         conn.execute("DELETE FROM customer_a2.order_items WHERE id = ANY(%s)", (doomed,))
     out = json.loads(
         cli("restore", "--root", root, "--database", "tenant_a", "--schema", "customer_a2",
-            "--restore-time", point.isoformat(), "--suffix", "cli", "--no-compare").stdout
+            "--restore-time", point.isoformat(), "--suffix", "cli", "--no-compare",
+            "--wait-cleanup").stdout
     )  # fmt: skip
     assert out["status"] == "succeeded" and out["restored"] == {"customer_a2": "customer_a2_cli"}
     assert {"pre.sql", "post.sql", "full.sql"} <= set(out["artifacts"])
