@@ -1,0 +1,837 @@
+"""Row recovery, planning: which rows to re-insert or set back, following foreign keys, as SQL.
+
+A plan compares a restored schema with its live schema in one read-only snapshot and lists, per
+table, the keys to insert (rows deleted since the restore point, and the rows foreign keys bring
+with them), the keys to update (rows changed since, on the chosen columns, with the live row's
+hash as seen when planning) and the conflicts. Nothing is written here: `recover_apply` runs it.
+Keys travel as text (one string per key column) and go back to SQL as a typed jsonb record set.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.errors import Error as PsycopgError
+
+from restore_assets.compare.catalog import Table, schema_oid
+from restore_assets.compare.copyback import _check_columns, _eq, _from, _same_type
+from restore_assets.compare.engine import begin_read_only, read_catalogs, translate
+from restore_assets.compare.model import CompareError
+from restore_assets.compare.rows import _row_hash
+
+ON_CONFLICT = ("skip", "overwrite", "fail")
+LISTED_KEYS = 50  # keys listed per reason in the plan's summary (all are in `inserts`/`updates`)
+
+Key = tuple[str, ...]
+
+_FKS_SQL = """
+SELECT con.conname, c.relname, p.relname, con.condeferrable,
+       ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY AS k(n, o)
+               JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n
+              ORDER BY k.o),
+       ARRAY(SELECT a.attname FROM unnest(con.confkey) WITH ORDINALITY AS k(n, o)
+               JOIN pg_catalog.pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n
+              ORDER BY k.o)
+  FROM pg_catalog.pg_constraint con
+  JOIN pg_catalog.pg_class c ON c.oid = con.conrelid
+  JOIN pg_catalog.pg_class p ON p.oid = con.confrelid
+ WHERE con.contype = 'f' AND con.conparentid = 0
+   AND c.relnamespace = %(ns)s AND p.relnamespace = %(ns)s
+ ORDER BY con.conname
+"""
+
+_UNIQUES_SQL = """
+SELECT c.relname, con.conname, con.contype = 'p',
+       ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY AS k(n, o)
+               JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n
+              ORDER BY k.o)
+  FROM pg_catalog.pg_constraint con JOIN pg_catalog.pg_class c ON c.oid = con.conrelid
+ WHERE con.contype IN ('p', 'u') AND con.conparentid = 0 AND c.relnamespace = %(ns)s
+ ORDER BY c.relname, con.conname
+"""
+
+
+class RecoveryRefused(CompareError):
+    """A recovery plan cannot be applied as asked (conflicts with `fail`, live moved, a cycle)."""
+
+
+@dataclass
+class ForeignKey:
+    """A foreign key between two tables of the live schema."""
+
+    name: str
+    child: str
+    parent: str
+    deferrable: bool
+    child_columns: list[str]
+    parent_columns: list[str]
+
+
+@dataclass
+class Options:
+    """What to recover: the operator's choice."""
+
+    deleted: bool = False
+    changed: bool = False
+    columns: list[str] | None = None  # `col` or `table.col`; None: every column
+    on_conflict: str = "fail"
+    tables: list[str] | None = None  # None: every table present on both sides
+    triggers: bool = True  # False: session_replication_role=replica while applying
+    lock_timeout: str = "10s"
+    statement_timeout: str = "5min"
+
+    def check(self) -> None:
+        """Refuse a choice that recovers nothing or names an unknown policy."""
+        if not (self.deleted or self.changed):
+            raise CompareError("choose what to recover: --deleted, --changed, or both")
+        if self.on_conflict not in ON_CONFLICT:
+            raise CompareError(
+                f"--on-conflict must be one of {', '.join(ON_CONFLICT)}, got {self.on_conflict!r}"
+            )
+        if self.columns is not None and not self.changed:
+            raise CompareError("--columns applies to --changed: add --changed")
+
+
+@dataclass
+class TablePlan:
+    """What the plan does to one live table."""
+
+    table: str
+    key: list[str]
+    key_types: list[list[str]]  # [schema, type] of each key column in the live table
+    restored_key_types: list[list[str]]
+    insert_columns: list[str]
+    update_columns: list[str]  # set back by `updates` (the chosen changed columns)
+    all_columns: list[str]  # live columns, for row hashes and undo copies
+    overriding: bool
+    inserts: list[list[str]] = field(default_factory=list)
+    updates: list[list[str]] = field(default_factory=list)
+    update_hashes: list[int] = field(default_factory=list)  # live row hash when planned
+    overwrites: list[list[str]] = field(default_factory=list)  # inserts turned into updates
+    reasons: list[dict[str, Any]] = field(default_factory=list)  # why rows were added
+    conflicts: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    depends: list[list[Any]] = field(default_factory=list)  # [child key, parent table, parent key]
+
+    def counts(self) -> dict[str, int]:
+        """Per-table numbers of the plan."""
+        return {
+            "inserts": len(self.inserts),
+            "updates": len(self.updates) + len(self.overwrites),
+            "conflicts": len(self.conflicts),
+            "added_by_foreign_keys": sum(r["count"] for r in self.reasons if r.get("fk")),
+            "skipped": len(self.skipped),
+        }
+
+
+@dataclass
+class SchemaPlan:
+    """The plan of one live schema against its restored copy."""
+
+    live_schema: str
+    restored_schema: str
+    undo_schema: str
+    order: list[str]  # tables, parents first
+    defer: list[str]  # deferrable foreign keys set DEFERRED (they close a cycle)
+    tables: dict[str, TablePlan]
+    notes: list[str] = field(default_factory=list)
+    sequences: list[dict[str, Any]] = field(default_factory=list)  # {name, table, column, inc}
+
+
+@dataclass
+class RecoveryPlan:
+    """A recovery plan over the schemas of one restore: reviewed, then applied as one transaction."""
+
+    recovery_id: str
+    restore_id: str
+    database: str
+    options: Options
+    schemas: list[SchemaPlan]
+    generated_at: str = ""
+    refused: str | None = None
+    sql: str = ""
+
+    def summary(self) -> dict[str, Any]:
+        """Per-table counts (schema.table: inserts, updates, conflicts, ...) and totals."""
+        tables = {
+            f"{s.live_schema}.{t}": s.tables[t].counts() for s in self.schemas for t in s.order
+        }
+        totals = {
+            k: sum(c[k] for c in tables.values())
+            for k in ("inserts", "updates", "conflicts", "added_by_foreign_keys", "skipped")
+        }
+        return {"tables": tables, "totals": totals, "refused": self.refused}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready plan (with its SQL)."""
+        return {
+            "recovery_id": self.recovery_id,
+            "restore_id": self.restore_id,
+            "database": self.database,
+            "generated_at": self.generated_at,
+            "options": asdict(self.options),
+            "summary": self.summary(),
+            "schemas": [asdict(s) for s in self.schemas],
+            "refused": self.refused,
+            "sql": self.sql,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RecoveryPlan:
+        """The plan back from its JSON form."""
+        schemas = []
+        for s in data["schemas"]:
+            tables = {n: TablePlan(**t) for n, t in s["tables"].items()}
+            schemas.append(SchemaPlan(**{**s, "tables": tables}))
+        return cls(
+            recovery_id=data["recovery_id"],
+            restore_id=data["restore_id"],
+            database=data["database"],
+            options=Options(**data["options"]),
+            schemas=schemas,
+            generated_at=data.get("generated_at", ""),
+            refused=data.get("refused"),
+            sql=data.get("sql", ""),
+        )
+
+
+# ---------------------------------------------------------------------------- SQL helpers
+def key_source(keys: list[list[str]], key: list[str], types: list[list[str]]) -> sql.Composable:
+    """The keys as a typed record set `k(col type, ...)` from a jsonb literal."""
+    rows = [dict(zip(key, k, strict=True)) for k in keys]
+    coldefs = sql.SQL(", ").join(
+        sql.SQL("{} {}").format(sql.Identifier(c), sql.Identifier(*t))
+        for c, t in zip(key, types, strict=True)
+    )
+    return sql.SQL("pg_catalog.jsonb_to_recordset({}::pg_catalog.jsonb) AS k({})").format(
+        sql.Literal(json.dumps(rows)), coldefs
+    )
+
+
+def in_keys(
+    alias: str, keys: list[list[str]], key: list[str], types: list[list[str]]
+) -> sql.Composable:
+    """`EXISTS (...)`: the row under alias has one of the keys."""
+    cond = sql.SQL(" AND ").join(
+        sql.SQL("{} = {}").format(sql.Identifier(alias, c), sql.Identifier("k", c)) for c in key
+    )
+    return sql.SQL("EXISTS (SELECT 1 FROM {} WHERE {})").format(key_source(keys, key, types), cond)
+
+
+def key_text(alias: str, key: list[str]) -> sql.Composable:
+    """ARRAY[key columns as text]."""
+    return sql.SQL("ARRAY[{}]").format(
+        sql.SQL(", ").join(sql.SQL("({})::text").format(sql.Identifier(alias, c)) for c in key)
+    )
+
+
+def match(
+    left: str, lcols: list[str], right: str, rcols: list[str], same: list[bool]
+) -> sql.Composable:
+    """left.lcols = right.rcols, column by column (through text where the types differ)."""
+    return sql.SQL(" AND ").join(
+        _eq(sql.Identifier(left, a), sql.Identifier(right, b), s)
+        for a, b, s in zip(lcols, rcols, same, strict=True)
+    )
+
+
+def from_(schema: str, table: Table, alias: str) -> sql.Composable:
+    """`ONLY schema.table AS alias` (ONLY for ordinary tables)."""
+    return sql.SQL("{} AS {}").format(_from(schema, table), sql.Identifier(alias))
+
+
+def row_hash(alias: str, columns: list[str]) -> sql.Composable:
+    """The 64-bit hash of a row's text over the columns (as the comparison hashes rows)."""
+    return _row_hash(alias, columns)
+
+
+# ---------------------------------------------------------------------------- catalog
+def read_foreign_keys(conn: psycopg.Connection, schema: str) -> list[ForeignKey]:
+    """Foreign keys between tables of the schema."""
+    ns = schema_oid(conn, schema)
+    return [ForeignKey(*row) for row in conn.execute(_FKS_SQL, {"ns": ns})]
+
+
+def read_unique_keys(conn: psycopg.Connection, schema: str) -> dict[str, list[tuple]]:
+    """Per table: (constraint, is primary key, columns) of its primary and unique keys."""
+    ns = schema_oid(conn, schema)
+    out: dict[str, list[tuple]] = {}
+    for table, name, primary, cols in conn.execute(_UNIQUES_SQL, {"ns": ns}):
+        out.setdefault(table, []).append((name, primary, list(cols)))
+    return out
+
+
+# ---------------------------------------------------------------------------- planning
+@dataclass
+class _Side:
+    """The two tables of one name and what the plan needs to address them."""
+
+    name: str
+    rt: Table
+    lt: Table
+    live_schema: str
+    restored_schema: str
+
+    @property
+    def key(self) -> list[str]:
+        return list(self.lt.primary_key or [])
+
+    def same(self, cols: list[str]) -> list[bool]:
+        return [_same_type(self.rt.column(c), self.lt.column(c)) for c in cols]  # type: ignore[arg-type]
+
+    def types(self, table: Table) -> list[list[str]]:
+        out = []
+        for c in self.key:
+            col = table.column(c)
+            assert col is not None
+            out.append([col.base_type_schema, col.base_type_name])
+        return out
+
+
+def _resolve_columns(
+    options: Options, sides: dict[str, _Side], scope: list[str]
+) -> dict[str, list[str]]:
+    """Per table in scope, the columns `--changed` sets back."""
+    out: dict[str, list[str]] = {}
+    wanted = options.columns
+    used: set[str] = set()
+    for name in scope:
+        side = sides[name]
+        settable = [
+            c.name
+            for c in side.lt.columns
+            if not c.generated
+            and c.identity != "a"
+            and c.name not in side.key
+            and side.rt.column(c.name) is not None
+        ]
+        if wanted is None:
+            out[name] = settable
+            continue
+        cols = []
+        for w in wanted:
+            table, _, col = w.rpartition(".")
+            if table and table != name:
+                continue
+            if col in settable:
+                cols.append(col)
+                used.add(w)
+        out[name] = cols
+    if wanted is not None:
+        unknown = [w for w in wanted if w not in used]
+        if unknown:
+            raise CompareError(
+                f"--columns {', '.join(unknown)}: no table in scope has such a column that can be"
+                " set back (not a key, generated or GENERATED ALWAYS identity column)"
+            )
+    return out
+
+
+def _q(conn: psycopg.Connection, stmt: sql.Composable) -> list[tuple]:
+    return conn.execute(stmt).fetchall()
+
+
+def _deleted_keys(conn: psycopg.Connection, s: _Side) -> list[Key]:
+    stmt = sql.SQL(
+        "SELECT {k} FROM {r} WHERE NOT EXISTS (SELECT 1 FROM {l} WHERE {eq}) ORDER BY 1"
+    ).format(
+        k=key_text("r", s.key),
+        r=from_(s.restored_schema, s.rt, "r"),
+        l=from_(s.live_schema, s.lt, "l"),
+        eq=match("r", s.key, "l", s.key, s.same(s.key)),
+    )
+    return [tuple(r[0]) for r in _q(conn, stmt)]
+
+
+def _changed_keys(conn: psycopg.Connection, s: _Side, cols: list[str]) -> list[tuple[Key, int]]:
+    differs = sql.SQL(" OR ").join(
+        sql.SQL("({})::text IS DISTINCT FROM ({})::text").format(
+            sql.Identifier("r", c), sql.Identifier("l", c)
+        )
+        for c in cols
+    )
+    stmt = sql.SQL("SELECT {k}, {h} FROM {r} JOIN {l} ON {eq} WHERE {d} ORDER BY 1").format(
+        k=key_text("l", s.key),
+        h=row_hash("l", [c.name for c in s.lt.columns]),
+        r=from_(s.restored_schema, s.rt, "r"),
+        l=from_(s.live_schema, s.lt, "l"),
+        eq=match("r", s.key, "l", s.key, s.same(s.key)),
+        d=differs,
+    )
+    return [(tuple(r[0]), int(r[1])) for r in _q(conn, stmt)]
+
+
+def _lists(keys: set[Key] | list[Key]) -> list[list[str]]:
+    return [list(k) for k in sorted(keys)]
+
+
+def _parents_of(
+    conn: psycopg.Connection, fk: ForeignKey, child: _Side, parent: _Side, keys: set[Key]
+) -> tuple[list[Key], int]:
+    """Parents in the restored copy, missing in live, of the child rows (and how many are nowhere)."""
+    if not keys:
+        return [], 0
+    rsame = [True] * len(fk.child_columns)
+    stmt = sql.SQL(
+        "SELECT {pk}, {pr_found} FROM {cr}"
+        " LEFT JOIN {pr} ON {pr_eq}"
+        " WHERE {sel} AND {notnull}"
+        " AND NOT EXISTS (SELECT 1 FROM {pl} WHERE {pl_eq})"
+    ).format(
+        pk=key_text("pr", parent.key),
+        pr_found=sql.SQL("{} IS NOT NULL").format(sql.Identifier("pr", parent.key[0])),
+        cr=from_(child.restored_schema, child.rt, "cr"),
+        pr=from_(parent.restored_schema, parent.rt, "pr"),
+        pr_eq=match("pr", fk.parent_columns, "cr", fk.child_columns, rsame),
+        sel=in_keys("cr", _lists(keys), child.key, child.types(child.rt)),
+        notnull=sql.SQL(" AND ").join(
+            sql.SQL("{} IS NOT NULL").format(sql.Identifier("cr", c)) for c in fk.child_columns
+        ),
+        pl=from_(parent.live_schema, parent.lt, "pl"),
+        pl_eq=match(
+            "pl",
+            fk.parent_columns,
+            "cr",
+            fk.child_columns,
+            [
+                _same_type(parent.lt.column(p), child.rt.column(c))  # type: ignore[arg-type]
+                for p, c in zip(fk.parent_columns, fk.child_columns, strict=True)
+            ],
+        ),
+    )
+    found: list[Key] = []
+    nowhere = 0
+    for k, ok in _q(conn, stmt):
+        if ok:
+            found.append(tuple(k))
+        else:
+            nowhere += 1
+    return found, nowhere
+
+
+def _children_of(
+    conn: psycopg.Connection, fk: ForeignKey, child: _Side, parent: _Side, keys: set[Key]
+) -> list[Key]:
+    """Child rows in the restored copy, missing in live, referencing the parent rows."""
+    if not keys:
+        return []
+    stmt = sql.SQL(
+        "SELECT DISTINCT {ck} FROM {cr} JOIN {pr} ON {eq} WHERE {sel}"
+        " AND NOT EXISTS (SELECT 1 FROM {cl} WHERE {cl_eq})"
+    ).format(
+        ck=key_text("cr", child.key),
+        cr=from_(child.restored_schema, child.rt, "cr"),
+        pr=from_(parent.restored_schema, parent.rt, "pr"),
+        eq=match("pr", fk.parent_columns, "cr", fk.child_columns, [True] * len(fk.child_columns)),
+        sel=in_keys("pr", _lists(keys), parent.key, parent.types(parent.rt)),
+        cl=from_(child.live_schema, child.lt, "cl"),
+        cl_eq=match("cr", child.key, "cl", child.key, child.same(child.key)),
+    )
+    return [tuple(r[0]) for r in _q(conn, stmt)]
+
+
+def _edges(
+    conn: psycopg.Connection,
+    fk: ForeignKey,
+    child: _Side,
+    parent: _Side,
+    ckeys: set[Key],
+    pkeys: set[Key],
+) -> list[tuple[Key, Key]]:
+    """(child key, parent key) pairs among planned rows linked by the foreign key."""
+    if not ckeys or not pkeys:
+        return []
+    stmt = sql.SQL("SELECT {ck}, {pk} FROM {cr} JOIN {pr} ON {eq} WHERE {cs} AND {ps}").format(
+        ck=key_text("cr", child.key),
+        pk=key_text("pr", parent.key),
+        cr=from_(child.restored_schema, child.rt, "cr"),
+        pr=from_(parent.restored_schema, parent.rt, "pr"),
+        eq=match("pr", fk.parent_columns, "cr", fk.child_columns, [True] * len(fk.child_columns)),
+        cs=in_keys("cr", _lists(ckeys), child.key, child.types(child.rt)),
+        ps=in_keys("pr", _lists(pkeys), parent.key, parent.types(parent.rt)),
+    )
+    return [(tuple(a), tuple(b)) for a, b in _q(conn, stmt)]
+
+
+def insert_conflicts(
+    conn: psycopg.Connection,
+    s: _Side,
+    keys: list[list[str]],
+    uniques: list[tuple],
+) -> list[dict[str, Any]]:
+    """Rows to insert whose primary or unique key values a live row holds now."""
+    if not keys:
+        return []
+    out: list[dict[str, Any]] = []
+    for name, primary, cols in uniques:
+        if any(s.rt.column(c) is None for c in cols):
+            continue
+        stmt = sql.SQL("SELECT {rk}, {lk} FROM {r} JOIN {l} ON {eq} WHERE {sel} ORDER BY 1").format(
+            rk=key_text("r", s.key),
+            lk=key_text("l", s.key),
+            r=from_(s.restored_schema, s.rt, "r"),
+            l=from_(s.live_schema, s.lt, "l"),
+            eq=match("r", cols, "l", cols, s.same(cols)),
+            sel=in_keys("r", keys, s.key, s.types(s.rt)),
+        )
+        for rk, lk in _q(conn, stmt):
+            out.append(
+                {
+                    "key": list(rk),
+                    "constraint": name,
+                    "kind": "primary key" if primary else "unique",
+                    "live_key": list(lk),
+                }
+            )
+    return out
+
+
+def live_hashes(conn: psycopg.Connection, s: _Side, keys: list[list[str]]) -> dict[Key, int]:
+    """The current hash of the live rows with these keys (missing rows are absent)."""
+    if not keys:
+        return {}
+    stmt = sql.SQL("SELECT {k}, {h} FROM {l} WHERE {sel}").format(
+        k=key_text("l", s.key),
+        h=row_hash("l", [c.name for c in s.lt.columns]),
+        l=from_(s.live_schema, s.lt, "l"),
+        sel=in_keys("l", keys, s.key, s.types(s.lt)),
+    )
+    return {tuple(k): int(h) for k, h in _q(conn, stmt)}
+
+
+def _order(tables: list[str], fks: list[ForeignKey]) -> tuple[list[str], list[str], str | None]:
+    """Tables parents first; the deferrable foreign keys that must be deferred; a refusal."""
+    edges = [f for f in fks if f.child in tables and f.parent in tables and f.child != f.parent]
+    remaining = set(tables)
+    order: list[str] = []
+    defer: list[str] = []
+    active = list(edges)
+    while remaining:
+        ready = sorted(
+            t for t in remaining if not any(e.child == t and e.parent in remaining for e in active)
+        )
+        if ready:
+            order += ready
+            remaining -= set(ready)
+            continue
+        cyc = [e for e in active if e.child in remaining and e.parent in remaining]
+        deferrable = [e for e in cyc if e.deferrable]
+        if not deferrable:
+            names = ", ".join(f"{e.name} ({e.child} -> {e.parent})" for e in cyc)
+            return (
+                order + sorted(remaining),
+                defer,
+                (
+                    f"the foreign keys {names} form a cycle and none is DEFERRABLE: rows cannot be"
+                    " inserted in any order; make one of them DEFERRABLE or recover these rows by hand"
+                ),
+            )
+        defer.append(deferrable[0].name)
+        active.remove(deferrable[0])
+    # self-referencing keys need no order: a single INSERT checks them at its end (or deferred)
+    return order, defer, None
+
+
+def plan_schema(
+    conn: psycopg.Connection,
+    live_schema: str,
+    restored_schema: str,
+    undo_schema: str,
+    options: Options,
+) -> tuple[SchemaPlan, str | None]:
+    """The plan of one schema pair, in the caller's read-only snapshot; and a refusal, if any."""
+    live, restored = read_catalogs(conn, live_schema, restored_schema)
+    fks = read_foreign_keys(conn, live_schema)
+    uniques = read_unique_keys(conn, live_schema)
+    notes: list[str] = []
+    sides: dict[str, _Side] = {}
+    for name in sorted(live.tables.keys() & restored.tables.keys()):
+        rt, lt = restored.tables[name], live.tables[name]
+        if rt.is_partition or lt.is_partition:
+            continue
+        try:
+            if not lt.primary_key or rt.primary_key != lt.primary_key:
+                raise CompareError(
+                    f"{live_schema}.{name} has no primary key on both sides: its rows cannot be"
+                    " matched"
+                )
+            _check_columns(live_schema, rt, lt)
+        except CompareError as exc:
+            if options.tables and name in options.tables:
+                raise
+            notes.append(f"{name} left out: {exc}")
+            continue
+        sides[name] = _Side(name, rt, lt, live_schema, restored_schema)
+    if options.tables:
+        missing = [t for t in options.tables if t not in sides]
+        if missing:
+            raise CompareError(
+                f"--table {', '.join(missing)}: no such table on both sides of"
+                f" {live_schema} / {restored_schema}"
+            )
+        scope = list(options.tables)
+    else:
+        scope = sorted(sides)
+    fks = [f for f in fks if f.child in sides and f.parent in sides]
+    set_cols = _resolve_columns(options, sides, scope) if options.changed else {}
+
+    inserts: dict[str, dict[Key, str]] = {n: {} for n in sides}
+    updates: dict[str, dict[Key, int]] = {n: {} for n in sides}
+    reasons: dict[str, dict[tuple, list[Key]]] = {n: {} for n in sides}
+    unresolved: dict[str, int] = {}
+    for name in scope:
+        if options.deleted:
+            for k in _deleted_keys(conn, sides[name]):
+                inserts[name][k] = "deleted since the restore point"
+        if options.changed and set_cols.get(name):
+            for k, h in _changed_keys(conn, sides[name], set_cols[name]):
+                updates[name][k] = h
+    # follow the foreign keys to a fixed point: parents of what is written, children of inserts
+    new_ins = {n: set(v) for n, v in inserts.items()}
+    new_upd = {n: set(v) for n, v in updates.items()}
+    while any(new_ins.values()) or any(new_upd.values()):
+        found: dict[str, set[Key]] = {n: set() for n in sides}
+        for fk in fks:
+            child, parent = sides[fk.child], sides[fk.parent]
+            writers = set(new_ins[fk.child])
+            if set(fk.child_columns) & set(set_cols.get(fk.child, [])):
+                writers |= new_upd[fk.child]
+            parents, nowhere = _parents_of(conn, fk, child, parent, writers)
+            if nowhere:
+                unresolved[fk.name] = unresolved.get(fk.name, 0) + nowhere
+            for k in parents:
+                if k not in inserts[fk.parent]:
+                    inserts[fk.parent][k] = f"referenced by {fk.child} ({fk.name})"
+                    reasons[fk.parent].setdefault(("up", fk.name, fk.child), []).append(k)
+                    found[fk.parent].add(k)
+            for k in _children_of(conn, fk, child, parent, new_ins[fk.parent]):
+                if k not in inserts[fk.child]:
+                    inserts[fk.child][k] = f"references a re-inserted {fk.parent} ({fk.name})"
+                    reasons[fk.child].setdefault(("down", fk.name, fk.parent), []).append(k)
+                    found[fk.child].add(k)
+        new_ins = found
+        new_upd = {n: set() for n in sides}
+    for fk_name, n in unresolved.items():
+        notes.append(
+            f"{n} row(s) reference through {fk_name} a row that is neither in live nor in the"
+            " restored copy: applying would fail on that foreign key"
+        )
+
+    touched = [n for n in sides if inserts[n] or updates[n]]
+    order, defer, cycle = _order(touched, fks)
+    tables: dict[str, TablePlan] = {}
+    for name in order:
+        s = sides[name]
+        ins_cols = [c.name for c in s.rt.columns if not c.generated]
+        tp = TablePlan(
+            table=name,
+            key=s.key,
+            key_types=s.types(s.lt),
+            restored_key_types=s.types(s.rt),
+            insert_columns=ins_cols,
+            update_columns=list(set_cols.get(name, [])),
+            all_columns=[c.name for c in s.lt.columns],
+            overriding=any(c.identity == "a" for c in s.lt.columns if c.name in ins_cols),
+            inserts=_lists(list(inserts[name])),
+            updates=[list(k) for k in sorted(updates[name])],
+            update_hashes=[updates[name][k] for k in sorted(updates[name])],
+        )
+        if inserts[name]:
+            direct = sum(1 for r in inserts[name].values() if r.startswith("deleted"))
+            if direct:
+                tp.reasons.append({"reason": "deleted since the restore point", "count": direct})
+        for (direction, fk_name, other), keys in sorted(reasons[name].items()):
+            tp.reasons.append(
+                {
+                    "reason": (
+                        f"referenced by rows of {other} being written"
+                        if direction == "up"
+                        else f"references rows of {other} being re-inserted (deleted with them)"
+                    ),
+                    "fk": fk_name,
+                    "count": len(keys),
+                    "keys": _lists(keys)[:LISTED_KEYS],
+                }
+            )
+        if updates[name]:
+            tp.reasons.append(
+                {
+                    "reason": "changed since the restore point",
+                    "columns": tp.update_columns,
+                    "count": len(updates[name]),
+                }
+            )
+        tp.conflicts = insert_conflicts(conn, s, tp.inserts, uniques.get(name, []))
+        tables[name] = tp
+    for fk in fks:
+        if fk.child in tables and fk.parent in tables:
+            c, p = tables[fk.child], tables[fk.parent]
+            ckeys = {tuple(k) for k in c.inserts} | {tuple(k) for k in c.updates}
+            for ck, pk in _edges(
+                conn, fk, sides[fk.child], sides[fk.parent], ckeys, {tuple(k) for k in p.inserts}
+            ):
+                if ck != pk or fk.child != fk.parent:
+                    c.depends.append([list(ck), fk.parent, list(pk)])
+    sequences = [
+        {"name": seq.name, "table": t, "column": col, "increment": seq.increment}
+        for seq in live.sequences.values()
+        for sch, t, col in seq.users
+        if sch == live_schema and t in tables and tables[t].inserts and seq.increment > 0
+    ]
+    plan = SchemaPlan(
+        live_schema=live_schema,
+        restored_schema=restored_schema,
+        undo_schema=undo_schema,
+        order=order,
+        defer=defer,
+        tables=tables,
+        notes=notes,
+        sequences=sequences,
+    )
+    refusal = cycle or resolve_conflicts(plan, options.on_conflict)
+    return plan, refusal
+
+
+def resolve_conflicts(plan: SchemaPlan, policy: str) -> str | None:
+    """Apply the conflict policy to the plan (skip, overwrite or fail); return a refusal or None."""
+    problems = []
+    skip: dict[str, dict[Key, str]] = {}
+    for t in plan.tables.values():
+        for c in t.conflicts:
+            desc = (
+                f"{plan.live_schema}.{t.table} {dict(zip(t.key, c['key'], strict=True))} collides"
+                f" on {c['constraint']} with live row"
+                f" {dict(zip(t.key, c['live_key'], strict=True))}"
+            )
+            same_row = c["kind"] == "primary key"
+            if policy == "fail":
+                problems.append(desc)
+            elif policy == "overwrite" and not same_row:
+                problems.append(
+                    desc + " (overwrite only replaces the live row with the same primary key)"
+                )
+            elif policy == "overwrite":
+                k = tuple(c["key"])
+                if list(k) in t.inserts:
+                    t.inserts.remove(list(k))
+                    t.overwrites.append(list(k))
+            else:
+                skip.setdefault(t.table, {})[tuple(c["key"])] = f"conflict on {c['constraint']}"
+    if problems:
+        hint = (
+            "choose --on-conflict skip (leave these rows out) or overwrite (replace the live row"
+            " with the same key), or change the live rows first"
+        )
+        return f"{len(problems)} conflict(s): " + "; ".join(problems[:10]) + f". {hint}"
+    skip_rows(plan, skip)
+    return None
+
+
+def skip_rows(plan: SchemaPlan, skip: dict[str, dict[Key, str]]) -> None:
+    """Leave rows out of the plan, and every planned row that depends on them through a key."""
+    pending = [(t, k, why) for t, ks in skip.items() for k, why in ks.items()]
+    done: set[tuple[str, Key]] = set()
+    while pending:
+        table, key, why = pending.pop()
+        if (table, key) in done:
+            continue
+        done.add((table, key))
+        tp = plan.tables[table]
+        lk = list(key)
+        if lk in tp.inserts:
+            tp.inserts.remove(lk)
+        elif lk in tp.overwrites:
+            tp.overwrites.remove(lk)
+        elif lk in tp.updates:
+            i = tp.updates.index(lk)
+            del tp.updates[i], tp.update_hashes[i]
+        else:
+            continue
+        tp.skipped.append({"key": lk, "reason": why})
+        for child in plan.tables.values():
+            for ck, ptable, pk in child.depends:
+                if ptable == table and tuple(pk) == key:
+                    pending.append(
+                        (
+                            child.table,
+                            tuple(ck),
+                            f"depends on {table} {dict(zip(tp.key, lk, strict=True))} ({why})",
+                        )
+                    )
+
+
+def plan_recovery(
+    dsn: str,
+    pairs: dict[str, str],
+    options: Options,
+    *,
+    recovery_id: str,
+    restore_id: str,
+    undo_suffix: str,
+) -> RecoveryPlan:
+    """Compute the recovery plan of the schema pairs {live: restored}; nothing is written."""
+    options.check()
+    try:
+        conn = psycopg.connect(dsn)
+    except PsycopgError as exc:
+        raise translate(exc, "cannot connect to the database") from exc
+    schemas: list[SchemaPlan] = []
+    refusals: list[str] = []
+    with conn:
+        try:
+            begin_read_only(conn)
+            database, now = conn.execute(
+                "SELECT pg_catalog.current_database(), pg_catalog.now()"
+            ).fetchone()  # type: ignore[misc]
+            for live_schema, restored_schema in sorted(pairs.items()):
+                undo = undo_schema_name(live_schema, undo_suffix)
+                plan, refusal = plan_schema(conn, live_schema, restored_schema, undo, options)
+                schemas.append(plan)
+                if refusal:
+                    refusals.append(refusal)
+        except CompareError:
+            raise
+        except PsycopgError as exc:
+            raise translate(exc, "planning the recovery failed") from exc
+        from restore_assets.compare.recover_apply import plan_sql
+
+        out = RecoveryPlan(
+            recovery_id=recovery_id,
+            restore_id=restore_id,
+            database=database,
+            options=options,
+            schemas=schemas,
+            generated_at=now.isoformat(),
+            refused="; ".join(refusals) or None,
+        )
+        out.sql = plan_sql(conn, out)
+    return out
+
+
+def undo_schema_name(live_schema: str, suffix: str) -> str:
+    """`<schema>_undo_<suffix>`, refused when longer than PostgreSQL's 63 bytes."""
+    name = f"{live_schema}_undo_{suffix}"
+    if len(name.encode()) > 63:
+        raise CompareError(
+            f"the undo schema name {name!r} would be longer than 63 bytes: recover this schema"
+            " with a shorter restore id suffix"
+        )
+    return name
+
+
+def sides_for(conn: psycopg.Connection, plan: SchemaPlan) -> dict[str, _Side]:
+    """The table pairs of a schema plan, read again from the catalog (in the caller's transaction)."""
+    live, restored = read_catalogs(conn, plan.live_schema, plan.restored_schema)
+    out = {}
+    for name in plan.order:
+        rt, lt = restored.tables.get(name), live.tables.get(name)
+        if rt is None or lt is None:
+            raise RecoveryRefused(
+                f"{plan.live_schema}.{name} or its restored copy is gone since the plan was made"
+            )
+        out[name] = _Side(name, rt, lt, plan.live_schema, plan.restored_schema)
+    return out
