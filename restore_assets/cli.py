@@ -148,6 +148,8 @@ def request_from_args(args: argparse.Namespace) -> dict[str, Any]:
         req["include_dependencies"] = False
     if args.suffix:
         req["suffix"] = args.suffix
+    if getattr(args, "tablespace_map", None):
+        req["tablespace_map"] = args.tablespace_map
     return req
 
 
@@ -430,6 +432,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--suffix",
         help="restored schema is <schema>_<suffix> (default: restore point YYYYMMDDHHMMSS)",
+    )
+    p.add_argument(
+        "--tablespace-map",
+        action="append",
+        metavar="OLD=NEW",
+        help="create restored objects of tablespace OLD in NEW (repeatable; default: as in source)",
     )
     p.add_argument("--restore-id", help="use this restore id (default: generated)")
     p.add_argument("--workers", type=int, help="parallel COPY workers per schema")

@@ -256,6 +256,10 @@ def extract_ddl(services: Services, restore_id: str, plan: RestorePlan, temp: Te
         bundle = restrict_to_tables(
             bundle, {plan.targets[s]: set(t) for s, t in plan.tables.items()}
         )
+    if plan.request.tablespace_map:  # restored objects move to the mapped tablespaces
+        from restore_assets.ddl.tablespaces import map_tablespaces
+
+        bundle = map_tablespaces(bundle, dict(plan.request.tablespace_map))
     services.audit.resource(restore_id, ARTIFACT_RESOURCE, restore_id, {})
     uris = {
         "pre.sql": services.artifacts.put(restore_id, "pre.sql", bundle.pre_sql),

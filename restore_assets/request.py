@@ -21,6 +21,7 @@ KNOWN_FIELDS = {
     "tables",
     "include_dependencies",
     "suffix",
+    "tablespace_map",
 }
 
 
@@ -66,6 +67,7 @@ class RestoreRequest:
     tables: tuple[str, ...] = ()
     include_dependencies: bool = True
     suffix: str | None = None
+    tablespace_map: tuple[tuple[str, str], ...] = ()  # (old, new): restored objects move
 
     @classmethod
     def parse(cls, data: Mapping[str, Any]) -> RestoreRequest:
@@ -98,6 +100,7 @@ class RestoreRequest:
             tables=tables,
             include_dependencies=bool(data.get("include_dependencies", True)),
             suffix=suffix,
+            tablespace_map=parse_tablespace_map(data.get("tablespace_map")),
         )
         if suffix:
             for s in schemas:
@@ -119,7 +122,34 @@ class RestoreRequest:
             "tables": list(self.tables),
             "include_dependencies": self.include_dependencies,
             "suffix": self.suffix,
+            "tablespace_map": dict(self.tablespace_map),
         }
+
+
+def parse_tablespace_map(value: Any) -> tuple[tuple[str, str], ...]:
+    """(old, new) tablespace pairs from {"old": "new"} or ["old=new", ...]; names checked."""
+    if not value:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, Mapping):
+        pairs = list(value.items())
+    elif isinstance(value, Sequence):
+        pairs = []
+        for item in value:
+            old, sep, new = str(item).partition("=")
+            if not sep:
+                raise InvalidRequest(f"tablespace map entry {item!r} must look like old=new")
+            pairs.append((old, new))
+    else:
+        raise InvalidRequest("tablespace_map must be a mapping {old: new} or a list of old=new")
+    out = {}
+    for old, new in pairs:
+        old = check_identifier("tablespace", old)
+        if old in out:
+            raise InvalidRequest(f"tablespace {old!r} is mapped twice")
+        out[old] = check_identifier("tablespace", new)
+    return tuple(sorted(out.items()))
 
 
 @dataclass

@@ -17,6 +17,7 @@ from restore_assets.backends.local import pg
 from restore_assets.backends.local.fleet import LocalFleet
 from restore_assets.ddl import DdlBundle, apply, extract, guard, target_name
 from restore_assets.ddl.parallel import apply_post
+from restore_assets.ddl.tablespaces import map_tablespaces
 from tests.conftest import scratch_dir
 from tests.integration.fleet_helpers import execute
 from tests.integration.test_ddl_roundtrip import SUFFIX, assert_same_dump, copy_data, run_script
@@ -25,10 +26,17 @@ pytestmark = pytest.mark.integration
 
 
 def restore_waves(
-    dsn: str, schema: str, suffix: str = SUFFIX, workers: int = 3, **kwargs
+    dsn: str,
+    schema: str,
+    suffix: str = SUFFIX,
+    workers: int = 3,
+    tablespace_map: dict[str, str] | None = None,
+    **kwargs,
 ) -> tuple[DdlBundle, str]:
     """The restore job's DDL path inside one database: pre in one transaction, post in waves."""
     bundle = extract(dsn, [schema], suffix, **kwargs)
+    if tablespace_map:
+        bundle = map_tablespaces(bundle, tablespace_map)
     new = target_name(schema, suffix)
     bundle.check_guard()
     guard(bundle.pre + bundle.post, bundle.target_schemas)
@@ -126,10 +134,21 @@ def test_index_keeps_its_tablespace_through_the_post_waves(
             )
         assert rows == {"a": ts, "a_pkey": ts, "a_v": ts, "b": "", "b_pkey": "", "b_v": ""}
         assert_same_dump(fresh_db, "s5", new)
+        # --tablespace-map ra_fid_ts=pg_default: the same objects, in the default tablespace
+        bundle, moved = restore_waves(fresh_db, "s5", "moved", tablespace_map={ts: "pg_default"})
+        assert not any(w.startswith("tablespace map") for w in bundle.warnings)
+        with psycopg.connect(fresh_db) as conn:
+            placed = conn.execute(
+                "SELECT count(*), count(*) FILTER (WHERE c.reltablespace = 0) FROM pg_class c"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s",
+                (moved,),
+            ).fetchone()
+        assert placed == (6, 6)
     finally:
         with psycopg.connect(fresh_db, autocommit=True) as conn:
             conn.execute("DROP SCHEMA IF EXISTS s5 CASCADE")
             conn.execute(f'DROP SCHEMA IF EXISTS "s5_{SUFFIX}" CASCADE')
+            conn.execute('DROP SCHEMA IF EXISTS "s5_moved" CASCADE')
         with psycopg.connect(pg.dsn(), autocommit=True) as conn:
             conn.execute(f"DROP TABLESPACE IF EXISTS {ts}")
 

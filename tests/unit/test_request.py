@@ -60,3 +60,23 @@ def test_round_trip_to_dict():
     )
     again = RestoreRequest.parse({k: v for k, v in req.to_dict().items() if v not in (None, [])})
     assert again == req
+
+
+def test_tablespace_map_is_parsed_and_checked() -> None:
+    from restore_assets.request import RestoreRequest
+
+    base = {"database": "d", "schemas": ["s"], "snapshot_id": "snap-1"}
+    req = RestoreRequest.parse({**base, "tablespace_map": ["ts1=fast", "ts2=pg_default"]})
+    assert req.tablespace_map == (("ts1", "fast"), ("ts2", "pg_default"))
+    assert req.to_dict()["tablespace_map"] == {"ts1": "fast", "ts2": "pg_default"}
+    assert RestoreRequest.parse({**base, "tablespace_map": {"a": "b"}}).tablespace_map == (
+        ("a", "b"),
+    )
+    for bad, message in (
+        (["ts1"], "old=new"),
+        (["ts1=a", "ts1=b"], "mapped twice"),
+        (["=x"], "non-empty"),
+        ({"a": "x" * 64}, "63"),
+    ):
+        with pytest.raises(InvalidRequest, match=message):
+            RestoreRequest.parse({**base, "tablespace_map": bad})
