@@ -26,6 +26,7 @@ from restore_assets.instance.model import (
     default_snapshot_identifier,
     final_snapshot_identifier,
     renamed_identifier,
+    rollback_snapshot_identifier,
 )
 
 log = logging.getLogger("restore_assets.instance.aws")
@@ -398,12 +399,15 @@ class AwsInstanceBackend:
         """`<id>-old-<suffix>` (63 characters at most) and the final snapshot name."""
         renamed = renamed_identifier(identifier, suffix)
         final = final_snapshot_identifier(identifier, suffix)
+        rollback = rollback_snapshot_identifier(identifier, suffix)
         check_rds_name("renamed identifier", renamed, MAX_IDENTIFIER)
         check_rds_name("final snapshot identifier", final, MAX_SNAPSHOT_IDENTIFIER)
+        check_rds_name("rollback snapshot identifier", rollback, MAX_SNAPSHOT_IDENTIFIER)
         return {
             "identifier": identifier,
             "renamed": renamed,
             "final_snapshot": final,
+            "rollback_snapshot": rollback,
             "suffix": suffix,
         }
 
@@ -559,8 +563,11 @@ class AwsInstanceBackend:
             ]
             if taken:
                 raise InvalidRequest(f"{', '.join(taken)} already exist(s): choose another suffix")
-            if self._snapshot_info(source.topology, names["final_snapshot"]) is not None:
-                raise InvalidRequest(f"final snapshot {names['final_snapshot']} already exists")
+            for key in ("final_snapshot", "rollback_snapshot"):
+                if names.get(key) and self._snapshot_info(source.topology, names[key]) is not None:
+                    raise InvalidRequest(
+                        f"snapshot {names[key]} already exists: choose another suffix"
+                    )
             if source.config.get("ManageMasterUserPassword"):
                 warnings.append(
                     "the master password is managed in Secrets Manager: the restored server gets a"
@@ -856,19 +863,46 @@ class AwsInstanceBackend:
         self._wait_settled(topology, identifier)  # a failed target stays failed: just not busy
         return True
 
-    def _delete_target(self, source: Described) -> list[str]:
-        """Delete whatever stands under the original's name (the restored target), no snapshot."""
+    def _final_snapshot_args(
+        self, topology: str, identifier: str, state: str | None, snapshot: str
+    ) -> dict[str, Any]:
+        """FinalDBSnapshotIdentifier when the target is available (it may have served clients
+        under the original's endpoint); SkipFinalSnapshot when it never became usable."""
+        if state == "available" and self._snapshot_info(topology, snapshot) is None:
+            return {"FinalDBSnapshotIdentifier": snapshot}
+        return {"SkipFinalSnapshot": True}
+
+    def _wait_snapshot(self, topology: str, snapshot: str) -> None:
+        def probe() -> tuple[bool, str]:
+            info = self._snapshot_info(topology, snapshot)
+            return bool(info and info["status"] == "available"), (info or {}).get(
+                "status", "missing"
+            )
+
+        self._wait(f"rollback snapshot {snapshot}", probe, self.timeout)
+
+    def _delete_target(self, source: Described, names: dict[str, Any]) -> list[str]:
+        """Delete the restored target standing under the original's name (the caller has checked
+        that this run restored it and that the original stands renamed); a final snapshot of it
+        first when it had become available."""
         done: list[str] = []
         ident = source.identifier
+        snapshot = names.get("rollback_snapshot") or rollback_snapshot_identifier(
+            ident, names["suffix"]
+        )
         if source.topology == "instance":
             state = self._wait_settled("instance", ident)
             if state is not None:
+                final = self._final_snapshot_args("instance", ident, state, snapshot)
                 self._unprotect("instance", ident)
                 self.rds.delete_db_instance(
-                    DBInstanceIdentifier=ident, SkipFinalSnapshot=True, DeleteAutomatedBackups=True
+                    DBInstanceIdentifier=ident, DeleteAutomatedBackups=False, **final
                 )
                 self._wait_gone("instance", ident)
                 done.append(f"deleted the half-restored instance {ident}")
+                if "FinalDBSnapshotIdentifier" in final:
+                    self._wait_snapshot("instance", snapshot)
+                    done.append(f"final snapshot {snapshot} of it taken first")
             return done
         cluster = self._cluster(ident)
         restored_members: list[str] = []
@@ -883,6 +917,10 @@ class AwsInstanceBackend:
                 and (self._instance(m["DBInstanceIdentifier"]) or {}).get("DBClusterIdentifier")
                 == ident
             ]
+        final: dict[str, Any] = {"SkipFinalSnapshot": True}
+        if cluster is not None:  # decided before the members go: the cluster's own state
+            state = self._wait_settled("cluster", ident)
+            final = self._final_snapshot_args("cluster", ident, state, snapshot)
         for member in restored_members:
             if self._wait_settled("instance", member) is not None:
                 self.rds.delete_db_instance(DBInstanceIdentifier=member, SkipFinalSnapshot=True)
@@ -892,9 +930,12 @@ class AwsInstanceBackend:
         if cluster is not None:
             self._wait_settled("cluster", ident)
             self._unprotect("cluster", ident)
-            self.rds.delete_db_cluster(DBClusterIdentifier=ident, SkipFinalSnapshot=True)
+            self.rds.delete_db_cluster(DBClusterIdentifier=ident, **final)
             self._wait_gone("cluster", ident)
             done.append(f"deleted the half-restored cluster {ident}")
+            if "FinalDBSnapshotIdentifier" in final:
+                self._wait_snapshot("cluster", snapshot)
+                done.append(f"final snapshot {snapshot} of it taken first")
         return done
 
     def rollback(
@@ -934,7 +975,13 @@ class AwsInstanceBackend:
                 "rolled_back": False,
                 "reason": f"members {missing} of the original were deleted: the restored {ident} is kept",
             }
-        actions += self._delete_target(source)
+        if not restored and self._get(topo, ident) is not None:
+            return {
+                "rolled_back": False,
+                "reason": f"{ident} exists but this run never started a restore under that name:"
+                " not ours, left in place; the original is still named " + renamed,
+            }
+        actions += self._delete_target(source, names)
         self._rename(topo, renamed, ident)
         actions.append(f"renamed {renamed} back to {ident}")
         for old, new in members.items():

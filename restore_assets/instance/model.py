@@ -60,6 +60,11 @@ def final_snapshot_identifier(identifier: str, suffix: str) -> str:
     return f"{identifier}-final-{suffix}"
 
 
+def rollback_snapshot_identifier(identifier: str, suffix: str) -> str:
+    """The final snapshot a rollback takes of a restored target that had become available."""
+    return f"{identifier}-rollback-{suffix}"
+
+
 def default_snapshot_identifier(identifier: str, now: datetime | None = None) -> str:
     """A snapshot identifier for a snapshot taken now: `<identifier>-YYYYMMDD-HHMMSS`."""
     stamp = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%d-%H%M%S")

@@ -289,12 +289,16 @@ def env(world: World, tmp_path: Path) -> Iterator[Env]:
     yield e
 
 
-def _rollback_is_clean(env: Env, out: dict[str, Any], original: Any) -> None:
+def _rollback_is_clean(
+    env: Env, out: dict[str, Any], original: Any, rollback_snapshot: str | None = None
+) -> None:
     assert out["status"] == "failed", out
     assert out["rolled_back"] is True, out["cause"]
     assert env.backend().databases["prod"] is original  # the very same instance, under its name
     assert env.instances() == ["aur-reader", "aur-writer", "prod"]
-    assert env.snapshots() == ["aur-snap-1", "prod-snap-1"]  # no final snapshot taken
+    # a target that had become available is snapshotted before it is deleted; no other snapshot
+    expected = ["aur-snap-1", "prod-snap-1"] + ([rollback_snapshot] if rollback_snapshot else [])
+    assert env.snapshots() == sorted(expected)
     prod = env.rds.describe_db_instances(DBInstanceIdentifier="prod")["DBInstances"][0]
     assert prod["DeletionProtection"] is True
     rec = SqliteAuditLog(env.root / "audit.sqlite").get(out["restore_id"])
@@ -471,7 +475,9 @@ def test_instance_rollback_after_a_failure_at_each_step(env: Env, fail_at: str) 
         out = run_instance_restore(
             env.services(), {"identifier": "prod", "snapshot_id": "prod-snap-1", "suffix": "rb"}
         )
-    _rollback_is_clean(env, out, original)
+    # from restore:after on, the target under prod's name is available: snapshotted first
+    available = fail_at in ("restore:after", "wait", "wait:after", "delete_old")
+    _rollback_is_clean(env, out, original, "prod-rollback-rb" if available else None)
     assert "injected failure" in out["cause"]
 
 
@@ -499,7 +505,8 @@ def test_cluster_rollback_puts_the_cluster_and_its_members_back(env: Env, fail_a
         "aur-reader",
     }
     assert described["DeletionProtection"] is True
-    assert env.snapshots() == ["aur-snap-1", "prod-snap-1"]
+    final = ["aur-rollback-rb"] if fail_at != "set_aside:after" else []
+    assert env.snapshots() == sorted(["aur-snap-1", "prod-snap-1", *final])
 
 
 def test_a_restore_that_ends_incompatible_is_rolled_back(env: Env) -> None:
@@ -749,7 +756,7 @@ def test_an_undeliverable_rollback_alert_changes_nothing(env: Env, caplog) -> No
         out = run_instance_restore(
             env.services(notifier=dead), {"identifier": "prod", "snapshot_id": "prod-snap-1"}
         )
-    _rollback_is_clean(env, out, original)
+    _rollback_is_clean(env, out, original, out["names"]["rollback_snapshot"])
     assert "not delivered" in caplog.text and "s3cr3tT0ken" not in caplog.text
 
 
