@@ -509,8 +509,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _extensions() -> list[Callable[[Any], None]]:
     from restore_assets.cli_aws import register as register_aws
     from restore_assets.cli_instance import register as register_instance
+    from restore_assets.cli_recover import register as register_recover
 
-    return [register_instance, register_aws]
+    return [register_instance, register_aws, register_recover]
 
 
 def main(argv: list[str] | None = None) -> int:
