@@ -14,7 +14,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from restore_assets.demo import data
+from restore_assets.demo import data, ownership
 from restore_assets.demo.schema import DEMO_LAYOUT, DsnFactory, check_layout, dsn_factory
 from restore_assets.errors import InvalidRequest
 
@@ -121,6 +121,8 @@ def activity(
     try:
         for db in plan:
             conns[db] = _connect(dsn_for(db))
+            for schema in plan[db]:  # the demo writes only into schemas it created
+                ownership.require_owned(conns[db], db, schema)
         for tenant in tenants:
             _load_ranges(conns[tenant.database], tenant)
             tenant.counts = dict.fromkeys((*KINDS, "order_items_created", "errors"), 0)

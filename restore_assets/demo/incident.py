@@ -7,6 +7,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from restore_assets.demo import ownership
 from restore_assets.demo.schema import check_name
 from restore_assets.errors import InvalidRequest
 
@@ -62,6 +63,7 @@ def incident(
             "SELECT current_database(), clock_timestamp()"
         ).fetchone()
         conn.execute("SET LOCAL lock_timeout = '30s'")
+        ownership.require_owned(conn, database, schema)
         try:
             sizes = conn.execute(
                 q(

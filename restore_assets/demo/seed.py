@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from restore_assets.demo import data
+from restore_assets.demo import data, ownership
 from restore_assets.demo.schema import (
     APP_ROLE,
     DEMO_LAYOUT,
@@ -276,6 +276,7 @@ def seed(
     for database in existing:
         with psycopg.connect(dsn_for(database), connect_timeout=10) as conn:
             for schema in plan[database]:
+                ownership.require_owned(conn, database, schema)
                 exists, objects, has_rows = _schema_state(conn, schema)
                 if exists and objects and not replace:
                     what = "holding data" if has_rows else f"with {objects} objects (no rows)"
@@ -322,8 +323,10 @@ def _seed_schema(dsn: str, database: str, schema: str, rows: int, say: Progress)
         conn.execute("SET LOCAL lock_timeout = '60s'")
         conn.execute("SET LOCAL work_mem = '64MB'")
         conn.execute("SET LOCAL maintenance_work_mem = '512MB'")
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+        # checked again in this transaction: only a schema the demo made is replaced
+        ownership.drop_owned(conn, database, schema)
         conn.execute(pre)
+        ownership.mark(conn, schema)
         conn.execute("SELECT setseed(%s)", (_seed_value(database, schema),))
         for table, statement in (
             ("products", PRODUCTS_SQL),

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from restore_assets.backends.local.fleet import LocalFleet
 from restore_assets.demo import activity, incident, seed
+from restore_assets.demo.ownership import demo_fleet
 from restore_assets.runner import run_schema_restore
 
 
@@ -22,9 +22,14 @@ def run_story(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run the whole demo on the local fleet under root; return the restore outcome and a summary."""
-    fleet = LocalFleet(root)
+    fleet = demo_fleet(root)
     log(f"[1/6] local fleet under {fleet.root}")
     log(f"      production: {fleet.up()}")
+    if fleet.data_root != fleet.root:
+        log(
+            f"      PostgreSQL data in {fleet.data_root}: the server user cannot enter"
+            f" {fleet.root}, which the tool leaves private"
+        )
     log(
         f"[2/6] demo tenants (tenant_a: customer_a1, customer_a2; tenant_b: customer_b1, customer_b2), rows={rows}"
     )

@@ -147,7 +147,7 @@ def restore(own: Own) -> Iterator:
         own.fleet.delete_temp(db.restore_id)
         assert not (own.fleet.temp_root / db.restore_id).exists()
         assert postmasters_under(own.fleet.temp_root) == []
-        assert not pg.port_in_use(db.port)
+        assert not (Path(db.host) / f".s.PGSQL.{db.port}").exists()
 
 
 def test_adopted_backup_is_listed_with_times_from_label_and_history(own: Own):
@@ -213,7 +213,7 @@ def test_down_purge_leaves_the_users_cluster_archive_and_backups(own: Own):
     db = own.fleet.provision("before-down", RestoreTarget(snapshot_id=BACKUP_ID))
     archive_before, backups_before = files(own.archive), files(own.backups)
     own.fleet.down(purge=True)
-    assert not pg.port_in_use(db.port)
+    assert not (Path(db.host) / f".s.PGSQL.{db.port}").exists()
     assert postmasters_under(own.fleet.root) == []
     assert not own.fleet.exists()
     assert not own.fleet.temp_root.exists()

@@ -163,10 +163,11 @@ def knocking_on(fleet: LocalFleet, restore_id: str) -> Iterator[None]:
                 except (OSError, ValueError):
                     found = []
                 port = found[0].get("port") if found else None
+                host = found[0].get("socket_dir") if found else None
                 time.sleep(0.005)
                 continue
-            try:
-                psycopg.connect(pg.dsn(port), connect_timeout=1).close()
+            try:  # through its private unix socket (a temporary cluster has no TCP listener)
+                psycopg.connect(pg.dsn(port, host=host), connect_timeout=1).close()
             except psycopg.Error:
                 pass
             time.sleep(0.001)
@@ -268,13 +269,14 @@ def test_temp_cluster_of_a_killed_process_is_removed_by_down(fleet: LocalFleet):
     assert inst["creator_pid"] == proc.pid
     workdir = Path(inst["dir"])
     # the killed process took nothing down with it: its cluster is orphaned, still serving
+    socket = Path(inst["socket_dir"]) / f".s.PGSQL.{inst['port']}"
     assert postmasters_under(workdir) != []
-    assert pg.port_in_use(inst["port"])
+    assert socket.exists()
 
     assert LocalFleet(fleet.root).down() == ["crashed"]
     assert postmasters_under(workdir) == []
     assert not workdir.exists()
-    assert not pg.port_in_use(inst["port"])
+    assert not socket.exists()
     assert LocalFleet(fleet.root).temp_instances() == []
     assert fleet.delete_temp("crashed") == "crashed"  # deleting again is success
 

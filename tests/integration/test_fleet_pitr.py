@@ -6,11 +6,11 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from restore_assets.backends.base import RestoreTarget, Snapshot, TempDatabase
-from restore_assets.backends.local import pg
 from restore_assets.backends.local.fleet import LocalFleet
 from restore_assets.errors import FleetError
 from tests.conftest import scratch_dir
@@ -89,7 +89,7 @@ def restore(history: History) -> Iterator:
         workdir = history.fleet.temp_root / db.restore_id
         assert not workdir.exists()
         assert postmasters_under(workdir) == []
-        assert not pg.port_in_use(db.port)
+        assert not (Path(db.host) / f".s.PGSQL.{db.port}").exists()
 
 
 def test_history_commits_are_ordered_around_the_restore_points(history: History):
@@ -112,7 +112,9 @@ def test_pitr_between_snapshots_sees_only_commits_before_t(history: History, res
     assert db.port != history.fleet.production_cluster().port
     assert execute(dsn, "SELECT pg_is_in_recovery()")[0][0] is False
     assert execute(dsn, "SHOW archive_mode")[0][0] == "off"
-    assert execute(dsn, "SHOW listen_addresses")[0][0] == "127.0.0.1"
+    # no TCP listener: only a unix socket in a directory the server user alone can enter
+    assert execute(dsn, "SHOW listen_addresses")[0][0] == ""
+    assert execute(dsn, "SHOW unix_socket_directories")[0][0] == db.host
 
 
 def test_pitr_after_newest_snapshot_uses_it(history: History, restore):

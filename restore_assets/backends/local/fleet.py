@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import functools
+import getpass
+import hashlib
 import json
 import os
 import re
 import shutil
+import stat
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,10 +29,17 @@ from restore_assets.backends.base import (
     TempDatabase,
 )
 from restore_assets.backends.local import pg
+from restore_assets.backends.local.manifest import MANIFEST_FILE, Manifest
 from restore_assets.backends.local.tablespaces import relocate_tablespaces, tablespace_mapping
 from restore_assets.errors import FleetError, InvalidRequest
 
 CONFIG_FILE = "fleet.json"
+PGPASS_FILE = "pgpass"
+DATA_BASE_ENV = "RESTORE_ASSETS_DATA_BASE"
+DEFAULT_DATA_BASE = "/var/lib/restore-assets"
+SOCKET_PATH_MAX = 100  # sun_path holds 107 bytes; `.s.PGSQL.<port>` is appended to the directory
+# files the services of a fleet create in its root (the audit log and its journals, the artifacts)
+ROOT_FILES = ("audit.sqlite", "audit.sqlite-journal", "audit.sqlite-wal", "audit.sqlite-shm")
 WAL_SEGMENT = re.compile(r"^[0-9A-F]{24}$")
 BACKUP_HISTORY = re.compile(r"^[0-9A-F]{24}\.[0-9A-F]{8}\.backup$")
 WALDUMP_TIME = re.compile(
@@ -36,6 +47,14 @@ WALDUMP_TIME = re.compile(
 )
 LABEL_TIME = re.compile(r"^(START|STOP) TIME: (.+)$", re.M)
 TEMP_KIND = "local-temp-cluster"
+IDENT_MAP = "restore_assets"
+
+
+PASSWORD_IN_DSN = (
+    "the DSN holds a password, and a command line is visible to every user of this machine"
+    " (ps): remove password= from --dsn and give it in PGPASSWORD, a pgpass file"
+    " (~/.pgpass or PGPASSFILE), or at the prompt"
+)
 
 
 def parse_pg_time(text: str, zone_name: str | None = None) -> datetime:
@@ -107,7 +126,8 @@ class FleetConfig:
     archive_dir: str
     backup_dir: str
     port: int | None = None
-    dsn: str | None = None  # adopted only; may hold a password, never printed
+    dsn: str | None = None  # adopted only; a password in it is refused, a prompted one is in pgpass
+    data_dir: str | None = None  # where PostgreSQL's directories live (the root unless unreachable)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, including the DSN (the file is written 0600)."""
@@ -142,12 +162,86 @@ class LocalFleet:
         return FleetConfig(**data)
 
     def _save(self, cfg: FleetConfig) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.config_path.with_suffix(".tmp")
+        self.manifest.record(self.config_path)
+        self.manifest.record(tmp)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             json.dump(cfg.to_dict(), fh, indent=2)
         os.replace(tmp, self.config_path)
+
+    @property
+    def manifest(self) -> Manifest:
+        """What the tool created for this fleet: the only paths it deletes."""
+        return Manifest(self.root)
+
+    def _claim_root(self) -> None:
+        """Create the root (0700), or accept an existing one that is empty or already a fleet root."""
+        if self.root.exists():
+            if not self.root.is_dir():
+                raise InvalidRequest(f"fleet root {self.root} exists and is not a directory")
+            is_fleet = self.manifest.exists() or self.config_path.exists()
+            if not is_fleet and any(self.root.iterdir()):
+                raise InvalidRequest(
+                    f"{self.root} is not empty and is not a fleet root (it has no {MANIFEST_FILE}):"
+                    " the tool would mix its files with yours and could not tell them apart;"
+                    " choose a new or empty directory for --root"
+                )
+        else:
+            self.root.parent.mkdir(parents=True, exist_ok=True)
+            os.mkdir(self.root, 0o700)
+        self.manifest.record(self.manifest.path)
+
+    def _choose_data_root(self) -> Path:
+        """The root itself, unless the PostgreSQL server user cannot reach it (a 0700 home as root):
+        then `<data base>/<hash of the root>` (RESTORE_ASSETS_DATA_BASE, /var/lib/restore-assets)."""
+        user = pg.server_user()
+        if user.is_current or pg.reachable_by(self.root.parent, user):
+            return self.root
+        base = Path(os.environ.get(DATA_BASE_ENV) or DEFAULT_DATA_BASE).resolve()
+        return base / hashlib.sha256(str(self.root).encode()).hexdigest()[:16]
+
+    def _make_data_root(self, data_root: Path) -> None:
+        """Create the data directory outside the root: root-owned 0711 (enter, not list)."""
+        base = data_root.parent
+        if not base.exists():
+            base.mkdir(parents=True)
+            os.chmod(base, 0o711)
+        st = base.stat()
+        if st.st_uid != os.geteuid() or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise FleetError(
+                f"{base} must be owned by {getpass.getuser()} and writable by no one else"
+                f" (mode {oct(st.st_mode & 0o777)}): fix it or set {DATA_BASE_ENV}"
+            )
+        if data_root.exists() and not self.manifest.owns(data_root):
+            raise FleetError(
+                f"{data_root} already exists and this fleet's manifest does not list it:"
+                " remove it or choose another --root"
+            )
+        self.manifest.record(data_root, base=True)
+        data_root.mkdir(exist_ok=True)
+        os.chmod(data_root, 0o711)
+        if not pg.reachable_by(data_root, pg.server_user()):
+            raise FleetError(
+                f"{data_root} is not reachable by the {pg.server_user().name!r} user that runs"
+                f" PostgreSQL: set {DATA_BASE_ENV} to a directory under one others can enter"
+            )
+
+    def _server_dir(self, path: Path) -> Path:
+        """Record, create and give to the server user one of the fleet's PostgreSQL directories."""
+        self.manifest.record(path)
+        pg.give_to_server_user(path)
+        os.chmod(path, 0o700)
+        return path
+
+    @property
+    def data_root(self) -> Path:
+        """Where the production cluster, WAL archive, base backups and temporary clusters live."""
+        if self.exists():
+            data_dir = self.config().data_dir
+            if data_dir:
+                return Path(data_dir)
+        return self.root
 
     @property
     def archive_dir(self) -> Path:
@@ -162,7 +256,7 @@ class LocalFleet:
     @property
     def temp_root(self) -> Path:
         """Directory holding the temporary clusters, one sub-directory per restore id."""
-        return self.root / "temp"
+        return self.data_root / "temp"
 
     def production_cluster(self) -> pg.Cluster:
         """The managed production cluster."""
@@ -171,7 +265,7 @@ class LocalFleet:
             raise FleetError(
                 "this fleet adopts an existing cluster: the tool does not manage its server"
             )
-        return pg.Cluster(self.root / "production" / "data", cfg.port)
+        return pg.Cluster(self.data_root / "production" / "data", cfg.port)
 
     # ---------------------------------------------------------------- lifecycle
     def up(self) -> str:
@@ -190,23 +284,38 @@ class LocalFleet:
                     self._save(cfg)
                 cluster.start()
             return cluster.dsn()
-        self.root.mkdir(parents=True, exist_ok=True)
-        pg.give_to_server_user(self.root)
-        archive = self.root / "archive"
-        backups = self.root / "backups"
-        pg.give_to_server_user(archive)
-        pg.give_to_server_user(backups)
-        cfg = FleetConfig(mode="managed", archive_dir=str(archive), backup_dir=str(backups))
+        self._claim_root()
+        data_root = self._prepare_data_root()
+        archive = self._server_dir(data_root / "archive")
+        backups = self._server_dir(data_root / "backups")
+        production = self._server_dir(data_root / "production")
+        cfg = FleetConfig(
+            mode="managed",
+            archive_dir=str(archive),
+            backup_dir=str(backups),
+            data_dir=str(data_root),
+        )
         try:
-            cluster = pg.start_new_cluster(
-                self.root / "production" / "data", self._production_settings(archive)
-            )
+            cluster = pg.start_new_cluster(production / "data", self._production_settings(archive))
         except Exception:
-            shutil.rmtree(self.root / "production", ignore_errors=True)
+            self.manifest.remove(production)
             raise
         cfg.port = cluster.port
         self._save(cfg)
         return cluster.dsn()
+
+    def _prepare_data_root(self) -> Path:
+        """Pick and create the data directory; record the root's own service files and artifacts."""
+        data_root = self._choose_data_root()
+        if data_root != self.root:
+            self._make_data_root(data_root)
+        elif not pg.server_user().is_current:
+            os.chmod(self.root, 0o711)  # the server user enters its own sub-directories only
+        for name in ROOT_FILES:
+            self.manifest.record(self.root / name)
+        artifacts = self.manifest.record(self.root / "artifacts")
+        artifacts.mkdir(mode=0o700, exist_ok=True)
+        return data_root
 
     def _production_settings(self, archive: Path | None = None) -> dict[str, str]:
         archive = archive or self.archive_dir
@@ -221,8 +330,14 @@ class LocalFleet:
             "log_timezone": "'UTC'",
         }
 
-    def adopt(self, dsn: str, archive_dir: str, backup_dir: str) -> None:
-        """Point the fleet at an existing self-managed cluster, its WAL archive and its base backups."""
+    def adopt(
+        self, dsn: str, archive_dir: str, backup_dir: str, password: str | None = None
+    ) -> None:
+        """Point the fleet at an existing self-managed cluster, its WAL archive and its base backups.
+
+        The DSN must not hold a password: libpq takes it from PGPASSWORD or a pgpass file, or pass
+        the one the user typed as `password` (kept in `<root>/pgpass`, 0600).
+        """
         archive, backups = Path(archive_dir).resolve(), Path(backup_dir).resolve()
         if not archive.is_dir():
             raise InvalidRequest(
@@ -232,11 +347,39 @@ class LocalFleet:
             raise InvalidRequest(
                 f"base-backup directory missing: {backups} does not exist or is not a directory"
             )
+        if psycopg.conninfo.conninfo_to_dict(dsn).get("password") is not None:
+            raise InvalidRequest(PASSWORD_IN_DSN)
+        self._claim_root()
+        if password is not None:
+            dsn = self._write_pgpass(dsn, password)
         cfg = FleetConfig(
             mode="adopted", archive_dir=str(archive), backup_dir=str(backups), dsn=dsn
         )
-        self._check_adopted_reachable(cfg)
+        try:
+            self._check_adopted_reachable(cfg)
+        except Exception:
+            if password is not None:
+                self.manifest.remove(self.root / PGPASS_FILE)
+            raise
+        cfg.data_dir = str(self._prepare_data_root())
         self._save(cfg)
+
+    def _write_pgpass(self, dsn: str, password: str) -> str:
+        """Keep a prompted password in `<root>/pgpass` (0600); the DSN names it as its passfile."""
+        params = psycopg.conninfo.conninfo_to_dict(dsn)
+
+        def field(value: object) -> str:
+            return str(value).replace("\\", "\\\\").replace(":", "\\:")
+
+        line = ":".join(
+            field(v) for v in ("*", "*", "*", params.get("user") or getpass.getuser(), password)
+        )
+        path = self.manifest.record(self.root / PGPASS_FILE)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(line + "\n")
+        params["passfile"] = str(path)
+        return psycopg.conninfo.make_conninfo(**params)
 
     def _check_adopted_reachable(self, cfg: FleetConfig) -> None:
         try:
@@ -252,18 +395,42 @@ class LocalFleet:
             )
 
     def down(self, purge: bool = False) -> list[str]:
-        """Stop production (when managed) and remove every temporary cluster; purge deletes the root."""
-        removed = [self.delete_temp(p.name) for p in self._temp_dirs()]
+        """Stop production (when managed) and remove every temporary cluster the manifest lists.
+
+        purge also removes every path the manifest lists (never an adopted cluster's own archive
+        or backups), then the manifest, then the root if nothing else is left in it.
+        """
+        removed = []
+        for p in self._temp_dirs():
+            if self.manifest.owns(p):
+                removed.append(self.delete_temp(p.name))
         if self.exists() and self.config().mode == "managed":
             self.production_cluster().stop()
         if purge:
-            if self.exists() and self.config().mode == "managed":
-                shutil.rmtree(self.root, ignore_errors=True)
-            else:
-                # an adopted cluster's archive and backups belong to its owner: remove only our files
-                self.config_path.unlink(missing_ok=True)
-                shutil.rmtree(self.temp_root, ignore_errors=True)
+            self.purge()
         return removed
+
+    def purge(self) -> dict[str, list[str]]:
+        """Delete exactly what the manifest lists, then the root if it is empty; return what stayed."""
+        manifest = self.manifest
+        if not self.root.exists():
+            return {"removed": [], "kept": []}  # purged already
+        if not manifest.exists():
+            raise FleetError(
+                f"{self.root} has no {MANIFEST_FILE} (not a fleet root, or made by an older"
+                " version): nothing is deleted; remove what you no longer need by hand"
+            )
+        removed: list[str] = []
+        for path in reversed(manifest.paths()):
+            if path == manifest.path:
+                continue
+            if manifest.remove(path):
+                removed.append(str(path))
+        manifest.path.unlink()
+        kept = sorted(p.name for p in self.root.iterdir())
+        if not kept:
+            self.root.rmdir()
+        return {"removed": removed, "kept": kept}
 
     def production_dsn(self, database: str = "postgres") -> str:
         """Connection string to one database of the production cluster."""
@@ -286,10 +453,15 @@ class LocalFleet:
     def snapshot(self) -> Snapshot:
         """Take a base backup of production (pg_basebackup, fast checkpoint, WAL streamed)."""
         backups = self.backup_dir
-        pg.give_to_server_user(backups)
+        if not backups.is_dir():
+            raise InvalidRequest(f"base-backup directory missing: {backups}")
         now = datetime.now(UTC)
         snap_id = "snap-" + now.strftime("%Y%m%dT%H%M%S%fZ")
         target = backups / snap_id
+        # an adopted cluster's backup directory is its owner's: a purge leaves what we put there
+        keep = self.config().mode == "adopted"
+        self.manifest.record(target, keep=keep)
+        self.manifest.record(backups / f"{snap_id}.json", keep=keep)
         started = datetime.now(UTC)
         try:
             pg.run_server_cmd(
@@ -311,7 +483,7 @@ class LocalFleet:
                 env=self._libpq_password_env(),
             )
         except FleetError:
-            shutil.rmtree(target, ignore_errors=True)
+            self.manifest.remove(target)
             raise
         completed = datetime.now(UTC)
         label = (target / "backup_label").read_text()
@@ -325,7 +497,15 @@ class LocalFleet:
         cfg = self.config()
         if cfg.mode != "adopted":
             return {}
-        password = psycopg.conninfo.conninfo_to_dict(cfg.dsn or "").get("password")
+        # the server user cannot read the caller's pgpass file: ask libpq which password it used
+        # (from the DSN, PGPASSWORD or a pgpass file) and hand it over in the environment
+        try:
+            with psycopg.connect(cfg.dsn or "", connect_timeout=10) as conn:
+                password = conn.info.password
+        except psycopg.Error as exc:
+            raise FleetError(
+                f"cannot connect to {mask_dsn(cfg.dsn or '')}: {str(exc).strip()}"
+            ) from None
         return {"PGPASSWORD": str(password)} if password else {}
 
     def _label_times(self, text: str) -> dict[str, datetime]:
@@ -418,8 +598,16 @@ class LocalFleet:
     def delete_snapshot(self, snapshot_id: str) -> None:
         """Delete one base backup by id."""
         snap = self.get_snapshot(snapshot_id)
-        shutil.rmtree(self.backup_dir / snap.id)
-        (self.backup_dir / f"{snap.id}.json").unlink(missing_ok=True)
+        path = self.backup_dir / snap.id
+        if not self.manifest.owns(path):
+            raise InvalidRequest(
+                f"snapshot {snap.id} was not taken by this tool (the fleet manifest does not list"
+                f" {path}): it is left in place"
+            )
+        self.manifest.remove(path)
+        meta = self.backup_dir / f"{snap.id}.json"
+        if self.manifest.owns(meta):
+            self.manifest.remove(meta)
 
     # ---------------------------------------------------------------- restore window
     def switch_wal(self, timeout: float = 60) -> None:
@@ -591,14 +779,29 @@ class LocalFleet:
                 f"a temporary cluster for restore {restore_id} already exists: {workdir}"
             )
         port = pg.free_port()
-        details = {"dir": str(workdir), "port": port, "snapshot": base.id, "root": str(self.root)}
+        socket_dir = workdir / "socket"
+        if len(str(socket_dir / f".s.PGSQL.{port}.lock")) > SOCKET_PATH_MAX:
+            socket_dir = Path(tempfile.gettempdir()) / f"restore-assets-{os.urandom(6).hex()}"
+        details = {
+            "dir": str(workdir),
+            "port": port,
+            "socket_dir": str(socket_dir),
+            "snapshot": base.id,
+            "root": str(self.root),
+        }
         if record:
             record(TEMP_KIND, restore_id, details)
-        pg.give_to_server_user(self.temp_root)
-        pg.give_to_server_user(workdir)
+        if not self.manifest.owns(self.temp_root):
+            self._server_dir(self.temp_root)
+        self._server_dir(workdir)
         meta = {**details, "created_at": datetime.now(UTC).isoformat(), "creator_pid": os.getpid()}
         (workdir / "instance.json").write_text(json.dumps(meta))
-        cluster = pg.Cluster(workdir / "data", port)
+        if socket_dir.parent != workdir:
+            self.manifest.record(socket_dir, base=True)
+            os.mkdir(socket_dir, 0o700)  # fails on an existing path: never someone else's
+        pg.give_to_server_user(socket_dir)
+        os.chmod(socket_dir, 0o700)
+        cluster = pg.Cluster(workdir / "data", port, host=str(socket_dir))
         try:
             pg.run_server_cmd(["cp", "-a", str(self.backup_dir / base.id), str(cluster.datadir)])
             relocate_tablespaces(cluster.datadir, self.backup_dir / base.id)
@@ -613,7 +816,7 @@ class LocalFleet:
         return TempDatabase(
             restore_id=restore_id,
             identifier=f"local:{restore_id}",
-            host="127.0.0.1",
+            host=str(socket_dir),
             port=port,
             user=self.superuser(),
             details={"dir": str(workdir), "snapshot": base.id, "log": str(cluster.logfile)},
@@ -646,7 +849,20 @@ class LocalFleet:
             cluster.write_file(
                 "postgresql.auto.conf", "# cleared by restore-assets for a temporary copy\n"
             )
-        cluster.write_file("pg_hba.conf", "local all all trust\nhost all all 127.0.0.1/32 trust\n")
+        # it holds a copy of every tenant: no TCP at all, a unix socket in a 0700 directory of the
+        # server user, and peer authentication of the tool's own OS users (the caller, and the
+        # server user that runs pg_dump/pg_basebackup when the caller is root)
+        role = self.superuser()
+        users = sorted({pg.current_user_name(), pg.server_user().name})
+        cluster.write_file("pg_hba.conf", f"local all all peer map={IDENT_MAP}\n")
+        cluster.write_file(
+            "pg_ident.conf", "".join(f"{IDENT_MAP} {u} {pg.quote_conf(role)}\n" for u in users)
+        )
+        settings.update(
+            listen_addresses="''",
+            unix_socket_directories=pg.quote_setting(cluster.host),
+            unix_socket_permissions="0700",
+        )
         cluster.configure(settings)
         cluster.write_file("recovery.signal", "")
 
@@ -661,7 +877,7 @@ class LocalFleet:
             try:
                 with psycopg.connect(
                     cluster.dsn(), user=self.superuser(), connect_timeout=5
-                ) as conn:
+                ) as conn:  # the temporary cluster's unix socket (cluster.host)
                     if not conn.execute("SELECT pg_catalog.pg_is_in_recovery()").fetchone()[0]:
                         return
             except psycopg.OperationalError as exc:
@@ -714,18 +930,38 @@ class LocalFleet:
 
     def temp_dsn(self, db: TempDatabase, database: str = "postgres") -> str:
         """Connection string to one database of a temporary cluster."""
-        return pg.dsn(db.port, database, user=db.user)
+        return pg.dsn(db.port, database, user=db.user, host=db.host)
 
     def delete_temp(self, restore_id: str) -> str:
-        """Stop and delete the temporary cluster of a restore (idempotent)."""
+        """Stop and delete the temporary cluster of a restore (idempotent).
+
+        Only a directory the fleet manifest lists is deleted; any other path is refused.
+        """
         workdir = self.temp_root / restore_id
+        if workdir.parent != self.temp_root or restore_id in ("", ".", ".."):
+            raise InvalidRequest(f"restore id {restore_id!r} is not a temporary cluster's name")
+        if not os.path.lexists(workdir):
+            return restore_id
+        if not self.manifest.owns(workdir):
+            raise FleetError(
+                f"{workdir} is not listed in the fleet manifest: it was not created by this tool"
+                " and is left in place"
+            )
         meta = workdir / "instance.json"
+        socket_dir = None
         if meta.exists():
             info = json.loads(meta.read_text())
             pg.Cluster(workdir / "data", int(info["port"])).stop(mode="immediate")
+            socket_dir = Path(info["socket_dir"]) if info.get("socket_dir") else None
         elif (workdir / "data").exists():
             pg.Cluster(workdir / "data", 0).stop(mode="immediate")
-        shutil.rmtree(workdir, ignore_errors=True)
+        self.manifest.remove(workdir)
+        if (
+            socket_dir is not None
+            and socket_dir.parent != workdir
+            and self.manifest.owns(socket_dir)
+        ):
+            self.manifest.remove(socket_dir)
         return restore_id
 
     def delete_resource(self, kind: str, identifier: str, details: dict[str, Any]) -> None:

@@ -132,13 +132,48 @@ def give_to_server_user(path: Path) -> None:
         return
     os.chown(path, user.uid, user.gid)
     for parent in path.resolve().parents:
-        mode = parent.stat().st_mode
-        if not mode & 0o001:
+        if not reachable_by(parent, user):
+            mode = parent.stat().st_mode
             raise FleetError(
                 f"{parent} is not reachable by the {user.name!r} user that runs PostgreSQL"
-                f" (mode {oct(mode & 0o777)}): choose a --root under a directory others can enter,"
+                f" (mode {oct(mode & 0o777)}): choose a directory under one others can enter,"
                 f" such as /tmp or /var/tmp"
             )
+
+
+def current_user_name() -> str:
+    """The OS name of the calling user (by uid, not from the environment)."""
+    return pwd.getpwuid(os.geteuid()).pw_name
+
+
+def reachable_by(path: Path, user: OsUser) -> bool:
+    """True when the user can enter path and every directory above it (search permission)."""
+    if user.is_current:
+        return True
+    for d in [path, *path.parents]:
+        try:
+            st = d.stat()
+        except FileNotFoundError:
+            continue
+        if st.st_uid == user.uid:
+            ok = st.st_mode & 0o100
+        elif st.st_gid == user.gid:
+            ok = st.st_mode & 0o010
+        else:
+            ok = st.st_mode & 0o001
+        if not ok:
+            return False
+    return True
+
+
+def quote_setting(value: str) -> str:
+    """A postgresql.conf string value, single-quoted."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def quote_conf(name: str) -> str:
+    """A pg_hba.conf / pg_ident.conf token, double-quoted (a role name is taken literally)."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def free_port() -> int:
@@ -158,7 +193,8 @@ def port_in_use(port: int) -> bool:
 def dsn(
     port: int, dbname: str = "postgres", user: str = "postgres", host: str = "127.0.0.1"
 ) -> str:
-    """A libpq connection string for a local cluster (trust auth on 127.0.0.1: no password)."""
+    """A libpq connection string for a local cluster (no password: trust on 127.0.0.1 for the
+    managed production, peer on a private unix socket for temporary clusters)."""
     return psycopg.conninfo.make_conninfo(host=host, port=port, dbname=dbname, user=user)
 
 
@@ -187,6 +223,7 @@ class Cluster:
 
     datadir: Path
     port: int
+    host: str = "127.0.0.1"  # or the directory of its unix socket (temporary clusters)
 
     @property
     def logfile(self) -> Path:
@@ -195,7 +232,7 @@ class Cluster:
 
     def dsn(self, dbname: str = "postgres") -> str:
         """Connection string to one database of this cluster."""
-        return dsn(self.port, dbname)
+        return dsn(self.port, dbname, host=self.host)
 
     def initdb(self, settings: dict[str, str] | None = None) -> None:
         """Create the data directory with initdb and write this cluster's settings."""

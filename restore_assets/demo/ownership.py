@@ -1,0 +1,130 @@
+"""What the demo owns: schemas it created (marked with their own oid) on a fleet it manages.
+
+A schema the demo creates gets the comment `restore-assets demo schema, oid <its oid>`. A copy of
+it (a restore, a dump loaded elsewhere) has another oid, and a schema someone else created has no
+such comment: the demo refuses to drop, replace or write into either.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from restore_assets.errors import InvalidRequest
+
+DEMO_MARK = "restore-assets demo schema"
+
+
+def demo_fleet(root: str | Path) -> Any:
+    """The LocalFleet under root, refused when it adopts a cluster the tool does not manage."""
+    from restore_assets.backends.local.fleet import LocalFleet
+
+    fleet = LocalFleet(root)
+    if fleet.exists() and fleet.config().mode != "managed":
+        raise InvalidRequest(
+            f"the fleet under {fleet.root} adopts an existing cluster: the demo creates, drops and"
+            " writes tenant schemas, so it runs only on a fleet it manages;"
+            " use another --root (e.g. `restore-assets demo run --root .demo`)"
+        )
+    return fleet
+
+
+def _oid(conn: psycopg.Connection, schema: str) -> int | None:
+    row = conn.execute(
+        "SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = %s", (schema,)
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
+def mark(conn: psycopg.Connection, schema: str) -> None:
+    """Mark a schema the demo just created as its own (a comment naming the schema's oid)."""
+    oid = _oid(conn, schema)
+    if oid is None:
+        raise InvalidRequest(f"schema {schema!r} does not exist: nothing to mark")
+    conn.execute(
+        sql.SQL("COMMENT ON SCHEMA {} IS {}").format(
+            sql.Identifier(schema), sql.Literal(f"{DEMO_MARK}, oid {oid}")
+        )
+    )
+
+
+def owned(conn: psycopg.Connection, schema: str) -> bool | None:
+    """True when the demo created this schema, False when someone else did, None when it is absent."""
+    oid = _oid(conn, schema)
+    if oid is None:
+        return None
+    comment = conn.execute(
+        "SELECT pg_catalog.obj_description(%s, 'pg_namespace')", (oid,)
+    ).fetchone()[0]
+    return comment == f"{DEMO_MARK}, oid {oid}"
+
+
+def require_owned(conn: psycopg.Connection, database: str, schema: str) -> None:
+    """Refuse a schema that exists and was not created by the demo."""
+    if owned(conn, schema) is False:
+        raise InvalidRequest(
+            f"schema {schema!r} in database {database!r} was not created by the demo (it lacks"
+            " the demo's mark): the demo never drops, replaces or writes into it; use a fleet"
+            " made by `restore-assets fleet up`, or drop the schema yourself"
+        )
+
+
+# the namespace of a dependent (or referenced) object, by its catalog; NULL for other catalogs
+_NAMESPACE_OF = """CASE {cls}
+  WHEN 'pg_catalog.pg_namespace'::regclass THEN {obj}
+  WHEN 'pg_catalog.pg_class'::regclass
+    THEN (SELECT relnamespace FROM pg_catalog.pg_class WHERE oid = {obj})
+  WHEN 'pg_catalog.pg_type'::regclass
+    THEN (SELECT typnamespace FROM pg_catalog.pg_type WHERE oid = {obj})
+  WHEN 'pg_catalog.pg_proc'::regclass
+    THEN (SELECT pronamespace FROM pg_catalog.pg_proc WHERE oid = {obj})
+  WHEN 'pg_catalog.pg_constraint'::regclass
+    THEN (SELECT connamespace FROM pg_catalog.pg_constraint WHERE oid = {obj})
+  WHEN 'pg_catalog.pg_rewrite'::regclass
+    THEN (SELECT c.relnamespace FROM pg_catalog.pg_rewrite r
+            JOIN pg_catalog.pg_class c ON c.oid = r.ev_class WHERE r.oid = {obj})
+  WHEN 'pg_catalog.pg_trigger'::regclass
+    THEN (SELECT c.relnamespace FROM pg_catalog.pg_trigger t
+            JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid WHERE t.oid = {obj})
+  WHEN 'pg_catalog.pg_policy'::regclass
+    THEN (SELECT c.relnamespace FROM pg_catalog.pg_policy p
+            JOIN pg_catalog.pg_class c ON c.oid = p.polrelid WHERE p.oid = {obj})
+  WHEN 'pg_catalog.pg_attrdef'::regclass
+    THEN (SELECT c.relnamespace FROM pg_catalog.pg_attrdef a
+            JOIN pg_catalog.pg_class c ON c.oid = a.adrelid WHERE a.oid = {obj})
+END"""
+
+OUTSIDE_DEPENDENTS = f"""
+SELECT DISTINCT pg_catalog.pg_describe_object(d.classid, d.objid, 0)
+  FROM pg_catalog.pg_depend d
+ WHERE d.deptype IN ('n', 'a')
+   AND ({_NAMESPACE_OF.format(cls="d.refclassid", obj="d.refobjid")}) = %(nsp)s
+   AND ({_NAMESPACE_OF.format(cls="d.classid", obj="d.objid")}) IS DISTINCT FROM %(nsp)s
+ ORDER BY 1
+"""
+
+
+def outside_dependents(conn: psycopg.Connection, schema: str) -> list[str]:
+    """Objects outside the schema that depend on something in it (a CASCADE would drop them)."""
+    oid = _oid(conn, schema)
+    if oid is None:
+        return []
+    return [r[0] for r in conn.execute(OUTSIDE_DEPENDENTS, {"nsp": oid}).fetchall()]
+
+
+def drop_owned(conn: psycopg.Connection, database: str, schema: str) -> bool:
+    """Drop a schema the demo created, refusing one it did not or one with dependents elsewhere."""
+    require_owned(conn, database, schema)
+    if owned(conn, schema) is None:
+        return False
+    outside = outside_dependents(conn, schema)
+    if outside:
+        raise InvalidRequest(
+            f"schema {schema!r} in database {database!r} has dependents outside it, which"
+            f" replacing it would drop: {', '.join(outside)}; drop or change them first"
+        )
+    conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+    return True
