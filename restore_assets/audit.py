@@ -251,6 +251,8 @@ class SqliteAuditLog:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # created 0600 before SQLite opens it (its journals take the database file's mode)
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
         self._lock = threading.Lock()
         with self._db() as db:
             db.executescript(SCHEMA)

@@ -34,15 +34,36 @@ def cmd_fleet_up(args: argparse.Namespace) -> None:
     """Create (or start) the local production cluster and print its DSN."""
     fleet = _fleet(args)
     dsn = fleet.up()
-    _emit(args, {"root": str(fleet.root), "dsn": dsn}, lambda d: d["dsn"])
+    data = {"root": str(fleet.root), "dsn": dsn, "data_dir": str(fleet.data_root)}
+    _emit(args, data, lambda d: d["dsn"] + _data_dir_note(fleet))
+
+
+def _data_dir_note(fleet: Any) -> str:
+    """A line saying where PostgreSQL's data went, when it is not under the root."""
+    if fleet.data_root == fleet.root:
+        return ""
+    return (
+        f"\nPostgreSQL data is in {fleet.data_root}: the server user cannot enter {fleet.root}"
+        " (its home is private), and the tool never opens it up"
+    )
 
 
 def cmd_fleet_adopt(args: argparse.Namespace) -> None:
     """Point the fleet at an existing self-managed cluster."""
+    import getpass
+
     from restore_assets.backends.local.fleet import mask_dsn
+    from restore_assets.errors import FleetError
 
     fleet = _fleet(args)
-    fleet.adopt(args.dsn, args.archive_dir, args.backup_dir)
+    try:
+        fleet.adopt(args.dsn, args.archive_dir, args.backup_dir)
+    except FleetError as exc:
+        # no password in PGPASSWORD or a pgpass file: ask for it on a terminal, never in argv
+        if "password" not in str(exc) or not sys.stdin.isatty():
+            raise
+        password = getpass.getpass(f"password for {mask_dsn(args.dsn)}: ")
+        fleet.adopt(args.dsn, args.archive_dir, args.backup_dir, password=password)
     _emit(
         args,
         {"root": str(fleet.root), "dsn": mask_dsn(args.dsn), "mode": "adopted"},
@@ -91,20 +112,28 @@ def cmd_fleet_delete_snapshot(args: argparse.Namespace) -> None:
 
 def cmd_fleet_down(args: argparse.Namespace) -> None:
     """Stop production, remove temporary instances; --purge deletes the root."""
-    removed = _fleet(args).down(purge=args.purge)
-    _emit(
-        args,
-        {"removed_temporary": removed, "purged": args.purge},
-        lambda d: f"stopped; removed {d['removed_temporary']}",
-    )
+    fleet = _fleet(args)
+    removed = fleet.down()
+    out: dict[str, Any] = {"removed_temporary": removed, "purged": args.purge}
+    if args.purge:
+        out.update(fleet.purge())
+
+    def text(d: dict[str, Any]) -> str:
+        line = f"stopped; removed {d['removed_temporary']}"
+        if d.get("kept"):
+            line += f"\nkept {fleet.root} and what the tool did not create in it: {d['kept']}"
+        return line
+
+    _emit(args, out, text)
 
 
 # ---------------------------------------------------------------------------- demo
 def cmd_demo_seed(args: argparse.Namespace) -> None:
     """Create the demo tenants (tenant_a, tenant_b) on the fleet's production cluster."""
     from restore_assets.demo import seed
+    from restore_assets.demo.ownership import demo_fleet
 
-    fleet = _fleet(args)
+    fleet = demo_fleet(args.root)
     fleet.up()
     out = seed(
         fleet.production_dsn,
@@ -118,8 +147,9 @@ def cmd_demo_seed(args: argparse.Namespace) -> None:
 def cmd_demo_activity(args: argparse.Namespace) -> None:
     """Run application-like inserts and updates for some seconds."""
     from restore_assets.demo import activity
+    from restore_assets.demo.ownership import demo_fleet
 
-    fleet = _fleet(args)
+    fleet = demo_fleet(args.root)
     out = activity(fleet.production_dsn, seconds=args.seconds)
     _emit(args, out, lambda d: json.dumps(d))
 
@@ -370,7 +400,11 @@ def build_parser() -> argparse.ArgumentParser:
         "adopt", help="use an existing cluster, its WAL archive and base-backup directory"
     )
     _add_common(p)
-    p.add_argument("--dsn", required=True)
+    p.add_argument(
+        "--dsn",
+        required=True,
+        help="connection string without a password (PGPASSWORD, a pgpass file or the prompt)",
+    )
     p.add_argument("--archive-dir", required=True)
     p.add_argument("--backup-dir", required=True)
     p.set_defaults(fn=cmd_fleet_adopt)
@@ -390,7 +424,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = fleet.add_parser("down", help="stop production and remove temporary instances")
     _add_common(p)
     p.add_argument(
-        "--purge", action="store_true", help="also delete the root directory (managed fleets)"
+        "--purge",
+        action="store_true",
+        help="also delete what the fleet manifest lists, and the root if that leaves it empty",
     )
     p.set_defaults(fn=cmd_fleet_down)
 

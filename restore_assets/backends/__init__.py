@@ -23,6 +23,7 @@ def build_services(config: dict[str, Any]) -> Any:
         from restore_assets.audit import SqliteAuditLog
         from restore_assets.backends.local.artifacts import LocalArtifacts
         from restore_assets.backends.local.fleet import LocalFleet
+        from restore_assets.backends.local.manifest import Manifest
         from restore_assets.backends.local.tasks import CopyMover, LocalDdlTask
 
         root = Path(config.get("root") or default_root())
@@ -30,7 +31,7 @@ def build_services(config: dict[str, Any]) -> Any:
         return Services(
             fleet=LocalFleet(root),
             audit=audit,
-            artifacts=LocalArtifacts(root / "artifacts"),
+            artifacts=LocalArtifacts(root / "artifacts", manifest=Manifest(root)),
             ddl=LocalDdlTask(
                 lock_timeout=str(config.get("lock_timeout", "5s")),
                 workers=int(config.get("copy_workers", 4)),
@@ -53,12 +54,14 @@ def report_renderer(artifact_dir: Path, audit: Any) -> Any:
     """A Services.render_report that writes the comparison notebook's HTML beside the run's artifacts."""
 
     def render(restore_id: str, schema: str, comparison: dict[str, Any]) -> str:
+        from restore_assets.backends.local.artifacts import owner_only
         from restore_assets.notebooks import render_comparison_report
 
         record = audit.get(restore_id)
-        out = render_comparison_report(
-            artifact_dir / restore_id, comparison, record, name=f"comparison-{schema}"
-        )
+        with owner_only():  # the executed notebook and its HTML hold sample keys
+            out = render_comparison_report(
+                artifact_dir / restore_id, comparison, record, name=f"comparison-{schema}"
+            )
         return str(out)
 
     return render

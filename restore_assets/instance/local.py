@@ -107,11 +107,11 @@ class LocalInstanceBackend:
     @property
     def aside_root(self) -> Path:
         """Where WAL of abandoned or superseded timelines is moved (never deleted)."""
-        return self.fleet.root / "archive-aside"
+        return self.fleet.manifest.record(self.fleet.data_root / "archive-aside")
 
     def check_names(self, identifier: str, suffix: str) -> dict[str, Any]:
         """The set-aside directory `data.old-<suffix>` beside the production data directory."""
-        datadir = self.fleet.root / "production" / "data"
+        datadir = self.fleet.data_root / "production" / "data"
         return {
             "identifier": identifier,
             "renamed": f"data.old-{suffix}",
