@@ -175,3 +175,20 @@ def _mem(value: str) -> str:
     if not cleaned[:-2].isdigit() or cleaned[-2:].upper() not in ("KB", "MB", "GB"):
         raise ValueError(f"maintenance_work_mem must look like 256MB, got {value!r}")
     return cleaned
+
+
+def per_table_builds(
+    statements: list[str],
+    allowed_schemas: set[str],
+    schema: str,
+    *,
+    maintenance_work_mem: str = "256MB",
+) -> tuple[dict[str, list[str]], list[str]]:
+    """Guard all of post, then the first wave's builds of `schema`'s tables by table name, and the
+    session prefix to run before each group: what a mover runs as soon as a table is copied."""
+    guard(statements, allowed_schemas)
+    plan = plan_post(statements)
+    prefix = [*plan.session, f"SET LOCAL maintenance_work_mem = '{_mem(maintenance_work_mem)}'"]
+    head = f"{schema}."
+    groups = {k[len(head) :]: v for k, v in plan.per_table.items() if k.startswith(head)}
+    return groups, prefix

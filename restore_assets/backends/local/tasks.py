@@ -9,6 +9,7 @@ import psycopg
 
 from restore_assets import ddl
 from restore_assets.copy import copy_schema
+from restore_assets.copy.mover import TablePost
 from restore_assets.ddl.parallel import apply_post
 
 
@@ -47,7 +48,9 @@ class LocalDdlTask:
 
 
 class CopyMover:
-    """The parallel COPY streaming mover."""
+    """The parallel COPY streaming mover (builds each table's indexes as soon as it is copied)."""
+
+    pipelines_post = True  # copy() takes each table's post builds
 
     def __init__(self, workers: int = 4) -> None:
         self.workers = workers
@@ -60,8 +63,9 @@ class CopyMover:
         target_schema: str,
         tables: list[str] | None,
         progress: Callable[[Any], None] | None,
+        post: TablePost | None = None,
     ) -> Any:
-        """Copy every (or the listed) table of a schema; return the CopyReport."""
+        """Copy every (or the listed) table of a schema (and build each as it ends); the CopyReport."""
         return copy_schema(
             source_dsn,
             target_dsn,
@@ -70,4 +74,5 @@ class CopyMover:
             workers=self.workers,
             tables=tables,
             progress=progress,
+            post=post,
         )
