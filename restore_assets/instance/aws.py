@@ -16,6 +16,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from restore_assets.backends.aws.config import RESTORE_ID_TAG
+from restore_assets.backends.aws.ownership import tag_value
 from restore_assets.errors import FleetError, InvalidRequest
 from restore_assets.instance.base import Record
 from restore_assets.instance.model import (
@@ -95,7 +97,19 @@ def _drop_none(d: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _tags(tag_list: list[dict[str, str]] | None) -> list[dict[str, str]]:
-    return [t for t in (tag_list or []) if not t["Key"].startswith("aws:")]
+    return [
+        t
+        for t in (tag_list or [])
+        if not t["Key"].startswith("aws:") and t["Key"] != RESTORE_ID_TAG
+    ]
+
+
+def _with_restore_tag(params: dict[str, Any], names: Mapping[str, Any]) -> dict[str, Any]:
+    """The create parameters plus the tag `restore-assets:restore-id=<run>` (a rollback's proof)."""
+    rid = names.get("restore_id")
+    if rid:
+        params["Tags"] = [*params.get("Tags", []), {"Key": RESTORE_ID_TAG, "Value": str(rid)}]
+    return params
 
 
 def instance_config(d: Mapping[str, Any]) -> dict[str, Any]:
@@ -740,16 +754,18 @@ class AwsInstanceBackend:
             {"snapshot": snapshot["id"], "topology": source.topology},
         )
         if source.topology == "instance":
-            params = self.instance_restore_params(source, snapshot["id"])
+            params = _with_restore_tag(self.instance_restore_params(source, snapshot["id"]), names)
             out = self.rds.restore_db_instance_from_db_snapshot(**params)["DBInstance"]
             return {"status": self._status(out), "parameters": sorted(params)}
-        params = self.cluster_restore_params(source, snapshot["id"])
+        params = _with_restore_tag(self.cluster_restore_params(source, snapshot["id"]), names)
         self.rds.restore_db_cluster_from_snapshot(**params)
         self._wait_available("cluster", source.identifier)
         created = []
         if source.details.get("aurora", True):
             for member in source.members:  # described writer first
-                self.rds.create_db_instance(**self.member_create_params(source, member))
+                self.rds.create_db_instance(
+                    **_with_restore_tag(self.member_create_params(source, member), names)
+                )
                 created.append(member["DBInstanceIdentifier"])
                 if member.get("IsClusterWriter"):
                     self._wait_available("instance", member["DBInstanceIdentifier"])
@@ -975,12 +991,16 @@ class AwsInstanceBackend:
                 "rolled_back": False,
                 "reason": f"members {missing} of the original were deleted: the restored {ident} is kept",
             }
-        if not restored and self._get(topo, ident) is not None:
-            return {
-                "rolled_back": False,
-                "reason": f"{ident} exists but this run never started a restore under that name:"
-                " not ours, left in place; the original is still named " + renamed,
-            }
+        target = self._get(topo, ident)
+        if target is not None:
+            owner = tag_value(target.get("TagList"))
+            if not restored or not names.get("restore_id") or owner != names["restore_id"]:
+                return {
+                    "rolled_back": False,
+                    "reason": f"{ident} does not carry {RESTORE_ID_TAG}={names.get('restore_id')}"
+                    f" (it carries {owner!r}): this run did not create it, so it is left in place;"
+                    f" the original is still named {renamed}",
+                }
         actions += self._delete_target(source, names)
         self._rename(topo, renamed, ident)
         actions.append(f"renamed {renamed} back to {ident}")

@@ -187,6 +187,9 @@ def validate(
         },
         restore_id,
     )
+    # the run's id travels with its names: backends tag (AWS) or label (local) what they create
+    # with it, and a rollback touches only what carries it
+    plan.names["restore_id"] = rid
     services.audit.phase(
         rid,
         "validate",

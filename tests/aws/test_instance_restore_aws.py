@@ -328,7 +328,11 @@ def test_instance_restore_carries_every_setting_and_takes_the_final_snapshot(env
         "OptionGroupName": "og-custom",
         "EnableIAMDatabaseAuthentication": True,
         "EnableCloudwatchLogsExports": ["postgresql", "upgrade"],
-        "Tags": [{"Key": "team", "Value": "db"}, {"Key": "env", "Value": "prod"}],
+        "Tags": [
+            {"Key": "team", "Value": "db"},
+            {"Key": "env", "Value": "prod"},
+            {"Key": "restore-assets:restore-id", "Value": out["restore_id"]},  # rollback's proof
+        ],
         "Port": 5433,
         "CACertificateIdentifier": "rds-ca-rsa2048-g1",
         "CopyTagsToSnapshot": True,
@@ -416,7 +420,10 @@ def test_cluster_restore_carries_every_setting_and_every_member(env: Env) -> Non
         "ServerlessV2ScalingConfiguration": {"MinCapacity": 0.5, "MaxCapacity": 8.0},
         "EnableIAMDatabaseAuthentication": True,
         "EnableCloudwatchLogsExports": ["postgresql"],
-        "Tags": [{"Key": "team", "Value": "db"}],
+        "Tags": [
+            {"Key": "team", "Value": "db"},
+            {"Key": "restore-assets:restore-id", "Value": out["restore_id"]},
+        ],
         "CopyTagsToSnapshot": True,
         "DeletionProtection": False,
     }
@@ -832,3 +839,57 @@ def test_the_dagster_job_on_the_aws_backend_records_in_dynamodb(env: Env, world:
     rec = DynamoAuditLog(dynamodb, table).get(out["restore_id"])
     assert rec["kind"] == "instance_restore" and rec["status"] == "succeeded"
     assert "prod-final-dg1" in env.snapshots() and "prod-old-dg1" not in env.instances()
+
+
+def test_rollback_of_an_available_target_snapshots_it_before_deleting_it(env: Env) -> None:
+    """The restored prod was available (clients may have written to it) when delete_old failed:
+    the rollback deletes it only with a final snapshot, which exists afterwards."""
+    with faults.fail_at("delete_old"):
+        out = run_instance_restore(
+            env.services(), {"identifier": "prod", "snapshot_id": "prod-snap-1", "suffix": "fs"}
+        )
+    assert out["status"] == "failed" and out["rolled_back"], out["cause"]
+    deletes = [
+        p for p in env.calls.params("DeleteDBInstance") if p["DBInstanceIdentifier"] == "prod"
+    ]
+    assert deletes and deletes[0].get("FinalDBSnapshotIdentifier") == "prod-rollback-fs"
+    assert not deletes[0].get("SkipFinalSnapshot")
+    [snap] = env.rds.describe_db_snapshots(DBSnapshotIdentifier="prod-rollback-fs")["DBSnapshots"]
+    assert snap["Status"] == "available" and snap["DBInstanceIdentifier"] == "prod"
+    rec = SqliteAuditLog(env.root / "audit.sqlite").get(out["restore_id"])
+    [rollback] = [p for p in rec["phases"] if p["phase"] == "rollback"]
+    assert any("prod-rollback-fs" in a for a in rollback["metadata"]["actions"])
+
+
+def test_rollback_leaves_a_server_this_run_did_not_create(env: Env) -> None:
+    """Between the rename and the restore someone creates another `prod`: the restore fails and
+    the rollback finds a server without this run's tag under the name. It is left in place (not
+    deleted), the original stays renamed, and the run says why."""
+    from restore_assets.instance import core
+
+    services = env.services()
+    rid, plan = core.validate(
+        services, {"identifier": "prod", "snapshot_id": "prod-snap-1", "suffix": "nt"}
+    )
+    aside = core.set_aside_step(services, rid, plan, [])
+    assert aside.ok, aside.error
+    env.rds.create_db_instance(
+        DBInstanceIdentifier="prod",
+        Engine="postgres",
+        DBInstanceClass="db.t3.micro",
+        MasterUsername="postgres",
+        MasterUserPassword="not-used-here",
+        AllocatedStorage=20,
+        Tags=[{"Key": "owner", "Value": "someone-else"}],
+    )
+    someone_elses = env.backend().databases["prod"]
+    restored = core.restore_step(services, rid, plan, core.not_requested("snapshot"), aside)
+    assert not restored.ok  # the name is taken
+    out = core.finish(services, rid, plan, [aside, restored])
+    assert out["status"] == "failed" and out["rolled_back"] is False
+    assert "this run did not create it" in out["cause"]
+    assert env.backend().databases["prod"] is someone_elses
+    assert "prod-old-nt" in env.instances()
+    assert not [
+        p for p in env.calls.params("DeleteDBInstance") if p["DBInstanceIdentifier"] == "prod"
+    ]
