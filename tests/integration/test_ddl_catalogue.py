@@ -191,3 +191,44 @@ def test_catalogue_tenant_round_trips_entry_by_entry(catalogue_db: tuple[str, st
     assert props["items"] == ("heap", "''")
     assert len(got) > 100
     assert row_counts(dsn, new) == counts
+
+
+def test_cross_schema_dependencies_both_ways(fresh_db: str) -> None:
+    """app depends on lib and lib on app: app is restored exactly, lib is left as it was."""
+    run_script(fresh_db, (FIXTURES / "cross_schema.sql").read_text())
+    lib_before = dump_schema_ddl(fresh_db, ["lib"])
+    counts = row_counts(fresh_db, "app")
+    bundle, new = restore_waves(fresh_db, "app")
+    assert bundle.unknown == [] and bundle.skipped == []
+
+    source = expected_dump(dump_schema_ddl(fresh_db, ["app"]), "app", new)
+    want = Counter(dump_entries(source))
+    got = Counter(dump_entries(dump_schema_ddl(fresh_db, [new])))
+    missing, extra = want - got, got - want
+    assert not missing and not extra, f"missing: {list(missing)}\nextra: {list(extra)}"
+    assert row_counts(fresh_db, new) == counts
+    # lib is untouched and still depends on the live app, not on the restored copy
+    assert dump_schema_ddl(fresh_db, ["lib"]) == lib_before
+    with psycopg.connect(fresh_db) as conn:
+        reads = conn.execute(
+            "SELECT DISTINCT v.relnamespace::regnamespace::text FROM pg_depend d"
+            " JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class v ON v.oid = d.refobjid"
+            " WHERE r.ev_class = 'lib.order_levels'::regclass AND v.oid <> r.ev_class"
+        ).fetchall()
+        assert reads == [("app",)]
+        # the restored copy's references into lib work: defaults, checks, triggers, FKs
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {} (region_id, code, label, qty) VALUES (2, 'Z', 'new', 6)"
+            ).format(sql.Identifier(new, "orders"))
+        )
+        row = conn.execute(
+            sql.SQL("SELECT id >= 500, seen IS NOT NULL FROM {} WHERE label = 'new'").format(
+                sql.Identifier(new, "orders")
+            )
+        ).fetchone()
+        assert row == (True, True)
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute(
+                sql.SQL("INSERT INTO {} (qty) VALUES (3)").format(sql.Identifier(new, "orders"))
+            )
