@@ -78,6 +78,13 @@ def test_recover_plan_apply_and_undo_through_the_cli(demo_fleet):
                 "SELECT array_agg(name || ':' || price ORDER BY id) FROM app.products"
             ).fetchone()[0] == ["PEN:2.00", "INK:3.00"]  # price back, name left as it is
 
+        record = json.loads(
+            cli("history", "--root", root, "--restore-id", recovery_id, "--json").stdout
+        )
+        assert record["kind"] == "row_recovery" and record["status"] == "succeeded"
+        assert record["result"]["tables"]["app.users"]["inserted"] == 1
+        assert record["inputs"]["user"] and record["inputs"]["restore_id"] == rid
+
         out = cli("recover", "--root", root, "--undo", recovery_id, "--json")
         assert out.returncode == 0, out.stderr
         assert [checksum(dsn, "app", t) for t in ("users", "products", "orders")] == before

@@ -212,3 +212,43 @@ def test_undo_is_refused_when_live_moved_since_the_recovery(demo_fleet, db):
     with pytest.raises(RecoveryRefused, match="reference rows it inserted"):
         undo(services, p.recovery_id)
     assert (checksum(dsn, "app", "users"), checksum(dsn, "app", "orders")) == before
+
+
+SEQ_DDL = """
+CREATE SCHEMA {s};
+CREATE TABLE {s}.events (id serial PRIMARY KEY, what text NOT NULL);
+CREATE TABLE {s}.inserted_log (id int);
+CREATE FUNCTION {s}.log_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO {s}.inserted_log VALUES (NEW.id); RETURN NEW; END $$;
+CREATE TRIGGER events_log AFTER INSERT ON {s}.events FOR EACH ROW EXECUTE FUNCTION {s}.log_insert();
+"""
+
+
+@pytest.mark.parametrize("triggers", [True, False])
+def test_sequences_only_move_forward_and_triggers_fire_unless_disabled(demo_fleet, db, triggers):
+    name, dsn = db
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL(SEQ_DDL).format(s=psycopg.sql.Identifier("app")))
+        conn.execute("SET search_path = app")
+        conn.execute("INSERT INTO app.events (what) VALUES ('a'), ('b')")  # ids 1, 2 from serial
+        conn.execute("INSERT INTO app.events VALUES (50, 'explicit id')")  # the sequence stays at 2
+    copy_as_restored(dsn, SEQ_DDL, "app", "app_r", ["events"])
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DELETE FROM app.events WHERE id IN (1, 50)")
+        conn.execute("TRUNCATE app.inserted_log")
+    services = services_for(demo_fleet)
+    rid = record_restore(services, dsn, name, {"app": "app_r"})
+    p = plan(services, rid, Options(deleted=True, tables=["events"], triggers=triggers))
+    assert "setval" in p.sql
+    apply(services, p)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        logged = sorted(r[0] for r in conn.execute("SELECT id FROM app.inserted_log"))
+        assert logged == ([1, 50] if triggers else [])
+        assert conn.execute("SELECT last_value FROM app.events_id_seq").fetchone()[0] == 50
+        conn.execute("SELECT setval('app.events_id_seq', 100)")
+        conn.execute("DELETE FROM app.events WHERE id = 50")
+    # a sequence ahead of every key is left where it is (never moved back)
+    p = plan(services, rid, Options(deleted=True, tables=["events"], triggers=triggers))
+    apply(services, p)
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT last_value FROM app.events_id_seq").fetchone()[0] == 100
