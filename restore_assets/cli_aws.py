@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from restore_assets.backends import check_backend_keys
 from restore_assets.errors import RestoreError
 
 
@@ -28,6 +29,7 @@ def load_config(path: str) -> dict[str, Any]:
         data = yaml.safe_load(Path(path).read_text()) or {}
     except OSError as exc:
         raise RestoreError(f"cannot read {path}: {exc.strerror}") from None
+    check_backend_keys(data)  # a typo is refused, naming the nearest valid key
     data.setdefault("backend", "aws")
     return data
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,52 @@ def default_root() -> str:
     return os.environ.get(DEFAULT_ROOT_ENV) or str(Path(".restore-assets").resolve())
 
 
+# the keys of the backend configuration mapping: backend.yaml's top level plus the settings the
+# CLI and the Dagster resource set
+BACKEND_KEYS = frozenset(
+    {
+        "backend",
+        "root",
+        "config_file",
+        "copy_workers",
+        "provision_timeout_s",
+        "lock_timeout",
+        "keep_artifacts",
+        "html_report",
+        "aws",
+        "alerts",
+        "instance_restore",
+    }
+)
+INSTANCE_RESTORE_KEYS = frozenset(
+    {
+        "wait_timeout_s",
+        "snapshot_timeout_s",
+        "export_timeout_s",
+        "post_restore_snapshot",
+        "final_backup",
+    }
+)
+
+
+def check_backend_keys(config: Mapping[str, Any]) -> None:
+    """Refuse unknown keys of the backend configuration, each named with the nearest valid key."""
+    from restore_assets.backends.aws.config import section_keys
+    from restore_assets.keys import refuse_unknown_keys
+
+    refuse_unknown_keys("the backend configuration", config, BACKEND_KEYS)
+    for section, known in (("aws", section_keys()), ("instance_restore", INSTANCE_RESTORE_KEYS)):
+        if isinstance(config.get(section), Mapping):
+            refuse_unknown_keys(
+                f"the {section}: section of the backend configuration", config[section], known
+            )
+
+
 def build_services(config: dict[str, Any]) -> Any:
     """The Services of one backend ('local' by default, or 'aws') from a configuration mapping."""
     from restore_assets.phases import Services
 
+    check_backend_keys(config)
     backend = config.get("backend", "local")
     if backend == "local":
         from restore_assets.audit import SqliteAuditLog

@@ -15,6 +15,7 @@ from restore_assets.instance import InstanceServices, instance_services
 from restore_assets.instance import core as steps
 from restore_assets.instance.model import InstancePlan
 from restore_assets.jobs.resources import RestoreBackend
+from restore_assets.jobs.strict import StrictConfig, strict_config_mapping
 from restore_assets.jobs.runs import crash_sensors, restore_id_of
 from restore_assets.phases import PhaseResult
 
@@ -22,7 +23,7 @@ KIND_TAG = "restore-assets/kind"
 INFO_CONSOLE = {"console": {"config": {"log_level": "INFO"}}}
 
 
-class InstanceRestoreConfig(dg.Config):
+class InstanceRestoreConfig(StrictConfig):
     """The launchpad form: what to restore, from which snapshot, and what to keep."""
 
     task: str = "db_restore"  # db_restore | create_snapshot | create_snapshot_only
@@ -37,7 +38,7 @@ class InstanceRestoreConfig(dg.Config):
     restore_id: str | None = None
 
 
-@dg.config_mapping(config_schema=InstanceRestoreConfig.to_config_schema())
+@strict_config_mapping(InstanceRestoreConfig)
 def instance_request_as_run_config(val: dict[str, Any]) -> dict[str, Any]:
     """Map the top-level request typed in the launchpad to the validate op's config."""
     return {"ops": {"validate_instance_request": {"config": val}}, "loggers": INFO_CONSOLE}
@@ -246,7 +247,7 @@ def instance_restore() -> None:
 
 
 # ---------------------------------------------------------------------------- crash recovery
-class RecoverConfig(dg.Config):
+class RecoverConfig(StrictConfig):
     """The instance restore run to recover."""
 
     restore_id: str

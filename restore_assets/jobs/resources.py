@@ -7,7 +7,7 @@ from typing import Any
 import dagster as dg
 import yaml
 
-from restore_assets.backends import build_services, default_root
+from restore_assets.backends import build_services, check_backend_keys, default_root
 from restore_assets.phases import Services
 
 
@@ -28,6 +28,7 @@ class RestoreBackend(dg.ConfigurableResource):
         if self.config_file:
             with open(self.config_file) as fh:
                 cfg = yaml.safe_load(fh) or {}
+        check_backend_keys(cfg)  # a typo in the YAML is refused, naming the nearest key
         cfg.setdefault("backend", self.backend)
         cfg.update(
             {

@@ -11,11 +11,12 @@ from restore_assets import phases
 from restore_assets.errors import InvalidRequest
 from restore_assets.jobs.resources import RestoreBackend
 from restore_assets.jobs.runs import crash_sensors, restore_id_for, restore_id_of
+from restore_assets.jobs.strict import StrictConfig, strict_config_mapping
 from restore_assets.phases import PhaseResult
 from restore_assets.release import cleanup_or_defer, launch_detached, release_temporary
 
 
-class RestoreRequestConfig(dg.Config):
+class RestoreRequestConfig(StrictConfig):
     """The launchpad's config: the restore request itself, at the top level."""
 
     database: str
@@ -30,7 +31,7 @@ class RestoreRequestConfig(dg.Config):
     restore_id: str | None = None
 
 
-@dg.config_mapping(config_schema=RestoreRequestConfig.to_config_schema())
+@strict_config_mapping(RestoreRequestConfig)
 def request_as_run_config(val: dict[str, Any]) -> dict[str, Any]:
     """Map the top-level request typed in the launchpad to the validate op's config."""
     return {
@@ -391,7 +392,7 @@ def schema_restore() -> None:
     release_temporary_resources(run, answer)
 
 
-class CleanupConfig(dg.Config):
+class CleanupConfig(StrictConfig):
     """The restore id whose leftovers to remove."""
 
     restore_id: str

@@ -22,10 +22,11 @@ from restore_assets.jobs.instance_restore import (
     validate_op_body,
 )
 from restore_assets.jobs.resources import RestoreBackend
+from restore_assets.jobs.strict import StrictConfig, strict_config_mapping
 from restore_assets.phases import PhaseResult
 
 
-class SnapshotConfig(dg.Config):
+class SnapshotConfig(StrictConfig):
     """Which server to snapshot, the snapshot's name, and whether to export it to S3."""
 
     task: str = "create_snapshot_only"
@@ -35,7 +36,7 @@ class SnapshotConfig(dg.Config):
     restore_id: str | None = None
 
 
-@dg.config_mapping(config_schema=SnapshotConfig.to_config_schema())
+@strict_config_mapping(SnapshotConfig)
 def snapshot_request_as_run_config(val: dict[str, Any]) -> dict[str, Any]:
     """Map the top-level request typed in the launchpad to the validate op's config."""
     return {"ops": {"validate_snapshot_request": {"config": val}}, "loggers": INFO_CONSOLE}

@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from restore_assets.errors import InvalidRequest
+from restore_assets.keys import refuse_unknown_keys
 
 RESTORE_ID_TAG = "restore-assets:restore-id"
 TEMP_SECRET_PREFIX = "restore-assets/"
@@ -30,6 +31,7 @@ REQUIRED = (
     "audit_table",
 )
 DMS_REQUIRED = ("dms_subnet_group", "dms_security_group_ids", "dms_secrets_role_arn")
+AWS_OTHER_KEYS = frozenset({"snapshot_export"})  # the instance restore's settings
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,6 @@ class AwsConfig:
     temp_identifier_prefix: str = "restore-assets-"
     lock_timeout: str = "5s"
     copy_workers: int = 4
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any]) -> AwsConfig:
@@ -79,15 +80,13 @@ class AwsConfig:
             raise InvalidRequest(
                 "backend 'aws' needs an 'aws:' mapping in the configuration (see README, On AWS)"
             )
-        known = {f.name for f in fields(cls)} - {"extra"}
-        values: dict[str, Any] = {}
-        extra: dict[str, Any] = {}
-        for key, value in raw.items():
-            if key in known:
-                if value is not None and value != "":
-                    values[key] = value
-            else:
-                extra[key] = value
+        known = {f.name for f in fields(cls)}
+        refuse_unknown_keys("the aws: section of the backend configuration", raw, section_keys())
+        values = {
+            key: value
+            for key, value in raw.items()
+            if key in known and value is not None and value != ""
+        }
         missing = [k for k in REQUIRED if not values.get(k)]
         mover = str(values.get("mover", "dms"))
         if mover == "dms":
@@ -117,7 +116,7 @@ class AwsConfig:
             values["lock_timeout"] = str(config["lock_timeout"])
         if "copy_workers" not in values and config.get("copy_workers"):
             values["copy_workers"] = int(config["copy_workers"])
-        cfg = cls(**values, extra=extra)
+        cfg = cls(**values)
         cfg._validate()
         return cfg
 
@@ -153,6 +152,11 @@ class AwsConfig:
     def temp_identifier(self, restore_id: str, role: str = "") -> str:
         """A valid RDS/DMS identifier for one temporary resource of a restore."""
         return resource_identifier(self.temp_identifier_prefix, restore_id, role)
+
+
+def section_keys() -> frozenset[str]:
+    """Every valid key of the `aws:` section (AwsConfig's fields and the instance restore's)."""
+    return frozenset(f.name for f in fields(AwsConfig)) | AWS_OTHER_KEYS
 
 
 def waiter_config(timeout_s: float, delay_s: float = 30) -> dict[str, int]:
