@@ -71,6 +71,8 @@ def instance_backend(settings: Mapping[str, Any], rds: Any = None) -> InstanceBa
         return LocalInstanceBackend(
             LocalFleet(Path(settings.get("root") or default_root())),
             post_restore_snapshot=bool(opts.get("post_restore_snapshot", True)),
+            # a copy of the set-aside data directory before it is removed (the final snapshot)
+            final_backup=bool(opts.get("final_backup", True)),
         )
     if backend == "aws":
         from restore_assets.instance.aws import AwsInstanceBackend

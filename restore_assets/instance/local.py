@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ ASIDE_KIND = "local-set-aside"
 RESTORED_KIND = "local-restored"
 SNAPSHOT_KIND = "local-snapshot"
 LOCAL_SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+FINAL_BACKUPS = "final-backups"
 RECOVERY_MARK = "# restore-assets: instance restore recovery settings (removed after promotion)\n"
 
 
@@ -77,11 +79,16 @@ class LocalInstanceBackend:
     name = "local"
 
     def __init__(
-        self, fleet: LocalFleet, start_timeout: float = 120, post_restore_snapshot: bool = True
+        self,
+        fleet: LocalFleet,
+        start_timeout: float = 120,
+        post_restore_snapshot: bool = True,
+        final_backup: bool = True,
     ) -> None:
         self.fleet = fleet
         self.start_timeout = start_timeout
         self.post_restore_snapshot = post_restore_snapshot
+        self.final_backup = final_backup
 
     # ------------------------------------------------------------------ naming and checks
     def resolve_identifier(self, identifier: str | None) -> str:
@@ -109,16 +116,24 @@ class LocalInstanceBackend:
         """Where WAL of abandoned or superseded timelines is moved (never deleted)."""
         return self.fleet.manifest.record(self.fleet.data_root / "archive-aside")
 
+    @property
+    def final_backups(self) -> Path:
+        """Where the final backups of set-aside (and rolled-back) data directories are kept."""
+        return self.fleet.data_root / FINAL_BACKUPS
+
     def check_names(self, identifier: str, suffix: str) -> dict[str, Any]:
-        """The set-aside directory `data.old-<suffix>` beside the production data directory."""
+        """The set-aside directory `data.old-<suffix>` beside the production data directory, and
+        the final backup taken of it before it is removed (unless final_backup is off)."""
         datadir = self.fleet.data_root / "production" / "data"
+        final = f"{IDENTIFIER}-final-{suffix}" if self.final_backup else None
         return {
             "identifier": identifier,
             "renamed": f"data.old-{suffix}",
             "renamed_dir": str(datadir.parent / f"data.old-{suffix}"),
             "datadir": str(datadir),
             "suffix": suffix,
-            "final_snapshot": None,
+            "final_snapshot": final,
+            "rollback_snapshot": f"{IDENTIFIER}-rollback-{suffix}",
         }
 
     def describe(self, identifier: str) -> Described:
@@ -187,6 +202,13 @@ class LocalInstanceBackend:
             raise InvalidRequest(
                 f"{names['renamed_dir']} already exists: choose another --suffix or remove it"
             )
+        for key in ("final_snapshot", "rollback_snapshot"):
+            if task != "create_snapshot_only" and names.get(key):
+                if (self.final_backups / names[key]).exists():
+                    raise InvalidRequest(
+                        f"final backup {self.final_backups / names[key]} already exists:"
+                        " choose another --suffix"
+                    )
         if task != "db_restore" and not source.details.get("running"):
             raise InvalidRequest("production is not running: start it (`fleet up`) to snapshot it")
         wanted = names.get("snapshot_identifier")
@@ -246,6 +268,10 @@ class LocalInstanceBackend:
             "partial_before": self._archive_names("*.partial"),
         }
         record(ASIDE_KIND, IDENTIFIER, details)
+        # recorded in the fleet manifest before the rename: the only set-aside directory (and log)
+        # a later delete_old or rollback may remove
+        self.fleet.manifest.record(aside)
+        self.fleet.manifest.record(aside.parent / f"{aside.name}.log")
         if running:
             self.fleet.switch_wal()
             cluster.stop(mode="fast")
@@ -284,6 +310,7 @@ class LocalInstanceBackend:
         if datadir.exists():
             raise FleetError(f"{datadir} exists: the original was not set aside")
         record(RESTORED_KIND, IDENTIFIER, {"datadir": str(datadir), "snapshot": snapshot["id"]})
+        self.fleet.manifest.record(datadir)  # a rollback removes the restored directory only
         pg.run_server_cmd(["cp", "-a", snapshot["path"], str(datadir)])
         for name in CONFIG_FILES:
             if (aside / name).exists():
@@ -376,16 +403,66 @@ class LocalInstanceBackend:
             out["post_restore_snapshot"] = self.fleet.snapshot().id
         return out
 
+    @staticmethod
+    def _control_state(datadir: Path) -> str | None:
+        """pg_controldata's "Database cluster state" of a data directory (None if unreadable)."""
+        if not (datadir / "global" / "pg_control").exists():
+            return None
+        proc = pg.run_server_cmd([pg.pg_bin("pg_controldata"), "-D", str(datadir)], check=False)
+        found = re.search(r"Database cluster state:\s+(.+)", proc.stdout or "")
+        return found.group(1).strip() if found else None
+
+    def _final_backup(self, datadir: Path, name: str, names: dict[str, Any]) -> dict[str, Any]:
+        """A copy of a STOPPED data directory into final-backups/<name> (the local twin of an RDS
+        final snapshot). A copy, not pg_basebackup: the set-aside cluster is stopped, and starting
+        it would archive WAL of its old timeline into the fleet's archive."""
+        if pg.Cluster(datadir, 0).is_running():
+            raise FleetError(f"{datadir} has a running server: not copied, not removed")
+        root = self.final_backups
+        if not root.exists():
+            self.fleet.manifest.record(root)
+            pg.give_to_server_user(root)
+            os.chmod(root, 0o700)
+        target = root / name
+        if os.path.lexists(target):
+            raise FleetError(f"final backup {target} already exists: nothing removed")
+        self.fleet.manifest.record(target, keep=True)
+        pg.run_server_cmd(["cp", "-a", str(datadir), str(target)])
+        meta = {
+            "name": name,
+            "path": str(target),
+            "copied_from": str(datadir),
+            "restore_id": names.get("restore_id"),
+            "taken_at": datetime.now(UTC).isoformat(),
+            "cluster_state": self._control_state(target),
+            "pg_version": (target / "PG_VERSION").read_text().strip(),
+            "how_to_use": f"pg_ctl -D {target} -o '-p <free port> -c archive_mode=off' start",
+        }
+        meta_path = self.fleet.manifest.record(root / f"{name}.json", keep=True)
+        meta_path.write_text(json.dumps(meta, indent=2))
+        os.chmod(meta_path, 0o600)
+        return meta
+
     def delete_old(
         self, source: Described, names: dict[str, Any], keep_old: bool, skip_final_snapshot: bool
     ) -> dict[str, Any]:
-        """Remove data.old-<suffix> (or keep it); locally there is no final snapshot to take."""
+        """Back data.old-<suffix> up (the final snapshot), then remove it; or keep it. Only the
+        directory the fleet manifest recorded at set_aside is removed."""
         aside = Path(names["renamed_dir"])
         if keep_old:
             return {"kept": str(aside)}
-        shutil.rmtree(aside)
-        (aside.parent / f"{aside.name}.log").unlink(missing_ok=True)
-        return {"removed": str(aside)}
+        if not self.fleet.manifest.owns(aside):
+            raise FleetError(
+                f"{aside} is not recorded in the fleet manifest as set aside by the tool: kept"
+            )
+        out: dict[str, Any] = {"removed": str(aside)}
+        if names.get("final_snapshot") and not skip_final_snapshot and aside.exists():
+            out["final_snapshot"] = self._final_backup(aside, names["final_snapshot"], names)
+        self.fleet.manifest.remove(aside)
+        log_file = aside.parent / f"{aside.name}.log"
+        if self.fleet.manifest.owns(log_file):
+            self.fleet.manifest.remove(log_file)
+        return out
 
     def _quarantine_timelines(self, details: dict[str, Any], suffix: str) -> list[str]:
         """Move the WAL of timelines the half-restored cluster started out of the archive."""
@@ -410,19 +487,35 @@ class LocalInstanceBackend:
         datadir = Path(names["datadir"])
         aside = Path(names["renamed_dir"])
         details = next((r["details"] for r in resources if r["kind"] == ASIDE_KIND), {})
+        restored = any(
+            r["kind"] == RESTORED_KIND and r["details"].get("datadir") == str(datadir)
+            for r in resources
+        )
         actions: list[str] = []
         if aside.exists():
             if datadir.exists():
-                pg.Cluster(datadir, port).stop(mode="immediate")
+                if not restored or not self.fleet.manifest.owns(datadir):
+                    return {
+                        "rolled_back": False,
+                        "reason": f"{datadir} was not created by this run's restore step (not"
+                        f" recorded): left in place; the original is still {aside}",
+                    }
+                promoted = self._control_state(datadir) == "in production"
+                pg.Cluster(datadir, port).stop(mode="fast" if promoted else "immediate")
                 moved = self._quarantine_timelines(details, names["suffix"])
                 if moved:
                     actions.append(
                         f"moved {len(moved)} WAL file(s) of the abandoned timeline aside"
                     )
-                shutil.rmtree(datadir)
+                if promoted and self.final_backup and names.get("rollback_snapshot"):
+                    # it was production (promoted, on the same port): keep what it held
+                    meta = self._final_backup(datadir, names["rollback_snapshot"], names)
+                    actions.append(f"final backup of the restored directory: {meta['path']}")
+                self.fleet.manifest.remove(datadir)
                 pg.Cluster(datadir, port).logfile.unlink(missing_ok=True)
                 actions.append("removed the half-restored data directory")
             os.rename(aside, datadir)
+            self.fleet.manifest.forget(aside)
             old_log = aside.parent / f"{aside.name}.log"
             if old_log.exists():
                 os.rename(old_log, pg.Cluster(datadir, port).logfile)

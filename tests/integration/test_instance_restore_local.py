@@ -21,6 +21,7 @@ import yaml
 
 from restore_assets.audit import SqliteAuditLog
 from restore_assets.backends.base import RestoreTarget
+from restore_assets.backends.local import pg as pg_local
 from restore_assets.backends.local.fleet import LocalFleet
 from restore_assets.jobs.instance_restore import (
     plan_instance_restore_job,
@@ -387,3 +388,93 @@ def test_an_adopted_fleet_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(InvalidRequest, match="needs a managed fleet"):
         plan_instance_restore(instance_backend({"root": str(root)}), {"snapshot_id": "x"})
+
+
+# ---------------------------------------------------------------------------- final backups
+def _start_copy_of(backup: Path) -> pg_local.Cluster:
+    """Start a final backup on a free port with archiving off (it must not touch the archive)."""
+    auto = backup / "postgresql.auto.conf"
+    auto.write_text(auto.read_text() + "\narchive_mode = off\n")
+    cluster = pg_local.Cluster(backup, pg_local.free_port())
+    cluster.start()
+    return cluster
+
+
+def test_the_set_aside_directory_is_backed_up_before_it_is_removed(prod: Prod) -> None:
+    """delete_old copies data.old-<suffix> (cleanly stopped) into final-backups/ first: the
+    backup starts and holds production as it was just before the restore."""
+    sql(prod.app, "INSERT INTO items VALUES (5001, 'only-in-the-old-one')")
+    before = checksum(prod.app)
+    out = run_instance_restore_job({"snapshot_id": prod.snap, "suffix": "fb1"}, prod.backend_config)
+    assert out["status"] == "succeeded", out["cause"]
+    assert prod.leftovers() == []
+    backup = prod.fleet.data_root / "final-backups" / "production-final-fb1"
+    meta = json.loads((backup.parent / "production-final-fb1.json").read_text())
+    assert meta["restore_id"] == out["restore_id"] and meta["cluster_state"] == "shut down"
+    assert out["delete_old"]["final_snapshot"]["path"] == str(backup)
+    copy = _start_copy_of(backup)
+    try:
+        dsn = copy.dsn("app")
+        assert checksum(dsn) == before
+        assert sql(dsn, "SELECT label FROM items WHERE id = 5001") == [("only-in-the-old-one",)]
+    finally:
+        copy.stop(mode="immediate")
+    assert checksum(prod.app) == prod.snap_checksum  # production itself is the snapshot again
+
+
+def test_final_backup_off_removes_the_set_aside_directory_without_a_copy(
+    prod: Prod, tmp_path: Path
+) -> None:
+    """`instance_restore.final_backup: false` (told otherwise): no copy is taken."""
+    settings = yaml.safe_load(Path(prod.backend_config["config_file"]).read_text())
+    settings["instance_restore"]["final_backup"] = False
+    config = tmp_path / "backend.yaml"
+    config.write_text(yaml.safe_dump(settings))
+    out = run_instance_restore_job(
+        {"snapshot_id": prod.snap, "suffix": "fb2"},
+        {**prod.backend_config, "config_file": str(config)},
+    )
+    assert out["status"] == "succeeded", out["cause"]
+    assert prod.leftovers() == []
+    assert not (prod.fleet.data_root / "final-backups" / "production-final-fb2").exists()
+    assert "final_snapshot" not in out["delete_old"]
+
+
+def test_delete_old_removes_only_a_directory_the_tool_recorded(prod: Prod) -> None:
+    """A data.old-<suffix> the fleet manifest does not list (not set aside by the tool) is kept."""
+    from restore_assets.errors import FleetError
+    from restore_assets.instance.local import LocalInstanceBackend
+
+    backend = LocalInstanceBackend(prod.fleet)
+    names = backend.check_names("production", "foreign")
+    foreign = Path(names["renamed_dir"])
+    foreign.mkdir()
+    (foreign / "precious").write_text("not the tool's")
+    try:
+        with pytest.raises(FleetError, match="not recorded in the fleet manifest"):
+            backend.delete_old(None, names, keep_old=False, skip_final_snapshot=False)  # type: ignore[arg-type]
+        assert (foreign / "precious").read_text() == "not the tool's"
+    finally:
+        shutil.rmtree(foreign)
+
+
+def test_a_rollback_backs_up_the_promoted_restored_directory_before_removing_it(
+    prod: Prod,
+) -> None:
+    """delete_old fails after the restored production served on the port: the rollback keeps a
+    copy of what that restored directory held (the local twin of the AWS rollback snapshot)."""
+    before = checksum(prod.app)
+    with faults.fail_at("delete_old"):
+        out = run_instance_restore_job(
+            {"snapshot_id": prod.snap, "suffix": "rb2"}, prod.backend_config
+        )
+    assert out["status"] == "failed" and out["rolled_back"] is True, out["cause"]
+    assert checksum(prod.app) == before and prod.leftovers() == []
+    backup = prod.fleet.data_root / "final-backups" / "production-rollback-rb2"
+    meta = json.loads((backup.parent / "production-rollback-rb2.json").read_text())
+    assert meta["restore_id"] == out["restore_id"] and meta["cluster_state"] == "shut down"
+    copy = _start_copy_of(backup)
+    try:
+        assert checksum(copy.dsn("app")) == prod.snap_checksum  # what the restored one held
+    finally:
+        copy.stop(mode="immediate")
