@@ -9,291 +9,43 @@ Keys travel as text (one string per key column) and go back to SQL as a typed js
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
-from typing import Any
-
 import psycopg
 from psycopg import sql
 from psycopg.errors import Error as PsycopgError
 
-from restore_assets.compare.catalog import Table, schema_oid
-from restore_assets.compare.copyback import _check_columns, _eq, _from, _same_type
+from restore_assets.compare.copyback import _check_columns, _same_type
 from restore_assets.compare.engine import begin_read_only, read_catalogs, translate
 from restore_assets.compare.model import CompareError
-from restore_assets.compare.rows import _row_hash
+from restore_assets.compare.recover_model import (
+    ON_CONFLICT,
+    ForeignKey,
+    Key,
+    Options,
+    RecoveryPlan,
+    RecoveryRefused,
+    SchemaPlan,
+    TablePlan,
+)
+from restore_assets.compare.recover_sql import (
+    TablePair,
+    from_,
+    in_keys,
+    insert_conflicts,
+    key_text,
+    match,
+    q,
+    read_foreign_keys,
+    read_unique_keys,
+    row_hash,
+)
 
-ON_CONFLICT = ("skip", "overwrite", "fail")
+__all__ = ["ON_CONFLICT", "Options", "RecoveryPlan", "RecoveryRefused", "plan_recovery"]
+
 LISTED_KEYS = 50  # keys listed per reason in the plan's summary (all are in `inserts`/`updates`)
-
-Key = tuple[str, ...]
-
-_FKS_SQL = """
-SELECT con.conname, c.relname, p.relname, con.condeferrable,
-       ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY AS k(n, o)
-               JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n
-              ORDER BY k.o),
-       ARRAY(SELECT a.attname FROM unnest(con.confkey) WITH ORDINALITY AS k(n, o)
-               JOIN pg_catalog.pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n
-              ORDER BY k.o)
-  FROM pg_catalog.pg_constraint con
-  JOIN pg_catalog.pg_class c ON c.oid = con.conrelid
-  JOIN pg_catalog.pg_class p ON p.oid = con.confrelid
- WHERE con.contype = 'f' AND con.conparentid = 0
-   AND c.relnamespace = %(ns)s AND p.relnamespace = %(ns)s
- ORDER BY con.conname
-"""
-
-_UNIQUES_SQL = """
-SELECT c.relname, con.conname, con.contype = 'p',
-       ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY AS k(n, o)
-               JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n
-              ORDER BY k.o)
-  FROM pg_catalog.pg_constraint con JOIN pg_catalog.pg_class c ON c.oid = con.conrelid
- WHERE con.contype IN ('p', 'u') AND con.conparentid = 0 AND c.relnamespace = %(ns)s
- ORDER BY c.relname, con.conname
-"""
-
-
-class RecoveryRefused(CompareError):
-    """A recovery plan cannot be applied as asked (conflicts with `fail`, live moved, a cycle)."""
-
-
-@dataclass
-class ForeignKey:
-    """A foreign key between two tables of the live schema."""
-
-    name: str
-    child: str
-    parent: str
-    deferrable: bool
-    child_columns: list[str]
-    parent_columns: list[str]
-
-
-@dataclass
-class Options:
-    """What to recover: the operator's choice."""
-
-    deleted: bool = False
-    changed: bool = False
-    columns: list[str] | None = None  # `col` or `table.col`; None: every column
-    on_conflict: str = "fail"
-    tables: list[str] | None = None  # None: every table present on both sides
-    triggers: bool = True  # False: session_replication_role=replica while applying
-    lock_timeout: str = "10s"
-    statement_timeout: str = "5min"
-
-    def check(self) -> None:
-        """Refuse a choice that recovers nothing or names an unknown policy."""
-        if not (self.deleted or self.changed):
-            raise CompareError("choose what to recover: --deleted, --changed, or both")
-        if self.on_conflict not in ON_CONFLICT:
-            raise CompareError(
-                f"--on-conflict must be one of {', '.join(ON_CONFLICT)}, got {self.on_conflict!r}"
-            )
-        if self.columns is not None and not self.changed:
-            raise CompareError("--columns applies to --changed: add --changed")
-
-
-@dataclass
-class TablePlan:
-    """What the plan does to one live table."""
-
-    table: str
-    key: list[str]
-    key_types: list[list[str]]  # [schema, type] of each key column in the live table
-    restored_key_types: list[list[str]]
-    insert_columns: list[str]
-    update_columns: list[str]  # set back by `updates` (the chosen changed columns)
-    all_columns: list[str]  # live columns, for row hashes and undo copies
-    overriding: bool
-    inserts: list[list[str]] = field(default_factory=list)
-    updates: list[list[str]] = field(default_factory=list)
-    update_hashes: list[int] = field(default_factory=list)  # live row hash when planned
-    overwrites: list[list[str]] = field(default_factory=list)  # inserts turned into updates
-    reasons: list[dict[str, Any]] = field(default_factory=list)  # why rows were added
-    conflicts: list[dict[str, Any]] = field(default_factory=list)
-    skipped: list[dict[str, Any]] = field(default_factory=list)
-    depends: list[list[Any]] = field(default_factory=list)  # [child key, parent table, parent key]
-
-    def counts(self) -> dict[str, int]:
-        """Per-table numbers of the plan."""
-        return {
-            "inserts": len(self.inserts),
-            "updates": len(self.updates) + len(self.overwrites),
-            "conflicts": len(self.conflicts),
-            "added_by_foreign_keys": sum(r["count"] for r in self.reasons if r.get("fk")),
-            "skipped": len(self.skipped),
-        }
-
-
-@dataclass
-class SchemaPlan:
-    """The plan of one live schema against its restored copy."""
-
-    live_schema: str
-    restored_schema: str
-    undo_schema: str
-    order: list[str]  # tables, parents first
-    defer: list[str]  # deferrable foreign keys set DEFERRED (they close a cycle)
-    tables: dict[str, TablePlan]
-    notes: list[str] = field(default_factory=list)
-    sequences: list[dict[str, Any]] = field(default_factory=list)  # {name, table, column, inc}
-
-
-@dataclass
-class RecoveryPlan:
-    """A recovery plan over the schemas of one restore: reviewed, then applied as one transaction."""
-
-    recovery_id: str
-    restore_id: str
-    database: str
-    options: Options
-    schemas: list[SchemaPlan]
-    generated_at: str = ""
-    refused: str | None = None
-    sql: str = ""
-
-    def summary(self) -> dict[str, Any]:
-        """Per-table counts (schema.table: inserts, updates, conflicts, ...) and totals."""
-        tables = {
-            f"{s.live_schema}.{t}": s.tables[t].counts() for s in self.schemas for t in s.order
-        }
-        totals = {
-            k: sum(c[k] for c in tables.values())
-            for k in ("inserts", "updates", "conflicts", "added_by_foreign_keys", "skipped")
-        }
-        return {"tables": tables, "totals": totals, "refused": self.refused}
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready plan (with its SQL)."""
-        return {
-            "recovery_id": self.recovery_id,
-            "restore_id": self.restore_id,
-            "database": self.database,
-            "generated_at": self.generated_at,
-            "options": asdict(self.options),
-            "summary": self.summary(),
-            "schemas": [asdict(s) for s in self.schemas],
-            "refused": self.refused,
-            "sql": self.sql,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RecoveryPlan:
-        """The plan back from its JSON form."""
-        schemas = []
-        for s in data["schemas"]:
-            tables = {n: TablePlan(**t) for n, t in s["tables"].items()}
-            schemas.append(SchemaPlan(**{**s, "tables": tables}))
-        return cls(
-            recovery_id=data["recovery_id"],
-            restore_id=data["restore_id"],
-            database=data["database"],
-            options=Options(**data["options"]),
-            schemas=schemas,
-            generated_at=data.get("generated_at", ""),
-            refused=data.get("refused"),
-            sql=data.get("sql", ""),
-        )
-
-
-# ---------------------------------------------------------------------------- SQL helpers
-def key_source(keys: list[list[str]], key: list[str], types: list[list[str]]) -> sql.Composable:
-    """The keys as a typed record set `k(col type, ...)` from a jsonb literal."""
-    rows = [dict(zip(key, k, strict=True)) for k in keys]
-    coldefs = sql.SQL(", ").join(
-        sql.SQL("{} {}").format(sql.Identifier(c), sql.Identifier(*t))
-        for c, t in zip(key, types, strict=True)
-    )
-    return sql.SQL("pg_catalog.jsonb_to_recordset({}::pg_catalog.jsonb) AS k({})").format(
-        sql.Literal(json.dumps(rows)), coldefs
-    )
-
-
-def in_keys(
-    alias: str, keys: list[list[str]], key: list[str], types: list[list[str]]
-) -> sql.Composable:
-    """`EXISTS (...)`: the row under alias has one of the keys."""
-    cond = sql.SQL(" AND ").join(
-        sql.SQL("{} = {}").format(sql.Identifier(alias, c), sql.Identifier("k", c)) for c in key
-    )
-    return sql.SQL("EXISTS (SELECT 1 FROM {} WHERE {})").format(key_source(keys, key, types), cond)
-
-
-def key_text(alias: str, key: list[str]) -> sql.Composable:
-    """ARRAY[key columns as text]."""
-    return sql.SQL("ARRAY[{}]").format(
-        sql.SQL(", ").join(sql.SQL("({})::text").format(sql.Identifier(alias, c)) for c in key)
-    )
-
-
-def match(
-    left: str, lcols: list[str], right: str, rcols: list[str], same: list[bool]
-) -> sql.Composable:
-    """left.lcols = right.rcols, column by column (through text where the types differ)."""
-    return sql.SQL(" AND ").join(
-        _eq(sql.Identifier(left, a), sql.Identifier(right, b), s)
-        for a, b, s in zip(lcols, rcols, same, strict=True)
-    )
-
-
-def from_(schema: str, table: Table, alias: str) -> sql.Composable:
-    """`ONLY schema.table AS alias` (ONLY for ordinary tables)."""
-    return sql.SQL("{} AS {}").format(_from(schema, table), sql.Identifier(alias))
-
-
-def row_hash(alias: str, columns: list[str]) -> sql.Composable:
-    """The 64-bit hash of a row's text over the columns (as the comparison hashes rows)."""
-    return _row_hash(alias, columns)
-
-
-# ---------------------------------------------------------------------------- catalog
-def read_foreign_keys(conn: psycopg.Connection, schema: str) -> list[ForeignKey]:
-    """Foreign keys between tables of the schema."""
-    ns = schema_oid(conn, schema)
-    return [ForeignKey(*row) for row in conn.execute(_FKS_SQL, {"ns": ns})]
-
-
-def read_unique_keys(conn: psycopg.Connection, schema: str) -> dict[str, list[tuple]]:
-    """Per table: (constraint, is primary key, columns) of its primary and unique keys."""
-    ns = schema_oid(conn, schema)
-    out: dict[str, list[tuple]] = {}
-    for table, name, primary, cols in conn.execute(_UNIQUES_SQL, {"ns": ns}):
-        out.setdefault(table, []).append((name, primary, list(cols)))
-    return out
-
-
-# ---------------------------------------------------------------------------- planning
-@dataclass
-class _Side:
-    """The two tables of one name and what the plan needs to address them."""
-
-    name: str
-    rt: Table
-    lt: Table
-    live_schema: str
-    restored_schema: str
-
-    @property
-    def key(self) -> list[str]:
-        return list(self.lt.primary_key or [])
-
-    def same(self, cols: list[str]) -> list[bool]:
-        return [_same_type(self.rt.column(c), self.lt.column(c)) for c in cols]  # type: ignore[arg-type]
-
-    def types(self, table: Table) -> list[list[str]]:
-        out = []
-        for c in self.key:
-            col = table.column(c)
-            assert col is not None
-            out.append([col.base_type_schema, col.base_type_name])
-        return out
 
 
 def _resolve_columns(
-    options: Options, sides: dict[str, _Side], scope: list[str]
+    options: Options, sides: dict[str, TablePair], scope: list[str]
 ) -> dict[str, list[str]]:
     """Per table in scope, the columns `--changed` sets back."""
     out: dict[str, list[str]] = {}
@@ -331,11 +83,7 @@ def _resolve_columns(
     return out
 
 
-def _q(conn: psycopg.Connection, stmt: sql.Composable) -> list[tuple]:
-    return conn.execute(stmt).fetchall()
-
-
-def _deleted_keys(conn: psycopg.Connection, s: _Side) -> list[Key]:
+def _deleted_keys(conn: psycopg.Connection, s: TablePair) -> list[Key]:
     stmt = sql.SQL(
         "SELECT {k} FROM {r} WHERE NOT EXISTS (SELECT 1 FROM {l} WHERE {eq}) ORDER BY 1"
     ).format(
@@ -344,10 +92,10 @@ def _deleted_keys(conn: psycopg.Connection, s: _Side) -> list[Key]:
         l=from_(s.live_schema, s.lt, "l"),
         eq=match("r", s.key, "l", s.key, s.same(s.key)),
     )
-    return [tuple(r[0]) for r in _q(conn, stmt)]
+    return [tuple(r[0]) for r in q(conn, stmt)]
 
 
-def _changed_keys(conn: psycopg.Connection, s: _Side, cols: list[str]) -> list[tuple[Key, int]]:
+def _changed_keys(conn: psycopg.Connection, s: TablePair, cols: list[str]) -> list[tuple[Key, int]]:
     differs = sql.SQL(" OR ").join(
         sql.SQL("({})::text IS DISTINCT FROM ({})::text").format(
             sql.Identifier("r", c), sql.Identifier("l", c)
@@ -362,7 +110,7 @@ def _changed_keys(conn: psycopg.Connection, s: _Side, cols: list[str]) -> list[t
         eq=match("r", s.key, "l", s.key, s.same(s.key)),
         d=differs,
     )
-    return [(tuple(r[0]), int(r[1])) for r in _q(conn, stmt)]
+    return [(tuple(r[0]), int(r[1])) for r in q(conn, stmt)]
 
 
 def _lists(keys: set[Key] | list[Key]) -> list[list[str]]:
@@ -370,7 +118,7 @@ def _lists(keys: set[Key] | list[Key]) -> list[list[str]]:
 
 
 def _parents_of(
-    conn: psycopg.Connection, fk: ForeignKey, child: _Side, parent: _Side, keys: set[Key]
+    conn: psycopg.Connection, fk: ForeignKey, child: TablePair, parent: TablePair, keys: set[Key]
 ) -> tuple[list[Key], int]:
     """Parents in the restored copy, missing in live, of the child rows (and how many are nowhere)."""
     if not keys:
@@ -405,7 +153,7 @@ def _parents_of(
     )
     found: list[Key] = []
     nowhere = 0
-    for k, ok in _q(conn, stmt):
+    for k, ok in q(conn, stmt):
         if ok:
             found.append(tuple(k))
         else:
@@ -414,7 +162,7 @@ def _parents_of(
 
 
 def _children_of(
-    conn: psycopg.Connection, fk: ForeignKey, child: _Side, parent: _Side, keys: set[Key]
+    conn: psycopg.Connection, fk: ForeignKey, child: TablePair, parent: TablePair, keys: set[Key]
 ) -> list[Key]:
     """Child rows in the restored copy, missing in live, referencing the parent rows."""
     if not keys:
@@ -431,14 +179,14 @@ def _children_of(
         cl=from_(child.live_schema, child.lt, "cl"),
         cl_eq=match("cr", child.key, "cl", child.key, child.same(child.key)),
     )
-    return [tuple(r[0]) for r in _q(conn, stmt)]
+    return [tuple(r[0]) for r in q(conn, stmt)]
 
 
 def _edges(
     conn: psycopg.Connection,
     fk: ForeignKey,
-    child: _Side,
-    parent: _Side,
+    child: TablePair,
+    parent: TablePair,
     ckeys: set[Key],
     pkeys: set[Key],
 ) -> list[tuple[Key, Key]]:
@@ -454,53 +202,7 @@ def _edges(
         cs=in_keys("cr", _lists(ckeys), child.key, child.types(child.rt)),
         ps=in_keys("pr", _lists(pkeys), parent.key, parent.types(parent.rt)),
     )
-    return [(tuple(a), tuple(b)) for a, b in _q(conn, stmt)]
-
-
-def insert_conflicts(
-    conn: psycopg.Connection,
-    s: _Side,
-    keys: list[list[str]],
-    uniques: list[tuple],
-) -> list[dict[str, Any]]:
-    """Rows to insert whose primary or unique key values a live row holds now."""
-    if not keys:
-        return []
-    out: list[dict[str, Any]] = []
-    for name, primary, cols in uniques:
-        if any(s.rt.column(c) is None for c in cols):
-            continue
-        stmt = sql.SQL("SELECT {rk}, {lk} FROM {r} JOIN {l} ON {eq} WHERE {sel} ORDER BY 1").format(
-            rk=key_text("r", s.key),
-            lk=key_text("l", s.key),
-            r=from_(s.restored_schema, s.rt, "r"),
-            l=from_(s.live_schema, s.lt, "l"),
-            eq=match("r", cols, "l", cols, s.same(cols)),
-            sel=in_keys("r", keys, s.key, s.types(s.rt)),
-        )
-        for rk, lk in _q(conn, stmt):
-            out.append(
-                {
-                    "key": list(rk),
-                    "constraint": name,
-                    "kind": "primary key" if primary else "unique",
-                    "live_key": list(lk),
-                }
-            )
-    return out
-
-
-def live_hashes(conn: psycopg.Connection, s: _Side, keys: list[list[str]]) -> dict[Key, int]:
-    """The current hash of the live rows with these keys (missing rows are absent)."""
-    if not keys:
-        return {}
-    stmt = sql.SQL("SELECT {k}, {h} FROM {l} WHERE {sel}").format(
-        k=key_text("l", s.key),
-        h=row_hash("l", [c.name for c in s.lt.columns]),
-        l=from_(s.live_schema, s.lt, "l"),
-        sel=in_keys("l", keys, s.key, s.types(s.lt)),
-    )
-    return {tuple(k): int(h) for k, h in _q(conn, stmt)}
+    return [(tuple(a), tuple(b)) for a, b in q(conn, stmt)]
 
 
 def _order(tables: list[str], fks: list[ForeignKey]) -> tuple[list[str], list[str], str | None]:
@@ -548,7 +250,7 @@ def plan_schema(
     fks = read_foreign_keys(conn, live_schema)
     uniques = read_unique_keys(conn, live_schema)
     notes: list[str] = []
-    sides: dict[str, _Side] = {}
+    sides: dict[str, TablePair] = {}
     for name in sorted(live.tables.keys() & restored.tables.keys()):
         rt, lt = restored.tables[name], live.tables[name]
         if rt.is_partition or lt.is_partition:
@@ -565,7 +267,7 @@ def plan_schema(
                 raise
             notes.append(f"{name} left out: {exc}")
             continue
-        sides[name] = _Side(name, rt, lt, live_schema, restored_schema)
+        sides[name] = TablePair(name, rt, lt, live_schema, restored_schema)
     if options.tables:
         missing = [t for t in options.tables if t not in sides]
         if missing:
@@ -823,7 +525,7 @@ def undo_schema_name(live_schema: str, suffix: str) -> str:
     return name
 
 
-def sides_for(conn: psycopg.Connection, plan: SchemaPlan) -> dict[str, _Side]:
+def sides_for(conn: psycopg.Connection, plan: SchemaPlan) -> dict[str, TablePair]:
     """The table pairs of a schema plan, read again from the catalog (in the caller's transaction)."""
     live, restored = read_catalogs(conn, plan.live_schema, plan.restored_schema)
     out = {}
@@ -833,5 +535,5 @@ def sides_for(conn: psycopg.Connection, plan: SchemaPlan) -> dict[str, _Side]:
             raise RecoveryRefused(
                 f"{plan.live_schema}.{name} or its restored copy is gone since the plan was made"
             )
-        out[name] = _Side(name, rt, lt, plan.live_schema, plan.restored_schema)
+        out[name] = TablePair(name, rt, lt, plan.live_schema, plan.restored_schema)
     return out

@@ -19,13 +19,16 @@ from psycopg.errors import Error as PsycopgError
 
 from restore_assets.compare.catalog import schema_oid
 from restore_assets.compare.engine import server_message
-from restore_assets.compare.recover import (
+from restore_assets.compare.recover import sides_for, skip_rows
+from restore_assets.compare.recover_model import (
     Key,
     RecoveryPlan,
     RecoveryRefused,
     SchemaPlan,
     TablePlan,
-    _Side,
+)
+from restore_assets.compare.recover_sql import (
+    TablePair,
     from_,
     in_keys,
     insert_conflicts,
@@ -35,8 +38,6 @@ from restore_assets.compare.recover import (
     read_foreign_keys,
     read_unique_keys,
     row_hash,
-    sides_for,
-    skip_rows,
 )
 
 ACTION = "__ra_action"
@@ -46,7 +47,7 @@ LOCK_MODE = sql.SQL("SHARE ROW EXCLUSIVE")
 Statement = tuple[str, sql.Composable, str, str]  # label, statement, kind, table
 
 
-def _value(side: _Side, column: str) -> sql.Composable:
+def _value(side: TablePair, column: str) -> sql.Composable:
     rc, lc = side.rt.column(column), side.lt.column(column)
     assert rc is not None and lc is not None
     if (rc.type_schema, rc.type_name) == (lc.type_schema, lc.type_name):
@@ -57,7 +58,9 @@ def _value(side: _Side, column: str) -> sql.Composable:
     )
 
 
-def _update(side: _Side, tp: TablePlan, keys: list[list[str]], cols: list[str]) -> sql.Composable:
+def _update(
+    side: TablePair, tp: TablePlan, keys: list[list[str]], cols: list[str]
+) -> sql.Composable:
     return sql.SQL("UPDATE {l} SET {sets} FROM {r} WHERE {eq} AND {sel}").format(
         l=from_(side.live_schema, side.lt, "l"),
         sets=sql.SQL(", ").join(
@@ -69,7 +72,7 @@ def _update(side: _Side, tp: TablePlan, keys: list[list[str]], cols: list[str]) 
     )
 
 
-def _insert(side: _Side, tp: TablePlan) -> sql.Composable:
+def _insert(side: TablePair, tp: TablePlan) -> sql.Composable:
     return sql.SQL("INSERT INTO {l} ({cols}){over} SELECT {vals} FROM {r} WHERE {sel}").format(
         l=sql.Identifier(side.live_schema, tp.table),
         cols=sql.SQL(", ").join(sql.Identifier(c) for c in tp.insert_columns),
@@ -80,7 +83,7 @@ def _insert(side: _Side, tp: TablePlan) -> sql.Composable:
     )
 
 
-def settable(side: _Side) -> list[str]:
+def settable(side: TablePair) -> list[str]:
     """Live columns an UPDATE may set: not generated, not GENERATED ALWAYS identity, not the key."""
     key = side.key
     return [
@@ -90,7 +93,7 @@ def settable(side: _Side) -> list[str]:
     ]
 
 
-def schema_statements(plan: SchemaPlan, sides: dict[str, _Side]) -> list[Statement]:
+def schema_statements(plan: SchemaPlan, sides: dict[str, TablePair]) -> list[Statement]:
     """The statements of one schema plan, in order: undo copies, updates and inserts, sequences."""
     undo = plan.undo_schema
     out: list[Statement] = [
@@ -224,7 +227,7 @@ def plan_sql(conn: psycopg.Connection, plan: RecoveryPlan) -> str:
 
 
 def _recheck(
-    conn: psycopg.Connection, plan: SchemaPlan, sides: dict[str, _Side], policy: str
+    conn: psycopg.Connection, plan: SchemaPlan, sides: dict[str, TablePair], policy: str
 ) -> list[str]:
     """Re-check the plan against live under lock; apply the policy; return what moved (or refuse)."""
     uniques = read_unique_keys(conn, plan.live_schema)
@@ -321,7 +324,7 @@ def apply_plan(
 
 
 def _external_references(
-    conn: psycopg.Connection, plan: SchemaPlan, sides: dict[str, _Side]
+    conn: psycopg.Connection, plan: SchemaPlan, sides: dict[str, TablePair]
 ) -> list[str]:
     """Live rows (not inserted by the recovery) referencing rows it inserted."""
     out = []
