@@ -398,3 +398,93 @@ def test_a_fleet_in_a_private_home_keeps_it_private_and_places_data_elsewhere(ca
     finally:
         LocalFleet(root).down(purge=True) if root.exists() else None
         shutil.rmtree(home, ignore_errors=True)
+
+
+# ------------------------------------------------------------------ the demo touches only the demo
+@pytest.fixture(scope="module")
+def adopted() -> Iterator[tuple[LocalFleet, pg.Cluster]]:
+    """A self-managed cluster whose tenant_a.customer_a1 is the user's own, adopted by a fleet."""
+    base = scratch_dir("ra-safety-adopted-")
+    archive, backups = base / "archive", base / "backups"
+    pg.give_to_server_user(archive)
+    pg.give_to_server_user(backups)
+    cmd = f"test ! -f '{archive}/%f' && cp '%p' '{archive}/%f'"
+    cluster = pg.start_new_cluster(
+        base / "cluster" / "data",
+        {
+            "wal_level": "replica",
+            "archive_mode": "on",
+            "archive_command": "'" + cmd.replace("'", "''") + "'",
+        },
+    )
+    fleet = LocalFleet(base / "fleet")
+    try:
+        execute(cluster.dsn(), "CREATE DATABASE tenant_a")
+        execute(cluster.dsn("tenant_a"), "CREATE SCHEMA customer_a1")
+        execute(cluster.dsn("tenant_a"), "CREATE TABLE customer_a1.users (id int, name text)")
+        execute(cluster.dsn("tenant_a"), "INSERT INTO customer_a1.users VALUES (1, 'real')")
+        fleet.adopt(cluster.dsn(), str(archive), str(backups))
+        yield fleet, cluster
+    finally:
+        fleet.down(purge=True)
+        cluster.remove()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def users_of(cluster: pg.Cluster) -> list[tuple]:
+    return execute(cluster.dsn("tenant_a"), "SELECT id, name FROM customer_a1.users ORDER BY id")
+
+
+def test_demo_commands_refuse_an_adopted_fleet(adopted, capsys):
+    fleet, cluster = adopted
+    for argv in (
+        ["demo", "seed", "--replace", "--rows", "10"],
+        ["demo", "activity", "--seconds", "1"],
+        ["demo", "run", "--rows", "10"],
+    ):
+        assert cli.main([*argv, "--root", str(fleet.root)]) == 2, argv
+        assert "adopts an existing cluster" in capsys.readouterr().err
+    assert users_of(cluster) == [(1, "real")]
+
+
+def test_demo_never_replaces_or_writes_into_a_schema_it_did_not_create(adopted):
+    from restore_assets.demo import activity, incident, seed
+
+    _fleet, cluster = adopted
+    with pytest.raises(InvalidRequest, match="customer_a1.*not created by the demo"):
+        seed(cluster.dsn, rows=10, replace=True)
+    with pytest.raises(InvalidRequest, match="not created by the demo"):
+        activity(cluster.dsn, seconds=1)
+    with pytest.raises(InvalidRequest, match="not created by the demo"):
+        incident(cluster.dsn("tenant_a"), "customer_a1")
+    assert users_of(cluster) == [(1, "real")]
+    # nothing else of the layout was created either (the refusal comes first)
+    assert execute(cluster.dsn(), "SELECT 1 FROM pg_database WHERE datname = 'tenant_b'") == []
+
+
+def test_demo_replaces_only_its_own_schemas_and_never_their_outside_dependents(pg):
+    from restore_assets.demo import seed
+
+    database = "ra_safety_demo"
+    dsn = pg.dsn(database)
+    layout = {database: ["c1"]}
+    execute(pg.dsn(), f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+    try:
+        seed(pg.dsn, rows=10, layout=layout)
+        seed(pg.dsn, rows=10, layout=layout, replace=True)  # its own: replaced
+        # a view of the user's in another schema depends on it: a CASCADE would drop it
+        execute(dsn, "CREATE SCHEMA reporting")
+        execute(dsn, "CREATE VIEW reporting.active AS SELECT id FROM c1.users")
+        with pytest.raises(InvalidRequest, match="dependents outside it.*reporting.active"):
+            seed(pg.dsn, rows=10, layout=layout, replace=True)
+        assert execute(dsn, "SELECT count(*) FROM reporting.active")[0][0] == 10
+        # a copy carrying the demo's comment is not the demo's: the mark names another oid
+        comment = execute(dsn, "SELECT obj_description('c1'::regnamespace, 'pg_namespace')")[0][0]
+        execute(dsn, "CREATE SCHEMA c2")
+        execute(dsn, "CREATE TABLE c2.keep (id int)")
+        execute(dsn, f"COMMENT ON SCHEMA c2 IS '{comment}'")
+        with pytest.raises(InvalidRequest, match="c2.*not created by the demo"):
+            seed(pg.dsn, rows=10, layout={database: ["c2"]}, replace=True)
+        assert execute(dsn, "SELECT count(*) FROM c2.keep") == [(0,)]
+    finally:
+        execute(pg.dsn(), f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
