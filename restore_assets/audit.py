@@ -61,7 +61,7 @@ def _boot_id() -> str | None:
         return None
 
 
-def _process_start(pid: int) -> str | None:
+def process_start(pid: int) -> str | None:
     """An opaque start stamp of a process (boot id + start ticks), None where /proc is missing."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -81,7 +81,7 @@ def process_owner(dagster_run_id: str | None = None) -> dict[str, Any]:
         "dagster_run_id": dagster_run_id,
         "host": socket.gethostname(),
         "pid": pid,
-        "started": _process_start(pid),
+        "started": process_start(pid),
     }
 
 
@@ -120,7 +120,7 @@ def owner_gone(owner: dict[str, Any] | None, run_status: str | None = None) -> t
         return True, f"{who} is gone"
     except PermissionError:
         pass  # the pid exists, under another user
-    now = _process_start(pid)
+    now = process_start(pid)
     if now == "ended":
         return True, f"{who} has ended"
     if owner.get("started") and now and now != owner["started"]:

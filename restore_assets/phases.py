@@ -13,8 +13,15 @@ from typing import Any, Protocol
 import psycopg
 from psycopg import sql
 
-from restore_assets.audit import AuditLog
+from restore_assets.audit import (
+    AuditConflict,
+    AuditLog,
+    NotOwner,
+    check_restore_id,
+    owner_gone,
+)
 from restore_assets.backends.base import ArtifactStore, Fleet, Notifier, TempDatabase
+from restore_assets.drop_restored import schema_is_ours
 from restore_assets.errors import InvalidRequest, RestoreError
 from restore_assets.request import RestorePlan, RestoreRequest, plan_restore
 
@@ -172,19 +179,63 @@ def run_phase(
 
 # ---------------------------------------------------------------------------- phase 1
 def validate(
-    services: Services, raw: dict[str, Any], restore_id: str | None = None
+    services: Services,
+    raw: dict[str, Any],
+    restore_id: str | None = None,
+    owner: dict[str, Any] | None = None,
 ) -> tuple[str, RestorePlan]:
-    """Check the request before anything is created; record it (status rejected when refused)."""
+    """Check the request before anything is created; record it, owned by owner (rejected when refused).
+
+    The record claims `database.target_schema` of every target: a second request for the same
+    target is refused while this one runs, and again (schema exists) once it has finished.
+    """
     plan = check_request(services, raw, restore_id)
-    rid = services.audit.open("schema_restore", plan.request.to_dict(), restore_id)
+    database = plan.request.database
+    claims = [f"{database}.{t}" for t in sorted(plan.targets.values())]
+    try:
+        rid = services.audit.open(
+            "schema_restore", plan.request.to_dict(), restore_id, owner=owner, claims=claims
+        )
+    except AuditConflict as exc:  # the id is another run's, or a target is being restored
+        rid = services.audit.reject("schema_restore", plan.request.to_dict(), str(exc), restore_id)
+        raise InvalidRequest(f"{exc} (restore {rid} rejected)") from None
+    # a restore of the same target may have finished between the check and the claim
+    present = existing_schemas(services.fleet, database, list(plan.targets.values()))
+    if present:
+        cause = (
+            f"target schema(s) already exist: {', '.join(present)} — drop them or choose another"
+            " --suffix"
+        )
+        services.audit.close(rid, "rejected", cause)
+        raise InvalidRequest(f"{cause} (restore {rid} rejected)")
     services.audit.update(rid, restore_point=plan.restore_point.isoformat())
     return rid, plan
+
+
+def existing_schemas(fleet: Fleet, database: str, schemas: list[str]) -> list[str]:
+    """Which of these schemas exist in a production database."""
+    with psycopg.connect(fleet.production_dsn(database), connect_timeout=10) as conn:
+        rows = conn.execute(
+            "SELECT nspname FROM pg_catalog.pg_namespace WHERE nspname = ANY(%s) ORDER BY 1",
+            (schemas,),
+        ).fetchall()
+    return [r[0] for r in rows]
 
 
 def check_request(
     services: Services, raw: dict[str, Any], restore_id: str | None = None
 ) -> RestorePlan:
     """Parse and check a request against the source, creating nothing; a refusal is recorded and raised."""
+    if restore_id is not None:
+        check_restore_id(restore_id)  # never recorded: such an id names nothing
+        try:
+            services.audit.get(restore_id)
+        except KeyError:
+            pass
+        else:  # the id is another run's: the refusal goes under a fresh id, its record stays
+            cause = f"restore id {restore_id} already exists in the audit log: choose another"
+            rid = services.audit.reject("schema_restore", _safe_inputs(raw), cause, restore_id)
+            raise InvalidRequest(f"{cause} (refusal recorded as {rid})")
     try:
         return plan_restore(RestoreRequest.parse(raw), services.fleet)
     except RestoreError as exc:
@@ -507,13 +558,32 @@ def finish(
     return summary
 
 
-def cleanup_restore(services: Services, restore_id: str) -> dict[str, Any]:
-    """The cleanup job's core: remove everything a crashed or terminated run left, and mark it failed."""
+def cleanup_restore(
+    services: Services, restore_id: str, run_status: str | None = None
+) -> dict[str, Any]:
+    """The cleanup job's core: remove what a crashed, failed or terminated run left; mark it failed.
+
+    A running record is cleaned only when its owner has ended or is provably dead (run_status: the
+    Dagster status of the owner's run, when the caller can see it); otherwise NotOwner names the
+    owner. The restored schemas of a succeeded (or rejected) restore are never dropped.
+    """
+    check_restore_id(restore_id)
     rec = services.audit.get(restore_id)
-    failed = rec["status"] != "succeeded"
-    out = cleanup(services, restore_id, failed=failed)
     if rec["status"] == "running":
-        services.audit.close(
-            restore_id, "failed", "run ended without finishing (crashed or terminated); cleaned up"
-        )
+        gone, why = owner_gone(rec.get("owner"), run_status)
+        if not gone:
+            raise NotOwner(
+                f"restore {restore_id} is running and belongs to {why}: cleanup refused."
+                " Clean up after that run has ended."
+            )
+    out = cleanup(services, restore_id, failed=rec["status"] in ("running", "failed"))
+    if rec["status"] == "running":
+        try:
+            services.audit.close(
+                restore_id,
+                "failed",
+                "run ended without finishing (crashed or terminated); cleaned up",
+            )
+        except AuditConflict:  # its owner closed it meanwhile: that status stands
+            pass
     return out

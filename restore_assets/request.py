@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 
 from restore_assets.backends.base import Fleet, RestoreTarget
+from restore_assets.ddl.extensions import extension_refusal, extensions_in
 from restore_assets.ddl.names import check_identifier_length, default_suffix, target_name
 from restore_assets.errors import InvalidRequest
 
@@ -254,6 +255,20 @@ def plan_restore(request: RestoreRequest, fleet: Fleet) -> RestorePlan:
         if clash:
             raise InvalidRequest(
                 f"target schema(s) already exist: {', '.join(clash)} — drop them or choose another --suffix"
+            )
+        refusal = extension_refusal(extensions_in(conn, list(request.schemas)), "in production")
+        if refusal:
+            raise InvalidRequest(refusal)
+        mapped = [new for _old, new in request.tablespace_map]
+        known = {
+            r[0]
+            for r in conn.execute(
+                "SELECT spcname FROM pg_catalog.pg_tablespace WHERE spcname = ANY(%s)", (mapped,)
+            )
+        }
+        if set(mapped) - known:
+            raise InvalidRequest(
+                f"--tablespace-map names unknown tablespace(s): {', '.join(sorted(set(mapped) - known))}"
             )
         if request.tables:
             tables = {}

@@ -9,6 +9,7 @@ import psycopg
 from psycopg import sql
 
 from restore_assets.backends.local.pg import pg_bin
+from restore_assets.ddl.extensions import extension_refusal, extensions_in
 from restore_assets.ddl.names import target_name
 from restore_assets.ddl.split import DdlBundle, build_bundle, strip_restrict
 from restore_assets.errors import DdlError
@@ -91,17 +92,6 @@ def read_unpopulated_matviews(conn: psycopg.Connection, schemas: list[str]) -> s
     return {(s, m) for s, m in rows}
 
 
-def extensions_in(conn: psycopg.Connection, schemas: list[str]) -> list[tuple[str, str]]:
-    """(extension, schema) for extensions installed inside the schemas (pg_dump -n omits them)."""
-    rows = conn.execute(
-        "SELECT e.extname, n.nspname FROM pg_catalog.pg_extension e"
-        " JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace"
-        " WHERE n.nspname = ANY(%s) ORDER BY 1",
-        (list(schemas),),
-    ).fetchall()
-    return [(e, n) for e, n in rows]
-
-
 def extract(dsn: str, schemas: list[str], suffix: str, *, include_owner: bool = False) -> DdlBundle:
     """Dump the schemas, read their sequences, and build the bundle renaming s -> s_<suffix>."""
     renames = {s: target_name(s, suffix) for s in schemas}
@@ -109,7 +99,9 @@ def extract(dsn: str, schemas: list[str], suffix: str, *, include_owner: bool = 
     with psycopg.connect(dsn) as conn:
         values = read_sequence_values(conn, schemas)
         unpopulated = read_unpopulated_matviews(conn, schemas)
-        extensions = extensions_in(conn, schemas)
+        refusal = extension_refusal(extensions_in(conn, schemas), "at the restore point")
+    if refusal:  # before anything is created in production
+        raise DdlError(refusal)
     bundle = build_bundle(
         dump,
         renames,
@@ -117,11 +109,5 @@ def extract(dsn: str, schemas: list[str], suffix: str, *, include_owner: bool = 
         include_owner=include_owner,
         unpopulated_matviews=unpopulated,
     )
-    for ext, schema in extensions:
-        bundle.warnings.append(
-            f"extension {ext} is installed in schema {schema}: pg_dump does not dump it, and"
-            f" references to its objects now point into {renames[schema]}, where they do not"
-            f" exist; install {ext} in {renames[schema]} first (or move it out of {schema})"
-        )
     bundle.check_guard()  # a refused or unknown statement stops the restore before anything is created
     return bundle
