@@ -16,6 +16,17 @@ from restore_assets.errors import RestoreError
 Handler = Callable[[argparse.Namespace], Any]
 
 
+def restore_id_arg(value: str) -> str:
+    """argparse type of every --restore-id: a safe name, never a path (exit 2 otherwise)."""
+    from restore_assets.audit import check_restore_id
+    from restore_assets.errors import InvalidRequest
+
+    try:
+        return check_restore_id(value)
+    except InvalidRequest as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _emit(args: argparse.Namespace, data: Any, text: Callable[[Any], str] | None = None) -> None:
     if getattr(args, "json", False) or text is None:
         print(json.dumps(data, indent=2, default=str))
@@ -254,6 +265,34 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     return 1 if out["errors"] else 0
 
 
+def cmd_drop_restored(args: argparse.Namespace) -> int:
+    """Drop the restored schemas of a finished restore (explicit, audited, refused while needed)."""
+    from restore_assets.backends import build_services
+    from restore_assets.drop_restored import drop_restored
+
+    if not args.yes_drop_restored:
+        raise RestoreError(
+            f"drop-restored deletes the restored schemas of {args.restore_id} and everything in"
+            " them: add --yes-drop-restored to confirm"
+        )
+    services = build_services(backend_config(args))
+    try:
+        out = drop_restored(services, args.restore_id)
+    except KeyError:
+        raise RestoreError(
+            f"unknown restore id {args.restore_id!r}: see `restore-assets history`"
+        ) from None
+    _emit(
+        args,
+        out,
+        lambda d: (
+            f"dropped {d['dropped'] or 'nothing'}"
+            + (f"; already gone {d['already_gone']}" if d["already_gone"] else "")
+        ),
+    )
+    return 0
+
+
 def cmd_history(args: argparse.Namespace) -> None:
     """Recent restores from the audit log (one with --restore-id)."""
     from restore_assets.backends import build_services
@@ -475,7 +514,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="OLD=NEW",
         help="create restored objects of tablespace OLD in NEW (repeatable; default: as in source)",
     )
-    p.add_argument("--restore-id", help="use this restore id (default: generated)")
+    p.add_argument(
+        "--restore-id", type=restore_id_arg, help="use this restore id (default: generated)"
+    )
     p.add_argument("--workers", type=int, help="parallel COPY workers per schema")
     p.add_argument("--no-compare", action="store_true", help="skip the comparison report")
     p.add_argument(
@@ -491,13 +532,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cleanup", help="remove what a restore id left behind")
     _add_common(p)
     _add_backend(p)
-    p.add_argument("--restore-id", required=True)
+    p.add_argument("--restore-id", required=True, type=restore_id_arg)
     p.set_defaults(fn=cmd_cleanup)
 
     p = sub.add_parser("history", help="recent restores from the audit log")
     _add_common(p)
     _add_backend(p)
-    p.add_argument("--restore-id")
+    p.add_argument("--restore-id", type=restore_id_arg)
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(fn=cmd_history)
 
@@ -513,6 +554,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--report", metavar="DIR", help="also render the HTML comparison report into DIR"
     )
     p.set_defaults(fn=cmd_compare)
+    p = sub.add_parser(
+        "drop-restored", help="drop the restored schemas of a finished restore (audited)"
+    )
+    _add_common(p)
+    _add_backend(p)
+    p.add_argument("--restore-id", required=True, type=restore_id_arg)
+    p.add_argument(
+        "--yes-drop-restored",
+        action="store_true",
+        help="confirm: the restored schemas and everything in them are dropped",
+    )
+    p.set_defaults(fn=cmd_drop_restored)
+
 
     p = sub.add_parser(
         "copy-back", help="generate (and with --apply run) SQL copying rows back into live"

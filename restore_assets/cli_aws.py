@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from restore_assets.backends import check_backend_keys
+from restore_assets.cli import restore_id_arg
 from restore_assets.errors import RestoreError
 
 
@@ -261,7 +262,7 @@ def register(sub: Any) -> None:
     p.set_defaults(fn=cmd_aws_check)
     p = group.add_parser("leftovers", help="temporary objects still present, by restore id")
     p.add_argument("--config", required=True, help="backend configuration YAML")
-    p.add_argument("--restore-id", help="only this restore")
+    p.add_argument("--restore-id", type=restore_id_arg, help="only this restore")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_aws_leftovers)
 

@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any
 
+from restore_assets.cli import restore_id_arg
+
 EXIT = {"succeeded": 0, "failed": 1, "rejected": 2}
 
 
@@ -138,7 +140,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--source", help="RDS instance or cluster identifier (default aws.source_identifier)"
     )
-    p.add_argument("--restore-id", help="use this run id (default: generated)")
+    p.add_argument("--restore-id", type=restore_id_arg, help="use this run id (default: generated)")
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -169,6 +171,7 @@ def register(subparsers: Any) -> None:
     g.add_argument(
         "--recover",
         metavar="RESTORE_ID",
+        type=restore_id_arg,
         help="roll back (or close) a run that crashed or was terminated before finishing",
     )
     p.add_argument("--snapshot-identifier", help="with --create-snapshot: the snapshot's name")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from restore_assets.audit import new_restore_id
+from restore_assets.audit import check_restore_id, new_restore_id
 from restore_assets.backends import build_services
 from restore_assets.errors import InvalidRequest
 
@@ -33,7 +33,7 @@ def run_schema_restore(
     """Execute the schema_restore job in process; return restore_id, status, restored, phases, artifacts."""
     from restore_assets.jobs.schema_restore import schema_restore
 
-    rid = restore_id or new_restore_id()
+    rid = check_restore_id(restore_id or new_restore_id())  # before anything is created
     services = build_services(backend_config)
     refused = _refusal(services, request, rid)
     if refused is not None:

@@ -446,15 +446,28 @@ def plan_instance_restore(backend: InstanceBackend, raw: Mapping[str, Any]) -> d
     return describe_plan(make_plan(backend, raw))
 
 
-def recover_instance_restore(services: InstanceServices, restore_id: str) -> dict[str, Any]:
+def recover_instance_restore(
+    services: InstanceServices, restore_id: str, run_status: str | None = None
+) -> dict[str, Any]:
     """After a crash or termination (the record still `running`): roll back, or close as done.
 
     Idempotent: a run that finished (succeeded, failed and rolled back, rejected) is left as it is.
     A run whose delete_old step had completed is closed as succeeded; any other is rolled back.
+    Only for a run whose owner has ended or is provably dead (run_status: the Dagster status of the
+    owner's run, when the caller can see it); otherwise NotOwner names the owner.
     """
+    from restore_assets.audit import NotOwner, check_restore_id, owner_gone
+
+    check_restore_id(restore_id)
     rec = services.audit.get(restore_id)
     if rec["status"] != "running":
         return {"restore_id": restore_id, "status": rec["status"], "action": "none: run finished"}
+    gone, why = owner_gone(rec.get("owner"), run_status)
+    if not gone:
+        raise NotOwner(
+            f"run {restore_id} is running and belongs to {why}: recovery refused."
+            " Recover it after that run has ended."
+        )
     validate_phase = next((p for p in rec["phases"] if p["phase"] == "validate"), None)
     if validate_phase is None or "plan" not in validate_phase["metadata"]:
         services.audit.close(restore_id, "failed", "run ended before its plan was recorded")

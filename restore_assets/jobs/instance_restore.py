@@ -9,14 +9,14 @@ from typing import Any
 
 import dagster as dg
 
-from restore_assets.audit import new_restore_id
+from restore_assets.audit import check_restore_id, new_restore_id
 from restore_assets.errors import InvalidRequest
 from restore_assets.instance import InstanceServices, instance_services
 from restore_assets.instance import core as steps
 from restore_assets.instance.model import InstancePlan
 from restore_assets.jobs.resources import RestoreBackend
-from restore_assets.jobs.strict import StrictConfig, strict_config_mapping
 from restore_assets.jobs.runs import crash_sensors, restore_id_of
+from restore_assets.jobs.strict import StrictConfig, strict_config_mapping
 from restore_assets.phases import PhaseResult
 
 KIND_TAG = "restore-assets/kind"
@@ -86,9 +86,10 @@ def validate_op_body(
     restore_id: str | None,
 ) -> dict:
     """Shared body of the validate ops: plan, record, refuse bad input without a retry."""
-    rid = restore_id or f"dg-{context.run_id}"
+    rid = restore_id or restore_id_of(context.run)  # the id the crash sensors derive too
     services = services_for(backend)
     try:
+        check_restore_id(rid)
         rid, plan = steps.validate(services, raw, kind, rid)
     except InvalidRequest as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
@@ -258,13 +259,20 @@ def recover_instance(
     context: dg.OpExecutionContext, config: RecoverConfig, backend: RestoreBackend
 ) -> dict:
     """Roll back (or close) an instance restore that ended without its finish step; idempotent."""
+    from restore_assets.audit import NotOwner, check_restore_id
     from restore_assets.instance.core import recover_instance_restore
+    from restore_assets.jobs.runs import owner_run_status
 
+    services = services_for(backend)
     try:
-        out = recover_instance_restore(services_for(backend), config.restore_id)
+        check_restore_id(config.restore_id)
+        status = owner_run_status(context.instance, services.audit.get(config.restore_id))
+        out = recover_instance_restore(services, config.restore_id, run_status=status)
     except KeyError:
         context.log.info(f"run {config.restore_id} has no audit record: nothing to recover")
         return {"restore_id": config.restore_id, "action": "none: no audit record"}
+    except (InvalidRequest, NotOwner) as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
     context.log.info(f"recovery of {config.restore_id}: {out['action']}")
     context.add_output_metadata({"recovery": dg.MetadataValue.json(out)})
     if "ROLLBACK FAILED" in (out.get("cause") or ""):
@@ -347,7 +355,7 @@ def run_instance_restore_job(
     restore_id: str | None = None,
 ) -> dict[str, Any]:
     """Execute the instance_restore job in process; return the run's summary from the audit log."""
-    rid = restore_id or new_restore_id("i")
+    rid = check_restore_id(restore_id or new_restore_id("i"))
     run_config = {**request, "restore_id": rid}
     return outcome(instance_restore, run_config, backend_config, rid)
 

@@ -437,7 +437,10 @@ def test_a_failed_run_launches_the_cleanup_job_which_removes_its_leftovers(demo_
     request = cleanup_after_failure(ctx.for_run_failure())
     rid = f"dg-{result.run_id}"
     assert request.run_key == f"cleanup-{rid}"
-    done = cleanup.execute_in_process(run_config=request.run_config, resources={"backend": backend})
+    # the cleanup run is on the instance that knows the owner's run (ended): ownership is proven
+    done = cleanup.execute_in_process(
+        run_config=request.run_config, resources={"backend": backend}, instance=instance
+    )
     assert done.success
     assert demo_fleet.temp_instances() == []
     assert build_services({"root": str(demo_fleet.root)}).audit.get(rid)["status"] == "failed"
