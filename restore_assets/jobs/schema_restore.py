@@ -8,9 +8,17 @@ from typing import Any
 import dagster as dg
 
 from restore_assets import phases
+from restore_assets.audit import NotOwner, check_restore_id, process_owner
 from restore_assets.errors import InvalidRequest
 from restore_assets.jobs.resources import RestoreBackend
-from restore_assets.jobs.runs import crash_sensors, restore_id_for, restore_id_of
+from restore_assets.jobs.runs import (
+    check_owner,
+    checked_restore_id,
+    crash_sensors,
+    owner_run_status,
+    reexecution_refusal,
+    restore_id_of,
+)
 from restore_assets.jobs.strict import StrictConfig, strict_config_mapping
 from restore_assets.phases import PhaseResult
 from restore_assets.release import cleanup_or_defer, launch_detached, release_temporary
@@ -79,10 +87,14 @@ def validate_request(
     """Phase 1: validate the request against the server before anything is created; record it."""
     raw = config.model_dump(exclude={"compare", "restore_id"})
     raw = {k: v for k, v in raw.items() if v not in (None, []) and k != "detach_cleanup"}
-    rid = restore_id_for(context.run_id, config.restore_id)
+    refusal = reexecution_refusal(context.run)
+    if refusal:  # the parent's restore is not resumed: its record and resources stay its own
+        raise dg.Failure(description=refusal, allow_retries=False)
+    rid = restore_id_of(context.run)
     services = _services(backend, context)
     try:
-        rid, plan = phases.validate(services, raw, rid)
+        check_restore_id(rid)
+        rid, plan = phases.validate(services, raw, rid, owner=process_owner(context.run_id))
     except InvalidRequest as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
     context.log.info(f"restore {rid}: {plan.request.target.describe()} -> {plan.targets}")
@@ -117,6 +129,7 @@ def _phase(
     """Run one phase of the core for this op (skipped after an upstream failure), log it, report it."""
     services = _services(backend, context)
     rid, plan = _ctx(run)
+    check_owner(context, services.audit.get(rid))
     result = phases.run_phase(
         services, rid, phase, lambda: body(services, rid, plan), upstream, metadata
     )
@@ -270,6 +283,7 @@ def cleanup_resources(
     failed (a failed comparison or report is a warning: the restored schemas stay)."""
     services = _services(backend, context)
     rid, _plan = _ctx(run)
+    check_owner(context, services.audit.get(rid))
     results = [topology, temp, ddl, pre, *copies, post, compared]
     failed = phases.restore_failure(results) is not None
     hook_error = None
@@ -302,6 +316,7 @@ def finish_restore(
     """Phase 7: final audit status with timings and cause; the run fails if any phase failed."""
     services = _services(backend, context)
     rid, plan = _ctx(run)
+    check_owner(context, services.audit.get(rid))
     results: list[PhaseResult] = cleaned["results"]
     compared = next(r for r in results if r.phase == "compare")
     ddl = next((r for r in results if r.phase == "ddl" and r.ok), None)
@@ -402,13 +417,23 @@ class CleanupConfig(StrictConfig):
 def cleanup_restore(
     context: dg.OpExecutionContext, config: CleanupConfig, backend: RestoreBackend
 ) -> dict:
-    """Remove everything a crashed, failed or terminated restore left behind (idempotent)."""
+    """Remove everything a crashed, failed or terminated restore left behind (idempotent).
+
+    Only for a restore whose owner has ended: the owner's run status comes from this instance.
+    """
+    try:
+        check_restore_id(config.restore_id)
+    except InvalidRequest as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
     services = backend.services()
     try:
-        out = phases.cleanup_restore(services, config.restore_id)
+        status = owner_run_status(context.instance, services.audit.get(config.restore_id))
+        out = phases.cleanup_restore(services, config.restore_id, run_status=status)
     except KeyError:
         context.log.info(f"restore {config.restore_id} has no audit record: nothing to clean")
         return {"removed": [], "kept": [], "errors": []}
+    except NotOwner as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
     context.log.info(f"removed {out['removed']}")
     context.add_output_metadata({"removed": dg.MetadataValue.json(out["removed"])})
     if out["errors"]:
@@ -422,8 +447,10 @@ def cleanup() -> None:
     cleanup_restore()
 
 
-def _cleanup_request(run: dg.DagsterRun) -> dg.RunRequest:
-    rid = restore_id_of(run)
+def _cleanup_request(run: dg.DagsterRun) -> dg.RunRequest | dg.SkipReason:
+    rid = checked_restore_id(run)
+    if isinstance(rid, dg.SkipReason):
+        return rid
     return dg.RunRequest(
         run_key=f"cleanup-{rid}",
         run_config={"ops": {"cleanup_restore": {"config": {"restore_id": rid}}}},
