@@ -357,26 +357,48 @@ def apply_pre(
 
 
 def apply_post(
-    services: Services, plan: RestorePlan, bundle: Any, restore_id: str | None = None
+    services: Services,
+    plan: RestorePlan,
+    bundle: Any,
+    restore_id: str | None = None,
+    copies: list[Any] | tuple[Any, ...] = (),
 ) -> dict[str, Any]:
-    """Constraints, indexes, triggers, views, policies, grants and sequence values; then ANALYZE."""
+    """Constraints, indexes, triggers, views, policies, grants and sequence values; then ANALYZE.
+
+    What the copies (CopyReports) already built and analyzed table by table is not run again.
+    """
     dsn = services.fleet.production_dsn(plan.request.database)
     task = bound(services, services.ddl, restore_id, "post")
     allowed = set(plan.targets.values())
-    waves = task.apply_post(dsn, bundle.post, allowed)
+    built = {s for r in copies for s in getattr(r, "post_applied", [])}
+    statements = [s for s in bundle.post if s not in built]
+    waves = task.apply_post(dsn, statements, allowed)
+    vacuumed = {
+        (t.target_schema, t.table)
+        for r in copies
+        for t in getattr(r, "tables", [])
+        if t.table in set(getattr(r, "analyzed", []))
+    }
     analyzed = analyze_schemas(
-        dsn, list(plan.targets.values()), workers=getattr(services.mover, "workers", 4)
+        dsn,
+        list(plan.targets.values()),
+        workers=getattr(services.mover, "workers", 4),
+        skip=vacuumed,
     )
     return {
         "statements": len(bundle.post),
+        "built_while_copying": len(bundle.post) - len(statements),
         "waves": waves,
-        "analyzed": analyzed,
+        "analyzed": analyzed + len(vacuumed),
         "warnings": list(bundle.warnings),
     }
 
 
-def analyze_schemas(dsn: str, schemas: list[str], workers: int = 4) -> int:
-    """ANALYZE every table and materialized view of the schemas, on up to `workers` connections."""
+def analyze_schemas(
+    dsn: str, schemas: list[str], workers: int = 4, skip: set[tuple[str, str]] | None = None
+) -> int:
+    """ANALYZE every table and materialized view of the schemas (but `skip`), on up to `workers`
+    connections; the number analyzed."""
     from concurrent.futures import ThreadPoolExecutor
 
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -386,6 +408,9 @@ def analyze_schemas(dsn: str, schemas: list[str], workers: int = 4) -> int:
             " ORDER BY pg_catalog.pg_relation_size(c.oid) DESC",
             (schemas,),
         ).fetchall()
+    rels = [r for r in rels if (r[0], r[1]) not in (skip or set())]
+    if not rels:
+        return 0
 
     def analyze(batch: list[tuple[str, str]]) -> None:
         with psycopg.connect(dsn, autocommit=True) as conn:
@@ -409,12 +434,27 @@ def copy_schema(
     temp: TempDatabase,
     schema: str,
     progress: Callable[[Any], None] | None = None,
+    post: list[str] | None = None,
 ) -> Any:
-    """Copy one schema's rows from the temporary server into its restored copy."""
+    """Copy one schema's rows from the temporary server into its restored copy.
+
+    Given the restore's post statements and a mover that pipelines them (the local COPY mover),
+    each table's indexes and keys are built as soon as its copy ends; all of post is guarded first.
+    """
     source = services.fleet.temp_dsn(temp, plan.request.database)
     target = services.fleet.production_dsn(plan.request.database)
     tables = plan.tables.get(schema) if plan.tables is not None else None
     mover = bound(services, services.mover, temp.restore_id, "copy")
+    if post is not None and getattr(mover, "pipelines_post", False):
+        from restore_assets.copy.mover import TablePost
+        from restore_assets.ddl.parallel import per_table_builds
+
+        groups, prefix = per_table_builds(post, set(plan.targets.values()), plan.targets[schema])
+        lock_timeout = str(getattr(services.ddl, "lock_timeout", "5s"))
+        table_post = TablePost(groups, prefix, lock_timeout=lock_timeout)
+        return mover.copy(
+            source, target, schema, plan.targets[schema], tables, progress, post=table_post
+        )
     return mover.copy(source, target, schema, plan.targets[schema], tables, progress)
 
 

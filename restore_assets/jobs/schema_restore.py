@@ -201,13 +201,14 @@ def apply_pre_ddl(
 
 @dg.op(out=dg.DynamicOut(dict))
 def fan_out_schemas(
-    context: dg.OpExecutionContext, run: dict, temp: PhaseResult, pre: PhaseResult
+    context: dg.OpExecutionContext, run: dict, temp: PhaseResult, pre: PhaseResult, ddl: PhaseResult
 ) -> Iterator[dg.DynamicOutput]:
     """Phase 4 fan-out: one copy per schema."""
     for schema in run["plan"]["request"]["schemas"]:
         key = re.sub(r"[^A-Za-z0-9_]", "_", schema)
         yield dg.DynamicOutput(
-            {"schema": schema, "run": run, "temp": temp, "pre": pre}, mapping_key=key
+            {"schema": schema, "run": run, "temp": temp, "pre": pre, "ddl": ddl},
+            mapping_key=key,
         )
 
 
@@ -240,7 +241,9 @@ def copy_schema_data(
         backend,
         run,
         f"copy:{schema}",
-        lambda s, _rid, plan: phases.copy_schema(s, plan, temp.value, schema, progress),
+        lambda s, _rid, plan: phases.copy_schema(
+            s, plan, temp.value, schema, progress, post=task["ddl"].value["bundle"].post
+        ),
         [temp, task["pre"]],
         metadata=meta,
     )
@@ -260,7 +263,9 @@ def apply_post_ddl(
         backend,
         run,
         "post",
-        lambda s, rid, plan: phases.apply_post(s, plan, ddl.value["bundle"], rid),
+        lambda s, rid, plan: phases.apply_post(
+            s, plan, ddl.value["bundle"], rid, [c.value for c in copies if c.ok]
+        ),
         [ddl, *copies],
         metadata=dict,
     )
@@ -399,7 +404,7 @@ def schema_restore() -> None:
     temp = provision_temp_database(run, topo)
     ddl = extract_ddl(run, temp)
     pre = apply_pre_ddl(run, ddl)
-    copies = fan_out_schemas(run, temp, pre).map(copy_schema_data).collect()
+    copies = fan_out_schemas(run, temp, pre, ddl).map(copy_schema_data).collect()
     post = apply_post_ddl(run, ddl, copies)
     compared = compare_restored(run, post)
     cleaned = cleanup_resources(run, topo, temp, ddl, pre, copies, post, compared)
