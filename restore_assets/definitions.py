@@ -13,6 +13,7 @@ from restore_assets.jobs.instance_restore import (
     recover_after_instance_failure,
     recover_after_instance_termination,
 )
+from restore_assets.jobs.recover_rows import recover_rows
 from restore_assets.jobs.resources import RestoreBackend
 from restore_assets.jobs.schedules import SCHEDULES, staging_refresh
 from restore_assets.jobs.schema_restore import (
@@ -46,7 +47,15 @@ def resources_from_env() -> dict[str, object]:
 
 
 defs = dg.Definitions(
-    jobs=[schema_restore, cleanup, instance_restore, instance_recover, snapshot, staging_refresh],
+    jobs=[
+        schema_restore,
+        cleanup,
+        instance_restore,
+        instance_recover,
+        snapshot,
+        staging_refresh,
+        recover_rows,
+    ],
     sensors=[
         cleanup_after_failure,
         cleanup_after_termination,
