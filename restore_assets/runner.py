@@ -32,6 +32,7 @@ def run_schema_restore(
 ) -> dict[str, Any]:
     """Execute the schema_restore job in process; return restore_id, status, restored, phases, artifacts."""
     from restore_assets.jobs.schema_restore import schema_restore
+    from restore_assets.jobs.tags import RESTORE_ID_TAG
 
     rid = check_restore_id(restore_id or new_restore_id())  # before anything is created
     services = build_services(backend_config)
@@ -45,16 +46,12 @@ def run_schema_restore(
             "phases": {},
             "artifacts": {},
         }
-    run_config = {
-        **request,
-        "compare": compare,
-        "restore_id": rid,
-        "detach_cleanup": detach_cleanup,
-    }
+    run_config = {**request, "compare": compare, "detach_cleanup": detach_cleanup}
     result = schema_restore.execute_in_process(
         run_config=run_config,
         resources={"backend": _resource(backend_config)},
         raise_on_error=False,
+        tags={RESTORE_ID_TAG: rid},
     )
     try:
         rec = services.audit.get(rid)

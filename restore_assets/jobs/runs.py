@@ -7,6 +7,7 @@ import dagster as dg
 
 from restore_assets.audit import check_restore_id, describe_owner
 from restore_assets.errors import InvalidRequest
+from restore_assets.jobs.tags import RESTORE_ID_TAG, is_rejected
 
 
 def restore_id_for(run_id: str, configured: str | None = None) -> str:
@@ -21,7 +22,7 @@ def restore_id_of(run: dg.DagsterRun) -> str:
     reuses its parent's validate output) derives its root run's id, not one of its own.
     """
     config: dict[str, Any] = dict(run.run_config or {})
-    configured = config.get("restore_id")
+    configured = run.tags.get(RESTORE_ID_TAG) or config.get("restore_id")
     for op in (config.get("ops") or {}).values():
         configured = configured or ((op or {}).get("config") or {}).get("restore_id")
     return restore_id_for(run.root_run_id or run.run_id, str(configured) if configured else None)
@@ -85,6 +86,8 @@ def crash_sensors(
         description=f"Launch {request_job.name} for a {job.name} run that failed or crashed",
     )
     def on_failure(context: dg.RunFailureSensorContext) -> dg.RunRequest | dg.SkipReason:
+        if is_rejected(context.dagster_run):
+            return dg.SkipReason(f"run {context.dagster_run.run_id} was refused: nothing to clean")
         return to_request(context.dagster_run)
 
     @dg.run_status_sensor(

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from pydantic import Field
 
 from restore_assets import phases
 from restore_assets.audit import NotOwner, check_restore_id, process_owner
@@ -20,23 +21,63 @@ from restore_assets.jobs.runs import (
     restore_id_of,
 )
 from restore_assets.jobs.strict import StrictConfig, strict_config_mapping
+from restore_assets.jobs.tags import reject_run, request_tags
 from restore_assets.phases import PhaseResult
 from restore_assets.release import cleanup_or_defer, launch_detached, release_temporary
 
 
 class RestoreRequestConfig(StrictConfig):
-    """The launchpad's config: the restore request itself, at the top level."""
+    """The restore request: `database`, `schemas`, and exactly one of `restore_time` or `snapshot_id`.
 
-    database: str
-    schemas: list[str]
-    restore_time: str | None = None
-    snapshot_id: str | None = None
-    tables: list[str] = []
-    include_dependencies: bool = True
-    suffix: str | None = None
-    compare: bool = True
-    detach_cleanup: bool = False  # remove the temporary server in a detached process
-    restore_id: str | None = None
+    Example: database: tenant_a / schemas: [customer_a1] / restore_time: "2026-01-02T03:04:05Z".
+    The restored schemas appear next to the live ones as `<schema>_<suffix>`.
+    """
+
+    database: str = Field(
+        default="",
+        description="The database holding the tenant schemas, e.g. tenant_a (required).",
+    )
+    schemas: list[str] = Field(
+        default=[],
+        description="The schemas to restore, e.g. [customer_a1] (at least one; required).",
+    )
+    restore_time: str = Field(
+        default="",
+        description=(
+            "The point in time to restore to: ISO 8601 with a time zone, inside the restore "
+            "window (`restore-assets fleet status`), e.g. 2026-01-02T03:04:05Z. "
+            "Give this or snapshot_id, not both."
+        ),
+    )
+    snapshot_id: str = Field(
+        default="",
+        description=(
+            "The snapshot to restore from (`restore-assets fleet status` lists them). "
+            "Give this or restore_time, not both."
+        ),
+    )
+    tables: list[str] = Field(
+        default=[],
+        description="Restore only these tables (plus the tables they reference); empty: all.",
+    )
+    include_dependencies: bool = Field(
+        default=True,
+        description="With tables: also restore the tables they reference by foreign key.",
+    )
+    suffix: str = Field(
+        default="",
+        description=(
+            "The restored schema is <schema>_<suffix>; empty: the restore point as YYYYMMDDHHMMSS."
+        ),
+    )
+    compare: bool = Field(
+        default=True,
+        description="Compare each restored schema with its live schema and attach the report.",
+    )
+    detach_cleanup: bool = Field(
+        default=False,
+        description="Remove the temporary server in a detached process (the run ends sooner).",
+    )
 
 
 @strict_config_mapping(RestoreRequestConfig)
@@ -85,8 +126,8 @@ def validate_request(
     context: dg.OpExecutionContext, config: RestoreRequestConfig, backend: RestoreBackend
 ) -> dict:
     """Phase 1: validate the request against the server before anything is created; record it."""
-    raw = config.model_dump(exclude={"compare", "restore_id"})
-    raw = {k: v for k, v in raw.items() if v not in (None, []) and k != "detach_cleanup"}
+    raw = config.model_dump(exclude={"compare", "detach_cleanup"})
+    raw = {k: v for k, v in raw.items() if v not in (None, [], "")}
     refusal = reexecution_refusal(context.run)
     if refusal:  # the parent's restore is not resumed: its record and resources stay its own
         raise dg.Failure(description=refusal, allow_retries=False)
@@ -96,7 +137,8 @@ def validate_request(
         check_restore_id(rid)
         rid, plan = phases.validate(services, raw, rid, owner=process_owner(context.run_id))
     except InvalidRequest as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from None
+        reject_run(context, rid, str(exc))
+    context.instance.add_run_tags(context.run_id, request_tags(rid, plan))
     context.log.info(f"restore {rid}: {plan.request.target.describe()} -> {plan.targets}")
     context.add_output_metadata(
         {
@@ -133,7 +175,50 @@ def _phase(
     result = phases.run_phase(
         services, rid, phase, lambda: body(services, rid, plan), upstream, metadata
     )
+    if not result.ok and not result.skipped and phase not in phases.WARNING_PHASES:
+        # this op is the failing one; `clean_up_after_failed_phase` removes what the run created
+        context.log.error(f"phase {phase} failed: {result.error}")
+        raise dg.Failure(
+            description=f"phase {phase} failed: {result.error}",
+            metadata={
+                "restore_id": rid,
+                FAILED_PHASE: phase,
+                "cause": result.error or "",
+                "seconds": result.seconds,
+            },
+            allow_retries=False,
+        )
     return _finish_op(context, result)
+
+
+FAILED_PHASE = "failed_phase"
+
+
+@dg.failure_hook(required_resource_keys={"backend"})
+def clean_up_after_failed_phase(context: dg.HookContext) -> None:
+    """After a phase op failed (the ops after it never run): remove what the restore created and
+    record its failure. Refusals and ownership checks carry no failed phase and clean nothing."""
+    exc = context.op_exception
+    meta = exc.metadata if isinstance(exc, dg.Failure) else {}
+    if FAILED_PHASE not in meta:
+        return
+    rid = _text(meta["restore_id"])
+    phase = _text(meta[FAILED_PHASE])
+    services = context.resources.backend.services()
+    if services.audit.get(rid)["status"] != "running":
+        return  # another failed step of this run already cleaned up and closed the record
+    out = cleanup_or_defer(services, rid, failed=True)
+    context.log.info(f"restore {rid}: after {phase} failed, removed {out['removed']}")
+    errors = "; ".join(out["errors"]) or None
+    results = [
+        PhaseResult(phase, ok=False, error=_text(meta["cause"])),
+        PhaseResult("cleanup", ok=not errors, error=errors, value=out),
+    ]
+    phases.finish(services, rid, results, {"restored": {}, "artifacts": {}, "report": None})
+
+
+def _text(value: Any) -> str:
+    return str(getattr(value, "value", value))
 
 
 @dg.op(out=dg.Out(PhaseResult))
@@ -396,7 +481,11 @@ def release_temporary_resources(
     return out
 
 
-@dg.job(config=request_as_run_config, tags={"restore-assets/kind": "schema_restore"})
+@dg.job(
+    config=request_as_run_config,
+    tags={"restore-assets/kind": "schema_restore"},
+    hooks={clean_up_after_failed_phase},
+)
 def schema_restore() -> None:
     """Restore schemas of one database to a point in time or snapshot, side by side with the live ones."""
     run = validate_request()

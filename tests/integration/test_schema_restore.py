@@ -392,10 +392,10 @@ def test_job_refuses_bad_input_in_its_validate_op(demo_fleet):
             "database": "tenant_a",
             "schemas": ["customer_a1"],
             "snapshot_id": "snap-nope",
-            "restore_id": "r-bad-op",
         },
         resources={"backend": RestoreBackend(root=str(demo_fleet.root))},
         raise_on_error=False,
+        tags={"restore-assets/restore-id": "r-bad-op"},
     )
     assert not result.success
     rec = build_services({"root": str(demo_fleet.root)}).audit.get("r-bad-op")

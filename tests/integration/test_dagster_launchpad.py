@@ -1,0 +1,147 @@
+"""The schema_restore launchpad: described fields, a default skeleton, refusals in the first op
+(tagged `rejected`, no cleanup run), the failing phase's op marked failed, tenant tags on runs."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import psycopg
+import pytest
+import yaml
+
+from restore_assets.backends import build_services
+from restore_assets.jobs.resources import RestoreBackend
+from restore_assets.jobs.schema_restore import cleanup_after_failure, schema_restore
+from restore_assets.jobs.tags import DATABASE_TAG, REJECTED_TAG, RESTORE_ID_TAG, SCHEMAS_TAG
+from tests import faults
+
+pytestmark = pytest.mark.integration
+
+
+def _root_config_snap():
+    from dagster._core.snap import JobSnap
+
+    snap = JobSnap.from_job_def(schema_restore)
+    schema = snap.config_schema_snapshot
+    return schema, schema.get_config_snap(snap.mode_def_snaps[0].root_config_key)
+
+
+def test_every_launchpad_field_is_described_and_no_test_seam_or_restore_id_is_offered():
+    _schema, root = _root_config_snap()
+    fields = {f.name: f for f in root.fields}
+    assert {"database", "schemas", "restore_time", "snapshot_id"} <= set(fields)
+    assert not {"restore_id", "fail_at_phase"} & set(fields)
+    undescribed = [name for name, f in fields.items() if not (f.description or "").strip()]
+    assert undescribed == []
+
+
+def test_the_default_launchpad_config_is_a_skeleton_dagster_accepts():
+    from dagster_graphql.schema.run_config import default_values_yaml_from_type_snap
+
+    schema, root = _root_config_snap()
+    default = yaml.safe_load(default_values_yaml_from_type_snap(schema, root))
+    assert {"database", "schemas", "restore_time", "snapshot_id"} <= set(default)
+    assert dg.validate_run_config(schema_restore, default)  # no red in the launchpad
+
+
+def _launch(instance: dg.DagsterInstance, root: str, config: dict) -> dg.ExecuteInProcessResult:
+    return schema_restore.execute_in_process(
+        run_config=config,
+        resources={"backend": RestoreBackend(root=root)},
+        instance=instance,
+        raise_on_error=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("request_config", "message"),
+    [
+        ({"database": "", "schemas": ["customer_a1"]}, "database name must be a non-empty"),
+        (
+            {
+                "database": "tenant_a",
+                "schemas": ["customer_a1"],
+                "restore_time": "2026-01-01T00:00",
+            },
+            "has no time zone",
+        ),
+        (
+            {
+                "database": "tenant_a",
+                "schemas": ["customer_a1"],
+                "restore_time": (datetime.now(UTC) + timedelta(days=1)).isoformat(),
+            },
+            "is in the future",
+        ),
+        (
+            {"database": "tenant_a", "schemas": ["nope"], "restore_time": "NOW"},
+            "unknown schema",
+        ),
+    ],
+)
+def test_a_refused_request_fails_only_its_first_op_is_tagged_rejected_and_launches_no_cleanup(
+    demo_fleet, request_config, message
+):
+    instance = dg.DagsterInstance.ephemeral()
+    if request_config.get("restore_time") == "NOW":
+        request_config = {**request_config, "restore_time": datetime.now(UTC).isoformat()}
+        time.sleep(0.1)
+    result = _launch(instance, str(demo_fleet.root), request_config)
+    assert not result.success
+    failures = result.get_step_failure_events()
+    assert [e.step_key for e in failures] == ["validate_request"]
+    data = failures[0].step_failure_data
+    description = data.user_failure_data.description
+    assert (
+        description.startswith("Request refused, nothing was created:") and message in description
+    )
+    run = instance.get_run_by_id(result.run_id)
+    assert run.tags[REJECTED_TAG] == "true"
+    assert (
+        build_services({"root": str(demo_fleet.root)}).audit.get(run.tags[RESTORE_ID_TAG])["status"]
+        == "rejected"
+    )
+    ctx = dg.build_run_status_sensor_context(
+        sensor_name="cleanup_after_failure",
+        dagster_event=result.get_run_failure_event(),
+        dagster_instance=instance,
+        dagster_run=run,
+    )
+    assert isinstance(cleanup_after_failure(ctx.for_run_failure()), dg.SkipReason)
+    assert demo_fleet.temp_instances() == []
+
+
+def test_the_failing_phase_op_is_marked_failed_and_its_hook_cleans_up(demo_fleet):
+    instance = dg.DagsterInstance.ephemeral()
+    point = datetime.now(UTC)
+    time.sleep(0.1)
+    with psycopg.connect(demo_fleet.production_dsn("tenant_a")) as conn:
+        before = {r[0] for r in conn.execute("SELECT nspname FROM pg_namespace")}
+    with faults.fail_at("pre:after"):  # the restored schemas exist when the phase fails
+        result = _launch(
+            instance,
+            str(demo_fleet.root),
+            {
+                "database": "tenant_a",
+                "schemas": ["customer_a1"],
+                "restore_time": point.isoformat(),
+                "suffix": "failpre",
+            },
+        )
+    assert not result.success
+    assert [e.step_key for e in result.get_step_failure_events()] == ["apply_pre_ddl"]
+    # ops before the failing phase are green
+    assert {"validate_request", "detect_topology", "provision_temp_database", "extract_ddl"} <= {
+        e.step_key for e in result.get_step_success_events()
+    }
+    run = instance.get_run_by_id(result.run_id)
+    assert run.tags[DATABASE_TAG] == "tenant_a" and run.tags[SCHEMAS_TAG] == "customer_a1"
+    assert run.tags["restore-assets/targets"] == "customer_a1_failpre"
+    assert REJECTED_TAG not in run.tags
+    rec = build_services({"root": str(demo_fleet.root)}).audit.get(run.tags[RESTORE_ID_TAG])
+    assert rec["status"] == "failed" and "injected failure after step pre" in rec["cause"]
+    assert demo_fleet.temp_instances() == []
+    with psycopg.connect(demo_fleet.production_dsn("tenant_a")) as conn:
+        assert {r[0] for r in conn.execute("SELECT nspname FROM pg_namespace")} == before
