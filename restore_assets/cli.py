@@ -357,6 +357,25 @@ def cmd_compare(args: argparse.Namespace) -> None:
     _emit(args, data, text)
 
 
+def cmd_report(args: argparse.Namespace) -> None:
+    """Compare and render the report of a succeeded restore again; print the report paths."""
+    from restore_assets.backends import build_services
+    from restore_assets.phases import report_again
+
+    services = build_services(backend_config(args))
+    try:
+        out = report_again(services, args.restore_id)
+    except KeyError:
+        raise RestoreError(
+            f"unknown restore id {args.restore_id!r}: see `restore-assets history`"
+        ) from None
+
+    def text(d: dict[str, Any]) -> str:
+        return "\n".join(r.get("html") or r["json"] for r in d["reports"].values())
+
+    _emit(args, out, text)
+
+
 def cmd_copy_back(args: argparse.Namespace) -> int:
     """Generate (and with --apply run, in one transaction) the SQL copying rows back into live."""
     from restore_assets.backends import build_services
@@ -535,25 +554,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--restore-id", required=True, type=restore_id_arg)
     p.set_defaults(fn=cmd_cleanup)
 
-    p = sub.add_parser("history", help="recent restores from the audit log")
-    _add_common(p)
-    _add_backend(p)
-    p.add_argument("--restore-id", type=restore_id_arg)
-    p.add_argument("--limit", type=int, default=50)
-    p.set_defaults(fn=cmd_history)
-
-    p = sub.add_parser("compare", help="what differs between a restored schema and the live one")
-    _add_common(p)
-    _add_backend(p)
-    p.add_argument("--database", required=True)
-    p.add_argument("--schema", required=True, help="the live schema")
-    p.add_argument(
-        "--restored", required=True, help="the restored schema, e.g. customer_a1_20260102030405"
-    )
-    p.add_argument(
-        "--report", metavar="DIR", help="also render the HTML comparison report into DIR"
-    )
-    p.set_defaults(fn=cmd_compare)
     p = sub.add_parser(
         "drop-restored", help="drop the restored schemas of a finished restore (audited)"
     )
@@ -567,6 +567,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(fn=cmd_drop_restored)
 
+    p = sub.add_parser("history", help="recent restores from the audit log")
+    _add_common(p)
+    _add_backend(p)
+    p.add_argument("--restore-id", type=restore_id_arg)
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(fn=cmd_history)
+
+    p = sub.add_parser("report", help="compare and render the report of a succeeded restore again")
+    _add_common(p)
+    _add_backend(p)
+    p.add_argument("--restore-id", required=True, type=restore_id_arg)
+    p.set_defaults(fn=cmd_report)
+
+    p = sub.add_parser("compare", help="what differs between a restored schema and the live one")
+    _add_common(p)
+    _add_backend(p)
+    p.add_argument("--database", required=True)
+    p.add_argument("--schema", required=True, help="the live schema")
+    p.add_argument(
+        "--restored", required=True, help="the restored schema, e.g. customer_a1_20260102030405"
+    )
+    p.add_argument(
+        "--report", metavar="DIR", help="also render the HTML comparison report into DIR"
+    )
+    p.set_defaults(fn=cmd_compare)
 
     p = sub.add_parser(
         "copy-back", help="generate (and with --apply run) SQL copying rows back into live"

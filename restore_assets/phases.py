@@ -539,12 +539,19 @@ def report_warnings(restore_id: str, results: list[PhaseResult]) -> list[str]:
 
 def compare(services: Services, restore_id: str, plan: RestorePlan) -> dict[str, Any]:
     """Compare each restored schema with its live schema; store the JSON (and HTML) reports."""
+    return compare_targets(services, restore_id, plan.request.database, plan.targets)
+
+
+def compare_targets(
+    services: Services, restore_id: str, database: str, targets: dict[str, str]
+) -> dict[str, Any]:
+    """Compare live schema -> restored schema pairs; store the JSON (and HTML) report of each."""
     from restore_assets.compare import compare_schemas
 
-    dsn = services.fleet.production_dsn(plan.request.database)
+    dsn = services.fleet.production_dsn(database)
     reports: dict[str, dict[str, Any]] = {}
     headline: dict[str, int] = {}
-    for schema, target in plan.targets.items():
+    for schema, target in targets.items():
         result = compare_schemas(dsn, schema, target)
         data = result.to_dict()
         head = {k: v for k, v in result.summary.items() if k != "seconds"}
@@ -558,6 +565,66 @@ def compare(services: Services, restore_id: str, plan: RestorePlan) -> dict[str,
             report["html"] = services.render_report(restore_id, schema, data)
         reports[schema] = report
     return {"reports": reports, "headline": headline}
+
+
+REPORT_PHASE = "report"
+
+
+def report_again(services: Services, restore_id: str) -> dict[str, Any]:
+    """Compare and render the report of a succeeded schema restore again; record it in the audit log.
+
+    Refused (InvalidRequest) for another kind of run, a restore that did not succeed, or restored
+    schemas that no longer exist. A failing render is recorded and raised; nothing is dropped.
+    """
+    from restore_assets.audit import check_restore_id
+
+    check_restore_id(restore_id)
+    rec = services.audit.get(restore_id)
+    if rec["kind"] != "schema_restore":
+        raise InvalidRequest(
+            f"restore {restore_id} is a {rec['kind']} run: only schema restores have a report"
+        )
+    if rec["status"] != "succeeded":
+        raise InvalidRequest(
+            f"restore {restore_id} is {rec['status']}: only a succeeded restore has restored"
+            " schemas to report on"
+        )
+    database = rec["inputs"]["database"]
+    targets = dict((rec.get("result") or {}).get("restored") or {})
+    gone = sorted(
+        set(targets.values())
+        - set(existing_schemas(services.fleet, database, list(targets.values())))
+    )
+    if gone:
+        raise InvalidRequest(
+            f"restored schema(s) {', '.join(gone)} of restore {restore_id} no longer exist in"
+            f" {database}: nothing to report on"
+        )
+    started = datetime.now(UTC).isoformat()
+    t0 = time.monotonic()
+    try:
+        out = compare_targets(services, restore_id, database, targets)
+    except Exception as exc:
+        cause = f"{REPORT_PHASE}: {type(exc).__name__}: {exc}"
+        services.audit.phase(
+            restore_id, REPORT_PHASE, "failed", started_at=started, error=cause, metadata={}
+        )
+        raise RestoreError(f"the report of restore {restore_id} failed: {exc}") from None
+    services.audit.phase(
+        restore_id,
+        REPORT_PHASE,
+        "succeeded",
+        started_at=started,
+        metadata={
+            "reports": {
+                s: {k: v for k, v in r.items() if k != "headline"}
+                for s, r in out["reports"].items()
+            },
+            "headline": out["headline"],
+            "seconds": round(time.monotonic() - t0, 3),
+        },
+    )
+    return {"restore_id": restore_id, "database": database, "restored": targets, **out}
 
 
 # ---------------------------------------------------------------------------- phase 9
@@ -585,7 +652,7 @@ def finish(
         **extra,
     }
     services.audit.update(restore_id, result=summary)
-    services.audit.close(restore_id, status, failed.error if failed else None)
+    services.audit.close(restore_id, status, cause)
     if services.notifier is not None:
         services.notifier.send(
             {
