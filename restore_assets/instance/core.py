@@ -170,6 +170,7 @@ def validate(
     raw: Mapping[str, Any],
     kind: str = KIND_RESTORE,
     restore_id: str | None = None,
+    owner: dict[str, Any] | None = None,
 ) -> tuple[str, InstancePlan]:
     """Plan the run and open its audit record; a refused request is recorded as rejected."""
     force = "create_snapshot_only" if kind == KIND_SNAPSHOT else None
@@ -186,6 +187,7 @@ def validate(
             "backend": _name(services),
         },
         restore_id,
+        owner=owner,
     )
     # the run's id travels with its names: backends tag (AWS) or label (local) what they create
     # with it, and a rollback touches only what carries it

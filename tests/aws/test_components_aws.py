@@ -35,6 +35,7 @@ from tests.aws.conftest import (
     V_HISTORICAL,
     World,
 )
+from tests.owners import dead_owner
 
 pytestmark = pytest.mark.aws
 
@@ -60,7 +61,7 @@ def test_cleanup_job_after_a_crash_removes_everything(world: World, database: st
     request = {"database": database, "schemas": ["customer_a1"], "restore_time": point.isoformat()}
     with world.active():
         services = aws_services(backend)
-        rid, plan = phases.validate(services, request, "r-crashed")
+        rid, plan = phases.validate(services, request, "r-crashed", owner=dead_owner())
         temp = phases.provision(services, rid, plan)
         ddl = phases.extract_ddl(services, rid, plan, temp)
         phases.apply_pre(services, rid, plan, ddl["bundle"])
@@ -132,7 +133,7 @@ def test_one_failing_delete_does_not_stop_the_others(world: World, database: str
     request = {"database": database, "schemas": ["customer_a1"], "restore_time": point.isoformat()}
     with world.active():
         services = _services(world)
-        rid, plan = phases.validate(services, request, "r-partial")
+        rid, plan = phases.validate(services, request, "r-partial", owner=dead_owner())
         phases.provision(services, rid, plan)
         world.rds_fail["delete_db_instance"] = ClientError(
             {"Error": {"Code": "InvalidDBInstanceState", "Message": "busy"}}, "DeleteDBInstance"
@@ -559,7 +560,7 @@ def test_aws_check_and_leftovers_commands(
             "schemas": ["customer_a1"],
             "restore_time": point.isoformat(),
         }
-        rid, plan = phases.validate(services, request, "r-left")
+        rid, plan = phases.validate(services, request, "r-left", owner=dead_owner())
         phases.provision(services, rid, plan)
         capsys.readouterr()
         assert cli_aws.main(["leftovers", "--config", str(path), "--json"]) == 1

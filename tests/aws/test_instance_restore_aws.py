@@ -17,6 +17,7 @@ from restore_assets.audit import SqliteAuditLog
 from restore_assets.instance import InstanceServices, plan_instance_restore, run_instance_restore
 from restore_assets.instance.aws import AwsInstanceBackend
 from tests import faults
+from tests.owners import dead_owner
 
 pytestmark = pytest.mark.aws
 
@@ -775,7 +776,9 @@ def test_recovery_after_a_crash_puts_the_original_back_or_closes_the_run(
 
     services = env.services()
     original = env.backend().databases["prod"]
-    rid, plan = core.validate(services, {"identifier": "prod", "snapshot_id": "prod-snap-1"})
+    rid, plan = core.validate(
+        services, {"identifier": "prod", "snapshot_id": "prod-snap-1"}, owner=dead_owner()
+    )  # the run's process has died (recovery acts only for an owner that has ended)
     aside = core.set_aside_step(services, rid, plan, [])
     results = [aside]
     if crash_after != "set_aside":
