@@ -21,7 +21,7 @@ from restore_assets.jobs.runs import (
     restore_id_of,
 )
 from restore_assets.jobs.strict import StrictConfig, strict_config_mapping
-from restore_assets.jobs.tags import reject_run, request_tags
+from restore_assets.jobs.tags import CONCURRENCY_TAG, reject_run, request_tags
 from restore_assets.phases import PhaseResult
 from restore_assets.release import cleanup_or_defer, launch_detached, release_temporary
 
@@ -483,7 +483,7 @@ def release_temporary_resources(
 
 @dg.job(
     config=request_as_run_config,
-    tags={"restore-assets/kind": "schema_restore"},
+    tags={"restore-assets/kind": "schema_restore", CONCURRENCY_TAG: "restore"},
     hooks={clean_up_after_failed_phase},
 )
 def schema_restore() -> None:

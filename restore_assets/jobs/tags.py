@@ -17,6 +17,9 @@ SCHEMAS_TAG = f"{PREFIX}/schemas"
 TARGETS_TAG = f"{PREFIX}/targets"
 RESTORE_POINT_TAG = f"{PREFIX}/restore-point"
 SNAPSHOT_TAG = f"{PREFIX}/snapshot"
+# dagster.yaml's tag concurrency limits: restores per fleet, and one run per database+schema target
+CONCURRENCY_TAG = f"{PREFIX}/concurrency"
+TARGET_TAG = f"{PREFIX}/target"
 
 # Dagster tag values are limited in length; a long schema list is cut with a marker
 _MAX_VALUE = 250
