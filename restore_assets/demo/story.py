@@ -76,6 +76,7 @@ def run_story(
         else []
     )
     restored = outcome["restored"]["customer_a1"]
+    recovery = _recovery_plan(fleet, outcome["restore_id"])
     summary = "\n".join(
         [
             f"restored tenant_a.customer_a1 as tenant_a.{restored} (restore point {outcome.get('restore_point')})",
@@ -85,8 +86,49 @@ def run_story(
             "what differs (restored vs live): "
             + ", ".join(f"{k}={v}" for k, v in head.items() if k != "tables_compared"),
             "phases: " + ", ".join(f"{k} {v['seconds']}s" for k, v in outcome["phases"].items()),
-            f"next: inspect tenant_a.{restored}, copy rows back with `restore-assets copy-back`, then drop it",
+            f"next: inspect tenant_a.{restored}, review the recovery plan, apply it, then drop it",
+            "recovery plan (not applied): " + recovery["line"],
+            f"  plan: {recovery['sql_file']}",
+            f"  apply: restore-assets recover --root {fleet.root} --restore-id"
+            f" {outcome['restore_id']} {RECOVERY_ARGS} --apply",
             f"comparison report: {paths[0] if paths else 'n/a'}",
         ]
     )
-    return {**outcome, "incident": damage, "activity": counts, "summary": summary}
+    return {
+        **outcome,
+        "incident": damage,
+        "activity": counts,
+        "recovery": recovery,
+        "summary": summary,
+    }
+
+
+RECOVERY_ARGS = "--deleted --changed --columns price --on-conflict skip"
+
+
+def _recovery_plan(fleet: Any, restore_id: str) -> dict[str, Any]:
+    """The plan bringing back the incident's rows and prices (computed, kept, not applied)."""
+    from restore_assets.backends import build_services
+    from restore_assets.compare.recover import Options
+    from restore_assets.compare.recover_run import plan
+
+    services = build_services({"backend": "local", "root": str(fleet.root), "html_report": False})
+    recovery = plan(
+        services,
+        restore_id,
+        Options(deleted=True, changed=True, columns=["price"], on_conflict="skip"),
+    )
+    summary = recovery.summary()
+    sql_file = services.artifacts.put(recovery.recovery_id, "recovery-plan.sql", recovery.sql)
+    parts = [
+        f"{name.split('.', 1)[1]} +{c['inserts']} inserts, {c['updates']} updates"
+        + (f", {c['conflicts']} conflicts" if c["conflicts"] else "")
+        for name, c in summary["tables"].items()
+    ]
+    return {
+        "recovery_id": recovery.recovery_id,
+        "tables": summary["tables"],
+        "totals": summary["totals"],
+        "line": "; ".join(parts) or "nothing to recover",
+        "sql_file": sql_file,
+    }
