@@ -5,9 +5,9 @@
   when `RESTORE_ASSETS_SNAPSHOT_EXPORT=true`.
 - `staging_refresh_schedule` runs the staging_refresh job on `RESTORE_ASSETS_STAGING_CRON` (default
   Sundays 04:00 UTC): the schemas `RESTORE_ASSETS_STAGING_SCHEMAS` (comma-separated) of database
-  `RESTORE_ASSETS_STAGING_DATABASE` restored to the latest restorable point as `<schema>_staging`,
-  after dropping the previous staging copy (only one a previous restore created: checked against the
-  audit log and the schema's oid).
+  `RESTORE_ASSETS_STAGING_DATABASE` restored to the latest restorable point under a new name, swapped
+  in as `<schema>_staging` in one transaction; the previous copy is dropped only when nothing outside
+  it depends on it (restore_assets.staging: the logic, without Dagster).
 """
 
 import os
@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
-import psycopg
 
-from restore_assets import phases
+from restore_assets import staging
+from restore_assets.errors import RestoreError
 from restore_assets.jobs.instance_restore import KIND_TAG
 from restore_assets.jobs.resources import RestoreBackend
 from restore_assets.jobs.snapshot import snapshot
@@ -31,7 +31,7 @@ STAGING_SCHEMAS_ENV = "RESTORE_ASSETS_STAGING_SCHEMAS"
 TIMEZONE_ENV = "RESTORE_ASSETS_SCHEDULE_TIMEZONE"
 DEFAULT_SNAPSHOT_CRON = "0 3 * * *"
 DEFAULT_STAGING_CRON = "0 4 * * 0"
-STAGING_SUFFIX = "staging"
+STAGING_SUFFIX = staging.STAGING_SUFFIX
 
 
 def checked_cron(value: str, variable: str) -> str:
@@ -95,111 +95,57 @@ class StagingConfig(dg.Config):
     compare: bool = False
 
 
-def previous_staging(services: phases.Services, database: str, target: str) -> dict | None:
-    """The audit resource of the restore that created `database.target`, if a restore did."""
-    ident = f"{database}.{target}"
-    for run in services.audit.history(limit=500):
-        if run["kind"] != "schema_restore" or run["status"] != "succeeded":
-            continue
-        for res in services.audit.resources(run["restore_id"]):
-            if res["kind"] == phases.SCHEMA_RESOURCE and res["identifier"] == ident:
-                return {**res, "restore_id": run["restore_id"]}
-    return None
-
-
-def drop_previous(
-    services: phases.Services, database: str, schemas: list[str], suffix: str
-) -> list[str]:
-    """Drop the `<schema>_<suffix>` copies a previous restore made; refuse any other schema."""
-    targets = [f"{s}_{suffix}" for s in schemas]  # the schema restore's naming rule
-    with psycopg.connect(services.fleet.production_dsn(database), connect_timeout=10) as conn:
-        existing = {
-            r[0]
-            for r in conn.execute(
-                "SELECT nspname FROM pg_catalog.pg_namespace WHERE nspname = ANY(%s)", (targets,)
-            )
-        }
-    dropped = []
-    for target in targets:
-        if target not in existing:
-            continue
-        prev = previous_staging(services, database, target)
-        if prev is None or not phases.drop_restored_schema(services.fleet, prev["details"]):
-            raise dg.Failure(
-                description=f"schema {database}.{target} exists but no restore recorded creating it:"
-                " drop it yourself or choose another staging suffix",
-                allow_retries=False,
-            )
-        services.audit.resource_deleted(prev["restore_id"], prev["kind"], prev["identifier"])
-        dropped.append(target)
-    return dropped
-
-
-def latest_point(services: phases.Services) -> str:
-    """The latest restorable point of the fleet, ISO 8601 (the local fleet archives its WAL first)."""
-    switch = getattr(services.fleet, "switch_wal", None)
-    if callable(switch):
-        switch()
-    latest = services.fleet.describe().window.latest
-    if latest is None:
-        raise dg.Failure(description="no restorable point yet: take a snapshot first")
-    return latest.isoformat()
-
-
 @dg.op(out=dg.Out(dict))
-def drop_previous_staging(
+def refresh_staging(
     context: dg.OpExecutionContext, config: StagingConfig, backend: RestoreBackend
 ) -> dict:
-    """Drop the previous staging copies (only those a restore created) and fix the restore point."""
-    services = backend.services()
-    dropped = drop_previous(services, config.database, config.schemas, config.suffix)
-    point = latest_point(services)
-    context.log.info(f"dropped {dropped or 'nothing'}; restoring to {point}")
-    context.add_output_metadata({"dropped": dg.MetadataValue.json(dropped), "restore_time": point})
-    return {**config.model_dump(), "dropped": dropped, "restore_time": point}
-
-
-@dg.op(out=dg.Out(dict))
-def restore_staging(
-    context: dg.OpExecutionContext, prepared: dict, backend: RestoreBackend
-) -> dict:
-    """Run the schema restore of the staging schemas as <schema>_<suffix> (in this run's process)."""
+    """Restore the schemas under new names, swap them in, drop the previous copies nothing uses."""
     from restore_assets.runner import run_schema_restore
 
     settings = backend.settings()
-    request = {
-        "database": prepared["database"],
-        "schemas": prepared["schemas"],
-        "restore_time": prepared["restore_time"],
-        "suffix": prepared["suffix"],
-    }
     backend_config = {
         "backend": settings.get("backend", "local"),
         "root": settings.get("root"),
         "config_file": backend.config_file,
         "copy_workers": backend.copy_workers,
     }
-    out = run_schema_restore(request, backend_config, compare=prepared["compare"])
+
+    def restore(request: dict[str, Any]) -> dict[str, Any]:
+        compare = bool(request.pop("compare", False))
+        out = run_schema_restore(request, backend_config, compare=compare)
+        context.log.info(f"staging restore {out['restore_id']}: {out['status']}")
+        return out
+
+    try:
+        result = staging.refresh_staging(
+            backend.services(),
+            config.database,
+            config.schemas,
+            restore,
+            suffix=config.suffix,
+            compare=config.compare,
+        )
+    except RestoreError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    for warning in result.warnings:
+        context.log.warning(warning)
+    summary = result.to_dict()
     context.add_output_metadata(
         {
-            "restore_id": out["restore_id"],
-            "status": out["status"],
-            "restored": dg.MetadataValue.json(out.get("restored") or {}),
+            "restore_id": result.restore_id,
+            "restore_time": result.restore_time,
+            "dropped": dg.MetadataValue.json(result.dropped),
+            "kept": dg.MetadataValue.json(summary["kept"]),
         }
     )
-    if out["status"] != "succeeded":
-        raise dg.Failure(
-            description=f"staging restore {out['restore_id']} {out['status']}: {out.get('cause')}",
-            allow_retries=False,
-        )
-    context.log.info(f"staging copy refreshed: {out['restored']}")
-    return out
+    context.log.info(f"staging copy refreshed: {result.staging}; dropped {result.dropped}")
+    return summary
 
 
 @dg.job(tags={KIND_TAG: "staging_refresh"})
 def staging_refresh() -> None:
-    """Refresh the staging copy: drop the previous `<schema>_staging`, restore to the latest point."""
-    restore_staging(drop_previous_staging())
+    """Refresh the staging copy: restore under a new name, swap, drop the previous copy if unused."""
+    refresh_staging()
 
 
 def staging_run_config(env: Mapping[str, str] | None = None) -> dict[str, Any] | None:
@@ -209,9 +155,7 @@ def staging_run_config(env: Mapping[str, str] | None = None) -> dict[str, Any] |
     database = (env.get(STAGING_DATABASE_ENV) or "").strip()
     if not schemas or not database:
         return None
-    return {
-        "ops": {"drop_previous_staging": {"config": {"database": database, "schemas": schemas}}}
-    }
+    return {"ops": {"refresh_staging": {"config": {"database": database, "schemas": schemas}}}}
 
 
 def make_staging_schedule(

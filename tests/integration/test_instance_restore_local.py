@@ -145,7 +145,7 @@ def refresh(prod: Prod, schemas: list[str]) -> Any:
 
     return staging_refresh.execute_in_process(
         run_config={
-            "ops": {"drop_previous_staging": {"config": {"database": "app", "schemas": schemas}}}
+            "ops": {"refresh_staging": {"config": {"database": "app", "schemas": schemas}}}
         },
         resources={"backend": RestoreBackend(root=str(prod.fleet.root))},
         raise_on_error=False,
@@ -163,7 +163,7 @@ def test_staging_refresh_drops_the_previous_copy_and_restores_the_latest_point(p
     sql(prod.app, "INSERT INTO customer_a.users VALUES (21, 'v2')")
     second = refresh(prod, ["customer_a"])
     assert second.success
-    assert second.output_for_node("drop_previous_staging")["dropped"] == ["customer_a_staging"]
+    assert second.output_for_node("refresh_staging")["dropped"] == ["customer_a_staging"]
     assert sql(prod.app, "SELECT count(*), min(name) FROM customer_a_staging.users") == [(21, "v2")]
 
 
@@ -174,6 +174,65 @@ def test_staging_refresh_never_drops_a_schema_it_did_not_create(prod: Prod) -> N
     result = refresh(prod, ["customer_b"])
     assert not result.success
     assert sql(prod.app, "SELECT count(*) FROM customer_b_staging.keep") == [(0,)]
+
+
+def _schemas(prod: Prod, like: str) -> list[str]:
+    return [
+        r[0]
+        for r in sql(
+            prod.app, "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s ORDER BY 1", (like,)
+        )
+    ]
+
+
+def _oid(prod: Prod, schema: str) -> int:
+    return sql(prod.app, "SELECT oid::int FROM pg_namespace WHERE nspname = %s", (schema,))[0][0]
+
+
+def test_staging_refresh_keeps_a_previous_copy_that_a_view_elsewhere_depends_on(prod: Prod) -> None:
+    """A view in another schema reads the staging copy: the refresh swaps the new copy in, keeps
+    the previous one (renamed `_old_`) instead of dropping it with the view, and lists the view."""
+    sql(prod.app, "CREATE SCHEMA customer_c")
+    sql(prod.app, "CREATE TABLE customer_c.users (id int PRIMARY KEY, name text)")
+    sql(prod.app, "INSERT INTO customer_c.users SELECT g, 'v1' FROM generate_series(1, 5) g")
+    assert refresh(prod, ["customer_c"]).success
+    first_oid = _oid(prod, "customer_c_staging")
+    sql(prod.app, "CREATE SCHEMA reports")
+    sql(prod.app, "CREATE VIEW reports.c_users AS SELECT id, name FROM customer_c_staging.users")
+    sql(prod.app, "UPDATE customer_c.users SET name = 'v2'")
+    second = refresh(prod, ["customer_c"])
+    assert second.success
+    out = second.output_for_node("refresh_staging")
+    assert out["dropped"] == []
+    [old] = list(out["kept"])
+    assert old.startswith("customer_c_staging_old_") and _oid(prod, old) == first_oid
+    assert any("reports.c_users" in d for d in out["kept"][old]), out["kept"]
+    assert any("reports.c_users" in w for w in out["warnings"])
+    # the new copy is in place; the view still reads the previous copy (PostgreSQL binds by oid)
+    assert sql(prod.app, "SELECT DISTINCT name FROM customer_c_staging.users") == [("v2",)]
+    assert sql(prod.app, "SELECT DISTINCT name FROM reports.c_users") == [("v1",)]
+    assert _schemas(prod, "customer\\_c\\_staging\\_new\\_%") == []
+
+
+@pytest.mark.parametrize("fail_at", ["post", "staging_swap"])
+def test_a_failed_staging_refresh_leaves_the_previous_copy_in_place(
+    prod: Prod, fail_at: str
+) -> None:
+    """The restore fails mid-way (post DDL), or the refresh fails just before the swap: the
+    previous `<schema>_staging` is the same schema with the same rows, and no new copy is left."""
+    schema = f"customer_d{fail_at[0]}"
+    sql(prod.app, f"CREATE SCHEMA {schema}")
+    sql(prod.app, f"CREATE TABLE {schema}.users (id int PRIMARY KEY, name text)")
+    sql(prod.app, f"INSERT INTO {schema}.users SELECT g, 'v1' FROM generate_series(1, 7) g")
+    assert refresh(prod, [schema]).success
+    before = _oid(prod, f"{schema}_staging")
+    sql(prod.app, f"UPDATE {schema}.users SET name = 'v2'")
+    with faults.fail_at(fail_at):
+        failed = refresh(prod, [schema])
+    assert not failed.success
+    assert _oid(prod, f"{schema}_staging") == before
+    assert sql(prod.app, f"SELECT count(*), min(name) FROM {schema}_staging.users") == [(7, "v1")]
+    assert _schemas(prod, f"{schema}\\_staging\\_%") == []
 
 
 @pytest.mark.parametrize("fail_at", ["set_aside:after", "restore:after", "wait", "delete_old"])

@@ -62,6 +62,6 @@ def test_staging_schedule_skips_until_configured() -> None:
     [request] = schedule.evaluate_tick(
         dg.build_schedule_context(scheduled_execution_time=WHEN)
     ).run_requests
-    config = request.run_config["ops"]["drop_previous_staging"]["config"]
+    config = request.run_config["ops"]["refresh_staging"]["config"]
     assert config == {"database": "app", "schemas": ["customer_a", "customer_b"]}
     assert dg.validate_run_config(staging_refresh, request.run_config)
