@@ -332,11 +332,14 @@ def cmd_compare(args: argparse.Namespace) -> None:
     )
     data = result.to_dict()
     if args.report:
+        from restore_assets.backends.local.artifacts import owner_only
         from restore_assets.notebooks import render_comparison_report
 
-        data["report"] = str(
-            render_comparison_report(Path(args.report), data, name=f"comparison-{args.schema}")
-        )
+        with owner_only():  # the executed notebook and its HTML hold sample keys
+            report = render_comparison_report(
+                Path(args.report), data, name=f"comparison-{args.schema}"
+            )
+        data["report"] = str(report)
 
     def text(d: dict[str, Any]) -> str:
         lines = [f"{d['database']}: {d['schema']} (live) vs {d['restored']} (restored)"]

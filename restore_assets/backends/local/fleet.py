@@ -974,7 +974,11 @@ class LocalFleet:
     def status(self) -> dict[str, Any]:
         """Clusters, snapshots and restore window, JSON-ready."""
         cfg = self.config()
-        out: dict[str, Any] = {"root": str(self.root), "mode": cfg.mode}
+        out: dict[str, Any] = {
+            "root": str(self.root),
+            "mode": cfg.mode,
+            "data_dir": str(self.data_root),
+        }
         if cfg.mode == "managed":
             cluster = self.production_cluster()
             out["production"] = {
