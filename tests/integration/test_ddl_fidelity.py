@@ -18,6 +18,7 @@ from restore_assets.backends.local.fleet import LocalFleet
 from restore_assets.ddl import DdlBundle, apply, extract, guard, target_name
 from restore_assets.ddl.parallel import apply_post
 from restore_assets.ddl.tablespaces import map_tablespaces
+from restore_assets.runner import run_schema_restore
 from tests.conftest import scratch_dir
 from tests.integration.fleet_helpers import execute
 from tests.integration.test_ddl_roundtrip import SUFFIX, assert_same_dump, copy_data, run_script
@@ -180,6 +181,50 @@ def test_fleet_snapshot_and_temp_instance_of_a_cluster_with_a_tablespace(
             fleet.delete_temp("fid-ts-1")
         # production's tablespace was not touched by the temporary cluster
         assert execute(dsn, "SELECT count(*) FROM items") == [(50,)]
+    finally:
+        fleet.down(purge=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_schema_restore_job_keeps_or_maps_tablespaces_on_a_fleet_with_one(
+    tablespace_dir: str,
+) -> None:
+    """The whole job: snapshot of a cluster with a tablespace; objects keep it, or move with a map."""
+    base = scratch_dir("ra-fleet-ts-job-")
+    fleet = LocalFleet(base / "fleet")
+    try:
+        fleet.up()
+        execute(fleet.production_dsn(), "CREATE DATABASE tsdb")
+        dsn = fleet.production_dsn("tsdb")
+        execute(dsn, f"CREATE TABLESPACE ts1 LOCATION '{tablespace_dir}'")
+        execute(
+            dsn,
+            "CREATE SCHEMA acme; CREATE TABLE acme.big (id int PRIMARY KEY USING INDEX TABLESPACE"
+            " ts1, v text) TABLESPACE ts1; CREATE INDEX big_v ON acme.big (v) TABLESPACE ts1;"
+            " CREATE TABLE acme.small (id int PRIMARY KEY);"
+            " INSERT INTO acme.big SELECT g, 'v' || g FROM generate_series(1, 20) g;",
+        )
+        snap = fleet.snapshot()
+        where = (
+            "SELECT c.relname, coalesce(t.spcname, '') FROM pg_class c"
+            " LEFT JOIN pg_tablespace t ON t.oid = c.reltablespace"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s ORDER BY 1"
+        )
+        kept = {"big": "ts1", "big_pkey": "ts1", "big_v": "ts1", "small": "", "small_pkey": ""}
+        request = {"database": "tsdb", "schemas": ["acme"], "snapshot_id": snap.id}
+        out = run_schema_restore(
+            {**request, "suffix": "kept"}, {"root": str(fleet.root)}, compare=False
+        )
+        assert out["status"] == "succeeded", out
+        assert dict(execute(dsn, where, ("acme_kept",))) == kept
+        assert execute(dsn, "SELECT count(*) FROM acme_kept.big") == [(20,)]
+        out = run_schema_restore(
+            {**request, "suffix": "moved", "tablespace_map": ["ts1=pg_default"]},
+            {"root": str(fleet.root)},
+            compare=False,
+        )
+        assert out["status"] == "succeeded", out
+        assert dict(execute(dsn, where, ("acme_moved",))) == {k: "" for k in kept}
     finally:
         fleet.down(purge=True)
         shutil.rmtree(base, ignore_errors=True)
