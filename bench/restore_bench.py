@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import psycopg
 from psycopg import sql
@@ -134,14 +135,11 @@ def libpq_env(dsn: str) -> tuple[str, dict[str, str]]:
 
 
 def uri(dsn: str) -> str:
-    """A postgres:// URI of a key=value DSN (pgcopydb takes URIs), password included (env only)."""
-    p = psycopg.conninfo.conninfo_to_dict(dsn)
-    from urllib.parse import quote
-
-    auth = quote(str(p.get("user", "")), safe="")
-    if p.get("password"):
-        auth += ":" + quote(str(p["password"]), safe="")
-    return f"postgresql://{auth}@{p.get('host', '127.0.0.1')}:{p['port']}/{quote(str(p['dbname']), safe='')}"
+    """A postgres:// URI of a key=value DSN (pgcopydb takes URIs; a socket directory as host works),
+    password included: it goes into pgcopydb's environment, never on a command line."""
+    params = {k: str(v) for k, v in psycopg.conninfo.conninfo_to_dict(dsn).items() if v}
+    dbname = params.pop("dbname", "postgres")
+    return f"postgresql:///{quote(dbname, safe='')}?{urlencode(params, quote_via=quote)}"
 
 
 class Bench:
