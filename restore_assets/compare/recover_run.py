@@ -9,12 +9,21 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from restore_assets.audit import new_restore_id
 from restore_assets.compare.catalog import schema_oid
+from restore_assets.compare.engine import begin_read_only
 from restore_assets.compare.model import CompareError
-from restore_assets.compare.recover import Options, RecoveryPlan, RecoveryRefused, plan_recovery
+from restore_assets.compare.recover import (
+    Options,
+    RecoveryPlan,
+    RecoveryRefused,
+    plan_recovery,
+    sides_for,
+)
 from restore_assets.compare.recover_apply import apply_plan, undo_recovery
+from restore_assets.compare.recover_sql import from_, in_keys, match
 
 KIND = "row_recovery"
 UNDO_KIND = "row_recovery_undo"
@@ -203,4 +212,77 @@ def undo(services: Any, recovery_id: str, *, triggers: bool = False) -> dict[str
     services.audit.phase(uid, "undo", "succeeded", started_at=started, metadata=out)
     services.audit.update(uid, result=out)
     services.audit.close(uid, "succeeded")
+    return out
+
+
+def _cut(value: Any, width: int) -> Any:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    if len(text) <= width:
+        return value
+    return text[:width] + f"… [{len(text) - width} more characters]"
+
+
+def samples(
+    services: Any, recovery: RecoveryPlan, *, limit: int = 5, width: int = 120
+) -> dict[str, dict[str, Any]]:
+    """The first rows of each table's inserts (in full) and updates (restored | live), values cut."""
+    out: dict[str, dict[str, Any]] = {}
+    with psycopg.connect(services.fleet.production_dsn(recovery.database)) as conn:
+        begin_read_only(conn)
+        for s in recovery.schemas:
+            if not s.order:
+                continue
+            sides = sides_for(conn, s)
+            for name in s.order:
+                tp, side = s.tables[name], sides[name]
+                order = sql.SQL(", ").join(sql.Identifier("r", k) for k in tp.key)
+
+                def as_text(alias: str, columns: list[str]) -> sql.Composable:
+                    # values as PostgreSQL prints them (numeric scale, timestamps), not as JSON
+                    return sql.SQL("pg_catalog.jsonb_build_object({})").format(
+                        sql.SQL(", ").join(
+                            sql.SQL("{}, ({})::text").format(
+                                sql.Literal(c), sql.Identifier(alias, c)
+                            )
+                            for c in columns
+                        )
+                    )
+
+                rcols = [c.name for c in side.rt.columns][:50]  # jsonb_build_object: 100 args
+                inserted = conn.execute(
+                    sql.SQL("SELECT {} FROM {} WHERE {} ORDER BY {}").format(
+                        as_text("r", rcols),
+                        from_(s.restored_schema, side.rt, "r"),
+                        in_keys("r", tp.inserts[:limit], tp.key, tp.restored_key_types),
+                        order,
+                    )
+                ).fetchall()
+                shown = (tp.key + tp.update_columns)[:50]
+                updated = conn.execute(
+                    sql.SQL("SELECT {}, {} FROM {} JOIN {} ON {} WHERE {} ORDER BY {}").format(
+                        as_text("r", shown),
+                        as_text("l", shown),
+                        from_(s.restored_schema, side.rt, "r"),
+                        from_(s.live_schema, side.lt, "l"),
+                        match("r", tp.key, "l", tp.key, side.same(tp.key)),
+                        in_keys("r", tp.updates[:limit], tp.key, tp.restored_key_types),
+                        order,
+                    )
+                ).fetchall()
+                out[f"{s.live_schema}.{name}"] = {
+                    "inserts_total": len(tp.inserts),
+                    "inserts": [{k: _cut(v, width) for k, v in r.items()} for (r,) in inserted],
+                    "updates_total": len(tp.updates),
+                    "updates": [
+                        {
+                            "key": {k: r[k] for k in tp.key},
+                            "columns": {
+                                c: [_cut(r.get(c), width), _cut(lv.get(c), width)]
+                                for c in tp.update_columns
+                                if r.get(c) != lv.get(c)
+                            },
+                        }
+                        for r, lv in updated
+                    ],
+                }
     return out
