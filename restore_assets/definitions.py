@@ -14,6 +14,7 @@ from restore_assets.jobs.instance_restore import (
     recover_after_instance_termination,
 )
 from restore_assets.jobs.recover_rows import recover_rows
+from restore_assets.jobs.report_asset import comparison_report
 from restore_assets.jobs.resources import RestoreBackend
 from restore_assets.jobs.schedules import SCHEDULES, staging_refresh
 from restore_assets.jobs.schema_restore import (
@@ -47,6 +48,7 @@ def resources_from_env() -> dict[str, object]:
 
 
 defs = dg.Definitions(
+    assets=[comparison_report],
     jobs=[
         schema_restore,
         cleanup,

@@ -542,6 +542,9 @@ def compare(services: Services, restore_id: str, plan: RestorePlan) -> dict[str,
     return compare_targets(services, restore_id, plan.request.database, plan.targets)
 
 
+TABLE_COUNTS = ("rows_restored", "rows_live", "only_in_restored", "only_in_live", "changed")
+
+
 def compare_targets(
     services: Services, restore_id: str, database: str, targets: dict[str, str]
 ) -> dict[str, Any]:
@@ -560,6 +563,9 @@ def compare_targets(
         report = {
             "json": services.artifacts.put(restore_id, f"compare-{schema}.json", result.to_json()),
             "headline": head,
+            "tables": {  # counts only (no sample rows): what the Dagster asset shows per table
+                name: {k: t[k] for k in TABLE_COUNTS} for name, t in data["tables"].items()
+            },
         }
         if services.render_report is not None:
             report["html"] = services.render_report(restore_id, schema, data)

@@ -11,6 +11,7 @@ from pydantic import Field
 from restore_assets import phases
 from restore_assets.audit import NotOwner, check_restore_id, process_owner
 from restore_assets.errors import InvalidRequest
+from restore_assets.jobs.report_asset import log_reports
 from restore_assets.jobs.resources import RestoreBackend
 from restore_assets.jobs.runs import (
     check_owner,
@@ -448,19 +449,17 @@ def compare_restored(
         context, backend, run, "compare", phases.compare, [post], metadata=lambda v: v["headline"]
     )
     if result.ok:
-        for schema, report in result.value["reports"].items():
-            context.log_event(
-                dg.AssetMaterialization(
-                    asset_key=dg.AssetKey(["comparison_report", plan.request.database, schema]),
-                    description=f"{schema} restored as {plan.targets[schema]} at {plan.restore_point.isoformat()}",
-                    metadata={
-                        "restore_id": rid,
-                        "html": dg.MetadataValue.path(report.get("html") or ""),
-                        "json": dg.MetadataValue.path(report["json"]),
-                        **{k: v for k, v in report["headline"].items()},
-                    },
-                )
-            )
+        settings = backend.settings()
+        log_reports(
+            context,
+            rid,
+            plan.request.database,
+            plan.targets,
+            plan.restore_point.isoformat(),
+            result.value,
+            started_at=backend.services().audit.get(rid).get("created_at"),
+            root=settings.get("root") if settings.get("backend") == "local" else None,
+        )
     return result
 
 
