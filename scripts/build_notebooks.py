@@ -247,103 +247,9 @@ RECOVERY = [
         "if plan.refused:\n"
         "    display(Markdown(f'**refused**: {plan.refused}'))"
     ),
-    new_markdown_cell("## 2. Sample rows (restored value | live value for updates; long values cut)"),
-    new_code_cell(
-        "for table, sample in recover_run.samples(services, plan, limit=sample_rows).items():\n"
-        "    if sample['inserts']:\n"
-        "        cols = list(sample['inserts'][0])\n"
-        "        display(Markdown(f\"**{table}**: rows to insert (first {len(sample['inserts'])} of {sample['inserts_total']})\"))\n"
-        "        display(HTML(report.html_table(cols, [[r.get(c) for c in cols] for r in sample['inserts']])))\n"
-        "    if sample['updates']:\n"
-        "        display(Markdown(f\"**{table}**: rows to set back (first {len(sample['updates'])} of {sample['updates_total']})\"))\n"
-        "        display(HTML(report.html_table(['key', 'column', 'restored (at T)', 'live (now)'],\n"
-        "            [(u['key'], c, v[0], v[1]) for u in sample['updates'] for c, v in u['columns'].items()])))"
-    ),
-    new_markdown_cell("## 3. Apply (one transaction; live versions saved for undo)"),
-    new_code_cell(
-        "applied = None\n"
-        "if plan.refused:\n"
-        "    raise RuntimeError(f'the plan is refused: {plan.refused}')\n"
-        "if not apply:\n"
-        "    display(Markdown('**not applied**: run again with `apply = True`'))\n"
-        "else:\n"
-        "    applied = recover_run.apply(services, plan)\n"
-        "    display(HTML(report.html_table(['table', 'inserted', 'updated', 'overwritten', 'skipped'],\n"
-        "        [(t, c['inserted'], c['updated'], c['overwritten'], c.get('skipped', 0))\n"
-        "         for t, c in applied['tables'].items()])))\n"
-        "    for m in applied['moved_since_plan']:\n"
-        "        display(Markdown(f'moved since the plan: {m}'))\n"
-        "    display(Markdown(f\"undo: `restore-assets recover --root {root} --undo {plan.recovery_id}`\"))"
-    ),
-    new_markdown_cell("## 4. Compare again: what remains different"),
-    new_code_cell(
-        "dsn = services.fleet.production_dsn(plan.database)\n"
-        "rows = []\n"
-        "for s in plan.schemas:\n"
-        "    result = compare_schemas(dsn, s.live_schema, s.restored_schema)\n"
-        "    for t, c in sorted(result.tables.items()):\n"
-        "        rows.append((f'{s.live_schema}.{t}', c.only_in_restored, c.only_in_live, c.changed,\n"
-        "                     ', '.join(c.changed_columns)))\n"
-        "display(HTML(report.html_table(['table', 'only in restored', 'only in live (added since)',\n"
-        "                                'changed', 'changed columns'], rows)))"
-    ),
-]
-
-
-RECOVERY = [
     new_markdown_cell(
-        "# Recovery runbook: from report to repair\n"
-        "Brings rows deleted or changed since a restore's point in time back into the live schema:\n"
-        "choose, see the plan with sample rows, apply (one transaction, reversible), then compare again\n"
-        "to show what remains different. Nothing is written unless `apply` is True."
+        "## 2. Sample rows (restored value | live value for updates; long values cut)"
     ),
-    parameters_cell(
-        'root = ".restore-assets"  # local fleet root (backend local)\n'
-        'backend = "local"  # or "aws"\n'
-        'config_file = ""  # backend YAML for aws\n'
-        'restore_id = ""  # the schema restore to recover rows from\n'
-        "tables = []  # only these tables (default: all)\n"
-        "deleted = True  # re-insert rows deleted since the restore point\n"
-        "changed = False  # set rows changed since back to their values then\n"
-        "columns = []  # with changed: only these columns (col or table.col)\n"
-        'on_conflict = "fail"  # skip | overwrite | fail\n'
-        "sample_rows = 5  # rows shown per table and kind\n"
-        "apply = False  # True: apply the plan"
-    ),
-    new_code_cell(
-        "from pathlib import Path\n"
-        "import yaml\n"
-        "from IPython.display import HTML, Markdown, display\n"
-        "from restore_assets import report\n"
-        "from restore_assets.backends import build_services\n"
-        "from restore_assets.compare import compare_schemas\n"
-        "from restore_assets.compare.recover import Options\n"
-        "from restore_assets.compare import recover_run\n"
-        "config = yaml.safe_load(Path(config_file).read_text()) if config_file else {}\n"
-        "config.update({'backend': backend, 'root': str(Path(root).resolve()), 'html_report': False})\n"
-        "services = build_services(config)\n"
-        "options = Options(deleted=deleted, changed=changed, columns=list(columns) or None,\n"
-        "                  on_conflict=on_conflict, tables=list(tables) or None)"
-    ),
-    new_markdown_cell("## 1. The plan (computed in one read-only snapshot; nothing written)"),
-    new_code_cell(
-        "plan = recover_run.plan(services, restore_id, options)\n"
-        "summary = plan.summary()\n"
-        "display(Markdown(f'Recovery **{plan.recovery_id}** of restore **{plan.restore_id}** '\n"
-        "                 f'in database **{plan.database}**'))\n"
-        "display(HTML(report.html_table(['table', 'inserts', 'updates', 'conflicts', 'added by FK', 'skipped'],\n"
-        "    [(t, c['inserts'], c['updates'], c['conflicts'], c['added_by_foreign_keys'], c['skipped'])\n"
-        "     for t, c in summary['tables'].items()])))\n"
-        "why = [(f'{s.live_schema}.{t}', r['reason'], r.get('fk', ''), r['count'])\n"
-        "       for s in plan.schemas for t in s.order for r in s.tables[t].reasons]\n"
-        "display(HTML(report.html_table(['table', 'why', 'foreign key', 'rows'], why)))\n"
-        "for s in plan.schemas:\n"
-        "    for note in s.notes:\n"
-        "        display(Markdown(f'note: {note}'))\n"
-        "if plan.refused:\n"
-        "    display(Markdown(f'**refused**: {plan.refused}'))"
-    ),
-    new_markdown_cell("## 2. Sample rows (restored value | live value for updates; long values cut)"),
     new_code_cell(
         "for table, sample in recover_run.samples(services, plan, limit=sample_rows).items():\n"
         "    if sample['inserts']:\n"
@@ -369,7 +275,7 @@ RECOVERY = [
         "         for t, c in applied['tables'].items()])))\n"
         "    for m in applied['moved_since_plan']:\n"
         "        display(Markdown(f'moved since the plan: {m}'))\n"
-        "    display(Markdown(f\"undo: `restore-assets recover --root {root} --undo {plan.recovery_id}`\"))"
+        '    display(Markdown(f"undo: `restore-assets recover --root {root} --undo {plan.recovery_id}`"))'
     ),
     new_markdown_cell("## 4. Compare again: what remains different"),
     new_code_cell(
@@ -389,7 +295,6 @@ RECOVERY = [
 if __name__ == "__main__":
     save("comparison_report.ipynb", COMPARISON)
     save("schema_restore_runbook.ipynb", RUNBOOK)
-    save("recovery_runbook.ipynb", RECOVERY)
     save("recovery_runbook.ipynb", RECOVERY)
     print(
         "wrote", NOTEBOOKS / "comparison_report.ipynb", NOTEBOOKS / "schema_restore_runbook.ipynb"
