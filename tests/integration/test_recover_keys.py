@@ -252,3 +252,38 @@ def test_sequences_only_move_forward_and_triggers_fire_unless_disabled(demo_flee
     apply(services, p)
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT last_value FROM app.events_id_seq").fetchone()[0] == 100
+
+
+def test_a_restore_of_two_schemas_is_recovered_in_one_transaction(demo_fleet, db):
+    name, dsn = db
+    for live in ("one", "two"):
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(psycopg.sql.SQL(SHOP_DDL).format(s=psycopg.sql.Identifier(live)))
+            conn.execute(
+                psycopg.sql.SQL(
+                    "INSERT INTO {}.users VALUES (1, 'a@x', 'a'), (2, 'b@x', 'b')"
+                ).format(psycopg.sql.Identifier(live))
+            )
+        copy_as_restored(dsn, SHOP_DDL, live, f"{live}_r", ["users", "orders"])
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(
+                psycopg.sql.SQL("DELETE FROM {}.users WHERE id = 2").format(
+                    psycopg.sql.Identifier(live)
+                )
+            )
+    with psycopg.connect(dsn, autocommit=True) as conn:  # a conflict in the second schema only
+        conn.execute("INSERT INTO two.users VALUES (3, 'b@x', 'took the email')")
+    services = services_for(demo_fleet)
+    rid = record_restore(services, dsn, name, {"one": "one_r", "two": "two_r"})
+    p = plan(services, rid, Options(deleted=True))
+    assert [s.live_schema for s in p.schemas] == ["one", "two"]
+    assert p.refused and "two.users" in p.refused
+    before = checksum(dsn, "one", "users")
+    with pytest.raises(RecoveryRefused):
+        apply(services, p)
+    assert checksum(dsn, "one", "users") == before  # all or nothing
+    p = plan(services, rid, Options(deleted=True), ["one"])
+    out = apply(services, p)
+    assert out["tables"] == {
+        "one.users": {"inserted": 1, "updated": 0, "overwritten": 0, "skipped": 0}
+    }
