@@ -12,6 +12,7 @@ from psycopg import sql
 from psycopg.errors import Error as PsycopgError
 
 from restore_assets.compare.catalog import SchemaCatalog, Sequence, read_schema
+from restore_assets.compare.details import DEFAULT_WIDTH, table_details
 from restore_assets.compare.drift import schema_drift
 from restore_assets.compare.model import (
     CompareError,
@@ -205,8 +206,13 @@ def compare_schemas(
     *,
     sample_size: int = 5,
     parallel: int | None = None,
+    detail_width: int = DEFAULT_WIDTH,
 ) -> ComparisonResult:
-    """Compare a restored schema with its live schema: rows by key, drift and sequences."""
+    """Compare a restored schema with its live schema: rows by key, drift and sequences.
+
+    For each table with differences, the rows of the first `sample_size` keys of each kind come
+    with the result (values cut past `detail_width` characters; 0 leaves them out).
+    """
     if parallel is not None and parallel < 1:
         raise CompareError(f"parallel must be at least 1, got {parallel}")
     started = time.monotonic()
@@ -273,11 +279,22 @@ def compare_schemas(
         if wait is not None:
             wait()  # workers import the snapshot this transaction exported: join before closing
 
-    tables: dict[str, TableComparison] = {}
-    for name in names:
-        idx = [i for i, t in enumerate(tasks) if t.table == name]
-        idx.sort(key=lambda i: tasks[i].part)
-        tables[name] = merge(name, [tasks[i] for i in idx], [results[i] for i in idx], sample_size)
+        tables: dict[str, TableComparison] = {}
+        for name in names:
+            idx = [i for i, t in enumerate(tasks) if t.table == name]
+            idx.sort(key=lambda i: tasks[i].part)
+            tables[name] = merge(
+                name, [tasks[i] for i in idx], [results[i] for i in idx], sample_size
+            )
+            if tables[name].differs and detail_width:
+                try:  # the sample keys' rows, in the comparison's own snapshot
+                    tables[name].details = table_details(
+                        conn, tasks[idx[0]], tables[name], detail_width
+                    )
+                except PsycopgError as exc:
+                    raise translate(
+                        exc, f"reading the rows of {live_schema}.{name} failed"
+                    ) from exc
     return ComparisonResult(
         database=database,
         schema=live_schema,

@@ -35,6 +35,7 @@ class TableComparison:
     key_columns: list[str] = field(default_factory=list)
     compared_columns: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    details: dict[str, Any] = field(default_factory=dict)  # rows of the sample keys
 
     @property
     def differs(self) -> bool:
@@ -55,6 +56,7 @@ class TableComparison:
             "key_columns": list(self.key_columns),
             "compared_columns": list(self.compared_columns),
             "seconds": round(self.seconds, 3),
+            "details": dict(self.details),
         }
 
 
