@@ -29,6 +29,7 @@ from restore_assets.ddl import dump_schema_ddl
 from restore_assets.ddl.guard import ALLOW, INVENTORY, SKIP
 from tests.integration.test_ddl_fidelity import restore_waves, tablespace_dir  # noqa: F401
 from tests.integration.test_ddl_roundtrip import (  # noqa: F401
+    assert_fast_path_agrees,
     expected_dump,
     reader_role,
     run_script,
@@ -99,6 +100,38 @@ def row_counts(dsn: str, schema: str) -> dict[str, int]:
         }
 
 
+# ALTER TABLE subcommands pg_dump writes for the fixture (the guard's AT_ALLOWED lists all it accepts)
+AT_COVERED = {
+    "AT_AddConstraint",
+    "AT_ChangeOwner",
+    "AT_ColumnDefault",
+    "AT_AddIdentity",
+    "AT_SetStatistics",
+    "AT_SetStorage",
+    "AT_SetCompression",
+    "AT_SetOptions",
+    "AT_AlterColumnGenericOptions",
+    "AT_AttachPartition",
+    "AT_EnableRowSecurity",
+    "AT_ForceRowSecurity",
+    "AT_ClusterOn",
+    "AT_ReplicaIdentity",
+    "AT_DisableTrig",
+    "AT_EnableAlwaysTrig",
+    "AT_DisableRule",
+}
+
+
+def alter_table_subcommands(statements: list[str]) -> set[str]:
+    """The ALTER TABLE subcommand types among the statements."""
+    out = set()
+    for s in statements:
+        for raw in json.loads(parser.parse_sql_json(s))["stmts"]:
+            for cmd in raw["stmt"].get("AlterTableStmt", {}).get("cmds", []):
+                out.add(cmd["AlterTableCmd"]["subtype"])
+    return out
+
+
 def kinds_of(statements: list[str]) -> set[str]:
     """pglast node types of the statements."""
     out = set()
@@ -143,8 +176,11 @@ def catalogue_db(
             conn.execute(sql.SQL("DROP TABLESPACE IF EXISTS {}").format(sql.Identifier(ts)))
 
 
-def test_catalogue_tenant_round_trips_entry_by_entry(catalogue_db: tuple[str, str]) -> None:
+def test_catalogue_tenant_round_trips_entry_by_entry(
+    catalogue_db: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     dsn, ts = catalogue_db
+    assert_fast_path_agrees(dsn, "cat1", monkeypatch)
     counts = row_counts(dsn, "cat1")
     bundle, new = restore_waves(dsn, "cat1", include_owner=True)
     assert bundle.unknown == [] and bundle.violations == []
@@ -155,6 +191,8 @@ def test_catalogue_tenant_round_trips_entry_by_entry(catalogue_db: tuple[str, st
         NOT_COVERED
     )
     assert expected_kinds - seen == set(), f"fixture lacks: {sorted(expected_kinds - seen)}"
+    subcommands = alter_table_subcommands(bundle.full)
+    assert AT_COVERED <= subcommands, sorted(AT_COVERED - subcommands)
 
     # the attachment outside the schema was skipped and listed, never applied
     assert bundle.skipped == [f"ALTER FUNCTION {new}.touch() DEPENDS ON EXTENSION plpgsql"]
