@@ -22,7 +22,10 @@ are repaired: a view that a *pre* statement depends on (a ``BEGIN ATOMIC`` funct
 function returning its row type) moves to *pre* with the views it reads; and a function pg_dump
 postponed into its post-data section (it depends on a constraint or index, e.g. ``ON CONFLICT``
 in a ``BEGIN ATOMIC`` body) stays in *post*. Statements the splitter does not know go to *post*
-and are listed in ``unknown``: never dropped.
+and are listed in ``unknown``: never dropped, and refused by the guard when their kind is not in its
+inventory (``extract`` then stops before anything is created). Statements that attach a restored
+object to something outside the schemas (the guard's *skip* rule) are in ``full`` and ``skipped``
+only, each with a warning: never applied.
 
 Session settings of the dump's header (``search_path = ''``, ``check_function_bodies = false``,
 ``standard_conforming_strings``...) are kept, as transaction-local settings, at the start of both
