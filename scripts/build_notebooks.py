@@ -71,6 +71,12 @@ COMPARISON = [
         "display(Markdown('### Sample keys'))\n"
         "display(HTML(report.html_table(['table', 'kind', 'keys'], samples) if samples else '<p>no differing rows</p>'))"
     ),
+    new_markdown_cell("## Rows (the first sample keys of each kind; long values cut)"),
+    new_code_cell(
+        "from restore_assets.compare.details import DETAILS_STYLE, details_html\n"
+        "pages = [details_html(name, t) for name, t in sorted(tables.items()) if t.get('details')]\n"
+        "display(HTML(DETAILS_STYLE + ''.join(pages) if pages else '<p>no rows to show</p>'))"
+    ),
     new_markdown_cell("## Restore timeline"),
     new_code_cell(
         "phases = audit.get('phases') or []\n"

@@ -82,3 +82,25 @@ def test_recovery_runbook_plans_shows_rows_applies_and_compares(demo_fleet, tmp_
         assert "<td>app.products</td><td>0</td><td>0</td><td>0</td>" in text
     finally:
         drop_database(demo_fleet, name)
+
+
+def test_comparison_report_shows_the_rows_with_the_json_totals(fresh_db, tmp_path):
+    from restore_assets.compare import compare_schemas
+
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        for s in ("live", "live_r"):
+            conn.execute(
+                psycopg.sql.SQL(
+                    "CREATE SCHEMA {s}; CREATE TABLE {s}.t (id int PRIMARY KEY, v text)"
+                ).format(s=psycopg.sql.Identifier(s))
+            )
+        conn.execute("INSERT INTO live_r.t SELECT g, 'v' || g FROM generate_series(1, 9) g")
+        conn.execute("INSERT INTO live.t SELECT * FROM live_r.t WHERE id > 4")
+        conn.execute("UPDATE live.t SET v = 'changed' WHERE id = 9")
+    data = compare_schemas(fresh_db, "live", "live_r", sample_size=3).to_dict()
+    page = notebooks.render_comparison_report(tmp_path, data, name="details").read_text()
+    t = data["tables"]["t"]
+    assert (t["only_in_restored"], t["changed"]) == (4, 1)
+    assert f"deleted since (only in the restored copy) — first 3 of {t['only_in_restored']}" in page
+    assert f"changed since (restored | live) — all {t['changed']}" in page
+    assert '<td class="ra-diff">changed</td>' in page and '<td class="ra-diff">v9</td>' in page
