@@ -93,7 +93,14 @@ def cmd_fleet_status(args: argparse.Namespace) -> None:
         lines = [f"root: {d['root']} ({d['mode']})", f"production: {d['production']['dsn']}"]
         if "running" in d["production"]:
             lines[-1] += " (running)" if d["production"]["running"] else " (stopped)"
-        lines.append(f"restore window: {d['window']['earliest']} .. {d['window']['latest']}")
+        win = d["window"]
+        if win["earliest"] and not win["latest"]:
+            lines.append(
+                f"restore window: none yet (snapshot consistent at {win['earliest']}; a point in"
+                " time is restorable once a later commit is archived: `fleet status --refresh`)"
+            )
+        else:
+            lines.append(f"restore window: {win['earliest']} .. {win['latest']}")
         lines.append(f"snapshots ({len(d['snapshots'])}):")
         lines += [
             f"  {s['id']}  {s['created_at']}  {s['size_bytes'] / 1e6:.1f} MB"
@@ -204,13 +211,18 @@ def cmd_restore(args: argparse.Namespace) -> int:
         out = plan_schema_restore(request_from_args(args), backend_config(args))
         _emit(args, out, lambda d: json.dumps(d, indent=2))
         return 0
-    out = run_schema_restore(
-        request_from_args(args),
-        backend_config(args),
-        compare=not args.no_compare,
-        restore_id=args.restore_id,
-        detach_cleanup=not args.wait_cleanup,
-    )
+    from restore_assets.audit import new_restore_id
+    from restore_assets.cli_progress import restore_progress
+
+    request, rid = request_from_args(args), args.restore_id or new_restore_id()
+    with restore_progress(backend_config(args), request, rid, sys.stderr, not args.json):
+        out = run_schema_restore(
+            request,
+            backend_config(args),
+            compare=not args.no_compare,
+            restore_id=rid,
+            detach_cleanup=not args.wait_cleanup,
+        )
 
     def text(d: dict[str, Any]) -> str:
         lines = [f"restore {d['restore_id']}: {d['status']}"]

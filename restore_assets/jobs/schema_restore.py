@@ -24,6 +24,7 @@ from restore_assets.jobs.runs import (
 from restore_assets.jobs.strict import StrictConfig, strict_config_mapping
 from restore_assets.jobs.tags import CONCURRENCY_TAG, reject_run, request_tags
 from restore_assets.phases import PhaseResult
+from restore_assets.progress import CopyWatcher, ticker
 from restore_assets.release import cleanup_or_defer, launch_detached, release_temporary
 
 
@@ -329,16 +330,38 @@ def copy_schema_data(
             },
         }
 
-    return _phase(
-        context,
-        backend,
-        run,
-        f"copy:{schema}",
-        lambda s, _rid, plan: phases.copy_schema(
-            s, plan, temp.value, schema, progress, post=task["ddl"].value["bundle"].post
-        ),
-        [temp, task["pre"]],
-        metadata=meta,
+    stop = log_copy_progress(context, backend, run, schema)
+    try:
+        return _phase(
+            context,
+            backend,
+            run,
+            f"copy:{schema}",
+            lambda s, _rid, plan: phases.copy_schema(
+                s, plan, temp.value, schema, progress, post=task["ddl"].value["bundle"].post
+            ),
+            [temp, task["pre"]],
+            metadata=meta,
+        )
+    finally:
+        stop()
+
+
+COPY_PROGRESS_SECONDS = 5.0
+
+
+def log_copy_progress(
+    context: dg.OpExecutionContext, backend: RestoreBackend, run: dict, schema: str
+) -> Callable[[], None]:
+    """Log the copy's rows, bytes and ETA every few seconds until the returned function is called."""
+    _rid, plan = _ctx(run)
+    target = plan.targets[schema]
+    dsn = backend.services().fleet.production_dsn(plan.request.database)
+    watcher = CopyWatcher(dsn, {schema: target})
+    return ticker(
+        COPY_PROGRESS_SECONDS,
+        watcher.sample,
+        lambda p: context.log.info(f"copy {schema} -> {target}: {p.summary()}"),
     )
 
 

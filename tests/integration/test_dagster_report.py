@@ -16,6 +16,7 @@ import requests
 from psycopg import sql
 
 from restore_assets.backends.local.pg import free_port
+from restore_assets.jobs import schema_restore as schema_restore_module
 from restore_assets.jobs.report_asset import REPORT_ASSET, TENANT_SCHEMAS
 from restore_assets.jobs.resources import RestoreBackend
 from restore_assets.jobs.schema_restore import schema_restore
@@ -67,6 +68,9 @@ def test_a_restore_records_its_report_with_numbers_table_commands_and_a_link_tha
     Path(demo_fleet.root, "artifacts").mkdir(exist_ok=True)
     base, _root = next(servers)
     monkeypatch.setenv(URL_ENV, base)
+    monkeypatch.setattr(
+        schema_restore_module, "COPY_PROGRESS_SECONDS", 0.05
+    )  # demo copies are fast
     dsn = demo_fleet.production_dsn("tenant_b")
     time.sleep(0.1)
     point = datetime.now(UTC)
@@ -87,6 +91,8 @@ def test_a_restore_records_its_report_with_numbers_table_commands_and_a_link_tha
             instance=instance,
         )
         assert result.success
+        messages = [e.user_message for e in instance.all_logs(result.run_id)]
+        assert any(m.startswith("copy customer_b1 -> customer_b1_rpt: ") for m in messages)
         run = instance.get_run_by_id(result.run_id)
         assert run.tags[DATABASE_TAG] == "tenant_b" and run.tags[SCHEMAS_TAG] == "customer_b1"
         assert run.tags[TARGETS_TAG] == "customer_b1_rpt"

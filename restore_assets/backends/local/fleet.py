@@ -669,9 +669,12 @@ class LocalFleet:
         if snaps:
             first = snaps[0]
             earliest = first.completed_at or first.created_at
-        return RestoreWindow(
-            earliest=earliest, latest=self.latest_archived_time() if snaps else None
-        )
+        latest = self.latest_archived_time() if snaps else None
+        if latest is not None and earliest is not None and latest < earliest:
+            # right after a snapshot nothing committed since it has reached the archive: no point
+            # in time is restorable yet (the snapshot itself is, by its id); never a backwards window
+            latest = None
+        return RestoreWindow(earliest=earliest, latest=latest)
 
     def describe(self) -> Source:
         """Topology, engine version, restore window and snapshots of the production cluster."""
