@@ -104,6 +104,7 @@ def test_delete_resource_is_idempotent_for_every_kind(world: World) -> None:
                 "securityGroups": [world.ids["sgs"]["tools"]],
             }
         },
+        tags=[{"key": "restore-assets:restore-id", "value": "gone"}],
     )["tasks"][0]["taskArn"]
     with world.active():
         fleet = _services(world).fleet
@@ -116,7 +117,7 @@ def test_delete_resource_is_idempotent_for_every_kind(world: World) -> None:
             ("dms-replication-instance", "restore-assets-gone-dms"),
             ("ecs-task", task),
         ):
-            details = {"cluster": world.ids["ecs_cluster"]}
+            details = {"cluster": world.ids["ecs_cluster"], "restore_id": "gone"}
             fleet.delete_resource(kind, ident, details)
             fleet.delete_resource(kind, ident, details)
         with pytest.raises(RestoreError, match="cannot delete a resource of kind"):

@@ -533,6 +533,9 @@ class AwsFleet:
     def delete_resource(self, kind: str, identifier: str, details: dict[str, Any]) -> None:
         """Delete one recorded resource if it carries its restore's tag (NotOwned otherwise);
         a resource already gone is success."""
+        known = (INSTANCE_RESOURCE, CLUSTER_RESOURCE, SECRET_RESOURCE, "ecs-task")
+        if kind not in known and not kind.startswith("dms-"):
+            raise FleetError(f"the AWS fleet cannot delete a resource of kind {kind!r}")
         owner = expected_owner(kind, identifier, details)
         if kind == INSTANCE_RESOURCE:
             self._delete_instance(identifier, owner=owner)
