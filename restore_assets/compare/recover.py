@@ -37,6 +37,7 @@ from restore_assets.compare.recover_sql import (
     read_foreign_keys,
     read_unique_keys,
     row_hash,
+    update_conflicts,
 )
 
 __all__ = ["ON_CONFLICT", "Options", "RecoveryPlan", "RecoveryRefused", "plan_recovery"]
@@ -368,6 +369,9 @@ def plan_schema(
                 }
             )
         tp.conflicts = insert_conflicts(conn, s, tp.inserts, uniques.get(name, []))
+        tp.conflicts += update_conflicts(
+            conn, s, tp.updates, tp.update_columns, uniques.get(name, [])
+        )
         tables[name] = tp
     for fk in fks:
         if fk.child in tables and fk.parent in tables:

@@ -38,6 +38,7 @@ from restore_assets.compare.recover_sql import (
     read_foreign_keys,
     read_unique_keys,
     row_hash,
+    update_conflicts,
 )
 
 ACTION = "__ra_action"
@@ -248,6 +249,17 @@ def _recheck(
                     tp.overwrites.append(c["key"])
             elif policy == "skip":
                 skip.setdefault(name, {})[tuple(c["key"])] = "inserted in live since the plan"
+            else:
+                refuse.append(desc)
+        for c in update_conflicts(conn, side, tp.updates, tp.update_columns, uniques.get(name, [])):
+            desc = (
+                f"{plan.live_schema}.{name} {dict(zip(tp.key, c['key'], strict=True))}: live row"
+                f" {dict(zip(tp.key, c['live_key'], strict=True))} now holds its"
+                f" {c['constraint']} value"
+            )
+            moved.append(desc)
+            if policy == "skip":
+                skip.setdefault(name, {})[tuple(c["key"])] = f"conflict on {c['constraint']}"
             else:
                 refuse.append(desc)
         now = live_hashes(conn, side, tp.updates)

@@ -170,6 +170,50 @@ def insert_conflicts(
     return out
 
 
+def update_conflicts(
+    conn: psycopg.Connection,
+    s: TablePair,
+    keys: list[list[str]],
+    columns: list[str],
+    uniques: list[tuple],
+) -> list[dict[str, Any]]:
+    """Rows to set back whose restored unique values another live row holds now."""
+    if not keys:
+        return []
+    out: list[dict[str, Any]] = []
+    for name, _primary, cols in uniques:
+        if not set(cols) & set(columns) or any(s.rt.column(c) is None for c in cols):
+            continue
+        # the row's values after the update: restored for the columns set back, live for the rest
+        after = sql.SQL(" AND ").join(
+            _eq(
+                sql.Identifier("r" if c in columns else "l", c),
+                sql.Identifier("o", c),
+                c not in columns or _same_type(s.rt.column(c), s.lt.column(c)),  # type: ignore[arg-type]
+            )
+            for c in cols
+        )
+        stmt = sql.SQL(
+            "SELECT {lk}, {ok} FROM {r} JOIN {l} ON {eq} JOIN {o} ON {after} AND NOT ({same})"
+            " WHERE {sel} ORDER BY 1"
+        ).format(
+            lk=key_text("l", s.key),
+            ok=key_text("o", s.key),
+            r=from_(s.restored_schema, s.rt, "r"),
+            l=from_(s.live_schema, s.lt, "l"),
+            eq=match("r", s.key, "l", s.key, s.same(s.key)),
+            o=from_(s.live_schema, s.lt, "o"),
+            after=after,
+            same=match("o", s.key, "l", s.key, [True] * len(s.key)),
+            sel=in_keys("r", keys, s.key, s.types(s.rt)),
+        )
+        for lk, ok in q(conn, stmt):
+            out.append(
+                {"key": list(lk), "constraint": name, "kind": "unique", "live_key": list(ok)}
+            )
+    return out
+
+
 def live_hashes(conn: psycopg.Connection, s: TablePair, keys: list[list[str]]) -> dict[Key, int]:
     """The current hash of the live rows with these keys (missing rows are absent)."""
     if not keys:

@@ -287,3 +287,43 @@ def test_a_restore_of_two_schemas_is_recovered_in_one_transaction(demo_fleet, db
     assert out["tables"] == {
         "one.users": {"inserted": 1, "updated": 0, "overwritten": 0, "skipped": 0}
     }
+
+
+SKU_DDL = """
+CREATE SCHEMA {s};
+CREATE TABLE {s}.products (id int PRIMARY KEY, sku text NOT NULL UNIQUE, price numeric(8,2));
+"""
+
+
+@pytest.mark.parametrize("policy", ["fail", "skip", "overwrite"])
+def test_setting_a_row_back_to_a_unique_value_another_row_took(demo_fleet, db, policy):
+    name, dsn = db
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL(SKU_DDL).format(s=psycopg.sql.Identifier("app")))
+        conn.execute("INSERT INTO app.products VALUES (1, 'A', 1), (2, 'B', 2)")
+    copy_as_restored(dsn, SKU_DDL, "app", "app_r", ["products"])
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("UPDATE app.products SET sku = 'A2', price = 10 WHERE id = 1")
+        conn.execute("UPDATE app.products SET price = 20 WHERE id = 2")
+        conn.execute("INSERT INTO app.products VALUES (3, 'A', 3)")  # took product 1's old sku
+    services = services_for(demo_fleet)
+    rid = record_restore(services, dsn, name, {"app": "app_r"})
+    before = checksum(dsn, "app", "products")
+    p = plan(services, rid, Options(changed=True, on_conflict=policy))
+    t = p.schemas[0].tables["products"]
+    assert [(c["key"], c["constraint"], c["live_key"]) for c in t.conflicts] == [
+        (["1"], "products_sku_key", ["3"])
+    ]
+    if policy != "skip":
+        assert p.refused and "products_sku_key" in p.refused
+        with pytest.raises(RecoveryRefused):
+            apply(services, p)
+        assert checksum(dsn, "app", "products") == before
+        return
+    assert t.updates == [["2"]] and [s["key"] for s in t.skipped] == [["1"]]
+    apply(services, p)
+    assert {r[0] for r in rows(dsn, "app", "products")} == {
+        "(1,A2,10.00)",
+        "(2,B,2.00)",
+        "(3,A,3.00)",
+    }
