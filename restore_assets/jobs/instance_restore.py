@@ -9,13 +9,13 @@ from typing import Any
 
 import dagster as dg
 
-from restore_assets.audit import check_restore_id, new_restore_id
+from restore_assets.audit import AuditConflict, check_restore_id, new_restore_id, process_owner
 from restore_assets.errors import InvalidRequest
 from restore_assets.instance import InstanceServices, instance_services
 from restore_assets.instance import core as steps
 from restore_assets.instance.model import InstancePlan
 from restore_assets.jobs.resources import RestoreBackend
-from restore_assets.jobs.runs import crash_sensors, restore_id_of
+from restore_assets.jobs.runs import check_owner, crash_sensors, reexecution_refusal, restore_id_of
 from restore_assets.jobs.strict import StrictConfig, strict_config_mapping
 from restore_assets.phases import PhaseResult
 
@@ -74,7 +74,11 @@ def report(context: dg.OpExecutionContext, result: PhaseResult) -> PhaseResult:
     return result
 
 
-def _ctx(run: dict) -> tuple[str, InstancePlan]:
+def _ctx(
+    run: dict, context: dg.OpExecutionContext, backend: RestoreBackend
+) -> tuple[str, InstancePlan]:
+    """The restore id and plan of the run; fails the op unless this run owns the record."""
+    check_owner(context, services_for(backend).audit.get(run["restore_id"]))
     return run["restore_id"], InstancePlan.from_dict(run["plan"])
 
 
@@ -86,12 +90,15 @@ def validate_op_body(
     restore_id: str | None,
 ) -> dict:
     """Shared body of the validate ops: plan, record, refuse bad input without a retry."""
+    refusal = reexecution_refusal(context.run)
+    if refusal:  # the parent's run is not resumed: its record and resources stay its own
+        raise dg.Failure(description=refusal, allow_retries=False)
     rid = restore_id or restore_id_of(context.run)  # the id the crash sensors derive too
     services = services_for(backend)
     try:
         check_restore_id(rid)
-        rid, plan = steps.validate(services, raw, kind, rid)
-    except InvalidRequest as exc:
+        rid, plan = steps.validate(services, raw, kind, rid, owner=process_owner(context.run_id))
+    except (InvalidRequest, AuditConflict) as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
     described = steps.describe_plan(plan)
     for w in plan.warnings:
@@ -122,7 +129,7 @@ def take_snapshot_step(
     context: dg.OpExecutionContext, run: dict, backend: RestoreBackend
 ) -> PhaseResult:
     """Take a snapshot and wait until it is available (create_snapshot tasks only)."""
-    rid, plan = _ctx(run)
+    rid, plan = _ctx(run, context, backend)
     return report(context, steps.snapshot_step(services_for(backend), rid, plan))
 
 
@@ -131,7 +138,7 @@ def export_snapshot_step(
     context: dg.OpExecutionContext, run: dict, snap: PhaseResult, backend: RestoreBackend
 ) -> PhaseResult:
     """Export the new snapshot to S3 and follow the export to its end (when asked)."""
-    rid, plan = _ctx(run)
+    rid, plan = _ctx(run, context, backend)
     services = services_for(backend)
     return report(context, steps.export_step(services, rid, plan, snap))
 
@@ -145,7 +152,7 @@ def set_aside_original(
     backend: RestoreBackend,
 ) -> PhaseResult:
     """Rename the original to <identifier>-old-<suffix> and wait."""
-    rid, plan = _ctx(run)
+    rid, plan = _ctx(run, context, backend)
     services = services_for(backend)
     return report(context, steps.set_aside_step(services, rid, plan, [snap, exported]))
 
@@ -159,7 +166,7 @@ def restore_in_place(
     backend: RestoreBackend,
 ) -> PhaseResult:
     """Restore the snapshot under the original identifier with all of its configuration."""
-    rid, plan = _ctx(run)
+    rid, plan = _ctx(run, context, backend)
     services = services_for(backend)
     return report(context, steps.restore_step(services, rid, plan, snap, aside))
 
@@ -169,7 +176,7 @@ def wait_for_restored(
     context: dg.OpExecutionContext, run: dict, restored: PhaseResult, backend: RestoreBackend
 ) -> PhaseResult:
     """Wait until the restored server and every member are available; verify it."""
-    rid, plan = _ctx(run)
+    rid, plan = _ctx(run, context, backend)
     services = services_for(backend)
     return report(context, steps.wait_step(services, rid, plan, restored))
 
@@ -179,7 +186,7 @@ def delete_renamed_original(
     context: dg.OpExecutionContext, run: dict, ready: PhaseResult, backend: RestoreBackend
 ) -> PhaseResult:
     """Delete the renamed original (final snapshot first unless skipped), or keep it."""
-    rid, plan = _ctx(run)
+    rid, plan = _ctx(run, context, backend)
     services = services_for(backend)
     return report(context, steps.delete_old_step(services, rid, plan, ready))
 
@@ -192,7 +199,7 @@ def finish_op_body(
     kind: str,
 ) -> dict:
     """Shared body of the finish ops: roll back if needed, close the audit record, fail the run."""
-    rid, plan = _ctx(run)
+    rid, plan = _ctx(run, context, backend)
     services = services_for(backend)
     summary = steps.finish(services, rid, plan, results, kind)
     if summary.get("steps", {}).get("rollback"):

@@ -364,7 +364,9 @@ def test_a_reexecution_is_refused_and_never_touches_its_parents_restore(demo_fle
         assert before["status"] == "failed"
         for options in (
             dg.ReexecutionOptions.from_failure(parent.run_id, instance),
-            dg.ReexecutionOptions(parent_run_id=parent.run_id, step_selection=["validate_request*"]),
+            dg.ReexecutionOptions(
+                parent_run_id=parent.run_id, step_selection=["validate_request*"]
+            ),
         ):
             child = dg.execute_job(
                 job, instance, run_config=config, raise_on_error=False, reexecution_options=options
@@ -381,3 +383,50 @@ def test_a_reexecution_is_refused_and_never_touches_its_parents_restore(demo_fle
                 audit.get(f"dg-{child.run_id}")
     assert schema_oid(dsn, "customer_a1_reexec") is None
     assert demo_fleet.temp_instances() == []
+
+
+def reexec_instance_job(root: str, io_dir: str):
+    """instance_restore with its backend and a filesystem IO manager (re-execution reads outputs)."""
+    import dagster as dg
+
+    from restore_assets.jobs.instance_restore import instance_restore
+    from restore_assets.jobs.resources import RestoreBackend
+
+    return dg.Definitions(
+        jobs=[instance_restore],
+        executor=dg.in_process_executor,
+        resources={
+            "backend": RestoreBackend(root=root),
+            "io_manager": dg.FilesystemIOManager(base_dir=io_dir),
+        },
+    ).get_job_def("instance_restore")
+
+
+def test_an_instance_restore_reexecution_is_refused_before_validation(demo_fleet, tmp_path):
+    import dagster as dg
+
+    job = dg.build_reconstructable_job(
+        "tests.integration.test_safety_ids",
+        "reexec_instance_job",
+        reconstructable_args=(str(demo_fleet.root), str(tmp_path / "io")),
+    )
+    config = {"snapshot_id": "snap-nope"}
+    audit = build_services({"root": str(demo_fleet.root)}).audit
+    with dg.DagsterInstance.ephemeral() as instance:
+        parent = dg.execute_job(job, instance, run_config=config, raise_on_error=False)
+        assert not parent.success
+        before = audit.get(f"dg-{parent.run_id}")
+        assert before["status"] == "rejected"
+        child = dg.execute_job(
+            job,
+            instance,
+            run_config=config,
+            raise_on_error=False,
+            reexecution_options=dg.ReexecutionOptions.from_failure(parent.run_id, instance),
+        )
+        assert not child.success
+        failures = failure_messages(child)
+        assert any(f"re-executes run {parent.run_id}" in m for m in failures), failures
+        assert audit.get(f"dg-{parent.run_id}") == before
+        with pytest.raises(KeyError):
+            audit.get(f"dg-{child.run_id}")
