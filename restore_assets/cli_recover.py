@@ -53,6 +53,15 @@ def cmd_recover(args: argparse.Namespace) -> int:
     from restore_assets.compare.recover_run import apply, plan, undo
 
     services = build_services(backend_config(args))
+    if args.drop_undo:
+        from restore_assets.compare.recover_run import drop_undo
+
+        out = drop_undo(services, args.drop_undo)
+        if args.json:
+            print(json.dumps(out, indent=2, default=str))
+        else:
+            print(f"dropped {', '.join(out['dropped']) or 'nothing'}")
+        return 0
     if args.undo:
         out = undo(services, args.undo, triggers=args.fire_triggers_on_undo)
         if args.json:
@@ -131,6 +140,12 @@ def register(sub: Any) -> None:
     p.add_argument("--statement-timeout", default="5min")
     p.add_argument(
         "--undo", type=ident, metavar="RECOVERY_ID", help="put back what a recovery changed"
+    )
+    p.add_argument(
+        "--drop-undo",
+        type=ident,
+        metavar="RECOVERY_ID",
+        help="drop the undo schema a recovery created (proven by its oid); no undo after it",
     )
     p.add_argument(
         "--fire-triggers-on-undo",

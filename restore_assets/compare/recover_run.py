@@ -286,3 +286,57 @@ def samples(
                     ],
                 }
     return out
+
+
+def drop_undo(services: Any, recovery_id: str) -> dict[str, Any]:
+    """Drop a recovery's undo schemas, each only if it is the one the recovery created (oid/xid)."""
+    from restore_assets.drop_restored import outside_dependents, schema_is_ours
+
+    try:
+        record = services.audit.get(recovery_id)
+    except KeyError:
+        raise CompareError(f"unknown recovery id {recovery_id!r}") from None
+    if record.get("kind") != KIND:
+        raise CompareError(f"{recovery_id} is a {record.get('kind')} run, not a recovery")
+    started = datetime.now(UTC).isoformat()
+    dropped: list[str] = []
+    gone: list[str] = []
+    by_identifier: dict[str, dict[str, Any]] = {}
+    for r in services.audit.resources(recovery_id):  # newest first: the record with the oid
+        if r["kind"] == UNDO_RESOURCE:
+            by_identifier.setdefault(r["identifier"], r["details"])
+    for ident, details in by_identifier.items():
+        database, schema = details["database"], details["schema"]
+        with psycopg.connect(services.fleet.production_dsn(database), connect_timeout=10) as conn:
+            conn.execute("SET LOCAL lock_timeout = '30s'")
+            row = conn.execute(
+                "SELECT oid::int, xmin::text::bigint FROM pg_catalog.pg_namespace"
+                " WHERE nspname = %s",
+                (schema,),
+            ).fetchone()
+            if row is None:
+                gone.append(ident)
+                continue
+            if not schema_is_ours(details, *row):
+                error = (
+                    f"schema {ident} is not the undo schema recovery {recovery_id} created (its oid"
+                    " and creating transaction differ): left in place"
+                )
+                services.audit.phase(
+                    recovery_id, "drop_undo", "refused", started_at=started, error=error
+                )
+                raise CompareError(error)
+            outside = outside_dependents(conn, [schema])
+            if outside:
+                error = f"{ident} cannot be dropped: {'; '.join(outside)} depend on it"
+                services.audit.phase(
+                    recovery_id, "drop_undo", "refused", started_at=started, error=error
+                )
+                raise CompareError(error + ". Drop or change those first.")
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+            dropped.append(ident)
+    for ident in dropped + gone:
+        services.audit.resource_deleted(recovery_id, UNDO_RESOURCE, ident)
+    out = {"recovery_id": recovery_id, "dropped": dropped, "already_gone": gone}
+    services.audit.phase(recovery_id, "drop_undo", "succeeded", started_at=started, metadata=out)
+    return out

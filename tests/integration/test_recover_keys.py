@@ -327,3 +327,50 @@ def test_setting_a_row_back_to_a_unique_value_another_row_took(demo_fleet, db, p
         "(2,B,2.00)",
         "(3,A,3.00)",
     }
+
+
+def test_drop_undo_drops_only_the_schema_the_recovery_created(demo_fleet, db):
+    from restore_assets.compare.model import CompareError
+    from restore_assets.compare.recover_run import drop_undo
+
+    services, dsn, rid = _shop(demo_fleet, db)
+    p = plan(services, rid, Options(deleted=True, on_conflict="skip"))
+    apply(services, p)
+    undo_schema = p.schemas[0].undo_schema
+    with psycopg.connect(dsn, autocommit=True) as conn:  # someone replaces it with their own
+        conn.execute(
+            psycopg.sql.SQL("DROP SCHEMA {} CASCADE").format(psycopg.sql.Identifier(undo_schema))
+        )
+        conn.execute(
+            psycopg.sql.SQL("CREATE SCHEMA {}").format(psycopg.sql.Identifier(undo_schema))
+        )
+        conn.execute(
+            psycopg.sql.SQL("CREATE TABLE {}.mine (x int)").format(
+                psycopg.sql.Identifier(undo_schema)
+            )
+        )
+    with pytest.raises(CompareError, match="is not the undo schema"):
+        drop_undo(services, p.recovery_id)
+    with psycopg.connect(dsn) as conn:  # the guard held: theirs is still there
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM pg_tables WHERE schemaname = %s", (undo_schema,)
+            ).fetchone()[0]
+            == 1
+        )
+
+    with psycopg.connect(dsn, autocommit=True) as conn:  # user 2 lost again: a second recovery
+        conn.execute("DELETE FROM app.users WHERE id = 2")
+    p = plan(services, rid, Options(deleted=True, on_conflict="skip"))
+    apply(services, p)
+    out = drop_undo(services, p.recovery_id)
+    assert out["dropped"] == [f"{db[0]}.{p.schemas[0].undo_schema}"]
+    with psycopg.connect(dsn) as conn:
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM pg_namespace WHERE nspname = %s", (p.schemas[0].undo_schema,)
+            ).fetchone()[0]
+            == 0
+        )
+    with pytest.raises(CompareError, match="missing"):
+        undo(services, p.recovery_id)  # nothing to undo from any more
