@@ -367,11 +367,14 @@ def apply_post(
 
     What the copies (CopyReports) already built and analyzed table by table is not run again.
     """
+    from restore_assets.ddl.parallel import is_setting
+
     dsn = services.fleet.production_dsn(plan.request.database)
     task = bound(services, services.ddl, restore_id, "post")
     allowed = set(plan.targets.values())
     built = {s for r in copies for s in getattr(r, "post_applied", [])}
-    statements = [s for s in bundle.post if s not in built]
+    # settings stay: the remaining statements need the ones in force for them in dump order
+    statements = [s for s in bundle.post if s not in built or is_setting(s)]
     waves = task.apply_post(dsn, statements, allowed)
     vacuumed = {
         (t.target_schema, t.table)

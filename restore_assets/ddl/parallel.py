@@ -59,6 +59,16 @@ def _is_session(kind: str, node: dict) -> bool:
     return False
 
 
+def is_setting(statement: str) -> bool:
+    """True for a session setting of a bundle (SET ..., SELECT set_config(...)).
+
+    Settings are idempotent and a statement's own settings come from dump order, so a caller that
+    removes statements already run elsewhere from *post* keeps these (see ``plan_post``).
+    """
+    kind, node = _node(statement)
+    return _is_session(kind, node)
+
+
 def _constraint_types(node: dict) -> set[str] | None:
     kinds = set()
     for cmd in node.get("cmds", []):

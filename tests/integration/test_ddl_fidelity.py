@@ -202,7 +202,10 @@ def test_schema_restore_job_keeps_or_maps_tablespaces_on_a_fleet_with_one(
             "CREATE SCHEMA acme; CREATE TABLE acme.big (id int PRIMARY KEY USING INDEX TABLESPACE"
             " ts1, v text) TABLESPACE ts1; CREATE INDEX big_v ON acme.big (v) TABLESPACE ts1;"
             " CREATE TABLE acme.small (id int PRIMARY KEY);"
-            " INSERT INTO acme.big SELECT g, 'v' || g FROM generate_series(1, 20) g;",
+            " INSERT INTO acme.big SELECT g, 'v' || g FROM generate_series(1, 20) g;"
+            # built in the rest wave right after big_v (built while copying), same tablespace
+            " CREATE MATERIALIZED VIEW acme.mv AS SELECT id FROM acme.big;"
+            " CREATE INDEX mv_id ON acme.mv (id) TABLESPACE ts1;",
         )
         snap = fleet.snapshot()
         where = (
@@ -210,7 +213,15 @@ def test_schema_restore_job_keeps_or_maps_tablespaces_on_a_fleet_with_one(
             " LEFT JOIN pg_tablespace t ON t.oid = c.reltablespace"
             " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s ORDER BY 1"
         )
-        kept = {"big": "ts1", "big_pkey": "ts1", "big_v": "ts1", "small": "", "small_pkey": ""}
+        kept = {
+            "big": "ts1",
+            "big_pkey": "ts1",
+            "big_v": "ts1",
+            "mv": "",
+            "mv_id": "ts1",
+            "small": "",
+            "small_pkey": "",
+        }
         request = {"database": "tsdb", "schemas": ["acme"], "snapshot_id": snap.id}
         out = run_schema_restore(
             {**request, "suffix": "kept"}, {"root": str(fleet.root)}, compare=False
