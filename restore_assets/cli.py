@@ -638,11 +638,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extensions() -> list[Callable[[Any], None]]:
     from restore_assets.cli_aws import register as register_aws
+    from restore_assets.cli_drill import register as register_drill
     from restore_assets.cli_instance import register as register_instance
     from restore_assets.cli_recover import register as register_recover
     from restore_assets.cli_reports import register as register_reports
 
-    return [register_instance, register_aws, register_recover, register_reports]
+    return [register_instance, register_aws, register_recover, register_reports, register_drill]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,7 @@ import os
 import dagster as dg
 
 from restore_assets.jobs.alerts import ALERT_SENSORS
+from restore_assets.jobs.drill import restore_drill, restore_drill_asset, restore_drill_schedule
 from restore_assets.jobs.instance_restore import (
     instance_recover,
     instance_restore,
@@ -48,7 +49,7 @@ def resources_from_env() -> dict[str, object]:
 
 
 defs = dg.Definitions(
-    assets=[comparison_report],
+    assets=[comparison_report, restore_drill_asset],
     jobs=[
         schema_restore,
         cleanup,
@@ -57,6 +58,7 @@ defs = dg.Definitions(
         snapshot,
         staging_refresh,
         recover_rows,
+        restore_drill,
     ],
     sensors=[
         cleanup_after_failure,
@@ -65,6 +67,8 @@ defs = dg.Definitions(
         recover_after_instance_failure,
         recover_after_instance_termination,
     ],
-    schedules=SCHEDULES,
+    schedules=[*SCHEDULES, restore_drill_schedule],
     resources=resources_from_env(),
+    # measured faster than one process per op for the demo restore (bench/ui_bench.py, README)
+    executor=dg.in_process_executor,
 )
