@@ -70,6 +70,11 @@ def table_details(
     """Deleted and added rows in full, changed rows (restored | live) for the table's sample keys."""
     out: dict[str, Any] = {
         "width": width,
+        "columns": {  # in table order (a jsonb object orders its keys otherwise)
+            "only_in_restored": [c.name for c in task.restored.columns],
+            "only_in_live": [c.name for c in task.live.columns],
+            "changed": list(task.columns),
+        },
         "only_in_restored": [],
         "only_in_live": [],
         "changed": [],
@@ -171,6 +176,11 @@ def details_html(table: str, entry: dict[str, Any]) -> str:
         "only_in_restored": "deleted since (only in the restored copy)",
         "only_in_live": "added since (only in live)",
     }
+
+    def order(kind: str, row: dict[str, Any]) -> list[str]:
+        listed = [c for c in (details.get("columns") or {}).get(kind) or [] if c in row]
+        return listed + [c for c in row if c not in listed]
+
     for kind in ("changed", "only_in_restored", "only_in_live"):
         rows = details.get(kind) or []
         total = int(entry.get(kind) or 0)
@@ -181,7 +191,17 @@ def details_html(table: str, entry: dict[str, Any]) -> str:
         if not rows:
             continue
         if kind == "changed":
-            cols = list(rows[0]["restored"])
+            # the key, then only the columns that differ in the rows shown
+            key = [c for c in entry.get("key_columns") or [] if c in rows[0]["restored"]]
+            differing = {c for r in rows for c in r["changed"]}
+            cols = key + [
+                c for c in order(kind, rows[0]["restored"]) if c in differing and c not in key
+            ]
+            same = len(rows[0]["restored"]) - len(cols)
+            if same:
+                parts.append(
+                    f"<p>{same} column(s) equal on both sides in these rows: not shown</p>"
+                )
             out = []
             for r in rows:
                 changed = set(r["changed"])
@@ -192,7 +212,7 @@ def details_html(table: str, entry: dict[str, Any]) -> str:
                     )
             parts.append(_table(["", *cols], out))
         else:
-            cols = list(rows[0]) if isinstance(rows[0], dict) else ["row"]
+            cols = order(kind, rows[0]) if isinstance(rows[0], dict) else ["row"]
             parts.append(
                 _table(
                     cols,

@@ -47,5 +47,8 @@ def test_details_show_the_rows_of_the_first_keys_of_each_kind(fresh_db):
     assert "changed since (restored | live) — first 2 of 3" in page
     assert "deleted since (only in the restored copy) — first 2 of 3" in page
     assert "added since (only in live) — all 1" in page
+    assert "1 column(s) equal on both sides in these rows: not shown" in page  # note
+    assert "<th>id</th><th>name</th><th>note</th><th>qty</th>" in page  # the table's order
+    assert "<th></th><th>id</th><th>name</th><th>qty</th>" in page  # key, then what differs
     assert '<td class="ra-diff">99</td>' in page and "&lt;b&gt;" in page and "<b>" not in page
     assert compare_schemas(fresh_db, "live", "live_r", detail_width=0).tables["items"].details == {}
