@@ -273,3 +273,81 @@ def test_every_inventory_rule_is_explicit() -> None:
     table = inventory_table()
     assert table.count("\n") == len(INVENTORY) + 1
     assert "| `AlterStatsStmt` | allow in schema |" in table
+
+
+REFUSED_SAMPLES = {
+    "DropStmt": "DROP TABLE t1_x.a",
+    "TruncateStmt": "TRUNCATE t1_x.a",
+    "DeleteStmt": "DELETE FROM t1_x.a",
+    "UpdateStmt": "UPDATE t1_x.a SET c = 1",
+    "InsertStmt": "INSERT INTO t1_x.a VALUES (1)",
+    "MergeStmt": "MERGE INTO t1_x.a USING t1_x.b ON true WHEN MATCHED THEN DELETE",
+    "CopyStmt": "COPY t1_x.a FROM stdin",
+    "DoStmt": "DO $$ BEGIN END $$",
+    "CallStmt": "CALL t1_x.p()",
+    "ExecuteStmt": "EXECUTE q",
+    "TransactionStmt": "COMMIT",
+    "CreateExtensionStmt": "CREATE EXTENSION hstore SCHEMA t1_x",
+    "AlterExtensionStmt": "ALTER EXTENSION hstore UPDATE",
+    "CreateRoleStmt": "CREATE ROLE r",
+    "AlterRoleStmt": "ALTER ROLE r SUPERUSER",
+    "AlterRoleSetStmt": "ALTER ROLE r SET work_mem = 1",
+    "DropRoleStmt": "DROP ROLE r",
+    "GrantRoleStmt": "GRANT r TO s",
+    "CreatedbStmt": "CREATE DATABASE d",
+    "AlterDatabaseStmt": "ALTER DATABASE d CONNECTION LIMIT 1",
+    "AlterDatabaseSetStmt": "ALTER DATABASE d SET work_mem = 1",
+    "CreateEventTrigStmt": "CREATE EVENT TRIGGER e ON ddl_command_start EXECUTE FUNCTION t1_x.f()",
+    "AlterEventTrigStmt": "ALTER EVENT TRIGGER e DISABLE",
+    "CreateCastStmt": "CREATE CAST (t1_x.a AS int) WITH FUNCTION t1_x.f(t1_x.a)",
+    "CreateTransformStmt": "CREATE TRANSFORM FOR t1_x.d LANGUAGE plpgsql"
+    " (FROM SQL WITH FUNCTION t1_x.f(internal))",
+    "CreatePLangStmt": "CREATE LANGUAGE plx HANDLER t1_x.h",
+    "CreateAmStmt": "CREATE ACCESS METHOD am2 TYPE TABLE HANDLER heap_tableam_handler",
+    "CreateFdwStmt": "CREATE FOREIGN DATA WRAPPER w",
+    "CreateForeignServerStmt": "CREATE SERVER s FOREIGN DATA WRAPPER w",
+    "CreateUserMappingStmt": "CREATE USER MAPPING FOR PUBLIC SERVER s",
+    "CreatePublicationStmt": "CREATE PUBLICATION p FOR TABLE t1_x.a",
+    "CreateSubscriptionStmt": "CREATE SUBSCRIPTION s CONNECTION 'x' PUBLICATION p",
+    "CreateTableSpaceStmt": "CREATE TABLESPACE t LOCATION '/x'",
+    "AlterSystemStmt": "ALTER SYSTEM SET work_mem = 1",
+    "VacuumStmt": "VACUUM t1_x.a",
+    "LockStmt": "LOCK t1_x.a",
+    "ReindexStmt": "REINDEX TABLE t1_x.a",
+    "ClusterStmt": "CLUSTER t1_x.a",
+    "LoadStmt": "LOAD 'x'",
+    "DiscardStmt": "DISCARD ALL",
+    "ListenStmt": "LISTEN c",
+    "NotifyStmt": "NOTIFY c",
+    "RenameStmt": "ALTER TABLE t1_x.a RENAME TO b",
+    "AlterObjectSchemaStmt": "ALTER TABLE t1_x.a SET SCHEMA other",
+}
+
+
+def test_every_refused_kind_is_refused_with_its_reason_even_inside_the_schema() -> None:
+    import json
+
+    from pglast import parser
+
+    from restore_assets.ddl.guard import INVENTORY, REFUSE
+
+    refused = {k for k, r in INVENTORY.items() if r.action == REFUSE}
+    assert refused == set(REFUSED_SAMPLES)
+    for kind, statement in REFUSED_SAMPLES.items():
+        tree = json.loads(parser.parse_sql_json(statement))["stmts"][0]["stmt"]
+        assert next(iter(tree)) == kind, statement
+        assert statement_violation(statement, ALLOWED) == INVENTORY[kind].why, statement
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "ALTER POLICY p ON t1_x.a USING (false)",
+        "ALTER TEXT SEARCH DICTIONARY t1_x.dict (accept = true)",
+        "ALTER TYPE t1_x.e ADD VALUE 'b'",
+    ],
+)
+def test_allowed_kinds_pg_dump_rarely_writes(statement: str) -> None:
+    assert statement_violation(statement, ALLOWED) is None
+    other = statement.replace("t1_x", "shared")
+    assert "'shared'" in (statement_violation(other, ALLOWED) or "")
