@@ -26,6 +26,7 @@ from restore_assets.errors import InvalidRequest
 from restore_assets.phases import SCHEMA_RESOURCE, cleanup_restore
 from restore_assets.runner import run_schema_restore
 from tests import faults
+from tests.owners import dead_owner
 
 pytestmark = pytest.mark.integration
 
@@ -430,3 +431,44 @@ def test_an_instance_restore_reexecution_is_refused_before_validation(demo_fleet
         assert audit.get(f"dg-{parent.run_id}") == before
         with pytest.raises(KeyError):
             audit.get(f"dg-{child.run_id}")
+
+
+def test_the_cleanup_job_waits_for_the_owners_dagster_run_to_end(demo_fleet):
+    """The owner's run status comes from the instance: a run still STARTED owns its restore even
+    when its process looks gone; once the run has failed, the cleanup job removes its leftovers."""
+    import dagster as dg
+    from dagster._core.utils import make_new_run_id
+
+    from restore_assets.jobs.resources import RestoreBackend
+    from restore_assets.jobs.schema_restore import cleanup
+
+    services = build_services({"root": str(demo_fleet.root)})
+    dsn = demo_fleet.production_dsn("tenant_a")
+    with dg.DagsterInstance.ephemeral() as instance:
+        run = dg.DagsterRun(
+            job_name="schema_restore", run_id=make_new_run_id(), status=dg.DagsterRunStatus.STARTED
+        )
+        instance.add_run(run)
+        _open_running(services.audit, "own-run", dsn, "customer_a1_ownrun", dead_owner(run.run_id))
+        job = {
+            "run_config": {"ops": {"cleanup_restore": {"config": {"restore_id": "own-run"}}}},
+            "resources": {"backend": RestoreBackend(root=str(demo_fleet.root))},
+            "instance": instance,
+            "raise_on_error": False,
+        }
+        try:
+            refused = cleanup.execute_in_process(**job)
+            assert not refused.success
+            assert any(
+                f"belongs to Dagster run {run.run_id}" in m and "is STARTED" in m
+                for m in failure_messages(refused)
+            ), failure_messages(refused)
+            assert schema_oid(dsn, "customer_a1_ownrun") is not None
+            assert services.audit.get("own-run")["status"] == "running"
+            instance.report_run_failed(instance.get_run_by_id(run.run_id))
+            done = cleanup.execute_in_process(**job)
+            assert done.success
+            assert schema_oid(dsn, "customer_a1_ownrun") is None
+            assert services.audit.get("own-run")["status"] == "failed"
+        finally:
+            drop_schema(dsn, "customer_a1_ownrun")
