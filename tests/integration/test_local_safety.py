@@ -488,3 +488,18 @@ def test_demo_replaces_only_its_own_schemas_and_never_their_outside_dependents(p
         assert execute(dsn, "SELECT count(*) FROM c2.keep") == [(0,)]
     finally:
         execute(pg.dsn(), f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+
+
+def test_manifest_rename_moves_the_listing_with_the_path(tmp_path: Path):
+    root = tmp_path / "root"
+    root.mkdir()
+    manifest = Manifest(root)
+    made = manifest.record(root / "a")
+    made.mkdir()
+    manifest.rename(root / "a", root / "b")
+    assert manifest.owns(root / "b") and not manifest.owns(root / "a")
+    (root / "c").mkdir()
+    with pytest.raises(FleetError, match="does not list it"):
+        manifest.rename(root / "c", root / "d")
+    assert (root / "c").exists() and not (root / "d").exists()
+    assert manifest.remove(root / "b") and not (root / "b").exists()

@@ -97,6 +97,16 @@ class Manifest:
             data["kept"] = [p for p in data.get("kept", []) if p != key]
             data["bases"] = [p for p in data.get("bases", []) if p != key]
 
+    def rename(self, old: Path, new: Path) -> None:
+        """Rename a recorded path, recording the new name first (it keeps the old one's listing)."""
+        data = self._read()
+        keep = self._key(old) in data.get("kept", [])
+        if not self.owns(old):
+            raise FleetError(f"refusing to rename {old}: the fleet manifest does not list it")
+        self.record(new, keep=keep)
+        os.rename(old, new)
+        self.forget(old)
+
     def paths(self) -> list[Path]:
         """Every recorded path, absolute, in recording order."""
         return [self._abs(k) for k in self._read().get("paths", [])]
