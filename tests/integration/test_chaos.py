@@ -166,6 +166,13 @@ class Chaos:
             os.kill(proc.pid, signal.SIGKILL)  # the restore process only, as a crash would
             proc.wait()
         assert self.audit.get(rid)["status"] == "running", self.where()  # it never finished
+        # what the crash left for the crash path to remove
+        stage = KILL_POINTS.index(point)
+        if stage >= KILL_POINTS.index("provision:after"):
+            assert [t["restore_id"] for t in self.fleet.temp_instances()] == [rid], self.where()
+        if stage >= KILL_POINTS.index("pre:after"):
+            target = f"{schema}_k{self.n}"
+            assert schema_oid(self.dsns[database], target) is not None, self.where()
         assert self.cli("cleanup", "--root", self.root, "--restore-id", rid, "--json") == 0
         rec = self.audit.get(rid)
         assert rec["status"] == "failed", (self.where(), rec["status"], rec["cause"])
