@@ -230,13 +230,15 @@ class LocalInstanceBackend:
         snap_id = snap.id
         if snapshot_identifier and snapshot_identifier != snap.id:
             backups = self.fleet.backup_dir
-            os.rename(backups / snap.id, backups / snapshot_identifier)
+            # the fleet manifest follows the rename, so `fleet delete-snapshot` still owns it
+            self.fleet.manifest.rename(backups / snap.id, backups / snapshot_identifier)
             meta_old = backups / f"{snap.id}.json"
             if meta_old.exists():
                 meta = json.loads(meta_old.read_text())
                 meta["id"] = snapshot_identifier
-                (backups / f"{snapshot_identifier}.json").write_text(json.dumps(meta))
-                meta_old.unlink()
+                meta_new = self.fleet.manifest.record(backups / f"{snapshot_identifier}.json")
+                meta_new.write_text(json.dumps(meta))
+                self.fleet.manifest.remove(meta_old)
             snap_id = snapshot_identifier
         info = self._snapshot_dict(snap_id)
         info["status"] = "available"
