@@ -71,8 +71,13 @@ def cmd_fleet_adopt(args: argparse.Namespace) -> None:
         fleet.adopt(args.dsn, args.archive_dir, args.backup_dir)
     except FleetError as exc:
         # no password in PGPASSWORD or a pgpass file: ask for it on a terminal, never in argv
-        if "password" not in str(exc) or not sys.stdin.isatty():
+        if "password" not in str(exc):
             raise
+        if not sys.stdin.isatty():
+            raise FleetError(
+                f"{exc}: give the password in PGPASSWORD or a pgpass file (~/.pgpass or"
+                " PGPASSFILE), or run `fleet adopt` on a terminal to be asked for it"
+            ) from None
         password = getpass.getpass(f"password for {mask_dsn(args.dsn)}: ")
         fleet.adopt(args.dsn, args.archive_dir, args.backup_dir, password=password)
     _emit(

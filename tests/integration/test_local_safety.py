@@ -503,3 +503,22 @@ def test_manifest_rename_moves_the_listing_with_the_path(tmp_path: Path):
         manifest.rename(root / "c", root / "d")
     assert (root / "c").exists() and not (root / "d").exists()
     assert manifest.remove(root / "b") and not (root / "b").exists()
+
+
+def test_adopt_without_a_password_off_a_terminal_says_where_to_put_it(
+    scram_cluster, monkeypatch, capsys
+):
+    cluster, archive, backups = scram_cluster
+    base = scratch_dir("ra-safety-adopt-nopw-")
+    try:
+        monkeypatch.delenv("PGPASSWORD", raising=False)
+        monkeypatch.setenv("PGPASSFILE", str(base / "none"))
+        monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+        argv = ["fleet", "adopt", "--root", str(base / "fleet"), "--dsn", cluster.dsn()]
+        argv += ["--archive-dir", str(archive), "--backup-dir", str(backups)]
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert "no password supplied" in err and "PGPASSWORD or a pgpass file" in err
+        assert not LocalFleet(base / "fleet").exists()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
