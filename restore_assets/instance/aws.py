@@ -823,13 +823,21 @@ class AwsInstanceBackend:
     def delete_old(
         self, source: Described, names: dict[str, Any], keep_old: bool, skip_final_snapshot: bool
     ) -> dict[str, Any]:
-        """Turn off deletion protection on the renamed original, then delete it (final snapshot)."""
+        """Turn off deletion protection on the renamed original (proven by its resource id), then
+        delete it (final snapshot)."""
         renamed = names["renamed"]
         if keep_old:
             return {"kept": renamed}
         current = self._get(source.topology, renamed)
         if current is None:
             raise FleetError(f"the renamed original {renamed} is missing")
+        key = "DbClusterResourceId" if source.topology == "cluster" else "DbiResourceId"
+        original = source.details.get("resource_id")
+        if original and current.get(key) != original:
+            raise FleetError(
+                f"{renamed} has resource id {current.get(key)}, the original had {original}: it is"
+                " not the server this run set aside, so it is not deleted"
+            )
         final = (
             {"SkipFinalSnapshot": True}
             if skip_final_snapshot

@@ -896,3 +896,28 @@ def test_rollback_leaves_a_server_this_run_did_not_create(env: Env) -> None:
     assert not [
         p for p in env.calls.params("DeleteDBInstance") if p["DBInstanceIdentifier"] == "prod"
     ]
+
+
+def test_delete_old_deletes_only_the_server_it_set_aside(env: Env) -> None:
+    """The server under the renamed name is not the original any more (another resource id): the
+    delete_old step refuses, nothing is deleted, and no final snapshot of it is taken."""
+    from restore_assets.instance import core
+
+    services = env.services()
+    rid, plan = core.validate(
+        services, {"identifier": "prod", "snapshot_id": "prod-snap-1", "suffix": "ri"}
+    )
+    aside = core.set_aside_step(services, rid, plan, [])
+    restored = core.restore_step(services, rid, plan, core.not_requested("snapshot"), aside)
+    ready = core.wait_step(services, rid, plan, restored)
+    assert aside.ok and restored.ok and ready.ok, (aside.error, restored.error, ready.error)
+    env.backend().databases["prod-old-ri"].dbi_resource_id = "db-SOMEONEELSE"
+    deleted = core.delete_old_step(services, rid, plan, ready)
+    assert not deleted.ok and "not the server this run set aside" in (deleted.error or "")
+    assert "prod-old-ri" in env.instances()
+    assert not [
+        p
+        for p in env.calls.params("DeleteDBInstance")
+        if p["DBInstanceIdentifier"] == "prod-old-ri"
+    ]
+    assert "prod-final-ri" not in env.snapshots()
