@@ -64,11 +64,35 @@ def cmd_fleet_adopt(args: argparse.Namespace) -> None:
     import getpass
 
     from restore_assets.backends.local.fleet import mask_dsn
-    from restore_assets.errors import FleetError
+    from restore_assets.errors import FleetError, InvalidRequest
 
     fleet = _fleet(args)
+    stanza = getattr(args, "pgbackrest_stanza", None)
+    if stanza:
+        if args.archive_dir or args.backup_dir:
+            raise InvalidRequest(
+                "--pgbackrest-stanza replaces --archive-dir/--backup-dir: give one or the other"
+            )
+
+        def adopt(password: str | None = None) -> None:
+            fleet.adopt_pgbackrest(
+                args.dsn,
+                stanza,
+                args.pgbackrest_config,
+                password=password,
+                backup_type=args.pgbackrest_backup_type,
+            )
+    else:
+        if not (args.archive_dir and args.backup_dir):
+            raise InvalidRequest(
+                "give --archive-dir and --backup-dir, or --pgbackrest-stanza for a pgBackRest stanza"
+            )
+
+        def adopt(password: str | None = None) -> None:
+            fleet.adopt(args.dsn, args.archive_dir, args.backup_dir, password=password)
+
     try:
-        fleet.adopt(args.dsn, args.archive_dir, args.backup_dir)
+        adopt()
     except FleetError as exc:
         # no password in PGPASSWORD or a pgpass file: ask for it on a terminal, never in argv
         if "password" not in str(exc):
@@ -79,7 +103,7 @@ def cmd_fleet_adopt(args: argparse.Namespace) -> None:
                 " PGPASSFILE), or run `fleet adopt` on a terminal to be asked for it"
             ) from None
         password = getpass.getpass(f"password for {mask_dsn(args.dsn)}: ")
-        fleet.adopt(args.dsn, args.archive_dir, args.backup_dir, password=password)
+        adopt(password=password)
     _emit(
         args,
         {"root": str(fleet.root), "dsn": mask_dsn(args.dsn), "mode": "adopted"},
@@ -96,6 +120,8 @@ def cmd_fleet_status(args: argparse.Namespace) -> None:
 
     def text(d: dict[str, Any]) -> str:
         lines = [f"root: {d['root']} ({d['mode']})", f"production: {d['production']['dsn']}"]
+        if d.get("pgbackrest"):
+            lines.append(f"pgBackRest stanza: {d['pgbackrest']['stanza']}")
         if "running" in d["production"]:
             lines[-1] += " (running)" if d["production"]["running"] else " (stopped)"
         win = d["window"]
@@ -109,6 +135,11 @@ def cmd_fleet_status(args: argparse.Namespace) -> None:
         lines.append(f"snapshots ({len(d['snapshots'])}):")
         lines += [
             f"  {s['id']}  {s['created_at']}  {s['size_bytes'] / 1e6:.1f} MB"
+            + (
+                f"  {s['kind'].removeprefix('pgbackrest-')}, consistent at {s['completed_at']}"
+                if str(s.get("kind", "")).startswith("pgbackrest-")
+                else ""
+            )
             for s in d["snapshots"]
         ]
         lines.append(f"temporary instances ({len(d['temporary'])}):")
@@ -123,7 +154,7 @@ def cmd_fleet_status(args: argparse.Namespace) -> None:
 
 def cmd_fleet_snapshot(args: argparse.Namespace) -> None:
     """Take a base backup of production; print its snapshot_id."""
-    snap = _fleet(args).snapshot()
+    snap = _fleet(args).snapshot(getattr(args, "type", None))
     _emit(args, {"snapshot_id": snap.id, **snap.to_dict()}, lambda d: d["snapshot_id"])
 
 
@@ -483,8 +514,16 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="connection string without a password (PGPASSWORD, a pgpass file or the prompt)",
     )
-    p.add_argument("--archive-dir", required=True)
-    p.add_argument("--backup-dir", required=True)
+    p.add_argument("--archive-dir", help="the WAL archive (base-backup adoption)")
+    p.add_argument("--backup-dir", help="the plain-format base backups (base-backup adoption)")
+    p.add_argument("--pgbackrest-stanza", help="adopt this pgBackRest stanza as the backup source")
+    p.add_argument("--pgbackrest-config", help="its pgbackrest.conf (default: pgBackRest's)")
+    p.add_argument(
+        "--pgbackrest-backup-type",
+        choices=("full", "diff", "incr"),
+        default="incr",
+        help="what `fleet snapshot` takes by default (pgbackrest backup --type)",
+    )
     p.set_defaults(fn=cmd_fleet_adopt)
     p = fleet.add_parser("status", help="clusters, snapshots, restore window")
     _add_common(p)
@@ -494,6 +533,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_fleet_status)
     p = fleet.add_parser("snapshot", help="take a base backup; prints snapshot_id")
     _add_common(p)
+    p.add_argument(
+        "--type",
+        choices=("full", "diff", "incr"),
+        help="pgBackRest fleets: pgbackrest backup --type (default: the fleet's, incr)",
+    )
     p.set_defaults(fn=cmd_fleet_snapshot)
     p = fleet.add_parser("delete-snapshot", help="delete one snapshot")
     _add_common(p)

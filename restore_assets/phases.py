@@ -274,8 +274,14 @@ def provision(services: Services, restore_id: str, plan: RestorePlan) -> TempDat
     def record(kind: str, identifier: str, details: dict[str, Any]) -> None:
         services.audit.resource(restore_id, kind, identifier, details)
 
+    # a pgBackRest fleet restores only the target database's files (--db-include)
+    only = (
+        {"databases": [plan.request.database]}
+        if getattr(services.fleet, "selective_databases", False)
+        else {}
+    )
     return services.fleet.provision(
-        restore_id, plan.request.target, record, timeout=services.provision_timeout
+        restore_id, plan.request.target, record, timeout=services.provision_timeout, **only
     )
 
 

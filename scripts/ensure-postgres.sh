@@ -2,7 +2,8 @@
 # Make sure PostgreSQL server binaries (initdb, pg_ctl, pg_basebackup, pg_dump) are installed,
 # and pgcopydb (the restore benchmark's baseline). Looks where restore_assets looks
 # (pg_config --bindir, /usr/lib/postgresql/*/bin, PATH); installs Debian's `postgresql` and
-# `pgcopydb` packages with apt when they are missing.
+# `pgcopydb` packages with apt when they are missing, and pgBackRest (`pgbackrest`: the
+# pgBackRest-stanza fleet and its tests).
 set -euo pipefail
 
 have_server_bins() {
@@ -19,8 +20,9 @@ have_server_bins() {
 }
 
 have_pgcopydb() { command -v pgcopydb >/dev/null 2>&1; }
+have_pgbackrest() { command -v pgbackrest >/dev/null 2>&1; }
 
-if have_server_bins && have_pgcopydb; then exit 0; fi
+if have_server_bins && have_pgcopydb && have_pgbackrest; then exit 0; fi
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -29,6 +31,10 @@ $SUDO apt-get update -qq
 if ! have_pgcopydb; then
   echo "pgcopydb not found: installing the pgcopydb package with apt (bench/restore_bench.py's baseline)"
   $SUDO apt-get install -y -qq pgcopydb >/dev/null
+fi
+if ! have_pgbackrest; then
+  echo "pgbackrest not found: installing the pgbackrest package with apt"
+  $SUDO apt-get install -y -qq pgbackrest >/dev/null
 fi
 if have_server_bins; then exit 0; fi
 

@@ -30,6 +30,7 @@ from restore_assets.backends.base import (
 )
 from restore_assets.backends.local import pg
 from restore_assets.backends.local.manifest import MANIFEST_FILE, Manifest
+from restore_assets.backends.local.pgbackrest import BACKUP_TYPES, PgBackRestSource
 from restore_assets.backends.local.tablespaces import relocate_tablespaces, tablespace_mapping
 from restore_assets.errors import FleetError, InvalidRequest
 
@@ -128,6 +129,10 @@ class FleetConfig:
     port: int | None = None
     dsn: str | None = None  # adopted only; a password in it is refused, a prompted one is in pgpass
     data_dir: str | None = None  # where PostgreSQL's directories live (the root unless unreachable)
+    pgbackrest_stanza: str | None = None  # adopted pgBackRest stanza: the backup source
+    pgbackrest_config: str | None = None  # its pgbackrest.conf (None: pgBackRest's default)
+    pgbackrest_backup_type: str = "incr"  # what `snapshot` takes: full, diff or incr
+    pgbackrest_process_max: int | None = None  # restore parallelism (None: the CPU count)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, including the DSN (the file is written 0600)."""
@@ -169,6 +174,29 @@ class LocalFleet:
         with os.fdopen(fd, "w") as fh:
             json.dump(cfg.to_dict(), fh, indent=2)
         os.replace(tmp, self.config_path)
+
+    @property
+    def pgbackrest(self) -> PgBackRestSource | None:
+        """The pgBackRest stanza this fleet restores from, or None (base backups + WAL archive)."""
+        if not self.exists():
+            return None
+        cfg = self.config()
+        if not cfg.pgbackrest_stanza:
+            return None
+        return PgBackRestSource(self, cfg.pgbackrest_stanza, cfg.pgbackrest_config)
+
+    @property
+    def selective_databases(self) -> bool:
+        """True when provision materialises only the databases it is given (pgBackRest --db-include)."""
+        return self.pgbackrest is not None
+
+    def scratch_dir(self, purpose: str) -> Path:
+        """A new private directory of the server user under the data root, listed in the manifest."""
+        path = self.data_root / f"scratch-{purpose}-{os.urandom(6).hex()}"
+        self.manifest.record(path)
+        os.mkdir(path, 0o700)
+        pg.give_to_server_user(path)
+        return path
 
     @property
     def manifest(self) -> Manifest:
@@ -364,6 +392,52 @@ class LocalFleet:
         cfg.data_dir = str(self._prepare_data_root())
         self._save(cfg)
 
+    def adopt_pgbackrest(
+        self,
+        dsn: str,
+        stanza: str,
+        config: str | None = None,
+        password: str | None = None,
+        backup_type: str = "incr",
+    ) -> None:
+        """Point the fleet at an existing cluster backed up by a pgBackRest stanza.
+
+        Refused with pgBackRest's own message when the stanza is missing or its archive does not
+        work (`pgbackrest check`), or when the server's archive_command is not pgbackrest's.
+        """
+        if config is not None:
+            config = str(Path(config).resolve())
+            if not Path(config).is_file():
+                raise InvalidRequest(f"pgBackRest config file missing: {config}")
+        if backup_type not in BACKUP_TYPES:
+            raise InvalidRequest(f"backup type {backup_type!r} is not one of {BACKUP_TYPES}")
+        if psycopg.conninfo.conninfo_to_dict(dsn).get("password") is not None:
+            raise InvalidRequest(PASSWORD_IN_DSN)
+        source = PgBackRestSource(self, stanza, config)
+        self._claim_root()
+        if password is not None:
+            dsn = self._write_pgpass(dsn, password)
+        cfg = FleetConfig(
+            mode="adopted",
+            archive_dir="",
+            backup_dir="",
+            dsn=dsn,
+            pgbackrest_stanza=stanza,
+            pgbackrest_config=config,
+            pgbackrest_backup_type=backup_type,
+        )
+        try:
+            self._check_adopted_reachable(cfg)
+            with psycopg.connect(dsn, connect_timeout=10) as conn:
+                archive_command = conn.execute("SHOW archive_command").fetchone()[0]
+            source.check_adoptable(archive_command)
+        except Exception:
+            if password is not None:
+                self.manifest.remove(self.root / PGPASS_FILE)
+            raise
+        cfg.data_dir = str(self._prepare_data_root())
+        self._save(cfg)
+
     def _write_pgpass(self, dsn: str, password: str) -> str:
         """Keep a prompted password in `<root>/pgpass` (0600); the DSN names it as its passfile."""
         params = psycopg.conninfo.conninfo_to_dict(dsn)
@@ -450,8 +524,14 @@ class LocalFleet:
         return "postgres"
 
     # ---------------------------------------------------------------- snapshots
-    def snapshot(self) -> Snapshot:
-        """Take a base backup of production (pg_basebackup, fast checkpoint, WAL streamed)."""
+    def snapshot(self, backup_type: str | None = None) -> Snapshot:
+        """Take a base backup of production (pg_basebackup, fast checkpoint, WAL streamed).
+
+        On a pgBackRest fleet: `pgbackrest backup --type=backup_type` (default: the fleet's).
+        """
+        source = self.pgbackrest
+        if source is not None:
+            return source.snapshot(backup_type or self.config().pgbackrest_backup_type)
         backups = self.backup_dir
         if not backups.is_dir():
             raise InvalidRequest(f"base-backup directory missing: {backups}")
@@ -576,7 +656,10 @@ class LocalFleet:
         )
 
     def snapshots(self) -> list[Snapshot]:
-        """Every base backup in the backup directory, oldest first."""
+        """Every base backup in the backup directory (or pgBackRest backup), oldest first."""
+        source = self.pgbackrest
+        if source is not None:
+            return source.snapshots()
         backups = self.backup_dir
         if not backups.is_dir():
             raise InvalidRequest(f"base-backup directory missing: {backups}")
@@ -596,7 +679,14 @@ class LocalFleet:
         raise InvalidRequest(f"unknown snapshot id {snapshot_id!r} (known: {known})")
 
     def delete_snapshot(self, snapshot_id: str) -> None:
-        """Delete one base backup by id."""
+        """Delete one base backup by id (refused on a pgBackRest fleet: retention is pgBackRest's)."""
+        cfg = self.config()
+        if cfg.pgbackrest_stanza:
+            raise InvalidRequest(
+                f"snapshot {snapshot_id} is a backup of pgBackRest stanza {cfg.pgbackrest_stanza!r}:"
+                " the tool never deletes from a pgBackRest repository; retention is pgBackRest's"
+                " job (repo1-retention-full/diff, `pgbackrest expire`)"
+            )
         snap = self.get_snapshot(snapshot_id)
         path = self.backup_dir / snap.id
         if not self.manifest.owns(path):
@@ -618,13 +708,16 @@ class LocalFleet:
             lsn = conn.execute("SELECT pg_catalog.pg_switch_wal()").fetchone()[0]
             seg = conn.execute("SELECT pg_catalog.pg_walfile_name(%s)", (lsn,)).fetchone()[0]
             deadline = time.monotonic() + timeout
+            source = self.pgbackrest
             while time.monotonic() < deadline:
-                if (self.archive_dir / seg).exists():
+                if source is None and (self.archive_dir / seg).exists():
                     return
-                failed_wal, failed_at, archived_at = conn.execute(
-                    "SELECT last_failed_wal, last_failed_time, last_archived_time"
-                    " FROM pg_stat_archiver"
+                failed_wal, failed_at, archived_at, archived_wal = conn.execute(
+                    "SELECT last_failed_wal, last_failed_time, last_archived_time,"
+                    " last_archived_wal FROM pg_stat_archiver"
                 ).fetchone()
+                if source is not None and source.is_archived(seg, archived_wal):
+                    return
                 # segments are archived in order: a failure on an older segment that is still
                 # pending (no success since) blocks ours too, so it is reported at once
                 if (
@@ -642,10 +735,22 @@ class LocalFleet:
 
     def latest_archived_time(self) -> datetime | None:
         """Time of the last commit found in the archived WAL (pg_waldump over the newest segments)."""
+        source = self.pgbackrest
+        if source is not None:
+            with psycopg.connect(self.production_dsn(), connect_timeout=10) as conn:
+                size = conn.execute(
+                    "SELECT setting::bigint FROM pg_catalog.pg_settings"
+                    " WHERE name = 'wal_segment_size'"
+                ).fetchone()[0]
+            return source.latest_archived_time(int(size))
         archive = self.archive_dir
         if not archive.is_dir():
             raise InvalidRequest(f"archive directory missing: {archive}")
         segments = sorted(f.name for f in archive.iterdir() if WAL_SEGMENT.match(f.name))
+        return self.last_commit_in(archive, segments)
+
+    def last_commit_in(self, archive: Path, segments: list[str]) -> datetime | None:
+        """Time of the last commit in the newest of these WAL segments of a directory (pg_waldump)."""
         for seg in reversed(segments[-8:]):
             proc = subprocess.run(
                 [pg.pg_bin("pg_waldump"), "--path", str(archive), "--rmgr=Transaction", seg],
@@ -683,7 +788,9 @@ class LocalFleet:
         mode = self.config().mode
         return Source(
             identifier=str(self.root),
-            topology="local-cluster" if mode == "managed" else "adopted-cluster",
+            topology="local-cluster"
+            if mode == "managed"
+            else ("pgbackrest-stanza" if self.pgbackrest else "adopted-cluster"),
             engine_version=version,
             window=self.window(),
             snapshots=self.snapshots(),
@@ -691,7 +798,10 @@ class LocalFleet:
 
     def check_target(self, target: RestoreTarget) -> datetime:
         """Refuse a time in the future or outside the window, or an unknown snapshot; return the point."""
-        if not self.archive_dir.is_dir():
+        source = self.pgbackrest
+        if source is not None:
+            source.require_backups()
+        elif not self.archive_dir.is_dir():
             raise InvalidRequest(f"archive directory missing: {self.archive_dir}")
         if target.snapshot_id:
             snap = self.get_snapshot(target.snapshot_id)
@@ -764,8 +874,13 @@ class LocalFleet:
         target: RestoreTarget,
         record: RecordResource | None = None,
         timeout: float = 300,
+        databases: list[str] | None = None,
     ) -> TempDatabase:
-        """Restore a temporary cluster on a free port from a snapshot or to a point in time."""
+        """Restore a temporary cluster on a free port from a snapshot or to a point in time.
+
+        On a pgBackRest fleet, databases (when given) are the only ones whose files are restored
+        (`--db-include`); the others exist in the catalog but cannot be connected to.
+        """
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", restore_id):
             raise InvalidRequest(
                 f"restore id {restore_id!r} may hold only letters, digits, '.', '_' and '-'"
@@ -805,10 +920,19 @@ class LocalFleet:
         pg.give_to_server_user(socket_dir)
         os.chmod(socket_dir, 0o700)
         cluster = pg.Cluster(workdir / "data", port, host=str(socket_dir))
+        source = self.pgbackrest
         try:
-            pg.run_server_cmd(["cp", "-a", str(self.backup_dir / base.id), str(cluster.datadir)])
-            relocate_tablespaces(cluster.datadir, self.backup_dir / base.id)
-            self._prepare_recovery(cluster, target)
+            if source is not None:
+                restore_cmd = source.materialize(
+                    cluster, base, target, databases, self._process_max()
+                )
+                self._prepare_recovery(cluster, target, restore_cmd)
+            else:
+                pg.run_server_cmd(
+                    ["cp", "-a", str(self.backup_dir / base.id), str(cluster.datadir)]
+                )
+                relocate_tablespaces(cluster.datadir, self.backup_dir / base.id)
+                self._prepare_recovery(cluster, target)
             cluster.start(timeout=timeout)
             self._wait_promoted(cluster, timeout)
         except BaseException:
@@ -825,10 +949,15 @@ class LocalFleet:
             details={"dir": str(workdir), "snapshot": base.id, "log": str(cluster.logfile)},
         )
 
-    def _prepare_recovery(self, cluster: pg.Cluster, target: RestoreTarget) -> None:
+    def _process_max(self) -> int:
+        return self.config().pgbackrest_process_max or max(1, min(8, os.cpu_count() or 1))
+
+    def _prepare_recovery(
+        self, cluster: pg.Cluster, target: RestoreTarget, restore_cmd: str | None = None
+    ) -> None:
         for name in ("postmaster.pid", "postmaster.opts", "standby.signal"):
             (cluster.datadir / name).unlink(missing_ok=True)
-        restore_cmd = f"cp '{self.archive_dir}/%f' '%p'"
+        restore_cmd = restore_cmd or f"cp '{self.archive_dir}/%f' '%p'"
         settings = {
             **pg.BASE_SETTINGS,
             "archive_mode": "off",
@@ -992,8 +1121,15 @@ class LocalFleet:
             }
         else:
             out["production"] = {"dsn": mask_dsn(cfg.dsn or "")}
-        out["archive_dir"] = cfg.archive_dir
-        out["backup_dir"] = cfg.backup_dir
+        if cfg.pgbackrest_stanza:
+            out["pgbackrest"] = {
+                "stanza": cfg.pgbackrest_stanza,
+                "config": cfg.pgbackrest_config,
+                "backup_type": cfg.pgbackrest_backup_type,
+            }
+        else:
+            out["archive_dir"] = cfg.archive_dir
+            out["backup_dir"] = cfg.backup_dir
         out["snapshots"] = [s.to_dict() for s in self.snapshots()]
         out["window"] = self.window().to_dict()
         out["temporary"] = self.temp_instances()

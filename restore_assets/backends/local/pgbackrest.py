@@ -1,0 +1,283 @@
+"""pgBackRest as the backup source of an adopted local fleet: its stanza's backups and WAL archive.
+
+The tool reads the repository only through pgBackRest's own commands (`info`, `check`,
+`archive-get`, `restore`) and writes to it only through `pgbackrest backup` when a snapshot is
+asked for. Every command runs as the PostgreSQL server user, with the stanza's config file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from restore_assets.backends.base import RestoreTarget, Snapshot
+from restore_assets.backends.local import pg
+from restore_assets.errors import FleetError, InvalidRequest
+
+BACKUP_TYPES = ("full", "diff", "incr")
+SNAPSHOT_KIND = "pgbackrest-{}"
+ARCHIVE_PUSH = re.compile(r"\bpgbackrest\b.*\barchive-push\b")
+STANZA_OPTION = re.compile(r"--stanza[= ]([A-Za-z0-9_.-]+)")
+
+
+def binary() -> str:
+    """Path of the pgbackrest program; a clear error when it is not installed."""
+    found = shutil.which("pgbackrest")
+    if not found:
+        raise FleetError(
+            "pgbackrest is not installed on this machine: install the `pgbackrest` package"
+            " (make setup does on Debian/Ubuntu)"
+        )
+    return found
+
+
+def version() -> str:
+    """`pgbackrest version` ('pgBackRest 2.45')."""
+    return pg.run_server_cmd([binary(), "version"], timeout=30).stdout.strip()
+
+
+def next_older_segment(name: str, segment_bytes: int) -> str | None:
+    """The WAL segment name before `name` on the same timeline (None for the first one)."""
+    per_log = 0x100000000 // segment_bytes
+    tli, log, seg = int(name[:8], 16), int(name[8:16], 16), int(name[16:24], 16)
+    number = log * per_log + seg - 1
+    if number < 0:
+        return None
+    return f"{tli:08X}{number // per_log:08X}{number % per_log:08X}"
+
+
+class PgBackRest:
+    """The pgBackRest commands of one stanza, run as the server user with its config file."""
+
+    def __init__(self, stanza: str, config: str | None = None) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", stanza or ""):
+            raise InvalidRequest(
+                f"stanza name {stanza!r} may hold only letters, digits, '.', '_' and '-'"
+            )
+        self.stanza = stanza
+        self.config = config
+
+    def args(self, command: str, *options: str) -> list[str]:
+        """The command line of one pgBackRest command of this stanza (no secret on it)."""
+        out = [binary()]
+        if self.config:
+            out.append(f"--config={self.config}")
+        out += [f"--stanza={self.stanza}", "--log-level-console=error", "--log-level-file=off"]
+        return [*out, *options, command]
+
+    def run(self, command: str, *options: str, timeout: float = 3600) -> str:
+        """Run one command; FleetError carrying pgBackRest's own message when it fails."""
+        proc = pg.run_server_cmd(self.args(command, *options), check=False, timeout=timeout)
+        if proc.returncode != 0:
+            text = " ".join((proc.stderr or proc.stdout).split()) or f"exit {proc.returncode}"
+            raise FleetError(f"pgbackrest {command} (stanza {self.stanza}) failed: {text}")
+        return proc.stdout
+
+    def info(self) -> dict[str, Any]:
+        """The stanza's `info --output=json` entry; refused with pgBackRest's message when it is missing."""
+        data = json.loads(self.run("info", "--output=json", timeout=120) or "[]")
+        entry = next((s for s in data if s.get("name") == self.stanza), None)
+        if entry is None:
+            raise InvalidRequest(f"pgbackrest info does not know stanza {self.stanza!r}")
+        status = entry.get("status", {})
+        if status.get("code") not in (0, 2):  # 2: "no valid backups" (a stanza just created)
+            raise InvalidRequest(
+                f"pgbackrest stanza {self.stanza!r}: {status.get('message', 'unusable')}"
+                f" (pgbackrest info status {status.get('code')})"
+            )
+        return entry
+
+    def check(self) -> None:
+        """`pgbackrest check`: the stanza exists and the server's WAL reaches the repository."""
+        try:
+            self.run("check", timeout=300)
+        except FleetError as exc:
+            raise InvalidRequest(str(exc)) from None
+
+    def backup(self, backup_type: str) -> None:
+        """`pgbackrest backup --type=...` (waits until it is done)."""
+        if backup_type not in BACKUP_TYPES:
+            raise InvalidRequest(
+                f"backup type {backup_type!r} is not one of {', '.join(BACKUP_TYPES)}"
+            )
+        self.run("backup", f"--type={backup_type}", timeout=24 * 3600)
+
+    def restore(
+        self,
+        datadir: Path,
+        label: str,
+        target: RestoreTarget,
+        databases: list[str] | None,
+        process_max: int,
+        tablespace_dir: Path,
+    ) -> None:
+        """`pgbackrest restore` of one backup set into datadir (which exists and is empty)."""
+        options = [
+            f"--pg1-path={datadir}",
+            f"--set={label}",
+            "--archive-mode=off",
+            f"--process-max={process_max}",
+            # tablespaces into the temporary copy, never onto production's own directories
+            f"--tablespace-map-all={tablespace_dir}",
+            "--target-action=promote",
+        ]
+        if target.snapshot_id:
+            options.append("--type=immediate")
+        else:
+            assert target.restore_time is not None
+            stamp = target.restore_time.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00")
+            options += ["--type=time", f"--target={stamp}"]
+        options += [f"--db-include={d}" for d in databases or []]
+        self.run("restore", *options, timeout=24 * 3600)
+
+    def restore_command(self, datadir: Path) -> str:
+        """The restore_command a temporary copy fetches WAL with (as pgBackRest writes it)."""
+        parts = [binary()]
+        if self.config:
+            parts.append(f"--config={self.config}")
+        parts += [f"--pg1-path={datadir}", f"--stanza={self.stanza}", "archive-get", "%f", '"%p"']
+        return " ".join(parts)
+
+    # ------------------------------------------------------------------ what the fleet reads
+    def snapshots(self, info: dict[str, Any] | None = None) -> list[Snapshot]:
+        """The stanza's backups as snapshots (id = label), oldest first."""
+        info = info or self.info()
+        out = []
+        for b in info.get("backup", []):
+            if b.get("error"):
+                continue
+            stamp = b["timestamp"]
+            # stop is printed in whole seconds, truncated: consistent within the second after it
+            out.append(
+                Snapshot(
+                    id=b["label"],
+                    created_at=datetime.fromtimestamp(stamp["start"], UTC),
+                    completed_at=datetime.fromtimestamp(stamp["stop"], UTC) + timedelta(seconds=1),
+                    size_bytes=int(b.get("info", {}).get("size", 0)),
+                    kind=SNAPSHOT_KIND.format(b.get("type", "full")),
+                )
+            )
+        return sorted(out, key=lambda s: s.created_at)
+
+    def newest_segment(self, info: dict[str, Any] | None = None) -> str | None:
+        """Name of the newest WAL segment in the repository for the current database."""
+        info = info or self.info()
+        current = max((d["id"] for d in info.get("db", [])), default=None)
+        names = [
+            a["max"]
+            for a in info.get("archive", [])
+            if a.get("max") and a.get("database", {}).get("id") == current
+        ]
+        return max(names) if names else None
+
+    def fetch_segments(self, names: list[str], dest: Path) -> list[str]:
+        """archive-get each segment into dest; return the ones the repository had."""
+        got = []
+        for name in names:
+            proc = pg.run_server_cmd(
+                self.args("archive-get", name, str(dest / name)), check=False, timeout=300
+            )
+            if proc.returncode == 0 and (dest / name).exists():
+                got.append(name)
+        return got
+
+
+def check_archive_command(archive_command: str, stanza: str) -> None:
+    """Refuse a server whose archive_command is not `pgbackrest ... archive-push` for this stanza."""
+    if not ARCHIVE_PUSH.search(archive_command or ""):
+        raise InvalidRequest(
+            f"the server's archive_command is {archive_command!r}, not `pgbackrest"
+            f" --stanza={stanza} archive-push %p`: its WAL does not reach the stanza's repository"
+        )
+    named = STANZA_OPTION.search(archive_command)
+    if named and named.group(1) != stanza:
+        raise InvalidRequest(
+            f"the server's archive_command pushes WAL to stanza {named.group(1)!r}, not {stanza!r}"
+        )
+
+
+class PgBackRestSource:
+    """The backup source of a fleet that adopted a pgBackRest stanza (the other: base backups)."""
+
+    def __init__(self, fleet: Any, stanza: str, config: str | None) -> None:
+        self.fleet = fleet
+        self.repo = PgBackRest(stanza, config)
+
+    def check_adoptable(self, archive_command: str) -> None:
+        """Refuse a server or stanza whose WAL does not reach the repository (pgBackRest's message)."""
+        check_archive_command(archive_command, self.repo.stanza)
+        self.repo.info()
+        self.repo.check()
+
+    def snapshots(self) -> list[Snapshot]:
+        """The stanza's backups, oldest first."""
+        return self.repo.snapshots()
+
+    def require_backups(self) -> list[Snapshot]:
+        """The stanza's backups; refused with pgBackRest's own status when there is none."""
+        info = self.repo.info()
+        snaps = self.repo.snapshots(info)
+        if not snaps:
+            message = info.get("status", {}).get("message", "no backups")
+            raise InvalidRequest(
+                f"pgbackrest stanza {self.repo.stanza!r}: {message}; take one with"
+                " `restore-assets fleet snapshot` (pgbackrest backup)"
+            )
+        return snaps
+
+    def snapshot(self, backup_type: str) -> Snapshot:
+        """Take a pgBackRest backup; return it as a snapshot."""
+        before = {s.id for s in self.repo.snapshots()}
+        self.repo.backup(backup_type)
+        new = [s for s in self.repo.snapshots() if s.id not in before]
+        if not new:
+            raise FleetError("pgbackrest backup succeeded but no new backup is listed by info")
+        return new[-1]
+
+    def is_archived(self, segment: str, last_archived_wal: str | None) -> bool:
+        """Segments are pushed in order: archived once the server reports it or a later one."""
+        return bool(last_archived_wal) and last_archived_wal[:24] >= segment
+
+    def latest_archived_time(self, segment_bytes: int) -> datetime | None:
+        """Last commit in the newest WAL of the repository (fetched with archive-get, read with pg_waldump)."""
+        newest = self.repo.newest_segment()
+        if newest is None:
+            return None
+        names = [newest]
+        while len(names) < 8:
+            older = next_older_segment(names[-1], segment_bytes)
+            if older is None:
+                break
+            names.append(older)
+        scratch = self.fleet.scratch_dir("wal")
+        try:
+            got = self.repo.fetch_segments(names, scratch)
+            return self.fleet.last_commit_in(scratch, sorted(got))
+        finally:
+            self.fleet.manifest.remove(scratch)
+
+    def materialize(
+        self,
+        cluster: pg.Cluster,
+        base: Snapshot,
+        target: RestoreTarget,
+        databases: list[str] | None,
+        process_max: int,
+    ) -> str:
+        """pgbackrest restore of the base into the cluster's (new) directory; return its restore_command."""
+        pg.give_to_server_user(cluster.datadir)
+        os.chmod(cluster.datadir, 0o700)
+        self.repo.restore(
+            cluster.datadir,
+            base.id,
+            target,
+            databases,
+            process_max,
+            cluster.datadir.parent / "tablespaces",
+        )
+        return self.repo.restore_command(cluster.datadir)
