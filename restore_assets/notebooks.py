@@ -12,6 +12,11 @@ from restore_assets.errors import RestoreError
 # the .ipynb files ship inside the package (package data), so a wheel install finds them
 NOTEBOOK_DIR = Path(__file__).resolve().parent / "notebook_files"
 KERNEL = "python3"
+OFFLINE_TEMPLATE = (
+    "{%- extends 'lab/index.html.j2' -%}\n"
+    "{% block html_head_js_requirejs %}{% endblock %}\n"
+    "{% block html_head_js_mathjax %}{% endblock %}\n"
+)
 
 
 def notebook_path(name: str) -> Path:
@@ -47,10 +52,13 @@ def execute(name: str, output: Path, parameters: dict[str, Any], timeout: int = 
 
 def to_html(notebook: Path, output: Path | None = None, hide_code: bool = True) -> Path:
     """Export an executed notebook to a standalone HTML file (code cells hidden by default)."""
+    import jinja2
     import nbformat
     from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter()
+    # the lab template without its two CDN scripts (require.js, MathJax): one file, works offline
+    offline = jinja2.DictLoader({"offline.html.j2": OFFLINE_TEMPLATE})
+    exporter = HTMLExporter(extra_loaders=[offline], template_file="offline.html.j2")
     exporter.exclude_input = hide_code
     exporter.exclude_input_prompt = True
     exporter.exclude_output_prompt = True

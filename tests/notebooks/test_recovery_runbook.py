@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -104,3 +105,5 @@ def test_comparison_report_shows_the_rows_with_the_json_totals(fresh_db, tmp_pat
     assert f"deleted since (only in the restored copy) — first 3 of {t['only_in_restored']}" in page
     assert f"changed since (restored | live) — all {t['changed']}" in page
     assert '<td class="ra-diff">changed</td>' in page and '<td class="ra-diff">v9</td>' in page
+    # one file that works offline: nothing loaded from elsewhere
+    assert re.findall(r'(?:src|href)="(?:https?:)?//[^"]*"', page) == []
