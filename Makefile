@@ -10,7 +10,14 @@ PYTEST_ARGS ?=
 
 .PHONY: setup demo test lint bench cdk-synth clean
 
-setup: $(STAMP) $(PG_STAMP)
+CHROMIUM_STAMP := $(VENV)/.chromium-stamp
+
+setup: $(STAMP) $(PG_STAMP) $(CHROMIUM_STAMP)
+
+# Debian's chromium for the real-browser e2e test (Playwright drives it; no browser download).
+$(CHROMIUM_STAMP): scripts/ensure-chromium.sh | $(STAMP)
+	bash scripts/ensure-chromium.sh
+	touch $@
 
 # PostgreSQL server binaries (initdb, pg_ctl, pg_basebackup): install Debian's package if missing.
 $(PG_STAMP): scripts/ensure-postgres.sh | $(STAMP)

@@ -1,0 +1,213 @@
+"""A real browser (Debian's chromium driven by Playwright) on a real dagster-webserver: launch a
+restore from the launchpad, see it succeed, open its report from the asset's link; launch a bad
+request and read its refusal. Screenshots go to docs/ (committed, shown in the README)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+import requests
+
+from restore_assets.backends.local.pg import free_port
+from restore_assets.backends.local.pg import port_in_use as listening
+from restore_assets.report_server import URL_ENV, report_server
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+DOCS = REPO / "docs"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+LOCATIONS = """{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus
+  locationOrLoadError { ... on RepositoryLocation { repositories { name } } } } } } }"""
+STATUS = "query S($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+
+def _gql(url: str, query: str, variables: dict | None = None) -> dict:
+    resp = requests.post(url, json={"query": query, "variables": variables or {}}, timeout=30)
+    resp.raise_for_status()
+    return resp.json()["data"]
+
+
+@pytest.fixture
+def ui(demo_fleet, tmp_path) -> Iterator[dict]:
+    """dagster-webserver over the demo fleet plus the report server; yields their addresses."""
+    artifacts = Path(demo_fleet.root) / "artifacts"
+    artifacts.mkdir(exist_ok=True)
+    reports = report_server(artifacts, "127.0.0.1", free_port())
+    threading.Thread(target=reports.serve_forever, daemon=True).start()
+    reports_url = f"http://127.0.0.1:{reports.server_address[1]}"
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(
+        "run_coordinator:\n  module: dagster._core.run_coordinator\n  class: DefaultRunCoordinator\n"
+        "telemetry:\n  enabled: false\n"
+    )
+    port = free_port()
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "RESTORE_ASSETS_ROOT": str(demo_fleet.root),
+        URL_ENV: reports_url,
+    }
+    log = open(tmp_path / "webserver.log", "w")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dagster_webserver", "-h", "127.0.0.1", "-p", str(port)]
+        + ["-w", str(REPO / "workspace.yaml")],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert proc.poll() is None, (tmp_path / "webserver.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "dagster-webserver did not load in 180 s"
+            if listening(port):
+                entries = _gql(f"{base}/graphql", LOCATIONS)["workspaceOrError"]["locationEntries"]
+                if entries and entries[0]["loadStatus"] == "LOADED":
+                    location = entries[0]["name"]
+                    repo = entries[0]["locationOrLoadError"]["repositories"][0]["name"]
+                    break
+            time.sleep(1)
+        yield {"base": base, "address": f"{repo}@{location}", "reports": reports_url}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        reports.shutdown()
+        reports.server_close()
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    """Debian's chromium, headless, through Playwright (no downloaded browser)."""
+    with playwright_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def _open_launchpad(page, ui: dict) -> None:
+    """Open schema_restore's launchpad; dismiss Dagster's first-visit community dialog."""
+    page.goto(f"{ui['base']}/locations/{ui['address']}/jobs/schema_restore/playground")
+    page.wait_for_selector(".CodeMirror", timeout=60_000)
+    skip = page.get_by_role("button", name="Skip")
+    try:
+        skip.wait_for(timeout=5_000)
+        skip.click()
+    except playwright_api.TimeoutError:
+        pass
+
+
+def _launch(page, ui: dict, yaml_text: str, shot: str | None = None) -> str:
+    """Open the launchpad, type the config, launch; the new run's id."""
+    _open_launchpad(page, ui)
+    page.evaluate(
+        "text => document.querySelector('.CodeMirror').CodeMirror.setValue(text)", yaml_text
+    )
+    launch = page.get_by_role("button", name="Launch Run")
+    launch.wait_for(timeout=30_000)
+    page.wait_for_timeout(1500)  # the launchpad validates the config before enabling the button
+    if shot:
+        page.screenshot(path=str(DOCS / shot))
+    launch.click()
+    page.wait_for_url("**/runs/**", timeout=60_000)
+    return page.url.rstrip("/").split("/runs/")[1].split("?")[0].split("/")[0]
+
+
+def _wait(ui: dict, run_id: str) -> str:
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        status = _gql(f"{ui['base']}/graphql", STATUS, {"id": run_id})["runOrError"]["status"]
+        if status in ("SUCCESS", "FAILURE", "CANCELED"):
+            return status
+        time.sleep(1)
+    raise AssertionError(f"run {run_id} did not end in 600 s")
+
+
+def test_launchpad_restore_succeeds_and_its_report_opens(ui, browser, demo_fleet) -> None:
+    DOCS.mkdir(exist_ok=True)
+    point = datetime.now(UTC)
+    time.sleep(0.2)
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    try:
+        # the default config the launchpad opens with is the request skeleton, every field described
+        _open_launchpad(page, ui)
+        page.wait_for_timeout(1500)
+        skeleton = page.evaluate(
+            "() => document.querySelector('.CodeMirror').CodeMirror.getValue()"
+        )
+        assert "restore_time" in skeleton and "snapshot_id" in skeleton, skeleton
+        page.screenshot(path=str(DOCS / "ui-launchpad-skeleton.png"))
+        config = (
+            "database: tenant_b\nschemas: [customer_b1]\n"
+            f'restore_time: "{point.isoformat()}"\nsuffix: browser\n'
+        )
+        run_id = _launch(page, ui, config, shot="ui-launchpad.png")
+        assert _wait(ui, run_id) == "SUCCESS"
+        page.reload()
+        page.get_by_text("Success").first.wait_for(timeout=60_000)
+        page.screenshot(path=str(DOCS / "ui-run-success.png"))
+        # the report asset's materialization carries a link to the HTML report
+        page.goto(f"{ui['base']}/assets/comparison_report?view=events")
+        link = page.locator(f"a[href^='{ui['reports']}']").first
+        link.wait_for(timeout=60_000)
+        page.screenshot(path=str(DOCS / "ui-report-asset.png"), full_page=True)
+        with context.expect_page() as opened:
+            link.click()
+        report = opened.value
+        report.wait_for_load_state()
+        assert "customer_b1_browser" in report.content()
+        report.screenshot(path=str(DOCS / "ui-report.png"))
+    finally:
+        context.close()
+        with psycopg.connect(demo_fleet.production_dsn("tenant_b"), autocommit=True) as conn:
+            conn.execute("DROP SCHEMA IF EXISTS customer_b1_browser CASCADE")
+
+
+def test_launchpad_bad_request_shows_its_refusal(ui, browser) -> None:
+    DOCS.mkdir(exist_ok=True)
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    try:
+        config = (
+            "database: tenant_b\nschemas: [no_such_schema]\n"
+            f'restore_time: "{datetime.now(UTC).isoformat()}"\n'
+        )
+        run_id = _launch(page, ui, config)
+        assert _wait(ui, run_id) == "FAILURE"
+        page.reload()
+        message = page.get_by_text("Request refused, nothing was created").first
+        message.wait_for(timeout=60_000)
+        assert "no_such_schema" in page.content()
+        page.screenshot(path=str(DOCS / "ui-rejected.png"))
+    finally:
+        context.close()
