@@ -119,12 +119,15 @@ class TablePair:
 
     @property
     def key(self) -> list[str]:
+        """The live table's primary key columns."""
         return list(self.lt.primary_key or [])
 
     def same(self, cols: list[str]) -> list[bool]:
+        """Per column: the same type on both sides (else compared through text)."""
         return [_same_type(self.rt.column(c), self.lt.column(c)) for c in cols]  # type: ignore[arg-type]
 
     def types(self, table: Table) -> list[list[str]]:
+        """[schema, type] of each key column in that side's table (for typed key sets)."""
         out = []
         for c in self.key:
             col = table.column(c)
@@ -134,6 +137,7 @@ class TablePair:
 
 
 def q(conn: psycopg.Connection, stmt: sql.Composable) -> list[tuple]:
+    """All rows of a statement."""
     return conn.execute(stmt).fetchall()
 
 
