@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from typing import Any
 
 from restore_assets.audit import check_restore_id, new_restore_id
@@ -47,12 +50,14 @@ def run_schema_restore(
             "artifacts": {},
         }
     run_config = {**request, "compare": compare, "detach_cleanup": detach_cleanup}
-    result = schema_restore.execute_in_process(
-        run_config=run_config,
-        resources={"backend": _resource(backend_config)},
-        raise_on_error=False,
-        tags={RESTORE_ID_TAG: rid},
-    )
+    with dagster_instance() as instance:
+        result = schema_restore.execute_in_process(
+            run_config=run_config,
+            resources={"backend": _resource(backend_config)},
+            raise_on_error=False,
+            tags={RESTORE_ID_TAG: rid},
+            instance=instance,
+        )
     try:
         rec = services.audit.get(rid)
     except KeyError:
@@ -102,6 +107,20 @@ def _rto_and_total(rec: dict[str, Any]) -> dict[str, Any]:
         "rto_s": rto,
         "total_s": round(rto + sum(after), 3) if rto is not None and after else None,
     }
+
+
+@contextlib.contextmanager
+def dagster_instance() -> Iterator[Any]:
+    """The persistent Dagster instance of $DAGSTER_HOME when it is set (its runs show in the UI and
+    its sensors see them), else an ephemeral one."""
+    import dagster as dg
+
+    if os.environ.get("DAGSTER_HOME"):
+        with dg.DagsterInstance.get() as instance:
+            yield instance
+    else:
+        with dg.DagsterInstance.ephemeral() as instance:
+            yield instance
 
 
 def _refusal(services: Any, request: dict[str, Any], restore_id: str) -> str | None:

@@ -1,0 +1,50 @@
+"""CLI and notebook restores run on the persistent Dagster instance of $DAGSTER_HOME when it is set."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import psycopg
+import pytest
+
+from restore_assets.jobs.tags import DATABASE_TAG, RESTORE_ID_TAG
+from restore_assets.runner import run_schema_restore
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_cli_restore_is_a_run_of_the_dagster_home_instance(
+    demo_fleet, tmp_path: Path, monkeypatch
+):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    point = datetime.now(UTC)
+    time.sleep(0.1)
+    out = run_schema_restore(
+        {
+            "database": "tenant_a",
+            "schemas": ["customer_a1"],
+            "restore_time": point.isoformat(),
+            "suffix": "home",
+        },
+        {"root": str(demo_fleet.root)},
+        compare=False,
+        detach_cleanup=False,
+    )
+    try:
+        assert out["status"] == "succeeded", out
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            run = instance.get_run_by_id(out["dagster_run_id"])
+            assert run is not None and run.status == dg.DagsterRunStatus.SUCCESS
+            assert run.tags[RESTORE_ID_TAG] == out["restore_id"]
+            assert run.tags[DATABASE_TAG] == "tenant_a"
+            steps = {e.step_key for e in instance.all_logs(run.run_id) if e.step_key}
+            assert {"validate_request", "provision_temp_database", "finish_restore"} <= steps
+    finally:
+        with psycopg.connect(demo_fleet.production_dsn("tenant_a"), autocommit=True) as conn:
+            conn.execute("DROP SCHEMA IF EXISTS customer_a1_home CASCADE")
