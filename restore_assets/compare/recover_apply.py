@@ -349,11 +349,10 @@ def _external_references(
         ckey = list(child_lt.primary_key)
         exclude = sql.SQL("")
         if fk.child in plan.order:
-            exclude = sql.SQL(
-                " AND NOT EXISTS (SELECT 1 FROM {uc} AS uc WHERE uc.{a} = 'inserted' AND {eq})"
-            ).format(
+            # rows the recovery wrote itself: deleted by the undo, or given back their earlier
+            # version (which existed before the recovery, so it cannot reference its inserts)
+            exclude = sql.SQL(" AND NOT EXISTS (SELECT 1 FROM {uc} AS uc WHERE {eq})").format(
                 uc=sql.Identifier(plan.undo_schema, fk.child),
-                a=sql.Identifier(ACTION),
                 eq=match("uc", ckey, "c", ckey, [True] * len(ckey)),
             )
         stmt = sql.SQL(

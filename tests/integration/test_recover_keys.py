@@ -374,3 +374,28 @@ def test_drop_undo_drops_only_the_schema_the_recovery_created(demo_fleet, db):
         )
     with pytest.raises(CompareError, match="missing"):
         undo(services, p.recovery_id)  # nothing to undo from any more
+
+
+def test_setting_a_foreign_key_back_brings_the_row_it_references(demo_fleet, db):
+    name, dsn = db
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL(SHOP_DDL).format(s=psycopg.sql.Identifier("app")))
+        conn.execute("INSERT INTO app.users VALUES (2, 'two@x', 'two'), (3, 'three@x', 'three')")
+        conn.execute("INSERT INTO app.orders VALUES (30, 3, 9)")
+    copy_as_restored(dsn, SHOP_DDL, "app", "app_r", ["users", "orders"])
+    with psycopg.connect(dsn, autocommit=True) as conn:  # order 30 moved to user 2, user 3 deleted
+        conn.execute("UPDATE app.orders SET user_id = 2 WHERE id = 30")
+        conn.execute("DELETE FROM app.users WHERE id = 3")
+    services = services_for(demo_fleet)
+    rid = record_restore(services, dsn, name, {"app": "app_r"})
+    before = checksum(dsn, "app", "users"), checksum(dsn, "app", "orders")
+    p = plan(services, rid, Options(changed=True, columns=["user_id"], tables=["orders"]))
+    s = p.schemas[0]
+    assert s.order == ["users", "orders"]
+    assert s.tables["orders"].updates == [["30"]] and s.tables["users"].inserts == [["3"]]
+    assert s.tables["users"].reasons[0]["fk"] == "orders_user_id_fkey"
+    apply(services, p)
+    assert {r[0] for r in rows(dsn, "app", "orders")} == {"(30,3,9.00)"}
+    assert "(3,three@x,three)" in {r[0] for r in rows(dsn, "app", "users")}
+    undo(services, p.recovery_id)
+    assert (checksum(dsn, "app", "users"), checksum(dsn, "app", "orders")) == before
