@@ -30,7 +30,11 @@ from restore_assets.backends.base import (
 )
 from restore_assets.backends.local import pg
 from restore_assets.backends.local.manifest import MANIFEST_FILE, Manifest
-from restore_assets.backends.local.pgbackrest import BACKUP_TYPES, PgBackRestSource
+from restore_assets.backends.local.pgbackrest import (
+    BACKUP_TYPES,
+    PgBackRestSource,
+    stop_restore,
+)
 from restore_assets.backends.local.tablespaces import relocate_tablespaces, tablespace_mapping
 from restore_assets.errors import FleetError, InvalidRequest
 
@@ -1081,6 +1085,8 @@ class LocalFleet:
             )
         meta = workdir / "instance.json"
         socket_dir = None
+        # a pgbackrest restore left running by a crashed provision: stop it before deleting
+        stop_restore(workdir / "data")
         if meta.exists():
             info = json.loads(meta.read_text())
             pg.Cluster(workdir / "data", int(info["port"])).stop(mode="immediate")

@@ -11,6 +11,9 @@ import json
 import os
 import re
 import shutil
+import signal
+import subprocess
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ from restore_assets.errors import FleetError, InvalidRequest
 BACKUP_TYPES = ("full", "diff", "incr")
 SNAPSHOT_KIND = "pgbackrest-{}"
 ARCHIVE_PUSH = re.compile(r"\bpgbackrest\b.*\barchive-push\b")
+RESTORE_PID = "pgbackrest-restore.pid"
 STANZA_OPTION = re.compile(r"--stanza[= ]([A-Za-z0-9_.-]+)")
 
 
@@ -39,6 +43,47 @@ def binary() -> str:
 def version() -> str:
     """`pgbackrest version` ('pgBackRest 2.45')."""
     return pg.run_server_cmd([binary(), "version"], timeout=30).stdout.strip()
+
+
+def stop_restore(datadir: Path, timeout: float = 30) -> bool:
+    """Kill the pgbackrest restore (process group) still writing into datadir, if any.
+
+    Only a process whose pid the tool wrote next to datadir and whose command line is a
+    pgbackrest restore into exactly this datadir is signalled. True when one was stopped.
+    """
+    pid_file = datadir.parent / RESTORE_PID
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    args = [a.decode(errors="replace") for a in cmdline]
+    if not (
+        args
+        and Path(args[0]).name == "pgbackrest"
+        and "restore" in args
+        and f"--pg1-path={datadir}" in args
+    ):
+        return False
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return True
+        try:
+            os.waitpid(pid, os.WNOHANG)  # our own child: reap it
+        except ChildProcessError:
+            pass
+        time.sleep(0.05)
+    raise FleetError(f"pgbackrest restore (pid {pid}) into {datadir} did not stop")
 
 
 def next_older_segment(name: str, segment_bytes: int) -> str | None:
@@ -62,13 +107,13 @@ class PgBackRest:
         self.stanza = stanza
         self.config = config
 
-    def args(self, command: str, *options: str) -> list[str]:
+    def args(self, command: str, *options: str, positional: tuple[str, ...] = ()) -> list[str]:
         """The command line of one pgBackRest command of this stanza (no secret on it)."""
         out = [binary()]
         if self.config:
             out.append(f"--config={self.config}")
         out += [f"--stanza={self.stanza}", "--log-level-console=error", "--log-level-file=off"]
-        return [*out, *options, command]
+        return [*out, *options, command, *positional]
 
     def run(self, command: str, *options: str, timeout: float = 3600) -> str:
         """Run one command; FleetError carrying pgBackRest's own message when it fails."""
@@ -133,7 +178,37 @@ class PgBackRest:
             stamp = target.restore_time.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00")
             options += ["--type=time", f"--target={stamp}"]
         options += [f"--db-include={d}" for d in databases or []]
-        self.run("restore", *options, timeout=24 * 3600)
+        args = self.args("restore", *options)
+        user = pg.server_user()
+        extra: dict[str, Any] = {}
+        if not user.is_current:
+            extra = {"user": user.uid, "group": user.gid, "extra_groups": []}
+        env = {**os.environ, "LC_ALL": "C", "LANG": "C"}
+        if not user.is_current:
+            env["HOME"] = "/tmp"
+        # its own process group, its pid next to the directory: a cleanup after a crash of this
+        # process stops the restore (and its --process-max workers) before deleting what it wrote
+        proc = subprocess.Popen(
+            args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd="/",
+            start_new_session=True,
+            **extra,
+        )
+        pid_file = datadir.parent / RESTORE_PID
+        pid_file.write_text(str(proc.pid))
+        try:
+            out, err = proc.communicate()
+        except BaseException:
+            stop_restore(datadir)
+            raise
+        pid_file.unlink(missing_ok=True)
+        if proc.returncode != 0:
+            text = " ".join((err or out).split()) or f"exit {proc.returncode}"
+            raise FleetError(f"pgbackrest restore (stanza {self.stanza}) failed: {text}")
 
     def restore_command(self, datadir: Path) -> str:
         """The restore_command a temporary copy fetches WAL with (as pgBackRest writes it)."""
@@ -180,7 +255,9 @@ class PgBackRest:
         got = []
         for name in names:
             proc = pg.run_server_cmd(
-                self.args("archive-get", name, str(dest / name)), check=False, timeout=300
+                self.args("archive-get", positional=(name, str(dest / name))),
+                check=False,
+                timeout=300,
             )
             if proc.returncode == 0 and (dest / name).exists():
                 got.append(name)
