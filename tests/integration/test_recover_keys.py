@@ -376,7 +376,8 @@ def test_drop_undo_drops_only_the_schema_the_recovery_created(demo_fleet, db):
         undo(services, p.recovery_id)  # nothing to undo from any more
 
 
-def test_setting_a_foreign_key_back_brings_the_row_it_references(demo_fleet, db):
+@pytest.mark.parametrize("undo_triggers", [False, True])
+def test_setting_a_foreign_key_back_brings_the_row_it_references(demo_fleet, db, undo_triggers):
     name, dsn = db
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(psycopg.sql.SQL(SHOP_DDL).format(s=psycopg.sql.Identifier("app")))
@@ -397,5 +398,5 @@ def test_setting_a_foreign_key_back_brings_the_row_it_references(demo_fleet, db)
     apply(services, p)
     assert {r[0] for r in rows(dsn, "app", "orders")} == {"(30,3,9.00)"}
     assert "(3,three@x,three)" in {r[0] for r in rows(dsn, "app", "users")}
-    undo(services, p.recovery_id)
+    undo(services, p.recovery_id, triggers=undo_triggers)  # with triggers: FK checks run
     assert (checksum(dsn, "app", "users"), checksum(dsn, "app", "orders")) == before
