@@ -241,3 +241,26 @@ def test_cleanup_reports_a_colliding_resource_and_keeps_it(
     assert _exists(world, ident)
     [res] = [r for r in rec["resources"] if r["identifier"] == ident]
     assert not res.get("deleted_at")
+
+
+def test_an_artifact_key_held_by_another_object_is_not_overwritten(world: World) -> None:
+    """An object under the restore's prefix that it did not write: put refuses, the object stays;
+    the restore's own object is written (tagged) and may be written again."""
+    from restore_assets.backends.aws.ownership import IdentifierTaken
+
+    world.production_instance()
+    world.production_secret()
+    rid = "r-collide-3"
+    s3 = world.session.client("s3")
+    s3.put_object(Bucket="restore-artifacts", Key=f"restores/{rid}/pre.sql", Body=b"theirs")
+    with world.active():
+        artifacts = build_services(world.config_file()).artifacts
+        with pytest.raises(IdentifierTaken, match="already exists"):
+            artifacts.put(rid, "pre.sql", "ours")
+        artifacts.put(rid, "post.sql", "ours")
+        artifacts.put(rid, "post.sql", "ours again")
+    assert s3.get_object(Bucket="restore-artifacts", Key=f"restores/{rid}/pre.sql")[
+        "Body"
+    ].read() == (b"theirs")
+    tags = s3.get_object_tagging(Bucket="restore-artifacts", Key=f"restores/{rid}/post.sql")
+    assert tags["TagSet"] == [{"Key": RESTORE_ID_TAG, "Value": rid}]

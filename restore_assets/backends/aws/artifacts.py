@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 
 from restore_assets.backends.aws.clients import is_not_found
 from restore_assets.backends.aws.config import RESTORE_ID_TAG
-from restore_assets.backends.aws.ownership import NotOwned, tag_value
+from restore_assets.backends.aws.ownership import NotOwned, check_free, tag_value
 from restore_assets.errors import RestoreError
 
 log = logging.getLogger("restore_assets.aws")
@@ -41,11 +41,20 @@ class S3Artifacts:
         return f"{self.prefix}{restore_id}/{name}"
 
     def put(self, restore_id: str, name: str, data: bytes | str) -> str:
-        """Store one artifact (server-side encrypted) and return its s3:// URI."""
+        """Store one artifact (server-side encrypted, tagged with the restore id) and return its
+        s3:// URI; an existing object of that key without this restore's tag is never replaced."""
         body = data.encode() if isinstance(data, str) else data
+        key = self.key(restore_id, name)
+        try:
+            found = self.client.get_object_tagging(Bucket=self.bucket, Key=key)
+        except Exception as exc:
+            if not is_not_found(exc):
+                raise
+        else:
+            check_free(f"s3://{self.bucket}/", key, found.get("TagSet"), restore_id)
         kwargs: dict[str, Any] = {
             "Bucket": self.bucket,
-            "Key": self.key(restore_id, name),
+            "Key": key,
             "Body": body,
             "ServerSideEncryption": self.sse,
             "Tagging": urlencode({RESTORE_ID_TAG: restore_id}),
