@@ -6,7 +6,7 @@ step writes only with `apply: true` and otherwise says so. The ops call the core
 (`restore_assets.compare.recover_run`).
 """
 
-from typing import Any
+from typing import Any, Literal
 
 import dagster as dg
 
@@ -15,6 +15,7 @@ from restore_assets.compare.recover_run import apply, plan
 from restore_assets.jobs.resources import RestoreBackend
 from restore_assets.jobs.strict import StrictConfig, strict_config_mapping
 
+OnConflict = Literal["skip", "overwrite", "fail"]
 SQL_PREVIEW = 20_000  # characters of the plan's SQL shown as metadata (the artifact has all of it)
 
 
@@ -26,7 +27,7 @@ class RecoverRowsConfig(StrictConfig):
     deleted: bool = False
     changed: bool = False
     columns: list[str] = []
-    on_conflict: str = "fail"
+    on_conflict: OnConflict = "fail"
     triggers: bool = True
     apply: bool = False
 
@@ -39,7 +40,7 @@ class PlanConfig(StrictConfig):
     deleted: bool = False
     changed: bool = False
     columns: list[str] = []
-    on_conflict: str = "fail"
+    on_conflict: OnConflict = "fail"
     triggers: bool = True
 
 

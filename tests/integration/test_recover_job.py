@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dagster as dg
 import psycopg
 import pytest
 
@@ -56,6 +57,10 @@ def test_recover_rows_job_plans_then_applies_only_when_asked(demo_fleet):
         assert result.output_for_node("apply_recovery")["applied"] is False
         assert (checksum(dsn, "app", "users"), checksum(dsn, "app", "orders")) == before
 
+        with pytest.raises(dg.DagsterInvalidConfigError):  # refused in the launchpad's config
+            recover_rows.execute_in_process(
+                run_config={**config, "on_conflict": "maybe"}, resources=resources
+            )
         result = recover_rows.execute_in_process(
             run_config={**config, "apply": True}, resources=resources
         )
