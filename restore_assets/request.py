@@ -13,6 +13,7 @@ from restore_assets.backends.base import Fleet, RestoreTarget
 from restore_assets.ddl.extensions import extension_refusal, extensions_in
 from restore_assets.ddl.names import check_identifier_length, default_suffix, target_name
 from restore_assets.errors import InvalidRequest
+from restore_assets.keys import refuse_unknown_keys
 
 KNOWN_FIELDS = {
     "database",
@@ -73,9 +74,7 @@ class RestoreRequest:
     @classmethod
     def parse(cls, data: Mapping[str, Any]) -> RestoreRequest:
         """Build a request from launchpad/CLI/JSON input, with every static check."""
-        unknown = set(data) - KNOWN_FIELDS
-        if unknown:
-            raise InvalidRequest(f"unknown request field(s): {', '.join(sorted(unknown))}")
+        refuse_unknown_keys("the restore request", data, KNOWN_FIELDS)
         database = check_identifier("database", data.get("database") or "")
         schemas_raw = data.get("schemas") or []
         if isinstance(schemas_raw, str):

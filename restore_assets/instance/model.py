@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from restore_assets.errors import InvalidRequest
+from restore_assets.keys import refuse_unknown_keys
 
 TASKS = ("db_restore", "create_snapshot", "create_snapshot_only")
 MAX_IDENTIFIER = 63  # RDS instance and cluster identifiers
@@ -99,11 +100,7 @@ class InstanceRequest:
         """Check a request mapping (static checks only: no call to any server)."""
         if not isinstance(data, Mapping):
             raise InvalidRequest("the request must be a mapping")
-        unknown = sorted(set(data) - REQUEST_FIELDS)
-        if unknown:
-            raise InvalidRequest(
-                f"unknown field(s) {', '.join(unknown)}: expected {', '.join(sorted(REQUEST_FIELDS))}"
-            )
+        refuse_unknown_keys("the instance restore request", data, REQUEST_FIELDS)
         task = data.get("task") or "db_restore"
         if task not in TASKS:
             raise InvalidRequest(f"unknown task {task!r}: expected one of {', '.join(TASKS)}")

@@ -30,7 +30,8 @@ def test_parse_normalises_time_to_utc():
         ({"schemas": ["x" * 64]}, "is 64 bytes long"),
         ({"database": ""}, "database name must be a non-empty string"),
         ({"suffix": "y" * 60}, "truncates identifiers to 63 bytes"),
-        ({"colour": "blue"}, "unknown request field(s): colour"),
+        ({"colour": "blue"}, "unknown key(s) in the restore request: 'colour'"),
+        ({"sufix": "x"}, "'sufix' (did you mean 'suffix'?)"),
     ],
 )
 def test_bad_requests_are_refused_with_their_message(change, message):
