@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -65,6 +66,8 @@ def test_recover_plan_apply_and_undo_through_the_cli(demo_fleet):
         assert p["summary"]["tables"]["app.orders"]["inserts"] == 1
         assert p["summary"]["tables"]["app.products"]["updates"] == 2
         assert "applied" not in p and p["sql"].startswith("-- recovery ")
+        kept = Path(p["sql_file"].removeprefix("file://"))
+        assert kept.read_text() == p["sql"] and kept.stat().st_mode & 0o077 == 0  # owner only
         assert [checksum(dsn, "app", t) for t in ("users", "products", "orders")] == before
 
         out = cli("recover", "--root", root, "--restore-id", rid, "--deleted", "--changed",
