@@ -342,8 +342,9 @@ def apply_pre(
                 {"database": plan.request.database, "schema": schema, "xid": xid},
             )
 
+    pre = deferred_pre(services, bundle)[0]
     bound(services, services.ddl, restore_id, "pre").apply(
-        dsn, bundle.pre, set(plan.targets.values()), on_start
+        dsn, pre, set(plan.targets.values()), on_start
     )
     with psycopg.connect(dsn) as conn:
         oids = dict(
@@ -359,7 +360,22 @@ def apply_pre(
             f"{plan.request.database}.{schema}",
             {"database": plan.request.database, "schema": schema, "oid": oids.get(schema)},
         )
-    return {"statements": len(bundle.pre), "schemas": sorted(oids)}
+    return {"statements": len(pre), "schemas": sorted(oids)}
+
+
+def deferred_pre(services: Services, bundle: Any) -> tuple[list[str], list[str]]:
+    """Pre as applied, and the primary keys deferred from it (with their settings) to be built
+    right after each table's copy: deferred only with a mover that builds tables as it copies."""
+    if not getattr(services.mover, "pipelines_post", False):
+        return list(bundle.pre), []
+    from restore_assets.ddl.parallel import defer_primary_keys
+
+    return defer_primary_keys(bundle.pre)
+
+
+def pipeline_post(services: Services, bundle: Any) -> list[str]:
+    """The statements to build after the data: the deferred primary keys, then post."""
+    return [*deferred_pre(services, bundle)[1], *bundle.post]
 
 
 def apply_post(
@@ -380,7 +396,7 @@ def apply_post(
     allowed = set(plan.targets.values())
     built = {s for r in copies for s in getattr(r, "post_applied", [])}
     # settings stay: the remaining statements need the ones in force for them in dump order
-    statements = [s for s in bundle.post if s not in built or is_setting(s)]
+    statements = [s for s in pipeline_post(services, bundle) if s not in built or is_setting(s)]
     waves = task.apply_post(dsn, statements, allowed)
     vacuumed = {
         (t.target_schema, t.table)

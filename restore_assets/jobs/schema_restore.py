@@ -338,7 +338,12 @@ def copy_schema_data(
             run,
             f"copy:{schema}",
             lambda s, _rid, plan: phases.copy_schema(
-                s, plan, temp.value, schema, progress, post=task["ddl"].value["bundle"].post
+                s,
+                plan,
+                temp.value,
+                schema,
+                progress,
+                post=phases.pipeline_post(s, task["ddl"].value["bundle"]),
             ),
             [temp, task["pre"]],
             metadata=meta,

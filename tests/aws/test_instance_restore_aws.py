@@ -921,3 +921,17 @@ def test_delete_old_deletes_only_the_server_it_set_aside(env: Env) -> None:
         if p["DBInstanceIdentifier"] == "prod-old-ri"
     ]
     assert "prod-final-ri" not in env.snapshots()
+
+
+def test_a_taken_rollback_snapshot_name_is_refused_before_any_change(env: Env) -> None:
+    """The rollback snapshot name must be free too: checked with the other names, before anything."""
+    from restore_assets.errors import InvalidRequest
+
+    env.snapshot("prod", "prod-rollback-tk")
+    before = (env.instances(), env.clusters(), env.snapshots())
+    with pytest.raises(InvalidRequest, match="prod-rollback-tk already exists"):
+        run_instance_restore(
+            env.services(), {"identifier": "prod", "snapshot_id": "prod-snap-1", "suffix": "tk"}
+        )
+    assert (env.instances(), env.clusters(), env.snapshots()) == before
+    assert not [n for n in env.calls.mutating() if n != "CreateDBSnapshot"]
