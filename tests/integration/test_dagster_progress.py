@@ -121,3 +121,24 @@ def test_the_restore_window_is_never_backwards_right_after_the_first_snapshot() 
         fleet.down(purge=True)
         shutil.rmtree(root, ignore_errors=True)
     assert not Path(root).exists()
+
+
+class Terminal(io.StringIO):
+    """A stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        """Yes."""
+        return True
+
+
+def test_progress_on_a_terminal_is_redrawn_in_place() -> None:
+    stream = Terminal()
+    live = LiveProgress(stream, lambda: None, lambda: None)
+    assert live.tty and live.every == 1.0
+    live.draw(["validate: succeeded", "topology: running"])
+    first = stream.getvalue()
+    assert "\x1b[F" not in first and first.count("\x1b[2K") == 2
+    live.draw(["validate: succeeded", "topology: succeeded in 0.1s", "provision: running"])
+    second = stream.getvalue()[len(first) :]
+    assert second.startswith("\x1b[2F")  # back up over the 2 lines drawn before
+    assert second.count("\x1b[2K") == 3 and second.endswith("\x1b[J")

@@ -127,3 +127,33 @@ def test_a_restore_records_its_report_with_numbers_table_commands_and_a_link_tha
                     sql.Identifier("customer_b1_rpt")
                 )
             )
+
+
+def test_the_serve_reports_command_serves_a_fleet_s_reports(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from restore_assets.backends.local.pg import port_in_use
+
+    (tmp_path / "artifacts" / "r-2").mkdir(parents=True)
+    (tmp_path / "artifacts" / "r-2" / "comparison-s.html").write_text("<html>ok</html>")
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "restore_assets.cli", "serve-reports", "--root", str(tmp_path)]
+        + ["--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for _ in range(120):
+            if port_in_use(port) or proc.poll() is not None:
+                break
+            time.sleep(0.5)
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        page = requests.get(f"http://127.0.0.1:{port}/r-2/comparison-s.html", timeout=10)
+        assert page.status_code == 200 and page.text == "<html>ok</html>"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert "read-only" in (proc.stdout.read() if proc.stdout else "")
