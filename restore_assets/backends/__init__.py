@@ -45,11 +45,16 @@ INSTANCE_RESTORE_KEYS = frozenset(
 
 def check_backend_keys(config: Mapping[str, Any]) -> None:
     """Refuse unknown keys of the backend configuration, each named with the nearest valid key."""
+    from restore_assets.alerts import KNOWN_KEYS as ALERTS_KEYS
     from restore_assets.backends.aws.config import section_keys
     from restore_assets.keys import refuse_unknown_keys
 
     refuse_unknown_keys("the backend configuration", config, BACKEND_KEYS)
-    for section, known in (("aws", section_keys()), ("instance_restore", INSTANCE_RESTORE_KEYS)):
+    for section, known in (
+        ("aws", section_keys()),
+        ("instance_restore", INSTANCE_RESTORE_KEYS),
+        ("alerts", ALERTS_KEYS),
+    ):
         if isinstance(config.get(section), Mapping):
             refuse_unknown_keys(
                 f"the {section}: section of the backend configuration", config[section], known

@@ -58,6 +58,10 @@ def test_backend_mapping_typos_are_refused_at_every_level(tmp_path: Path) -> Non
             {"backend": "aws", "aws": {**AWS_SECTION, "artifact_buckets": "b"}},
             "'artifact_buckets' (did you mean 'artifact_bucket'?)",
         ),
+        (
+            {"root": str(tmp_path), "alerts": {"on_sucess": True}},
+            "'on_sucess' (did you mean 'on_success'?)",
+        ),
         # the former fault switches are unknown keys now
         ({"root": str(tmp_path), "fail_at_phase": "copy"}, "'fail_at_phase'"),
     ]
