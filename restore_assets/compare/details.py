@@ -57,7 +57,10 @@ def _keys(alias: str, table: Table, key: list[str], keys: list[dict[str, Any]]) 
     )
 
 
-def _cut_value(value: Any, width: int) -> Any:
+def cut_value(value: Any, width: int) -> Any:
+    """The value as text, cut past width characters with a marker saying how many were left out."""
+    if value is None:
+        return None
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     if len(text) <= width:
         return text
@@ -83,7 +86,7 @@ def table_details(
         # multiset samples are whole rows already (keys of another type: shown as sampled)
         for kind in ("only_in_restored", "only_in_live"):
             out[kind] = [
-                {c: _cut_value(v, width) for c, v in r.items()} if isinstance(r, dict) else r
+                {c: cut_value(v, width) for c, v in r.items()} if isinstance(r, dict) else r
                 for r in tc.samples.get(kind, [])
             ]
         return out

@@ -13,6 +13,7 @@ from psycopg import sql
 
 from restore_assets.audit import new_restore_id
 from restore_assets.compare.catalog import schema_oid
+from restore_assets.compare.details import cut_value
 from restore_assets.compare.engine import begin_read_only
 from restore_assets.compare.model import CompareError
 from restore_assets.compare.recover import (
@@ -215,13 +216,6 @@ def undo(services: Any, recovery_id: str, *, triggers: bool = False) -> dict[str
     return out
 
 
-def _cut(value: Any, width: int) -> Any:
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
-    if len(text) <= width:
-        return value
-    return text[:width] + f"… [{len(text) - width} more characters]"
-
-
 def samples(
     services: Any, recovery: RecoveryPlan, *, limit: int = 5, width: int = 120
 ) -> dict[str, dict[str, Any]]:
@@ -271,13 +265,15 @@ def samples(
                 ).fetchall()
                 out[f"{s.live_schema}.{name}"] = {
                     "inserts_total": len(tp.inserts),
-                    "inserts": [{k: _cut(v, width) for k, v in r.items()} for (r,) in inserted],
+                    "inserts": [
+                        {k: cut_value(v, width) for k, v in r.items()} for (r,) in inserted
+                    ],
                     "updates_total": len(tp.updates),
                     "updates": [
                         {
                             "key": {k: r[k] for k in tp.key},
                             "columns": {
-                                c: [_cut(r.get(c), width), _cut(lv.get(c), width)]
+                                c: [cut_value(r.get(c), width), cut_value(lv.get(c), width)]
                                 for c in tp.update_columns
                                 if r.get(c) != lv.get(c)
                             },

@@ -19,21 +19,8 @@ OnConflict = Literal["skip", "overwrite", "fail"]
 SQL_PREVIEW = 20_000  # characters of the plan's SQL shown as metadata (the artifact has all of it)
 
 
-class RecoverRowsConfig(StrictConfig):
-    """What to recover, from which restore, and whether to apply."""
-
-    restore_id: str
-    tables: list[str] = []
-    deleted: bool = False
-    changed: bool = False
-    columns: list[str] = []
-    on_conflict: OnConflict = "fail"
-    triggers: bool = True
-    apply: bool = False
-
-
 class PlanConfig(StrictConfig):
-    """The plan step's part of the choice."""
+    """The plan step's part of the choice: what to recover, from which restore."""
 
     restore_id: str
     tables: list[str] = []
@@ -42,6 +29,12 @@ class PlanConfig(StrictConfig):
     columns: list[str] = []
     on_conflict: OnConflict = "fail"
     triggers: bool = True
+
+
+class RecoverRowsConfig(PlanConfig):
+    """The launchpad's choice: what to recover, from which restore, and whether to apply."""
+
+    apply: bool = False
 
 
 class ApplyConfig(StrictConfig):
