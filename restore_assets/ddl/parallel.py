@@ -202,3 +202,36 @@ def per_table_builds(
     head = f"{schema}."
     groups = {k[len(head) :]: v for k, v in plan.per_table.items() if k.startswith(head)}
     return groups, prefix
+
+
+def _defers_safely(kind: str, node: dict) -> bool:
+    """False for pre objects that may need a primary key when created: views (a GROUP BY on a key)
+    and functions with an SQL-standard body (parsed at creation)."""
+    if kind == "ViewStmt":
+        return False
+    return not (kind == "CreateFunctionStmt" and node.get("sql_body"))
+
+
+def defer_primary_keys(pre: list[str]) -> tuple[list[str], list[str]]:
+    """Pre without its primary keys, and those keys with the settings in force for each (dump order).
+
+    A mover that builds each table's keys right after its copy loads the table without a unique
+    index to maintain row by row, as pgcopydb does. Nothing is deferred (pre returned as it is)
+    when pre holds a view or an SQL-standard function body, which may need a key when created.
+    """
+    nodes = [_node(s) for s in pre]
+    if not all(_defers_safely(kind, node) for kind, node in nodes):
+        return list(pre), []
+    kept: list[str] = []
+    keys: list[str] = []
+    for statement, (kind, node) in zip(pre, nodes, strict=True):
+        if _is_session(kind, node):
+            kept.append(statement)
+            keys.append(statement)
+        elif kind == "AlterTableStmt" and _constraint_types(node) == {"CONSTR_PRIMARY"}:
+            keys.append(statement)
+        else:
+            kept.append(statement)
+    if len(keys) == sum(1 for k, n in nodes if _is_session(k, n)):
+        return list(pre), []
+    return kept, keys

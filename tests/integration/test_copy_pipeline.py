@@ -13,7 +13,12 @@ from restore_assets import ddl
 from restore_assets.backends.local.pg import Cluster
 from restore_assets.copy import copy_schema
 from restore_assets.copy.mover import TablePost
-from restore_assets.ddl.parallel import apply_post, per_table_builds
+from restore_assets.ddl.parallel import (
+    apply_post,
+    defer_primary_keys,
+    is_setting,
+    per_table_builds,
+)
 from restore_assets.errors import CopyError
 
 pytestmark = pytest.mark.integration
@@ -114,16 +119,20 @@ def _objects(dsn: str, schema: str) -> dict[str, set]:
 
 
 def _pipeline(source: str, target: str, suffix: str, **copy_kwargs) -> tuple:
+    """Pre without primary keys, copy building each table's keys and indexes, then the rest."""
     bundle = ddl.extract(source, ["shop"], suffix)
     restored = f"shop_{suffix}"
+    pre, keys = defer_primary_keys(bundle.pre)
+    assert len(pre) < len(bundle.pre) and any("PRIMARY KEY" in k for k in keys)
     with psycopg.connect(target) as conn:
-        ddl.apply(conn, bundle.pre, allowed_schemas={restored})
-    groups, prefix = per_table_builds(bundle.post, {restored}, restored)
+        ddl.apply(conn, pre, allowed_schemas={restored})
+    post = keys + bundle.post
+    groups, prefix = per_table_builds(post, {restored}, restored)
     report = copy_schema(
         source, target, "shop", restored, post=TablePost(groups, prefix), **copy_kwargs
     )
     applied = set(report.post_applied)
-    rest = [s for s in bundle.post if s not in applied]
+    rest = [s for s in post if s not in applied or is_setting(s)]
     apply_post(target, rest, {restored})
     return bundle, groups, report, restored
 
@@ -142,7 +151,12 @@ def test_split_tables_and_per_table_builds_give_the_source_back(pg: Cluster, sou
         assert by_table["plain"].parts == 1
         # every first-wave build ran in the mover, right after its table; none of them twice
         assert sorted(report.post_applied) == sorted(s for g in groups.values() for s in g)
-        assert by_table["big"].post_statements == len(groups["big"]) == 2  # unique key, index
+        # primary key (deferred from pre), unique key, index; settings travel with them
+        assert [s for s in groups["big"] if not is_setting(s)] == [
+            s for s in groups["big"] if "PRIMARY KEY" in s or "UNIQUE" in s or "INDEX" in s
+        ]
+        assert sum(not is_setting(s) for s in groups["big"]) == 3
+        assert by_table["big"].post_statements == len(groups["big"])
         assert set(report.analyzed) == {"big", "small", "plain"}
         with psycopg.connect(target) as conn:
             analyzed = dict(
@@ -192,3 +206,15 @@ def test_post_of_another_schema_is_refused_before_anything_runs(source: str) -> 
     bundle = ddl.extract(source, ["shop"], "guarded")
     with pytest.raises(Exception, match="shop_guarded|not allowed|schema"):
         per_table_builds(bundle.post, {"somewhere_else"}, "shop_guarded")
+
+
+def test_primary_keys_stay_in_pre_when_a_view_there_may_need_them() -> None:
+    pre = [
+        "SET search_path = ''",
+        "CREATE TABLE s.t (id integer NOT NULL, v text)",
+        "ALTER TABLE ONLY s.t ADD CONSTRAINT t_pkey PRIMARY KEY (id)",
+        "CREATE VIEW s.v AS SELECT id, v FROM s.t GROUP BY id",
+    ]
+    assert defer_primary_keys(pre) == (pre, [])
+    kept, keys = defer_primary_keys(pre[:3])
+    assert kept == [pre[0], pre[1]] and keys == [pre[0], pre[2]]
