@@ -187,12 +187,12 @@ class Chaos:
         database, schema = self.pick()
         suffix = f"c{self.n}"
         rids = [self.new_id("a"), self.new_id("b")]
-        procs = [
-            self.spawn(
-                ["-m", "restore_assets.cli", *self.restore_args(r, database, schema, suffix)], r
-            )
-            for r in rids
-        ]
+        delay = self.rng.uniform(0, 2.0)  # the second arrives at once or while the first runs
+        procs = []
+        for r in rids:
+            argv = ["-m", "restore_assets.cli", *self.restore_args(r, database, schema, suffix)]
+            procs.append(self.spawn(argv, r))
+            time.sleep(delay)
         outs = {}
         for rid, proc in zip(rids, procs, strict=True):
             stdout, _ = proc.communicate(timeout=WAIT * 2)
@@ -204,9 +204,14 @@ class Chaos:
         winner = next(r for r, o in outs.items() if o["status"] == "succeeded")
         loser = next(r for r in rids if r != winner)
         assert self.audit.get(loser)["resources"] == [], self.where()  # the loser created nothing
+        cause = outs[loser]["cause"]
+        assert f"being restored by restore {winner}" in cause or "already exist" in cause, cause
         self.wait_released(winner)
         self.keep(winner, database, f"{schema}_{suffix}")
-        return f"two restores of {database}.{schema}_{suffix} at once: {winner} won"
+        return (
+            f"two restores of {database}.{schema}_{suffix}, the second {delay:.1f}s later:"
+            f" {winner} won"
+        )
 
     def trial_reused_id(self) -> str:
         if not self.succeeded:  # a finished restore to reuse the id of
