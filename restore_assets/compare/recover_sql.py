@@ -30,14 +30,19 @@ SELECT con.conname, c.relname, p.relname, con.condeferrable,
  ORDER BY con.conname
 """
 
+# unique indexes (constraints have theirs) on plain columns; partial and expression ones are not
+# checked here (a collision on one stops the apply, rolled back, with the server's message)
 _UNIQUES_SQL = """
-SELECT c.relname, con.conname, con.contype = 'p',
-       ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY AS k(n, o)
-               JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n
-              ORDER BY k.o)
-  FROM pg_catalog.pg_constraint con JOIN pg_catalog.pg_class c ON c.oid = con.conrelid
- WHERE con.contype IN ('p', 'u') AND con.conparentid = 0 AND c.relnamespace = %(ns)s
- ORDER BY c.relname, con.conname
+SELECT c.relname, i.relname, x.indisprimary,
+       ARRAY(SELECT a.attname FROM unnest(x.indkey::int2[]) WITH ORDINALITY AS k(n, o)
+               JOIN pg_catalog.pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.n
+              WHERE k.o <= x.indnkeyatts ORDER BY k.o)
+  FROM pg_catalog.pg_index x
+  JOIN pg_catalog.pg_class c ON c.oid = x.indrelid
+  JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid
+ WHERE x.indisunique AND x.indisvalid AND x.indexprs IS NULL AND x.indpred IS NULL
+   AND c.relnamespace = %(ns)s AND NOT c.relispartition
+ ORDER BY c.relname, i.relname
 """
 
 

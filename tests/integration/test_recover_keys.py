@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import psycopg
 import pytest
 
@@ -32,7 +34,7 @@ CREATE TABLE {s}.members (
 
 @pytest.fixture
 def db(demo_fleet, request):
-    name = "rec_" + request.node.name.lower()[:40].replace("[", "_").replace("]", "")
+    name = "rec_" + hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:16]  # one per test
     dsn = fresh_database(demo_fleet, name)
     yield name, dsn
     drop_database(demo_fleet, name)
@@ -291,17 +293,23 @@ def test_a_restore_of_two_schemas_is_recovered_in_one_transaction(demo_fleet, db
 
 SKU_DDL = """
 CREATE SCHEMA {s};
-CREATE TABLE {s}.products (id int PRIMARY KEY, sku text NOT NULL UNIQUE, price numeric(8,2));
+CREATE TABLE {s}.products (id int PRIMARY KEY, sku text NOT NULL, price numeric(8,2));
 """
+SKU_UNIQUE = {  # a unique constraint, or a unique index without a constraint
+    "constraint": "ALTER TABLE {s}.products ADD CONSTRAINT products_sku_key UNIQUE (sku);",
+    "index": "CREATE UNIQUE INDEX products_sku_key ON {s}.products (sku) INCLUDE (price);",
+}
 
 
+@pytest.mark.parametrize("unique", ["constraint", "index"])
 @pytest.mark.parametrize("policy", ["fail", "skip", "overwrite"])
-def test_setting_a_row_back_to_a_unique_value_another_row_took(demo_fleet, db, policy):
+def test_setting_a_row_back_to_a_unique_value_another_row_took(demo_fleet, db, policy, unique):
     name, dsn = db
+    ddl = SKU_DDL + SKU_UNIQUE[unique]
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(psycopg.sql.SQL(SKU_DDL).format(s=psycopg.sql.Identifier("app")))
+        conn.execute(psycopg.sql.SQL(ddl).format(s=psycopg.sql.Identifier("app")))
         conn.execute("INSERT INTO app.products VALUES (1, 'A', 1), (2, 'B', 2)")
-    copy_as_restored(dsn, SKU_DDL, "app", "app_r", ["products"])
+    copy_as_restored(dsn, ddl, "app", "app_r", ["products"])
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("UPDATE app.products SET sku = 'A2', price = 10 WHERE id = 1")
         conn.execute("UPDATE app.products SET price = 20 WHERE id = 2")
