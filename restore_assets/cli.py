@@ -234,6 +234,8 @@ def request_from_args(args: argparse.Namespace) -> dict[str, Any]:
         req["suffix"] = args.suffix
     if getattr(args, "tablespace_map", None):
         req["tablespace_map"] = args.tablespace_map
+    if getattr(args, "full_provision", False):
+        req["full_provision"] = True
     return req
 
 
@@ -586,6 +588,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-dependencies",
         action="store_true",
         help="with --tables: not the tables they reference",
+    )
+    p.add_argument(
+        "--full-provision",
+        action="store_true",
+        help="copy the whole snapshot into the temporary server (default: only the restored"
+        " database's files when the snapshot allows it)",
     )
     p.add_argument(
         "--suffix",

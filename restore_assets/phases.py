@@ -274,10 +274,11 @@ def provision(services: Services, restore_id: str, plan: RestorePlan) -> TempDat
     def record(kind: str, identifier: str, details: dict[str, Any]) -> None:
         services.audit.resource(restore_id, kind, identifier, details)
 
-    # a pgBackRest fleet restores only the target database's files (--db-include)
+    # only the target database's files (pgBackRest --db-include, or a selective copy of a plain
+    # snapshot), unless the request asks for a full copy
     only = (
         {"databases": [plan.request.database]}
-        if getattr(services.fleet, "selective_databases", False)
+        if getattr(services.fleet, "selective_databases", False) and not plan.request.full_provision
         else {}
     )
     return services.fleet.provision(

@@ -24,6 +24,7 @@ KNOWN_FIELDS = {
     "include_dependencies",
     "suffix",
     "tablespace_map",
+    "full_provision",
 }
 
 
@@ -70,6 +71,7 @@ class RestoreRequest:
     include_dependencies: bool = True
     suffix: str | None = None
     tablespace_map: tuple[tuple[str, str], ...] = ()  # (old, new): restored objects move
+    full_provision: bool = False  # copy the whole snapshot, not only the restored database
 
     @classmethod
     def parse(cls, data: Mapping[str, Any]) -> RestoreRequest:
@@ -101,6 +103,7 @@ class RestoreRequest:
             include_dependencies=bool(data.get("include_dependencies", True)),
             suffix=suffix,
             tablespace_map=parse_tablespace_map(data.get("tablespace_map")),
+            full_provision=bool(data.get("full_provision", False)),
         )
         if suffix:
             for s in schemas:
@@ -123,6 +126,7 @@ class RestoreRequest:
             "include_dependencies": self.include_dependencies,
             "suffix": self.suffix,
             "tablespace_map": dict(self.tablespace_map),
+            "full_provision": self.full_provision,
         }
 
 

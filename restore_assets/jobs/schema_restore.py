@@ -79,6 +79,13 @@ class RestoreRequestConfig(StrictConfig):
             " object keeps its tablespace."
         ),
     )
+    full_provision: bool = Field(
+        default=False,
+        description=(
+            "Copy the whole snapshot into the temporary server; default: only the restored"
+            " database's files (the others zero-filled) when the snapshot allows it."
+        ),
+    )
     compare: bool = Field(
         default=True,
         description="Compare each restored schema with its live schema and attach the report.",
