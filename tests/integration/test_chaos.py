@@ -163,7 +163,8 @@ class Chaos:
                 time.sleep(0.2)
             time.sleep(self.rng.uniform(0, 0.5))
         finally:
-            os.kill(proc.pid, signal.SIGKILL)  # the restore process only, as a crash would
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)  # the restore process only, as a crash would
             proc.wait()
         assert self.audit.get(rid)["status"] == "running", self.where()  # it never finished
         # what the crash left for the crash path to remove
