@@ -353,3 +353,48 @@ def test_a_failed_restore_leaves_nothing(own):
             databases=["no_such_database"],
         )
     assert not (fleet.temp_root / "pgbr-bad-db").exists()
+
+
+def test_schema_restore_job_on_a_pgbackrest_fleet(own):
+    from restore_assets.runner import run_schema_restore
+
+    st, fleet = own
+    tdsn = st.cluster.dsn("tenants")
+    execute(tdsn, "CREATE SCHEMA cust")
+    execute(tdsn, "CREATE TABLE cust.orders (id int PRIMARY KEY, note text)")
+    execute(tdsn, "INSERT INTO cust.orders SELECT g, 'ok ' || g FROM generate_series(1, 50) g")
+    point = mark(tdsn)
+    execute(tdsn, "DELETE FROM cust.orders WHERE id > 10")
+    fleet.window(refresh=True)
+    out = run_schema_restore(
+        {
+            "database": "tenants",
+            "schemas": ["cust"],
+            "restore_time": point.isoformat(),
+            "suffix": "pgbr",
+        },
+        {"root": str(fleet.root)},
+        compare=False,
+    )
+    assert out["status"] == "succeeded", out
+    assert out["restored"] == {"cust": "cust_pgbr"}
+    assert execute(tdsn, "SELECT count(*) FROM cust_pgbr.orders")[0][0] == 50
+    assert execute(tdsn, "SELECT count(*) FROM cust.orders")[0][0] == 10
+    assert fleet.temp_instances() == []
+    execute(tdsn, "DROP SCHEMA cust_pgbr CASCADE")
+    execute(tdsn, "DROP SCHEMA cust CASCADE")
+
+
+def test_invalid_pages_fail_only_outside_the_left_out_databases(tmp_path):
+    from restore_assets.backends.local.pgbackrest import check_invalid_pages
+
+    log = tmp_path / "server.log"
+    left_out = "WARNING:  page 4 of relation base/16397/760179 is uninitialized\n"
+    log.write_text(left_out + "WARNING:  WAL contains references to invalid pages\n")
+    check_invalid_pages(log, {16397})  # only the left-out database: accepted
+    log.write_text(left_out + "WARNING:  page 9 of relation base/16384/2619_vm does not exist\n")
+    with pytest.raises(FleetError, match="base/16384/2619_vm"):
+        check_invalid_pages(log, {16397})
+    log.write_text("WARNING:  page 1 of relation global/1262 is uninitialized\n")
+    with pytest.raises(FleetError, match="global/1262"):
+        check_invalid_pages(log, {16397})

@@ -26,6 +26,11 @@ BACKUP_TYPES = ("full", "diff", "incr")
 SNAPSHOT_KIND = "pgbackrest-{}"
 ARCHIVE_PUSH = re.compile(r"\bpgbackrest\b.*\barchive-push\b")
 RESTORE_PID = "pgbackrest-restore.pid"
+# PostgreSQL's warnings for pages replay could not apply (log_invalid_page / report_invalid_page)
+INVALID_PAGE = re.compile(
+    r"WARNING:\s+page \d+ of relation (?:(?:base|pg_tblspc/\d+/[^/\s]+)/(?P<db>\d+)/|global/)"
+    r"\S+ (?:is uninitialized|does not exist)|WARNING:\s+invalid page[^\n]*"
+)
 STANZA_OPTION = re.compile(r"--stanza[= ]([A-Za-z0-9_.-]+)")
 
 
@@ -84,6 +89,44 @@ def stop_restore(datadir: Path, timeout: float = 30) -> bool:
             pass
         time.sleep(0.05)
     raise FleetError(f"pgbackrest restore (pid {pid}) into {datadir} did not stop")
+
+
+def excluded_oids(dsn: str, included: list[str]) -> list[int]:
+    """Oids of the user databases a `--db-include` restore left as empty files (the copy's catalog).
+
+    pgBackRest always restores the system databases (template0, template1, postgres).
+    """
+    import psycopg
+
+    with psycopg.connect(dsn, connect_timeout=10) as conn:
+        rows = conn.execute(
+            "SELECT oid::bigint FROM pg_catalog.pg_database"
+            " WHERE datname <> ALL(%s) AND datname NOT IN ('template0', 'template1', 'postgres')",
+            (list(included),),
+        ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def check_invalid_pages(logfile: Path, left_out: set[int]) -> None:
+    """Fail when replay reported an invalid page outside the databases --db-include left out.
+
+    With ignore_invalid_pages on (pgBackRest's advice for a selective restore), PostgreSQL only
+    warns about pages it could not replay; one in a restored database means its copy is wrong.
+    """
+    try:
+        text = logfile.read_text(errors="replace")
+    except OSError as exc:
+        raise FleetError(f"cannot read the temporary cluster's log {logfile}: {exc}") from None
+    bad = []
+    for m in INVALID_PAGE.finditer(text):
+        oid = m.group("db")
+        if oid is None or int(oid) not in left_out:
+            bad.append(m.group(0).strip())
+    if bad:
+        raise FleetError(
+            "recovery met invalid pages in a restored database (the selective restore is not"
+            f" usable; rerun with --full-provision): {'; '.join(bad[:3])}"
+        )
 
 
 def next_older_segment(name: str, segment_bytes: int) -> str | None:
