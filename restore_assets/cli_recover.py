@@ -106,10 +106,9 @@ def cmd_recover(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """Add the `recover` sub-command."""
-    from restore_assets import cli
-    from restore_assets.cli import _add_backend, _add_common
+    from restore_assets.cli import _add_backend, _add_common, restore_id_arg
 
-    ident = getattr(cli, "restore_id_arg", str)  # the CLI's id check, where it has one
+    ident = restore_id_arg  # a safe name, never a path (argparse exits 2 otherwise)
 
     p = sub.add_parser(
         "recover",

@@ -100,6 +100,8 @@ def test_recover_plan_apply_and_undo_through_the_cli(demo_fleet):
         assert "Traceback" not in bad.stderr
         bad = cli("recover", "--root", root, "--restore-id", rid, "--changed", "--columns", "nope")
         assert bad.returncode == 2 and "--columns nope" in bad.stderr
+        bad = cli("recover", "--root", root, "--undo", "../../etc")
+        assert bad.returncode == 2 and "is not valid" in bad.stderr  # never a path
         unknown = cli("recover", "--root", root, "--restore-id", "r-nope", "--deleted")
         assert unknown.returncode == 2 and "unknown restore id" in unknown.stderr
     finally:
