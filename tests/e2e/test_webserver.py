@@ -35,6 +35,12 @@ query Status($runId: ID!) {
   runOrError(runId: $runId) { __typename ... on Run { status } }
 }
 """
+LOGS = """
+query Logs($runId: ID!) {
+  logsForRun(runId: $runId) { ... on EventConnection { events {
+    ... on ExecutionStepFailureEvent { error { message } } } } }
+}
+"""
 LOCATIONS = """
 { workspaceOrError { __typename ... on Workspace { locationEntries { name loadStatus
   locationOrLoadError { __typename ... on RepositoryLocation { repositories { name jobs { name } } }
@@ -134,7 +140,10 @@ def test_launchpad_config_runs_schema_restore(webserver, demo_fleet):
         if status in ("SUCCESS", "FAILURE", "CANCELED"):
             break
         time.sleep(1)
-    assert status == "SUCCESS"
+    if status != "SUCCESS":
+        events = _gql(url, LOGS, {"runId": run_id})["logsForRun"]["events"]
+        errors = [e["error"]["message"] for e in events if (e.get("error") or {}).get("message")]
+        raise AssertionError(f"run {run_id} ended {status}: {errors}")
     with psycopg.connect(demo_fleet.production_dsn("tenant_b")) as conn:
         live = conn.execute("SELECT count(*) FROM customer_b2.users").fetchone()[0]
         restored = conn.execute("SELECT count(*) FROM customer_b2_e2e.users").fetchone()[0]
