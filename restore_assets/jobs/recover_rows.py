@@ -12,6 +12,7 @@ import dagster as dg
 
 from restore_assets.compare.recover import Options, RecoveryPlan
 from restore_assets.compare.recover_run import apply, plan
+from restore_assets.errors import RestoreError
 from restore_assets.jobs.resources import RestoreBackend
 from restore_assets.jobs.strict import StrictConfig, strict_config_mapping
 
@@ -69,7 +70,10 @@ def plan_recovery(
         triggers=config.triggers,
     )
     services = backend.services()
-    recovery = plan(services, config.restore_id, options)
+    try:
+        recovery = plan(services, config.restore_id, options)
+    except RestoreError as exc:  # bad input or a refusal: the reason, not a stack trace
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
     data = recovery.to_dict()
     services.artifacts.put(recovery.recovery_id, "recovery-plan.sql", recovery.sql)
     summary = data["summary"]
@@ -104,7 +108,10 @@ def apply_recovery(
         )
         context.add_output_metadata({"applied": False})
         return {"applied": False, "recovery_id": recovery["recovery_id"]}
-    out = apply(backend.services(), RecoveryPlan.from_dict(recovery))
+    try:
+        out = apply(backend.services(), RecoveryPlan.from_dict(recovery))
+    except RestoreError as exc:  # refused or rolled back: nothing was written
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
     context.add_output_metadata(
         {
             "applied": True,

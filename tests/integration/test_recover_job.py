@@ -61,6 +61,13 @@ def test_recover_rows_job_plans_then_applies_only_when_asked(demo_fleet):
             recover_rows.execute_in_process(
                 run_config={**config, "on_conflict": "maybe"}, resources=resources
             )
+        bad = recover_rows.execute_in_process(
+            run_config={**config, "restore_id": "r-unknown"},
+            resources=resources,
+            raise_on_error=False,
+        )
+        failure = next(e for e in bad.all_events if e.event_type_value == "STEP_FAILURE")
+        assert "unknown restore id 'r-unknown'" in failure.event_specific_data.error.message
         result = recover_rows.execute_in_process(
             run_config={**config, "apply": True}, resources=resources
         )
