@@ -408,3 +408,14 @@ def test_setting_a_foreign_key_back_brings_the_row_it_references(demo_fleet, db,
     assert "(3,three@x,three)" in {r[0] for r in rows(dsn, "app", "users")}
     undo(services, p.recovery_id, triggers=undo_triggers)  # with triggers: FK checks run
     assert (checksum(dsn, "app", "users"), checksum(dsn, "app", "orders")) == before
+
+
+def test_a_restored_copy_replaced_since_the_restore_is_not_recovered_from(demo_fleet, db):
+    from restore_assets.compare.model import CompareError
+
+    services, dsn, rid = _shop(demo_fleet, db)
+    with psycopg.connect(dsn, autocommit=True) as conn:  # same name, another schema
+        conn.execute("ALTER SCHEMA app_r RENAME TO app_r_old")
+        conn.execute(psycopg.sql.SQL(SHOP_DDL).format(s=psycopg.sql.Identifier("app_r")))
+    with pytest.raises(CompareError, match="is not the schema that restore created"):
+        plan(services, rid, Options(deleted=True))
