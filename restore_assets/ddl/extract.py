@@ -8,11 +8,11 @@ import subprocess
 import psycopg
 from psycopg import sql
 
-from restore_assets.backends.local.pg import pg_bin
 from restore_assets.ddl.extensions import extension_refusal, extensions_in
 from restore_assets.ddl.names import target_name
 from restore_assets.ddl.split import DdlBundle, build_bundle, strip_restrict
 from restore_assets.errors import DdlError
+from restore_assets.pgtools import pg_bin
 
 DUMP_TIMEOUT_S = 3600
 _SEQUENCE_BATCH = 500

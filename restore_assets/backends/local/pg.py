@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import glob
 import os
 import pwd
 import shutil
@@ -17,48 +16,9 @@ from pathlib import Path
 import psycopg
 
 from restore_assets.errors import FleetError
+from restore_assets.pgtools import pg_bin
 
-SERVER_BINARIES = ("initdb", "pg_ctl", "pg_basebackup", "postgres")
 RUN_AS_USER = os.environ.get("RESTORE_ASSETS_PG_USER", "postgres")
-
-
-@functools.cache
-def bindir() -> Path:
-    """Directory holding the PostgreSQL server binaries (initdb, pg_ctl, pg_basebackup)."""
-    candidates: list[Path] = []
-    env = os.environ.get("RESTORE_ASSETS_PG_BINDIR")
-    if env:
-        candidates.append(Path(env))
-    pg_config = shutil.which("pg_config")
-    if pg_config:
-        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
-        if out.returncode == 0 and out.stdout.strip():
-            candidates.append(Path(out.stdout.strip()))
-    candidates += [Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)]
-    for c in candidates:
-        if all((c / b).exists() for b in SERVER_BINARIES):
-            return c
-    raise FleetError(
-        "PostgreSQL server binaries (initdb, pg_ctl, pg_basebackup) not found: run `make setup`"
-        " (installs Debian's postgresql package) or set RESTORE_ASSETS_PG_BINDIR"
-    )
-
-
-def pg_bin(name: str) -> str:
-    """Absolute path of one PostgreSQL program (server binaries' directory first, then PATH)."""
-    try:
-        p = bindir() / name
-        if p.exists():
-            return str(p)
-    except FleetError:
-        pass  # a client-only install (the pg tools image): pg_dump and psql from PATH
-    found = shutil.which(name)
-    if not found:
-        raise FleetError(
-            f"PostgreSQL program {name!r} not found in the server binaries' directory or on PATH:"
-            " run `make setup` or install the PostgreSQL client"
-        )
-    return found
 
 
 @dataclass(frozen=True)
