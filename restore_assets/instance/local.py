@@ -42,6 +42,11 @@ CONFIG_FILES = (
 ASIDE_KIND = "local-set-aside"
 RESTORED_KIND = "local-restored"
 SNAPSHOT_KIND = "local-snapshot"
+PGBACKREST_BACKUP_KIND = "pgbackrest-backup"
+PGBACKREST_INSTANCE_RESTORE = (
+    "an instance restore is not available on a pgBackRest fleet (it would need pgbackrest"
+    " restore --delta into the set-aside flow): restore schemas, or run pgbackrest restore yourself"
+)
 LOCAL_SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 FINAL_BACKUPS = "final-backups"
 RECOVERY_MARK = "# restore-assets: instance restore recovery settings (removed after promotion)\n"
@@ -136,8 +141,31 @@ class LocalInstanceBackend:
             "rollback_snapshot": f"{IDENTIFIER}-rollback-{suffix}",
         }
 
+    def _pgbackrest_stanza(self) -> str | None:
+        return self.fleet.config().pgbackrest_stanza if self.fleet.exists() else None
+
+    def _describe_pgbackrest(self, stanza: str) -> Described:
+        """An adopted server backed up by a pgBackRest stanza: it can be snapshotted only."""
+        from restore_assets.backends.local.fleet import mask_dsn
+
+        dsn = self.fleet.production_dsn()
+        details: dict[str, Any] = {"running": False, "pgbackrest": True}
+        version = None
+        try:
+            with psycopg.connect(dsn, connect_timeout=10) as conn:
+                num = int(conn.execute("SHOW server_version_num").fetchone()[0])
+                version = str(num // 10000)
+                details["running"] = True
+        except psycopg.Error:
+            pass
+        config = {"dsn": mask_dsn(dsn), "pg_version": version, "pgbackrest_stanza": stanza}
+        return Described(IDENTIFIER, "pgbackrest-stanza", config, [], details)
+
     def describe(self, identifier: str) -> Described:
         """Port, DSN, data directory and configuration files of the production cluster."""
+        stanza = self._pgbackrest_stanza()
+        if stanza:
+            return self._describe_pgbackrest(stanza)
         cluster = self._production()
         if not cluster.datadir.is_dir():
             raise InvalidRequest(f"production data directory missing: {cluster.datadir}")
@@ -184,6 +212,8 @@ class LocalInstanceBackend:
 
     def check_snapshot(self, source: Described, snapshot_id: str) -> dict[str, Any]:
         """A base backup of this fleet, of the same PostgreSQL major version."""
+        if source.details.get("pgbackrest"):
+            raise InvalidRequest(PGBACKREST_INSTANCE_RESTORE)
         info = self._snapshot_dict(snapshot_id)
         if info["pg_version"] != source.config["pg_version"]:
             raise InvalidRequest(
@@ -198,6 +228,13 @@ class LocalInstanceBackend:
         task = names.get("task")
         if names.get("export_s3"):
             raise InvalidRequest("export to S3 needs the aws backend (--backend aws)")
+        if source.details.get("pgbackrest"):
+            if task != "create_snapshot_only":
+                raise InvalidRequest(PGBACKREST_INSTANCE_RESTORE)
+            if names.get("snapshot_identifier"):
+                raise InvalidRequest(
+                    "pgBackRest names its backups by label: leave the snapshot identifier empty"
+                )
         if task != "create_snapshot_only" and Path(names["renamed_dir"]).exists():
             raise InvalidRequest(
                 f"{names['renamed_dir']} already exists: choose another --suffix or remove it"
@@ -225,8 +262,17 @@ class LocalInstanceBackend:
     def create_snapshot(
         self, source: Described, snapshot_identifier: str | None, record: Record, timeout: float
     ) -> dict[str, Any]:
-        """A base backup of production (pg_basebackup; the fleet limits it to 600 s)."""
+        """A base backup of production (pg_basebackup; the fleet limits it to 600 s).
+
+        On a pgBackRest fleet: `pgbackrest backup` of the fleet's type (default incr).
+        """
         snap = self.fleet.snapshot()
+        stanza = self._pgbackrest_stanza()
+        if stanza:
+            info = {**snap.to_dict(), "status": "available", "stanza": stanza}
+            # a backup in the stanza's repository: pgBackRest's retention owns it, never the tool
+            record(PGBACKREST_BACKUP_KIND, snap.id, {"stanza": stanza, "type": snap.kind})
+            return info
         snap_id = snap.id
         if snapshot_identifier and snapshot_identifier != snap.id:
             backups = self.fleet.backup_dir

@@ -398,3 +398,26 @@ def test_invalid_pages_fail_only_outside_the_left_out_databases(tmp_path):
     log.write_text("WARNING:  page 1 of relation global/1262 is uninitialized\n")
     with pytest.raises(FleetError, match="global/1262"):
         check_invalid_pages(log, {16397})
+
+
+def test_snapshot_job_runs_pgbackrest_backup_and_instance_restore_is_refused(own):
+    from restore_assets.instance import instance_backend, plan_instance_restore
+    from restore_assets.jobs.snapshot import run_snapshot_job
+
+    st, fleet = own
+    before = {s.id for s in fleet.snapshots()}
+    out = run_snapshot_job({}, {"root": str(fleet.root)})
+    assert out["status"] == "succeeded", out
+    info = json.loads(st.pgbackrest(STANZA, "info", "--output=json"))[0]
+    new = [b for b in info["backup"] if b["label"] not in before]
+    assert [b["type"] for b in new] == ["incr"]
+    named = run_snapshot_job({"snapshot_identifier": "mine"}, {"root": str(fleet.root)})
+    assert named["status"] != "succeeded"
+    assert "by label" in json.dumps(named)
+    assert {
+        b["label"] for b in json.loads(st.pgbackrest(STANZA, "info", "--output=json"))[0]["backup"]
+    } == before | {new[0]["label"]}
+    with pytest.raises(InvalidRequest, match="not available on a pgBackRest fleet"):
+        plan_instance_restore(
+            instance_backend({"root": str(fleet.root)}), {"snapshot_id": "snap-x"}
+        )
