@@ -279,6 +279,12 @@ def test_stanza_without_backups_and_missing_stanza():
         assert fleet.snapshots() == []
         with pytest.raises(InvalidRequest, match="no valid backups"):
             fleet.provision("pgbr-empty", RestoreTarget(restore_time=datetime.now(UTC)))
+        # down --purge removes the tool's files only: the repository and the server are the user's
+        listing = sorted(str(p) for p in st.repo.rglob("*"))
+        fleet.down(purge=True)
+        assert not fleet.exists()
+        assert sorted(str(p) for p in st.repo.rglob("*")) == listing
+        assert st.cluster.is_running()
         # the stanza's directories gone from the repository: pgBackRest's own message
         pg.run_server_cmd(["mv", str(st.repo / "backup"), str(st.repo / "backup-away")])
         pg.run_server_cmd(["mv", str(st.repo / "archive"), str(st.repo / "archive-away")])
