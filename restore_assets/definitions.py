@@ -42,7 +42,7 @@ def resources_from_env() -> dict[str, object]:
     backend = backend_from_env()
     resources: dict[str, object] = {"backend": backend}
     if backend.backend == "aws" or backend.settings().get("backend") == "aws":
-        from restore_assets.backends.aws.resources import aws_resources
+        from restore_assets.jobs.aws_resources import aws_resources
 
         resources.update(aws_resources(backend.settings()))
     return resources

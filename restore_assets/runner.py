@@ -1,28 +1,12 @@
-"""Run the Dagster jobs in process (what the CLI and the runbook notebooks call)."""
+"""Launch the schema restore for the CLI and the runbook notebooks (the job runs in process)."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-from collections.abc import Iterator
 from typing import Any
 
 from restore_assets.audit import check_restore_id, new_restore_id
 from restore_assets.backends import build_services
 from restore_assets.errors import InvalidRequest
-
-
-def _resource(config: dict[str, Any]):
-    from restore_assets.jobs.resources import RestoreBackend
-
-    kwargs = {
-        k: config[k]
-        for k in ("root", "copy_workers", "provision_timeout_s", "lock_timeout", "keep_artifacts")
-        if k in config
-    }
-    return RestoreBackend(
-        backend=config.get("backend", "local"), config_file=config.get("config_file", ""), **kwargs
-    )
 
 
 def run_schema_restore(
@@ -34,8 +18,7 @@ def run_schema_restore(
     detach_cleanup: bool = False,
 ) -> dict[str, Any]:
     """Execute the schema_restore job in process; return restore_id, status, restored, phases, artifacts."""
-    from restore_assets.jobs.schema_restore import schema_restore
-    from restore_assets.jobs.tags import RESTORE_ID_TAG
+    from restore_assets.jobs.in_process import execute_schema_restore
 
     rid = check_restore_id(restore_id or new_restore_id())  # before anything is created
     services = build_services(backend_config)
@@ -50,20 +33,13 @@ def run_schema_restore(
             "artifacts": {},
         }
     run_config = {**request, "compare": compare, "detach_cleanup": detach_cleanup}
-    with dagster_instance() as instance:
-        result = schema_restore.execute_in_process(
-            run_config=run_config,
-            resources={"backend": _resource(backend_config)},
-            raise_on_error=False,
-            tags={RESTORE_ID_TAG: rid},
-            instance=instance,
-        )
+    run_id, success, failure = execute_schema_restore(run_config, backend_config, rid)
     try:
         rec = services.audit.get(rid)
     except KeyError:
         rec = None
-    if rec is None or rec["status"] == "rejected" and not result.success:
-        cause = rec["cause"] if rec else _first_failure(result)
+    if rec is None or rec["status"] == "rejected" and not success:
+        cause = rec["cause"] if rec else failure
         return {
             "restore_id": rid,
             "status": "rejected",
@@ -77,7 +53,7 @@ def run_schema_restore(
         "restore_id": rid,
         "status": rec["status"],
         "cause": rec.get("cause"),
-        "dagster_run_id": result.run_id,
+        "dagster_run_id": run_id,
         "restore_point": rec.get("restore_point"),
         "restored": summary.get("restored", {}),
         "phases": {
@@ -109,20 +85,6 @@ def _rto_and_total(rec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@contextlib.contextmanager
-def dagster_instance() -> Iterator[Any]:
-    """The persistent Dagster instance of $DAGSTER_HOME when it is set (its runs show in the UI and
-    its sensors see them), else an ephemeral one."""
-    import dagster as dg
-
-    if os.environ.get("DAGSTER_HOME"):
-        with dg.DagsterInstance.get() as instance:
-            yield instance
-    else:
-        with dg.DagsterInstance.ephemeral() as instance:
-            yield instance
-
-
 def _refusal(services: Any, request: dict[str, Any], restore_id: str) -> str | None:
     """The reason a request is refused (recorded as rejected), checked before launching the job.
 
@@ -136,17 +98,6 @@ def _refusal(services: Any, request: dict[str, Any], restore_id: str) -> str | N
     except InvalidRequest as exc:
         return str(exc)
     return None
-
-
-def _first_failure(result: Any) -> str:
-    for event in result.all_events:
-        if event.is_failure and event.step_failure_data is not None:
-            return (
-                event.step_failure_data.error.message.strip()
-                if event.step_failure_data.error
-                else "failed"
-            )
-    return "failed"
 
 
 def plan_schema_restore(request: dict[str, Any], backend_config: dict[str, Any]) -> dict[str, Any]:

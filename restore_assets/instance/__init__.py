@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -39,24 +38,24 @@ __all__ = [
 ]
 
 
-@functools.lru_cache(maxsize=8)
-def aws_session(profile_name: str | None, region_name: str | None) -> Any:
-    """One boto3 session per profile and region (loading service models is the slow part)."""
-    import boto3
+def _client(aws: Mapping[str, Any], service: str, **kwargs: Any) -> Any:
+    """A boto3 client from the `aws:` settings, through the AWS backend's one session path."""
+    from restore_assets.backends.aws.clients import aws_client
 
-    return boto3.session.Session(profile_name=profile_name, region_name=region_name)
+    return aws_client(
+        service,
+        profile_name=aws.get("profile_name"),
+        region_name=aws.get("region_name"),
+        endpoint_url=aws.get("endpoint_url"),
+        **kwargs,
+    )
 
 
 def rds_client(aws: Mapping[str, Any]) -> Any:
     """A boto3 RDS client from the `aws:` settings (region_name, profile_name, endpoint_url)."""
-    from botocore.config import Config
+    from restore_assets.backends.aws.clients import retry_config
 
-    session = aws_session(aws.get("profile_name"), aws.get("region_name"))
-    return session.client(
-        "rds",
-        endpoint_url=aws.get("endpoint_url"),
-        config=Config(retries={"max_attempts": 5, "mode": "standard"}),
-    )
+    return _client(aws, "rds", config=retry_config(5))
 
 
 def instance_backend(settings: Mapping[str, Any], rds: Any = None) -> InstanceBackend:
@@ -98,9 +97,7 @@ def _audit(settings: Mapping[str, Any]) -> Any:
         if aws.get("audit_table"):
             from restore_assets.backends.aws.audit import DynamoAuditLog
 
-            session = aws_session(aws.get("profile_name"), aws.get("region_name"))
-            client = session.client("dynamodb", endpoint_url=aws.get("endpoint_url"))
-            return DynamoAuditLog(client, str(aws["audit_table"]))
+            return DynamoAuditLog(_client(aws, "dynamodb"), str(aws["audit_table"]))
         log.warning(
             "no aws.audit_table configured: instance runs are recorded in the local SQLite log"
         )

@@ -107,11 +107,11 @@ def request_as_run_config(val: dict[str, Any]) -> dict[str, Any]:
 
 def _services(backend: RestoreBackend, context: dg.OpExecutionContext) -> phases.Services:
     services = backend.services()
-    for component in (services.ddl, services.mover):
+    if any(hasattr(c, "launcher") for c in (services.ddl, services.mover)):
         # remote task runners (the AWS backend's ECS task) launch through Dagster Pipes in an op
-        attach = getattr(component, "attach_run_context", None)
-        if attach is not None:
-            attach(context)
+        from restore_assets.jobs.aws_resources import attach_pipes
+
+        attach_pipes((services.ddl, services.mover), context)
     return services
 
 

@@ -518,7 +518,7 @@ def test_task_entrypoint_extract_against_postgres(world: World, database: str) -
 # ------------------------------------------------------------------------------ Dagster resources
 def test_dagster_resources_build_boto3_clients(world: World) -> None:
     """One ConfigurableResource per service on dagster-aws's boto3 configuration."""
-    from restore_assets.backends.aws.resources import aws_resources, clients_from_resources
+    from restore_assets.jobs.aws_resources import aws_resources, clients_from_resources
 
     world.production_instance()
     world.production_secret()

@@ -85,16 +85,40 @@ def shared_session(profile_name: str | None, region_name: str | None) -> boto3.s
         return _sessions[key]
 
 
+def retry_config(max_attempts: int = 5) -> Config:
+    """The botocore retry configuration of the backend's clients (standard mode)."""
+    return Config(retries={"max_attempts": max_attempts, "mode": "standard"})
+
+
+def aws_client(
+    service: str,
+    *,
+    profile_name: str | None = None,
+    region_name: str | None = None,
+    endpoint_url: str | None = None,
+    config: Config | None = None,
+    **kwargs: Any,
+) -> Any:
+    """A boto3 client of one service from the process's shared session (the one session path)."""
+    session = shared_session(profile_name, region_name)
+    with _session_lock:  # boto3 sessions are not thread-safe; their clients are
+        return session.client(service, endpoint_url=endpoint_url, config=config, **kwargs)
+
+
 def make_clients(
     cfg: AwsConfig, max_attempts: int = 5, wrap: Callable[[str, Any], Any] | None = None
 ) -> AwsClients:
     """boto3 clients from the configuration's region, profile and endpoint URL (made lazily)."""
-    session = shared_session(cfg.profile_name, cfg.region_name)
-    config = Config(retries={"max_attempts": max_attempts, "mode": "standard"})
+    config = retry_config(max_attempts)
 
     def factory(service: str) -> Any:
-        with _session_lock:  # boto3 sessions are not thread-safe; their clients are
-            client = session.client(service, endpoint_url=cfg.endpoint_url, config=config)
+        client = aws_client(
+            service,
+            profile_name=cfg.profile_name,
+            region_name=cfg.region_name,
+            endpoint_url=cfg.endpoint_url,
+            config=config,
+        )
         return wrap(service, client) if wrap is not None else client
 
     return AwsClients(factory)

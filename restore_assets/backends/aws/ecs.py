@@ -321,12 +321,6 @@ class EcsDdlTask:
         """This DDL task bound to one restore and stage (extract, pre or post)."""
         return EcsDdlTask(self.cfg, self.artifacts, self.launcher, restore_id, record, stage)
 
-    def attach_run_context(self, context: Any) -> None:
-        """Inside a Dagster op: launch through dagster-aws Pipes (logs and results into the run)."""
-        from restore_assets.backends.aws.resources import pipes_launcher
-
-        self.launcher = pipes_launcher(self.cfg, self.launcher, context)
-
     def _remote(self) -> RemoteTasks:
         if self.restore_id is None:
             raise DdlError("the ECS DDL task must be bound to a restore (phases bind it)")
@@ -394,12 +388,6 @@ class EcsCopyMover:
     ) -> EcsCopyMover:
         """This mover bound to one restore."""
         return EcsCopyMover(self.cfg, self.artifacts, self.launcher, restore_id, record)
-
-    def attach_run_context(self, context: Any) -> None:
-        """Inside a Dagster op: launch through dagster-aws Pipes (logs and results into the run)."""
-        from restore_assets.backends.aws.resources import pipes_launcher
-
-        self.launcher = pipes_launcher(self.cfg, self.launcher, context)
 
     def copy(
         self,

@@ -1,4 +1,4 @@
-"""Dagster side of the AWS backend (the only module of the package that imports Dagster).
+"""Dagster side of the AWS backend (moved here from backends/aws/: the backend has no Dagster import).
 
 - One ConfigurableResource per service, on dagster-aws's boto3 configuration (region, profile,
   endpoint URL, retries, credentials): RDSResource, DMSResource, ECSResource, S3Resource,
@@ -11,22 +11,14 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import boto3
 import dagster as dg
 from dagster_aws.pipes import PipesCloudWatchMessageReader, PipesECSClient
 from dagster_aws.utils import ResourceWithBoto3Configuration, construct_boto_client_retry_config
 
-from restore_assets.backends.aws.clients import AwsClients, shared_session
-from restore_assets.backends.aws.config import RESTORE_ID_TAG, AwsConfig
-from restore_assets.backends.aws.ecs import (
-    TASK_RESOURCE,
-    EcsTaskLauncher,
-    TaskFailed,
-    TaskRun,
-    run_task_params,
-    stop_task,
-)
-from restore_assets.backends.aws.ownership import OWNER_KEY
+from restore_assets.backends.aws.clients import AwsClients, aws_client
+from restore_assets.backends.aws.config import AwsConfig
+from restore_assets.backends.aws.ecs import EcsTaskLauncher, TaskFailed, TaskRun, run_task_params
+from restore_assets.backends.aws.ecs_tasks import RecordingEcs, stop_restore_tasks
 from restore_assets.backends.base import RecordResource
 
 
@@ -37,9 +29,9 @@ class _Boto3ServiceResource(ResourceWithBoto3Configuration):
 
     def get_client(self) -> Any:
         """The boto3 client of this resource's service."""
-        session = boto3.session.Session(profile_name=self.profile_name)
-        return session.client(
+        return aws_client(
             self.service,
+            profile_name=self.profile_name,
             region_name=self.region_name,
             use_ssl=self.use_ssl,
             verify=self.verify,
@@ -113,33 +105,6 @@ def clients_from_resources(resources: dict[str, Any], prefix: str = "aws_") -> A
     return AwsClients(**{name: resources[f"{prefix}{name}"].get_client() for name in RESOURCE_KEYS})
 
 
-class _RecordingEcs:
-    """An ECS client that records each task it starts (so cleanup can stop it after a crash)."""
-
-    def __init__(
-        self, client: Any, record: RecordResource | None, cluster: str, restore_id: str
-    ) -> None:
-        self._client = client
-        self._record = record
-        self._cluster = cluster
-        self._restore_id = restore_id
-
-    def run_task(self, **params: Any) -> Any:
-        """run_task, then record the task before anything waits on it."""
-        resp = self._client.run_task(**params)
-        if self._record is not None:
-            for task in resp.get("tasks", []):
-                self._record(
-                    TASK_RESOURCE,
-                    task["taskArn"],
-                    {"cluster": self._cluster, OWNER_KEY: self._restore_id},
-                )
-        return resp
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
-
-
 class PipesEcsLauncher:
     """TaskLauncher through dagster-aws's PipesECSClient: task logs and results in the Dagster run."""
 
@@ -160,8 +125,12 @@ class PipesEcsLauncher:
     def logs_client(self) -> Any:
         """The CloudWatch Logs client Pipes reads the task's messages with (created on first use)."""
         if self._logs_client is None:
-            session = shared_session(self.cfg.profile_name, self.cfg.region_name)
-            self._logs_client = session.client("logs", endpoint_url=self.cfg.endpoint_url)
+            self._logs_client = aws_client(
+                "logs",
+                profile_name=self.cfg.profile_name,
+                region_name=self.cfg.region_name,
+                endpoint_url=self.cfg.endpoint_url,
+            )
         return self._logs_client
 
     def run(
@@ -174,7 +143,7 @@ class PipesEcsLauncher:
         record: RecordResource | None = None,
     ) -> TaskRun:
         """Run the task through Pipes, bounded by timeout; TaskFailed on a non-zero exit code."""
-        ecs = _RecordingEcs(self.client, record, self.cfg.ecs_cluster, restore_id)
+        ecs = RecordingEcs(self.client, record, self.cfg.ecs_cluster, restore_id)
         pipes = PipesECSClient(
             client=ecs,  # type: ignore[arg-type]
             message_reader=PipesCloudWatchMessageReader(client=self.logs_client),
@@ -202,22 +171,9 @@ class PipesEcsLauncher:
         return TaskRun(None, 0, metadata=dict(invocation.metadata))
 
 
-def stop_restore_tasks(client: Any, cluster: str, restore_id: str) -> list[str]:
-    """Stop every running task of the cluster that carries this restore's tag."""
-    arns = client.list_tasks(cluster=cluster, startedBy="restore-assets").get("taskArns", [])
-    stopped = []
-    if not arns:
-        return stopped
-    for task in client.describe_tasks(cluster=cluster, tasks=arns, include=["TAGS"])["tasks"]:
-        tag = {t["key"]: t["value"] for t in task.get("tags", [])}.get(RESTORE_ID_TAG)
-        if tag == restore_id and task.get("lastStatus") != "STOPPED":
-            stop_task(client, task["taskArn"], {"cluster": cluster})
-            stopped.append(task["taskArn"])
-    return stopped
-
-
-def pipes_launcher(cfg: AwsConfig, launcher: Any, context: Any) -> Any:
-    """Inside an op: the Pipes launcher on the same ECS client; any other launcher is kept."""
-    if isinstance(launcher, EcsTaskLauncher) and context is not None:
-        return PipesEcsLauncher(cfg, launcher.client, context)
-    return launcher
+def attach_pipes(components: tuple[Any, ...], context: dg.OpExecutionContext) -> None:
+    """Inside an op: the AWS ECS task runners among components launch through Dagster Pipes."""
+    for component in components:
+        launcher = getattr(component, "launcher", None)
+        if isinstance(launcher, EcsTaskLauncher):
+            component.launcher = PipesEcsLauncher(component.cfg, launcher.client, context)

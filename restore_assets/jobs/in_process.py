@@ -1,0 +1,64 @@
+"""Execute a job in this process on the Dagster instance of $DAGSTER_HOME (what runner.py launches)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+
+from restore_assets.jobs.resources import RestoreBackend
+from restore_assets.jobs.tags import RESTORE_ID_TAG
+
+RESOURCE_FIELDS = ("root", "copy_workers", "provision_timeout_s", "lock_timeout", "keep_artifacts")
+
+
+@contextlib.contextmanager
+def dagster_instance() -> Iterator[dg.DagsterInstance]:
+    """The persistent Dagster instance of $DAGSTER_HOME when it is set (its runs show in the UI and
+    its sensors see them), else an ephemeral one."""
+    if os.environ.get("DAGSTER_HOME"):
+        with dg.DagsterInstance.get() as instance:
+            yield instance
+    else:
+        with dg.DagsterInstance.ephemeral() as instance:
+            yield instance
+
+
+def backend_resource(config: dict[str, Any]) -> RestoreBackend:
+    """The `backend` resource of a backend configuration mapping."""
+    kwargs = {k: config[k] for k in RESOURCE_FIELDS if k in config}
+    return RestoreBackend(
+        backend=config.get("backend", "local"), config_file=config.get("config_file", ""), **kwargs
+    )
+
+
+def execute_schema_restore(
+    run_config: dict[str, Any], backend_config: dict[str, Any], restore_id: str
+) -> tuple[str, bool, str]:
+    """Run the schema_restore job in process; its run id, success and first step failure."""
+    from restore_assets.jobs.schema_restore import schema_restore
+
+    with dagster_instance() as instance:
+        result = schema_restore.execute_in_process(
+            run_config=run_config,
+            resources={"backend": backend_resource(backend_config)},
+            raise_on_error=False,
+            tags={RESTORE_ID_TAG: restore_id},
+            instance=instance,
+        )
+    return result.run_id, result.success, "" if result.success else first_failure(result)
+
+
+def first_failure(result: Any) -> str:
+    """The message of the first failed step of an execution result ('failed' when none says)."""
+    for event in result.all_events:
+        if event.is_failure and event.step_failure_data is not None:
+            return (
+                event.step_failure_data.error.message.strip()
+                if event.step_failure_data.error
+                else "failed"
+            )
+    return "failed"
