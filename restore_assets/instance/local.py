@@ -369,9 +369,9 @@ class LocalInstanceBackend:
         moved = self._clear_partial_conflict(snapshot, datadir, names["suffix"])
         conf = datadir / "restore_assets.conf"
         original_conf = conf.read_text() if conf.exists() else ""
-        restore_cmd = f"cp '{self.fleet.archive_dir}/%f' '%p'"
+        restore_cmd = f"cp {pg.shell_arg(self.fleet.archive_dir)}/%f %p"
         recovery = {
-            "restore_command": "'" + restore_cmd.replace("'", "''") + "'",
+            "restore_command": pg.quote_setting(restore_cmd),
             "recovery_target": "'immediate'",
             "recovery_target_action": "'promote'",
             # the snapshot's own timeline: 'latest' could be a timeline that forked before it

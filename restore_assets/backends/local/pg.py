@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import pwd
+import shlex
 import shutil
 import signal
 import socket
@@ -129,6 +130,11 @@ def reachable_by(path: Path, user: OsUser) -> bool:
 def quote_setting(value: str) -> str:
     """A postgresql.conf string value, single-quoted."""
     return "'" + value.replace("'", "''") + "'"
+
+
+def shell_arg(value: str | Path) -> str:
+    """A path or value spliced into archive_command / restore_command: shell-quoted, % doubled."""
+    return shlex.quote(str(value)).replace("%", "%%")
 
 
 def quote_conf(name: str) -> str:
