@@ -28,11 +28,13 @@ from restore_assets.backends.base import (
     Source,
     TempDatabase,
 )
-from restore_assets.backends.local import pg
+from restore_assets.backends.local import pg, selective
 from restore_assets.backends.local.manifest import MANIFEST_FILE, Manifest
 from restore_assets.backends.local.pgbackrest import (
     BACKUP_TYPES,
     PgBackRestSource,
+    check_invalid_pages,
+    excluded_oids,
     stop_restore,
 )
 from restore_assets.backends.local.tablespaces import relocate_tablespaces, tablespace_mapping
@@ -191,8 +193,9 @@ class LocalFleet:
 
     @property
     def selective_databases(self) -> bool:
-        """True when provision materialises only the databases it is given (pgBackRest --db-include)."""
-        return self.pgbackrest is not None
+        """True: provision materialises only the databases it is given (pgBackRest --db-include,
+        or a selective copy of a plain snapshot, see `selective`); a full copy when not given."""
+        return True
 
     def scratch_dir(self, purpose: str) -> Path:
         """A new private directory of the server user under the data root, listed in the manifest."""
@@ -547,6 +550,8 @@ class LocalFleet:
         self.manifest.record(target, keep=keep)
         self.manifest.record(backups / f"{snap_id}.json", keep=keep)
         started = datetime.now(UTC)
+        # which oid is which database, for selective provisioning (before and after the backup)
+        dbmap_before = selective.database_map(self.production_dsn())
         try:
             pg.run_server_cmd(
                 [
@@ -574,6 +579,9 @@ class LocalFleet:
         start = self._label_times(label).get("START", started)
         meta = {"id": snap_id, "start": start.isoformat(), "stop": completed.isoformat()}
         meta["size_bytes"] = _dir_size(target)
+        meta.update(
+            selective.stable_map(dbmap_before, selective.database_map(self.production_dsn()))
+        )
         (backups / f"{snap_id}.json").write_text(json.dumps(meta))
         return self._snapshot_from(target)
 
@@ -882,8 +890,10 @@ class LocalFleet:
     ) -> TempDatabase:
         """Restore a temporary cluster on a free port from a snapshot or to a point in time.
 
-        On a pgBackRest fleet, databases (when given) are the only ones whose files are restored
-        (`--db-include`); the others exist in the catalog but cannot be connected to.
+        Databases (when given) are the only ones whose files are restored: pgBackRest's
+        `--db-include`, or a selective copy of a plain snapshot (`selective`; a full copy when the
+        snapshot does not allow it). The others exist in the catalog but cannot be connected to.
+        `details["provisioning"]` says which path was taken and the bytes copied and zero-filled.
         """
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", restore_id):
             raise InvalidRequest(
@@ -925,20 +935,46 @@ class LocalFleet:
         os.chmod(socket_dir, 0o700)
         cluster = pg.Cluster(workdir / "data", port, host=str(socket_dir))
         source = self.pgbackrest
+        provisioning: dict[str, Any] = {
+            "mode": "selective" if databases else "full",
+            "by": "pgbackrest --db-include" if databases else "pgbackrest restore",
+        }
         try:
             if source is not None:
                 restore_cmd = source.materialize(
                     cluster, base, target, databases, self._process_max()
                 )
-                self._prepare_recovery(cluster, target, restore_cmd)
-            else:
-                pg.run_server_cmd(
-                    ["cp", "-a", str(self.backup_dir / base.id), str(cluster.datadir)]
+                # pgBackRest's advice for --db-include: PostgreSQL >= 13 ignores the zeroed
+                # pages of left-out databases, and the log is checked for the restored one below
+                self._prepare_recovery(
+                    cluster,
+                    target,
+                    restore_cmd,
+                    # and no autovacuum worker opens a left-out database
+                    extra={"ignore_invalid_pages": "on", "autovacuum": "off"}
+                    if databases
+                    else None,
                 )
+            else:
+                provisioning = self._copy_snapshot(base, cluster, databases)
                 relocate_tablespaces(cluster.datadir, self.backup_dir / base.id)
-                self._prepare_recovery(cluster, target)
+                # as for --db-include: replay skips records without a page image that meet a
+                # zero-filled page (checked below: only in zero-filled databases), and no
+                # autovacuum worker opens a zero-filled database
+                selected = provisioning["mode"] == "selective"
+                extra = {"ignore_invalid_pages": "on", "autovacuum": "off"} if selected else {}
+                self._prepare_recovery(cluster, target, extra=extra)
             cluster.start(timeout=timeout)
             self._wait_promoted(cluster, timeout)
+            if provisioning["mode"] == "selective":
+                zero = provisioning.pop("zero_oids", None)
+                if zero is None and source is not None:
+                    # pgBackRest: every user database --db-include left out, by the copy's catalog
+                    zero = excluded_oids(cluster.dsn(), databases or [])
+                check_invalid_pages(cluster.logfile, set(zero or []))
+                provisioning["connections_barred"] = selective.close_zero_filled(
+                    cluster.dsn(), set(zero or []), databases or []
+                )
         except BaseException:
             # nothing usable was made: stop the server and remove its directory (its last log
             # error is already in the exception), so a failed restore leaves no instance behind
@@ -950,14 +986,41 @@ class LocalFleet:
             host=str(socket_dir),
             port=port,
             user=self.superuser(),
-            details={"dir": str(workdir), "snapshot": base.id, "log": str(cluster.logfile)},
+            details={
+                "dir": str(workdir),
+                "snapshot": base.id,
+                "log": str(cluster.logfile),
+                "provisioning": provisioning,
+            },
         )
+
+    def _copy_snapshot(
+        self, base: Snapshot, cluster: pg.Cluster, databases: list[str] | None
+    ) -> dict[str, Any]:
+        """Copy a plain snapshot into the data directory: selectively when it can, else in full."""
+        src = self.backup_dir / base.id
+        fpw = None
+        if databases:
+            try:
+                fpw = selective.database_map(self.production_dsn())["full_page_writes"]
+            except psycopg.Error:
+                fpw = None  # production down: the snapshot's record decides
+        decision = selective.decide(src, self.backup_dir / f"{base.id}.json", databases, fpw)
+        if decision.mode == "selective":
+            counts = selective.copy_snapshot(src, cluster.datadir, decision.zero_oids)
+            return {**decision.to_dict(), **counts, "zero_oids": sorted(decision.zero_oids)}
+        pg.run_server_cmd(["cp", "-a", str(src), str(cluster.datadir)])
+        return {**decision.to_dict(), "bytes_copied": base.size_bytes, "bytes_zero_filled": 0}
 
     def _process_max(self) -> int:
         return self.config().pgbackrest_process_max or max(1, min(8, os.cpu_count() or 1))
 
     def _prepare_recovery(
-        self, cluster: pg.Cluster, target: RestoreTarget, restore_cmd: str | None = None
+        self,
+        cluster: pg.Cluster,
+        target: RestoreTarget,
+        restore_cmd: str | None = None,
+        extra: dict[str, str] | None = None,
     ) -> None:
         for name in ("postmaster.pid", "postmaster.opts", "standby.signal"):
             (cluster.datadir / name).unlink(missing_ok=True)
@@ -999,7 +1062,7 @@ class LocalFleet:
             unix_socket_directories=pg.quote_setting(cluster.host),
             unix_socket_permissions="0700",
         )
-        cluster.configure(settings)
+        cluster.configure({**settings, **(extra or {})})
         cluster.write_file("recovery.signal", "")
 
     def _wait_promoted(self, cluster: pg.Cluster, timeout: float) -> None:
@@ -1033,6 +1096,16 @@ class LocalFleet:
             else self._base_for(plan.restore_point, self.snapshots())
         )
         free = shutil.disk_usage(self.root).free
+        databases = None if plan.request.full_provision else [plan.request.database]
+        if self.pgbackrest is not None:
+            provisioning = {"mode": "selective" if databases else "full", "by": "pgbackrest"}
+        else:
+            provisioning = selective.decide(
+                self.backup_dir / base.id,
+                self.backup_dir / f"{base.id}.json",
+                databases,
+                None,
+            ).to_dict()
         out: list[dict[str, Any]] = [
             {
                 "kind": TEMP_KIND,
@@ -1041,6 +1114,7 @@ class LocalFleet:
                 if target.snapshot_id
                 else f"to {plan.restore_point.isoformat()}",
                 "disk_bytes": base.size_bytes,
+                "provisioning": provisioning,
                 "free_disk_bytes": free,
                 "enough_disk": free > 2 * base.size_bytes,
                 "port": "a free port on 127.0.0.1",

@@ -7,21 +7,24 @@ same size (``os.truncate`` on a new file), as pgBackRest's ``--db-include`` does
 databases (template0, template1, postgres, and any database with an oid below 16384), and each
 zero-filled database's ``PG_VERSION`` (pgBackRest keeps exactly these too).
 
-Why recovery is safe (PostgreSQL 15, ``full_page_writes = on``, which is checked): replay starts
-at the backup's checkpoint, and the first change to any page after a checkpoint carries a
-full-page image, so replay overwrites a zero-filled page with its image before applying anything
-else to it. Relations created or extended after the snapshot are built from WAL exactly as in a full
-copy; each file keeps its size, so replay never meets a missing page and ``ignore_invalid_pages``
-is not needed (it stays off, so a real fault of the restored database still stops recovery). Pages
-of a zero-filled database that replay never touches stay zero, and a few records without an image
-(visibility-map hints) may leave others inconsistent: those databases are never read. If replay
-still fails, the provision fails and the operator reruns with ``--full-provision``.
+Why recovery is safe (PostgreSQL 15; ``full_page_writes`` must be on, at the snapshot and at
+provision, else the copy is full): replay starts at the backup's checkpoint, and the first change
+to a page after a checkpoint carries a full-page image, which replay writes over the zero-filled
+page before applying anything else to it. Relations created or extended after the snapshot are
+built from WAL as in a full copy, and every file keeps its size. Some records carry no image of a
+page they touch (VACUUM's all-visible marks, ``REGBUF_NO_IMAGE``): on a zero-filled page replay
+cannot apply them and PostgreSQL stops with "WAL contains references to invalid pages" (tested).
+So, as pgBackRest advises for ``--db-include``, a selective copy recovers with
+``ignore_invalid_pages = on``, and after promotion the server log is read: an invalid page in any
+database that was not zero-filled fails the provision (``pgbackrest.check_invalid_pages``).
+Zero-filled databases may hold inconsistent pages afterwards: they are never read.
 
 The restored database is always copied whole, so its data at T is the same as from a full copy.
 The temporary instance admits only the tool (peer authentication on a private unix socket), the
 tool connects only to the restored database, and after promotion every zero-filled database is
 marked ``datallowconn = false`` (``ALTER DATABASE ... ALLOW_CONNECTIONS false`` is impossible
-during recovery, so it is done right after).
+during recovery, so it is done right after). A connection to one is impossible either way: its
+zero-filled relation map fails it ("pg_filenode.map contains invalid data"; tested).
 """
 
 from __future__ import annotations

@@ -1,0 +1,240 @@
+"""Provisioning benchmark: a small tenant's restore with selective provisioning against a full copy.
+
+One managed local fleet: a tenant schema of --tenant-mb MB in database `tenant_db`, and --other-mb
+MB of other tenants' data in database `others_db` (and, with --same-db-mb, in other schemas of
+`tenant_db`; those are copied by both paths: only other databases are zero-filled). One snapshot,
+then writes to every database, then the restore point T, then more writes.
+
+Each round restores the tenant at T twice with the whole `schema_restore` job (compare off), once
+with selective provisioning (the default) and once with `full_provision`, in alternating order
+(selective first in even rounds), and times each from request to return (wall, including the
+temporary server's removal), plus its provision phase and its RTO from the audit log. The audit
+record's provision metadata must name the path taken (selective / full). Every restored schema
+must equal the first one (per-table row counts and checksums). Medians are printed; the last line
+is `ratio: X` = median wall (selective) / median wall (full).
+
+    .venv/bin/python bench/provision_bench.py                         # 50 MB tenant, 2 GB others
+    .venv/bin/python bench/provision_bench.py --other-mb 200 --rounds 3   # a quick check
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from restore_assets.backends import build_services
+from restore_assets.backends.local.fleet import LocalFleet
+from restore_assets.runner import run_schema_restore
+
+TENANT_DB = "tenant_db"
+OTHERS_DB = "others_db"
+TENANT = "tenant_small"
+ROW_BYTES = 330  # a row of `payload` below takes about this much heap space
+CHUNK_ROWS = 200_000
+
+_CHECKSUM = (
+    "SELECT count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)::bigint), 0)::text"
+    " FROM {} AS t"
+)
+
+
+def run(dsn: str, query: Any, params: tuple = ()) -> list[tuple]:
+    """One statement in autocommit mode; its rows."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        cur = conn.execute(query, params)
+        return cur.fetchall() if cur.description else []
+
+
+def fill(dsn: str, schema: str, table: str, mb: float) -> None:
+    """A table of about mb megabytes of text rows, inserted in chunks."""
+    name = sql.Identifier(schema, table)
+    run(dsn, sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+    run(dsn, sql.SQL("CREATE TABLE {} (id bigserial PRIMARY KEY, payload text)").format(name))
+    rows = int(mb * 1024 * 1024 / ROW_BYTES)
+    done = 0
+    while done < rows:
+        n = min(CHUNK_ROWS, rows - done)
+        run(
+            dsn,
+            sql.SQL(
+                "INSERT INTO {} (payload) SELECT repeat(md5((g + %s)::text), 9)"
+                " FROM generate_series(1, %s) g"
+            ).format(name),
+            (done, n),
+        )
+        done += n
+
+
+def writes(dsn: str, schema: str, table: str, rounds: int = 3) -> None:
+    """Updates spread over the table and a few inserts: WAL touching many of its pages."""
+    name = sql.Identifier(schema, table)
+    for i in range(rounds):
+        run(
+            dsn,
+            sql.SQL("UPDATE {} SET payload = md5(payload) WHERE id %% 97 = %s").format(name),
+            (i,),
+        )
+        run(
+            dsn,
+            sql.SQL(
+                "INSERT INTO {} (payload) SELECT md5(g::text) FROM generate_series(1, 1000) g"
+            ).format(name),
+        )
+
+
+def sums(dsn: str, schema: str) -> dict[str, tuple]:
+    """table -> (rows, checksum) of a schema, and its index count."""
+    out: dict[str, tuple] = {}
+    for (table,) in run(
+        dsn,
+        "SELECT relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND relkind = 'r' ORDER BY 1",
+        (schema,),
+    ):
+        out[table] = tuple(run(dsn, sql.SQL(_CHECKSUM).format(sql.Identifier(schema, table)))[0])
+    out["#indexes"] = run(dsn, "SELECT count(*) FROM pg_indexes WHERE schemaname = %s", (schema,))[
+        0
+    ]
+    return out
+
+
+def setup(fleet: LocalFleet, args: argparse.Namespace) -> datetime:
+    """The tenant and the others, a snapshot, writes, the restore point T, more writes."""
+    dsn = fleet.up()
+    for db in (TENANT_DB, OTHERS_DB):
+        run(dsn, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
+    tenant, others = fleet.production_dsn(TENANT_DB), fleet.production_dsn(OTHERS_DB)
+    t0 = time.monotonic()
+    fill(tenant, TENANT, "events", args.tenant_mb)
+    parts = max(1, int(args.other_mb // 256))
+    for i in range(parts):
+        fill(others, f"other_{i}", "events", args.other_mb / parts)
+    if args.same_db_mb:
+        fill(tenant, "other_same_db", "events", args.same_db_mb)
+    run(tenant, "CHECKPOINT")
+    print(f"setup: data loaded in {time.monotonic() - t0:.1f} s", flush=True)
+    t0 = time.monotonic()
+    snap = fleet.snapshot()
+    print(
+        f"setup: snapshot {snap.id} ({snap.size_bytes / 2**20:.0f} MB) in {time.monotonic() - t0:.1f} s"
+    )
+    writes(tenant, TENANT, "events")
+    for i in range(parts):
+        writes(others, f"other_{i}", "events")
+    if args.same_db_mb:
+        writes(tenant, "other_same_db", "events")
+    time.sleep(0.3)
+    t = run(dsn, "SELECT clock_timestamp()")[0][0]
+    time.sleep(0.3)
+    writes(tenant, TENANT, "events", rounds=1)
+    writes(others, "other_0", "events", rounds=1)
+    fleet.window(refresh=True)
+    return t
+
+
+def restore_once(fleet: LocalFleet, t: datetime, mode: str, suffix: str) -> dict[str, Any]:
+    """One schema restore at T; its wall time, provision seconds, RTO and the path the audit names."""
+    request = {
+        "database": TENANT_DB,
+        "schemas": [TENANT],
+        "restore_time": t.isoformat(),
+        "suffix": suffix,
+        "full_provision": mode == "full",
+    }
+    t0 = time.monotonic()
+    out = run_schema_restore(request, {"root": str(fleet.root)}, compare=False)
+    wall = time.monotonic() - t0
+    if out["status"] != "succeeded":
+        raise SystemExit(f"{mode} restore failed: {out['cause']}")
+    rec = build_services({"root": str(fleet.root)}).audit.get(out["restore_id"])
+    prov = next(p for p in rec["phases"] if p["phase"] == "provision")
+    path = prov["metadata"]["details"]["provisioning"]
+    if path["mode"] != mode:
+        raise SystemExit(f"asked for {mode} provisioning, the audit says {path}")
+    return {
+        "wall": wall,
+        "provision": prov["metadata"]["seconds"],
+        "rto": out.get("rto_s"),
+        "copied": path.get("bytes_copied", 0),
+        "zero": path.get("bytes_zero_filled", 0),
+        "schema": f"{TENANT}_{suffix}",
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark; print per-restore lines, medians and `ratio: X` last."""
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--tenant-mb", type=float, default=50, help="the restored tenant (default 50)")
+    ap.add_argument(
+        "--other-mb", type=float, default=2048, help="other tenants, other database (default 2048)"
+    )
+    ap.add_argument(
+        "--same-db-mb",
+        type=float,
+        default=0,
+        help="other tenants in the tenant's database (default 0)",
+    )
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of (selective, full), at least 3")
+    ap.add_argument(
+        "--root", help="scratch directory (default: a new one under /tmp, removed after)"
+    )
+    args = ap.parse_args(argv)
+    if args.rounds < 3:
+        ap.error("--rounds must be at least 3")
+    base = Path(args.root) if args.root else Path(tempfile.mkdtemp(prefix="ra-provbench-"))
+    base.chmod(0o755)
+    fleet = LocalFleet(base / "fleet")
+    results: dict[str, list[dict[str, Any]]] = {"selective": [], "full": []}
+    try:
+        t = setup(fleet, args)
+        tenant = fleet.production_dsn(TENANT_DB)
+        reference = None
+        for r in range(args.rounds):
+            order = ["selective", "full"] if r % 2 == 0 else ["full", "selective"]
+            for mode in order:
+                res = restore_once(fleet, t, mode, f"r{r}{mode[0]}")
+                got = sums(tenant, res["schema"])
+                if reference is None:
+                    reference = got
+                elif got != reference:
+                    raise SystemExit(
+                        f"round {r} {mode}: restored schema differs: {got} != {reference}"
+                    )
+                results[mode].append(res)
+                print(
+                    f"round {r} {mode:9s}: wall {res['wall']:.2f} s, provision {res['provision']:.2f} s,"
+                    f" rto {res['rto']:.2f} s, copied {res['copied'] / 2**20:.0f} MB,"
+                    f" zero-filled {res['zero'] / 2**20:.0f} MB",
+                    flush=True,
+                )
+        print(
+            f"outputs: every restored schema equal ({len(reference or {}) - 1} tables, rows and checksums)"
+        )
+        med = {
+            m: {k: statistics.median(x[k] for x in v) for k in ("wall", "provision", "rto")}
+            for m, v in results.items()
+        }
+        for m, v in med.items():
+            print(
+                f"median {m:9s}: wall {v['wall']:.2f} s, provision {v['provision']:.2f} s, rto {v['rto']:.2f} s"
+            )
+        print(f"ratio: {med['selective']['wall'] / med['full']['wall']:.3f}")
+    finally:
+        fleet.down(purge=True)
+        if not args.root:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,321 @@
+"""Selective provisioning of plain snapshots: only the restored database's files are copied
+(real PostgreSQL). Data at T equals a full-copy PITR at T under concurrent writes to another
+database and to other schemas; a kill -9 mid-copy is cleaned up by `restore-assets cleanup`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from restore_assets.backends import build_services
+from restore_assets.backends.base import RestoreTarget
+from restore_assets.backends.local.fleet import LocalFleet
+from tests.conftest import REPO, scratch_dir
+from tests.integration.fleet_helpers import execute, mark, postmasters_under
+
+pytestmark = pytest.mark.integration
+
+TENANT_DB = "tenantdb"
+OTHER_DB = "otherdb"
+
+
+def table_sums(dsn: str) -> dict[str, tuple[int, str]]:
+    """schema.table -> (row count, md5 of every row in key order) for every user table."""
+    out = {}
+    tables = execute(
+        dsn,
+        "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+        " ORDER BY 1, 2",
+    )
+    for schema, table in tables:
+        name = f'"{schema}"."{table}"'
+        count, digest = execute(
+            dsn,
+            f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), ''))"
+            f" FROM {name} t",
+        )[0]
+        out[f"{schema}.{table}"] = (count, digest)
+    return out
+
+
+@dataclass
+class Scene:
+    """A fleet with a tenant database and another database, written to between snapshot and T."""
+
+    fleet: LocalFleet
+    t: datetime
+    other_oid: int
+    tenant_oid: int
+    writes: int
+
+
+def _writer(fleet: LocalFleet, stop: threading.Event, count: list[int]) -> None:
+    other = fleet.production_dsn(OTHER_DB)
+    tenant = fleet.production_dsn(TENANT_DB)
+    i = 0
+    while not stop.is_set():
+        i += 1
+        execute(other, "UPDATE big SET payload = md5(payload) WHERE id %% 50 = %s", (i % 50,))
+        execute(
+            other, "INSERT INTO big (payload) SELECT md5(g::text) FROM generate_series(1, 200) g"
+        )
+        execute(tenant, "INSERT INTO t2.items (label) VALUES (%s)", (f"w{i}",))
+        execute(tenant, "UPDATE t1.items SET label = label || '+' WHERE id = %s", (i % 20 + 1,))
+        count[0] = i
+
+
+@pytest.fixture(scope="module")
+def scene() -> Iterator[Scene]:
+    """tenantdb (schemas t1, t2) and otherdb (big, cold); a writer runs across the snapshot up to
+    T, and again after T (with a table created after the snapshot in each database)."""
+    base = scratch_dir("ra-selective-")
+    fleet = LocalFleet(base / "fleet")
+    try:
+        dsn = fleet.up()
+        for db in (TENANT_DB, OTHER_DB):
+            execute(dsn, f"CREATE DATABASE {db}")
+        tenant, other = fleet.production_dsn(TENANT_DB), fleet.production_dsn(OTHER_DB)
+        for schema in ("t1", "t2"):
+            execute(tenant, f"CREATE SCHEMA {schema}")
+            execute(
+                tenant,
+                f"CREATE TABLE {schema}.items (id serial PRIMARY KEY, label text NOT NULL)",
+            )
+            execute(
+                tenant,
+                f"INSERT INTO {schema}.items (label) SELECT 'seed' || g FROM generate_series(1, 500) g",
+            )
+        execute(other, "CREATE TABLE big (id serial PRIMARY KEY, payload text NOT NULL)")
+        execute(
+            other,
+            "INSERT INTO big (payload) SELECT repeat(md5(g::text), 8) FROM generate_series(1, 60000) g",
+        )
+        execute(
+            other,
+            "CREATE TABLE cold AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 20000) g",
+        )
+        execute(other, "CREATE TABLE vac AS SELECT g AS id FROM generate_series(1, 50000) g")
+        stop, count = threading.Event(), [0]
+        writer = threading.Thread(target=_writer, args=(fleet, stop, count))
+        writer.start()
+        try:
+            time.sleep(0.5)
+            fleet.snapshot()  # taken while the writer runs
+            # all-visible marks: WAL records that carry no image of the heap page (replay finds
+            # a zero-filled page it cannot apply them to)
+            execute(other, "VACUUM vac")
+            execute(
+                tenant,
+                "CREATE TABLE t1.after_snap AS SELECT g AS id FROM generate_series(1, 300) g",
+            )
+            execute(
+                other, "CREATE TABLE after_snap AS SELECT g AS id FROM generate_series(1, 300) g"
+            )
+            time.sleep(1.0)
+            t = mark(tenant)
+            time.sleep(0.5)
+        finally:
+            stop.set()
+            writer.join()
+        execute(tenant, "INSERT INTO t1.items (label) VALUES ('after-t')")
+        fleet.window(refresh=True)
+        oids = dict(execute(dsn, "SELECT datname, oid::int FROM pg_database"))
+        yield Scene(fleet, t, oids[OTHER_DB], oids[TENANT_DB], count[0])
+    finally:
+        fleet.down(purge=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_snapshot_records_the_database_map(scene: Scene):
+    snap = scene.fleet.snapshots()[0]
+    meta = json.loads((scene.fleet.backup_dir / f"{snap.id}.json").read_text())
+    assert meta["databases"][OTHER_DB] == scene.other_oid
+    assert meta["databases"][TENANT_DB] == scene.tenant_oid
+    assert meta["full_page_writes"] == "on"
+
+
+def test_selective_equals_full_pitr_at_t(scene: Scene):
+    fleet = scene.fleet
+    target = RestoreTarget(restore_time=scene.t)
+    assert scene.writes > 3  # the writer really wrote across the snapshot and T
+    sel = fleet.provision("sel-eq", target, databases=[TENANT_DB])
+    try:
+        full = fleet.provision("full-eq", target)
+        try:
+            prov = sel.details["provisioning"]
+            assert prov["mode"] == "selective"
+            assert prov["zero_filled_databases"] == [OTHER_DB]
+            assert prov["bytes_zero_filled"] > 0 and prov["connections_barred"] == [OTHER_DB]
+            assert full.details["provisioning"]["mode"] == "full"
+            # replay met zero-filled pages (VACUUM's all-visible records) in otherdb only
+            log = Path(sel.details["log"]).read_text()
+            assert f"of relation base/{scene.other_oid}/" in log
+            assert f"of relation base/{scene.tenant_oid}/" not in log
+            assert full.details["provisioning"]["bytes_zero_filled"] == 0
+            sel_sums = table_sums(fleet.temp_dsn(sel, TENANT_DB))
+            full_sums = table_sums(fleet.temp_dsn(full, TENANT_DB))
+            assert sel_sums == full_sums
+            # T falls after the table created after the snapshot, before 'after-t'
+            assert "t1.after_snap" in sel_sums and sel_sums["t1.after_snap"][0] == 300
+            labels = [
+                r[0] for r in execute(fleet.temp_dsn(sel, TENANT_DB), "SELECT label FROM t1.items")
+            ]
+            assert "after-t" not in labels
+            assert sel_sums["t2.items"][0] > 500  # concurrent writes to the other schema replayed
+            # the other database can no longer be connected to; the full copy still can
+            # (its zero-filled relation map refuses a connection even before datallowconn)
+            allow = "SELECT datallowconn FROM pg_database WHERE datname = %s"
+            assert execute(fleet.temp_dsn(sel), allow, (OTHER_DB,)) == [(False,)]
+            with pytest.raises(psycopg.OperationalError, match="pg_filenode.map|not currently"):
+                psycopg.connect(fleet.temp_dsn(sel, OTHER_DB)).close()
+            assert (
+                execute(fleet.temp_dsn(full, OTHER_DB), "SELECT count(*) FROM cold")[0][0] == 20000
+            )
+            _assert_other_db_sparse(
+                Path(sel.details["dir"]) / "data", Path(full.details["dir"]) / "data", scene
+            )
+        finally:
+            fleet.delete_temp("full-eq")
+    finally:
+        fleet.delete_temp("sel-eq")
+    assert postmasters_under(fleet.temp_root) == []
+
+
+def _assert_other_db_sparse(sel_data: Path, full_data: Path, scene: Scene) -> None:
+    """Untouched files of the other database hold no block; the rest only what replay wrote."""
+    cold = execute(scene.fleet.production_dsn(OTHER_DB), "SELECT pg_relation_filenode('cold')")[0][
+        0
+    ]
+    d = sel_data / "base" / str(scene.other_oid)
+    f = d / str(cold)
+    assert f.stat().st_size > 0 and f.stat().st_blocks == 0  # never written by replay: a hole
+    with open(f, "rb") as fh:
+        assert fh.read(65536).count(0) == min(65536, f.stat().st_size)
+    sel_blocks = sum(p.stat().st_blocks for p in d.iterdir() if p.is_file())
+    full_blocks = sum(
+        p.stat().st_blocks
+        for p in (full_data / "base" / str(scene.other_oid)).iterdir()
+        if p.is_file()
+    )
+    full_cold = (full_data / "base" / str(scene.other_oid) / str(cold)).stat().st_blocks
+    # pages replay rebuilt from full-page images take blocks (the writer touched most of `big`)
+    assert full_cold > 0 and sel_blocks <= full_blocks - full_cold
+    # the restored database is whole: the same files, the same sizes
+    mine = sel_data / "base" / str(scene.tenant_oid)
+    assert sum(p.stat().st_blocks for p in mine.iterdir()) > 0
+    for p in mine.iterdir():
+        assert (
+            p.stat().st_size == (full_data / "base" / str(scene.tenant_oid) / p.name).stat().st_size
+        )
+
+
+def test_without_a_map_provisioning_is_full(scene: Scene):
+    fleet = scene.fleet
+    snap = fleet.snapshots()[0]
+    meta_file = fleet.backup_dir / f"{snap.id}.json"
+    saved = meta_file.read_text()
+    meta = json.loads(saved)
+    del meta["databases"]
+    meta_file.write_text(json.dumps(meta))
+    try:
+        db = fleet.provision("nomap", RestoreTarget(snapshot_id=snap.id), databases=[TENANT_DB])
+        try:
+            prov = db.details["provisioning"]
+            assert prov["mode"] == "full" and "no database map" in prov["reason"]
+            assert execute(fleet.temp_dsn(db, OTHER_DB), "SELECT count(*) FROM cold")[0][0] == 20000
+        finally:
+            fleet.delete_temp("nomap")
+    finally:
+        meta_file.write_text(saved)
+
+
+def test_kill_9_during_selective_copy_then_cleanup(scene: Scene, tmp_path: Path):
+    from restore_assets import cli
+
+    fleet = scene.fleet
+    rid = "sel-crash"
+    workdir = fleet.temp_root / rid
+    other_dir = workdir / "data" / "base" / str(scene.other_oid)
+    err = open(tmp_path / "err", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "restore_assets.cli",
+            "restore",
+            "--root",
+            str(fleet.root),
+            "--database",
+            TENANT_DB,
+            "--schema",
+            "t1",
+            "--restore-time",
+            scene.t.isoformat(),
+            "--suffix",
+            "crash",
+            "--restore-id",
+            rid,
+            "--json",
+        ],  # fmt: skip
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=err,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not (other_dir.is_dir() and any(other_dir.iterdir())):
+            assert proc.poll() is None, (tmp_path / "err").read_text()[-2000:]
+            assert time.monotonic() < deadline, "the selective copy never started"
+            time.sleep(0.005)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)  # the restore process only, as a crash would
+        proc.wait()
+        err.close()
+    assert fleet.manifest.owns(workdir)
+    assert not (workdir / "data" / "postmaster.pid").exists()  # killed before recovery began
+    assert cli.main(["cleanup", "--root", str(fleet.root), "--restore-id", rid, "--json"]) == 0
+    assert not workdir.exists()
+    assert postmasters_under(fleet.temp_root) == []
+    rec = build_services({"root": str(fleet.root)}).audit.get(rid)
+    assert rec["status"] == "failed"
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def test_plan_and_audit_name_the_path(scene: Scene):
+    from restore_assets.runner import plan_schema_restore, run_schema_restore
+
+    fleet = scene.fleet
+    request = {"database": TENANT_DB, "schemas": ["t1"], "restore_time": scene.t.isoformat()}
+    config = {"root": str(fleet.root)}
+    planned = plan_schema_restore(request, config)["would_create"][0]["provisioning"]
+    assert planned == {"mode": "selective", "zero_filled_databases": [OTHER_DB]}
+    forced = plan_schema_restore({**request, "full_provision": True}, config)
+    assert forced["would_create"][0]["provisioning"]["mode"] == "full"
+    out = run_schema_restore({**request, "suffix": "audited"}, config, compare=False)
+    assert out["status"] == "succeeded", out["cause"]
+    rec = build_services(config).audit.get(out["restore_id"])
+    prov = next(p for p in rec["phases"] if p["phase"] == "provision")["metadata"]
+    path = prov["details"]["provisioning"]
+    assert path["mode"] == "selective" and path["zero_filled_databases"] == [OTHER_DB]
+    assert path["bytes_copied"] > 0 and path["bytes_zero_filled"] > 0
+    assert rec["inputs"]["full_provision"] is False
+    restored = table_sums(fleet.production_dsn(TENANT_DB))
+    assert restored["t1_audited.items"][0] == restored["t1.items"][0] - 1  # all but 'after-t'
