@@ -44,7 +44,7 @@ def _fleet(args: argparse.Namespace):
 def cmd_fleet_up(args: argparse.Namespace) -> None:
     """Create (or start) the local production cluster and print its DSN."""
     fleet = _fleet(args)
-    dsn = fleet.up()
+    dsn = fleet.up(pgbackrest=getattr(args, "pgbackrest", False))
     data = {"root": str(fleet.root), "dsn": dsn, "data_dir": str(fleet.data_root)}
     _emit(args, data, lambda d: d["dsn"] + _data_dir_note(fleet))
 
@@ -213,7 +213,10 @@ def cmd_demo_run(args: argparse.Namespace) -> None:
     from restore_assets.demo.story import run_story
 
     out = run_story(
-        Path(args.root), rows=args.rows, log=lambda m: print(m, file=sys.stderr, flush=True)
+        Path(args.root),
+        rows=args.rows,
+        log=lambda m: print(m, file=sys.stderr, flush=True),
+        pgbackrest=args.pgbackrest,
     )
     _emit(args, out, lambda d: d["summary"])
 
@@ -506,6 +509,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = fleet.add_parser("up", help="create or start the production cluster; prints its DSN")
     _add_common(p)
+    p.add_argument(
+        "--pgbackrest",
+        action="store_true",
+        help="a new fleet backs production up with its own pgBackRest stanza",
+    )
     p.set_defaults(fn=cmd_fleet_up)
     p = fleet.add_parser(
         "adopt", help="use an existing cluster, its WAL archive and base-backup directory"
@@ -569,6 +577,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = demo.add_parser("run", help="the whole demo story (what `make demo` runs)")
     _add_common(p)
     p.add_argument("--rows", type=int, default=200)
+    p.add_argument(
+        "--pgbackrest",
+        action="store_true",
+        help="the same story on a fleet backed up by its own pgBackRest stanza",
+    )
     p.set_defaults(fn=cmd_demo_run)
 
     p = sub.add_parser(

@@ -20,11 +20,22 @@ def run_story(
     rows: int = 200,
     activity_seconds: float = 30.0,
     log: Callable[[str], None] = print,
+    pgbackrest: bool = False,
 ) -> dict[str, Any]:
-    """Run the whole demo on the local fleet under root; return the restore outcome and a summary."""
+    """Run the whole demo on the local fleet under root; return the restore outcome and a summary.
+
+    pgbackrest: the fleet backs production up with its own pgBackRest stanza.
+    """
     fleet = demo_fleet(root)
-    log(f"[1/6] local fleet under {fleet.root}")
-    log(f"      production: {fleet.up()}")
+    if fleet.exists() and bool(fleet.config().pgbackrest_stanza) != pgbackrest:
+        from restore_assets.errors import InvalidRequest
+
+        kind = "a pgBackRest stanza" if not pgbackrest else "base backups and a cp archive"
+        raise InvalidRequest(
+            f"the fleet under {fleet.root} uses {kind}: use another --root for this demo"
+        )
+    log(f"[1/6] local fleet under {fleet.root}" + (" (pgBackRest stanza)" if pgbackrest else ""))
+    log(f"      production: {fleet.up(pgbackrest=pgbackrest)}")
     if fleet.data_root != fleet.root:
         log(
             f"      PostgreSQL data in {fleet.data_root}: the server user cannot enter"

@@ -427,3 +427,30 @@ def test_snapshot_job_runs_pgbackrest_backup_and_instance_restore_is_refused(own
         plan_instance_restore(
             instance_backend({"root": str(fleet.root)}), {"snapshot_id": "snap-x"}
         )
+
+
+def test_demo_story_on_a_fleet_with_its_own_pgbackrest_stanza():
+    from restore_assets.demo.ownership import demo_fleet
+    from restore_assets.demo.story import run_story
+
+    root = scratch_dir("ra-pgbr-demo-") / "demo"
+    try:
+        out = run_story(root, rows=20, activity_seconds=2.0, log=lambda m: None, pgbackrest=True)
+        assert out["status"] == "succeeded", out.get("cause")
+        fleet = LocalFleet(root)
+        cfg = fleet.config()
+        assert cfg.mode == "managed" and cfg.pgbackrest_stanza == "production"
+        [snap] = fleet.snapshots()
+        assert snap.kind == "pgbackrest-full"  # the first incr of a new stanza is made full
+        archive = execute(fleet.production_dsn(), "SHOW archive_command")[0][0]
+        assert "archive-push" in archive and "--stanza=production" in archive
+        assert not (fleet.data_root / "backups").exists() or not any(
+            (fleet.data_root / "backups").iterdir()
+        )
+        assert out["recovery"]["tables"]["customer_a1.orders"]["inserts"] > 0
+        with pytest.raises(InvalidRequest, match="uses a pgBackRest stanza"):
+            run_story(root, rows=20, activity_seconds=1.0, log=lambda m: None)
+    finally:
+        if root.exists():
+            demo_fleet(root).down(purge=True)
+        shutil.rmtree(root.parent, ignore_errors=True)

@@ -32,10 +32,14 @@ from restore_assets.backends.local import pg, selective
 from restore_assets.backends.local.manifest import MANIFEST_FILE, Manifest
 from restore_assets.backends.local.pgbackrest import (
     BACKUP_TYPES,
+    MANAGED_STANZA,
     PgBackRestSource,
     check_invalid_pages,
     excluded_oids,
+    managed_paths,
+    managed_settings,
     stop_restore,
+    write_managed_config,
 )
 from restore_assets.backends.local.tablespaces import relocate_tablespaces, tablespace_mapping
 from restore_assets.errors import FleetError, InvalidRequest
@@ -303,8 +307,12 @@ class LocalFleet:
         return pg.Cluster(self.data_root / "production" / "data", cfg.port)
 
     # ---------------------------------------------------------------- lifecycle
-    def up(self) -> str:
-        """Create the production cluster (or start the existing one); return its masked DSN."""
+    def up(self, pgbackrest: bool = False) -> str:
+        """Create the production cluster (or start the existing one); return its masked DSN.
+
+        pgbackrest: a new fleet backs production up with its own pgBackRest stanza (repository
+        under the data directory) instead of pg_basebackup and a cp archive.
+        """
         if self.exists():
             cfg = self.config()
             if cfg.mode == "adopted":
@@ -316,6 +324,8 @@ class LocalFleet:
                     cluster.port = pg.free_port()
                     cfg.port = cluster.port
                     cluster.configure(self._production_settings())
+                    if cfg.pgbackrest_stanza:
+                        write_managed_config(self.data_root, cluster.datadir, cluster.port)
                     self._save(cfg)
                 cluster.start()
             return cluster.dsn()
@@ -330,9 +340,24 @@ class LocalFleet:
             backup_dir=str(backups),
             data_dir=str(data_root),
         )
+        settings = self._production_settings(archive)
+        if pgbackrest:
+            paths = managed_paths(data_root)
+            self._server_dir(paths["base"])
+            for key in ("repo", "socket", "log", "lock"):
+                self._server_dir(paths[key])
+            settings.update(managed_settings(data_root))
+            cfg.pgbackrest_stanza = MANAGED_STANZA
+            cfg.pgbackrest_config = str(paths["config"])
         try:
-            cluster = pg.start_new_cluster(production / "data", self._production_settings(archive))
+            cluster = pg.start_new_cluster(production / "data", settings)
+            if pgbackrest:
+                write_managed_config(data_root, cluster.datadir, cluster.port)
+                PgBackRestSource(self, MANAGED_STANZA, cfg.pgbackrest_config).repo.run(
+                    "stanza-create", timeout=300
+                )
         except Exception:
+            pg.Cluster(production / "data", 0).stop(mode="immediate")
             self.manifest.remove(production)
             raise
         cfg.port = cluster.port
@@ -355,6 +380,9 @@ class LocalFleet:
     def _production_settings(self, archive: Path | None = None) -> dict[str, str]:
         archive = archive or self.archive_dir
         cmd = f"test ! -f '{archive}/%f' && cp '%p' '{archive}/%f'"
+        extra = {}
+        if self.exists() and self.config().pgbackrest_stanza:
+            extra = managed_settings(self.data_root)
         return {
             **pg.BASE_SETTINGS,
             "wal_level": "replica",
@@ -363,6 +391,7 @@ class LocalFleet:
             "max_wal_senders": "10",
             "timezone": "'UTC'",
             "log_timezone": "'UTC'",
+            **extra,
         }
 
     def adopt(

@@ -401,3 +401,54 @@ class PgBackRestSource:
             cluster.datadir.parent / "tablespaces",
         )
         return self.repo.restore_command(cluster.datadir)
+
+
+# ---------------------------------------------------------------------- a stanza the tool manages
+MANAGED_STANZA = "production"
+
+
+def managed_paths(data_root: Path) -> dict[str, Path]:
+    """Where a managed fleet keeps its own pgBackRest stanza (config, repository, socket, logs)."""
+    base = data_root / "pgbackrest"
+    return {
+        "base": base,
+        "config": base / "pgbackrest.conf",
+        "repo": base / "repo",
+        "socket": base / "socket",
+        "log": base / "log",
+        "lock": base / "lock",
+    }
+
+
+def managed_settings(data_root: Path) -> dict[str, str]:
+    """Production settings archiving into the managed stanza (and a socket pgBackRest connects to)."""
+    paths = managed_paths(data_root)
+    push = f"{binary()} --config={paths['config']} --stanza={MANAGED_STANZA} archive-push %p"
+    return {
+        "archive_command": pg.quote_setting(push),
+        "unix_socket_directories": pg.quote_setting(str(paths["socket"])),
+        "unix_socket_permissions": "0700",
+    }
+
+
+def write_managed_config(data_root: Path, datadir: Path, port: int) -> Path:
+    """Write the managed stanza's pgbackrest.conf for the production cluster on this port."""
+    paths = managed_paths(data_root)
+    text = (
+        "[global]\n"
+        f"repo1-path={paths['repo']}\n"
+        f"log-path={paths['log']}\n"
+        f"lock-path={paths['lock']}\n"
+        "log-level-file=off\n"
+        "compress-type=lz4\n"
+        "start-fast=y\n"
+        "repo1-retention-full=2\n"
+        f"\n[{MANAGED_STANZA}]\n"
+        f"pg1-path={datadir}\n"
+        f"pg1-port={port}\n"
+        f"pg1-socket-path={paths['socket']}\n"
+    )
+    config = paths["config"]
+    config.write_text(text)
+    os.chmod(config, 0o644)  # read by the server user; it holds no secret
+    return config
