@@ -5,10 +5,11 @@ transaction: a failure anywhere fails the restore, and its cleanup drops the who
 
 1. per table, on up to ``workers`` connections (one transaction per table): CREATE INDEX and the
    unique, primary key, check and exclusion constraints of tables that *pre* created;
+   then ``ALTER INDEX ... ATTACH PARTITION`` in one transaction (a foreign key to a partitioned table
+   needs its key's index attached in every leaf first);
 2. foreign keys, in one transaction (they lock both tables, so running them together would only queue);
 3. everything else, in dump order, in one transaction (triggers, views, materialized views and their
-   indexes and refresh, RLS and policies, comments, grants, ``ALTER INDEX ... ATTACH PARTITION``,
-   sequence values).
+   indexes and refresh, RLS and policies, comments, grants, sequence values).
 
 Every statement is guarded before anything runs; each wave starts with the dump's session settings,
 and each statement is preceded by the settings in force for it in dump order where they differ
@@ -37,6 +38,7 @@ class PostPlan:
 
     session: list[str] = field(default_factory=list)
     per_table: dict[str, list[str]] = field(default_factory=dict)
+    attach: list[str] = field(default_factory=list)  # ALTER INDEX ... ATTACH PARTITION
     foreign_keys: list[str] = field(default_factory=list)
     rest: list[str] = field(default_factory=list)
 
@@ -79,6 +81,17 @@ def _constraint_types(node: dict) -> set[str] | None:
     return kinds or None
 
 
+def _is_index_attach(kind: str, node: dict) -> bool:
+    """ALTER INDEX ... ATTACH PARTITION (a partition's index joins its parent's)."""
+    cmds = node.get("cmds", [])
+    return (
+        kind == "AlterTableStmt"
+        and node.get("objtype") == "OBJECT_INDEX"
+        and bool(cmds)
+        and all(c.get("AlterTableCmd", {}).get("subtype") == "AT_AttachPartition" for c in cmds)
+    )
+
+
 def _setting_name(kind: str, node: dict) -> str:
     """The name of the setting a session statement sets (SET x / set_config('x', ...))."""
     if kind == "VariableSetStmt":
@@ -119,6 +132,11 @@ def plan_post(statements: list[str]) -> PostPlan:
                 plan_header[_setting_name(kind, node)] = statement
             continue
         header = False
+        if _is_index_attach(kind, node):
+            # after every table's builds, before the foreign keys: a key referenced by a foreign
+            # key on a partitioned table is valid only once each leaf's index is attached
+            add(plan.attach, statement)
+            continue
         if kind == "ViewStmt":
             created_in_post.add((node["view"].get("schemaname"), node["view"]["relname"]))
         elif kind == "CreateTableAsStmt":
@@ -168,12 +186,15 @@ def apply_post(
                 f.result()
     if progress:
         progress(f"post: {sum(len(g) for g in groups)} index/key builds on {len(groups)} tables")
+    if plan.attach:
+        run(plan.attach)
     if plan.foreign_keys:
         run(plan.foreign_keys)
     if plan.rest:
         run(plan.rest)
     return {
         "per_table": sum(len(g) for g in groups),
+        "attach": len(plan.attach),
         "foreign_keys": len(plan.foreign_keys),
         "rest": len(plan.rest),
     }

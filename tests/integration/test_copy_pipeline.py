@@ -218,3 +218,60 @@ def test_primary_keys_stay_in_pre_when_a_view_there_may_need_them() -> None:
     assert defer_primary_keys(pre) == (pre, [])
     kept, keys = defer_primary_keys(pre[:3])
     assert kept == [pre[0], pre[1]] and keys == [pre[0], pre[2]]
+
+
+def test_partitioned_table_keys_deferred_and_attached(pg: Cluster) -> None:
+    source = _db(pg, "pipeline_parts_source")
+    target = _db(pg, "pipeline_parts_target")
+    try:
+        with psycopg.connect(source, autocommit=True) as conn:
+            conn.execute("CREATE SCHEMA parts")
+            conn.execute(
+                "CREATE TABLE parts.ev (id bigint, at date NOT NULL, v text, PRIMARY KEY (id, at))"
+                " PARTITION BY RANGE (at)"
+            )
+            conn.execute(
+                "CREATE TABLE parts.ev_2024 PARTITION OF parts.ev"
+                " FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')"
+            )
+            conn.execute(
+                "CREATE TABLE parts.ev_2025 PARTITION OF parts.ev"
+                " FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')"
+            )
+            conn.execute("CREATE INDEX ev_v_idx ON parts.ev (v)")
+            conn.execute(
+                "CREATE TABLE parts.ref (id int PRIMARY KEY, ev_id bigint, ev_at date,"
+                " FOREIGN KEY (ev_id, ev_at) REFERENCES parts.ev (id, at))"
+            )
+            conn.execute(
+                "INSERT INTO parts.ev SELECT g, date '2024-01-01' + (g % 700), md5(g::text)"
+                " FROM generate_series(1, 5000) g"
+            )
+            conn.execute(
+                "INSERT INTO parts.ref SELECT g, g, date '2024-01-01' + (g % 700)"
+                " FROM generate_series(1, 100) g"
+            )
+        bundle = ddl.extract(source, ["parts"], "p")
+        pre, keys = defer_primary_keys(bundle.pre)
+        assert sum("PRIMARY KEY" in k for k in keys) == 4  # parent, two leaves, ref
+        with psycopg.connect(target) as conn:
+            ddl.apply(conn, pre, allowed_schemas={"parts_p"})
+        post = keys + bundle.post
+        groups, prefix = per_table_builds(post, {"parts_p"}, "parts_p")
+        report = copy_schema(
+            source, target, "parts", "parts_p", workers=2, post=TablePost(groups, prefix)
+        )
+        applied = set(report.post_applied)
+        apply_post(target, [s for s in post if s not in applied or is_setting(s)], {"parts_p"})
+        assert _rows(target, "parts_p") == _rows(source, "parts")
+        assert _objects(target, "parts_p") == _objects(source, "parts")
+        with psycopg.connect(target) as conn:
+            invalid = conn.execute(
+                "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = 'parts_p' AND NOT i.indisvalid"
+            ).fetchone()[0]
+        assert invalid == 0  # the parent's key and index have every leaf's attached
+    finally:
+        _drop(pg, "pipeline_parts_source")
+        _drop(pg, "pipeline_parts_target")
