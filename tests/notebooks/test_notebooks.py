@@ -121,18 +121,21 @@ def test_a_failing_report_is_a_warning_and_the_restored_schema_stays(
         },
         {"root": str(demo_fleet.root)},
     )
-    # the data was restored: the report's failure is a warning with its cause, never a drop
-    assert out["status"] == "succeeded", out
-    assert "warning" in out["cause"] and "injected failure in a report cell" in out["cause"]
-    assert f"restore-assets report --restore-id {out['restore_id']}" in out["cause"]
-    assert out["phases"]["compare"]["outcome"] == "failed"
     dsn = demo_fleet.production_dsn("tenant_b")
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        assert conn.execute(
-            "SELECT count(*) FROM pg_namespace WHERE nspname = 'customer_b2_nbfail'"
-        ).fetchone() == (1,)
-        assert conn.execute("SELECT count(*) FROM customer_b2_nbfail.users").fetchone()[0] > 0
-        conn.execute("DROP SCHEMA customer_b2_nbfail CASCADE")  # created by this test
+    try:
+        # the data was restored: the report's failure is a warning with its cause, never a drop
+        assert out["status"] == "succeeded", out
+        assert "warning" in out["cause"] and "injected failure in a report cell" in out["cause"]
+        assert f"restore-assets report --restore-id {out['restore_id']}" in out["cause"]
+        assert out["phases"]["compare"]["outcome"] == "failed"
+        with psycopg.connect(dsn) as conn:
+            assert conn.execute(
+                "SELECT count(*) FROM pg_namespace WHERE nspname = 'customer_b2_nbfail'"
+            ).fetchone() == (1,)
+            assert conn.execute("SELECT count(*) FROM customer_b2_nbfail.users").fetchone()[0] > 0
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:  # created by this test
+            conn.execute("DROP SCHEMA IF EXISTS customer_b2_nbfail CASCADE")
 
 
 def test_schema_restore_runbook_restores_and_reports(demo_fleet, tmp_path):
