@@ -4,10 +4,7 @@ request and read its refusal. Screenshots go to docs/ (committed, shown in the R
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,11 +13,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
-import requests
 
 from restore_assets.backends.local.pg import free_port
-from restore_assets.backends.local.pg import port_in_use as listening
 from restore_assets.report_server import URL_ENV, report_server
+from tests.e2e.dagster_web import gql, webserver
 
 pytestmark = pytest.mark.e2e
 
@@ -35,17 +31,9 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--no-first-run",
 ]
-LOCATIONS = """{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus
-  locationOrLoadError { ... on RepositoryLocation { repositories { name } } } } } } }"""
 STATUS = "query S($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"
 
 playwright_api = pytest.importorskip("playwright.sync_api")
-
-
-def _gql(url: str, query: str, variables: dict | None = None) -> dict:
-    resp = requests.post(url, json={"query": query, "variables": variables or {}}, timeout=30)
-    resp.raise_for_status()
-    return resp.json()["data"]
 
 
 @pytest.fixture
@@ -56,49 +44,10 @@ def ui(demo_fleet, tmp_path) -> Iterator[dict]:
     reports = report_server(artifacts, "127.0.0.1", free_port())
     threading.Thread(target=reports.serve_forever, daemon=True).start()
     reports_url = f"http://127.0.0.1:{reports.server_address[1]}"
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text(
-        "run_coordinator:\n  module: dagster._core.run_coordinator\n  class: DefaultRunCoordinator\n"
-        "telemetry:\n  enabled: false\n"
-    )
-    port = free_port()
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "RESTORE_ASSETS_ROOT": str(demo_fleet.root),
-        URL_ENV: reports_url,
-    }
-    log = open(tmp_path / "webserver.log", "w")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dagster_webserver", "-h", "127.0.0.1", "-p", str(port)]
-        + ["-w", str(REPO / "workspace.yaml")],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-    )
-    base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert proc.poll() is None, (tmp_path / "webserver.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "dagster-webserver did not load in 180 s"
-            if listening(port):
-                entries = _gql(f"{base}/graphql", LOCATIONS)["workspaceOrError"]["locationEntries"]
-                if entries and entries[0]["loadStatus"] == "LOADED":
-                    location = entries[0]["name"]
-                    repo = entries[0]["locationOrLoadError"]["repositories"][0]["name"]
-                    break
-            time.sleep(1)
-        yield {"base": base, "address": f"{repo}@{location}", "reports": reports_url}
+        with webserver(demo_fleet.root, tmp_path, **{URL_ENV: reports_url}) as server:
+            yield {"base": server.base, "address": server.address, "reports": reports_url}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
         reports.shutdown()
         reports.server_close()
 
@@ -145,7 +94,7 @@ def _launch(page, ui: dict, yaml_text: str, shot: str | None = None) -> str:
 def _wait(ui: dict, run_id: str) -> str:
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
-        status = _gql(f"{ui['base']}/graphql", STATUS, {"id": run_id})["runOrError"]["status"]
+        status = gql(f"{ui['base']}/graphql", STATUS, {"id": run_id})["runOrError"]["status"]
         if status in ("SUCCESS", "FAILURE", "CANCELED"):
             return status
         time.sleep(1)
