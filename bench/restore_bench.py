@@ -204,6 +204,9 @@ class Bench:
             "post": ph["post"]["seconds"],
         }
         times["data+ddl"] = times["pre"] + times["copy"] + times["post"]
+        phases_s = times["provision"] + times["ddl"] + times["data+ddl"]
+        times["other"] = times["rto"] - phases_s
+        times["after"] = times["wall"] - times["rto"]
         target = f"{self.schema}_{suffix}"
 
         def drop() -> None:
@@ -378,6 +381,8 @@ def main() -> None:
             ("ours: copy", med("ours", "copy")),
             ("ours: post", med("ours", "post")),
             ("ours: pre + copy + post", med("ours", "data+ddl")),
+            ("ours: rest of RTO (validate, topology, job)", med("ours", "other")),
+            ("ours: after the answer (release, job end)", med("ours", "after")),
             (f"pgcopydb clone ({args.jobs} table + index jobs)", med("pgcopydb", "wall")),
             (f"pg_dump -Fd -j{args.jobs} + pg_restore -j{args.jobs}", med("pg_dump", "wall")),
         ]
