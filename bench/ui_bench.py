@@ -38,6 +38,8 @@ mutation Launch($params: ExecutionParams!) {
   }
 }
 """
+LOGS = """query L($id: ID!) { logsForRun(runId: $id) { ... on EventConnection { events {
+  ... on ExecutionStepFailureEvent { error { message } } } } } }"""
 STATUS = "query S($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"
 LOCATIONS = """{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus
   locationOrLoadError { ... on RepositoryLocation { repositories { name } } } } } } }"""
@@ -115,7 +117,9 @@ def ui_restore(url: str, location: str, repo: str, suffix: str) -> float:
         time.sleep(0.25)
     seconds = time.monotonic() - t0
     if status != "SUCCESS":
-        raise SystemExit(f"run {run_id} ended {status}")
+        events = gql(url, LOGS, {"id": run_id})["logsForRun"]["events"]
+        errors = [e["error"]["message"] for e in events if (e.get("error") or {}).get("message")]
+        raise SystemExit(f"run {run_id} ended {status}: {errors}")
     return seconds
 
 
