@@ -1,0 +1,74 @@
+"""Which path a provision of a plain snapshot takes, and the sparse copy (no server needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from restore_assets.backends.local import selective
+
+
+def snapshot(tmp: Path, oids: list[int], meta: dict | None) -> tuple[Path, Path]:
+    """A snapshot directory with base/<oid>/ holding a relation file and PG_VERSION, and its meta."""
+    snap = tmp / "snap"
+    for oid in oids:
+        d = snap / "base" / str(oid)
+        d.mkdir(parents=True)
+        (d / "PG_VERSION").write_text("15\n")
+        (d / "16400").write_bytes(b"\x01" * 65536)
+    (snap / "global").mkdir(parents=True)
+    (snap / "global" / "pg_control").write_bytes(b"\x02" * 8192)
+    meta_file = tmp / "snap.json"
+    if meta is not None:
+        meta_file.write_text(json.dumps(meta))
+    return snap, meta_file
+
+
+MAP = {
+    "databases": {"template1": 1, "template0": 4, "postgres": 5, "tenant": 16384, "other": 16385},
+    "full_page_writes": "on",
+}
+
+
+def test_selective_zero_fills_only_other_user_databases(tmp_path: Path):
+    snap, meta = snapshot(tmp_path, [1, 4, 5, 16384, 16385], MAP)
+    d = selective.decide(snap, meta, ["tenant"], "on")
+    assert d.mode == "selective" and d.zero_oids == {16385} and d.zero_names == ["other"]
+
+
+def test_full_when_asked_or_the_snapshot_does_not_allow_it(tmp_path: Path):
+    snap, meta = snapshot(tmp_path, [1, 4, 5, 16384, 16385], MAP)
+    assert selective.decide(snap, meta, None, "on").reason == "full provisioning requested"
+    assert "full_page_writes" in selective.decide(snap, meta, ["tenant"], "off").reason
+    assert "not in the snapshot's map" in selective.decide(snap, meta, ["nope"], "on").reason
+    meta.write_text(json.dumps({**MAP, "full_page_writes": "off"}))
+    assert selective.decide(snap, meta, ["tenant"], None).mode == "full"
+    meta.unlink()
+    assert "no database map" in selective.decide(snap, meta, ["tenant"], "on").reason
+
+
+def test_a_recreated_system_database_and_unmapped_oids_are_copied(tmp_path: Path):
+    dbs = {**MAP["databases"], "postgres": 16386}  # postgres dropped and recreated by the user
+    snap, meta = snapshot(tmp_path, [1, 4, 16384, 16385, 16386, 16387], {**MAP, "databases": dbs})
+    d = selective.decide(snap, meta, ["tenant"], "on")
+    assert d.zero_oids == {16385}  # 16386 is postgres, 16387 is in no map (made during the backup)
+
+
+def test_copy_lays_zero_filled_databases_down_sparse(tmp_path: Path):
+    snap, _meta = snapshot(tmp_path, [16384, 16385], MAP)
+    (snap / "pg_tblspc").mkdir()
+    (snap / "pg_tblspc" / "99").symlink_to(tmp_path / "elsewhere")
+    dst = tmp_path / "copy"
+    counts = selective.copy_snapshot(snap, dst, {16385})
+    zeroed = dst / "base" / "16385" / "16400"
+    assert zeroed.stat().st_size == 65536 and zeroed.stat().st_blocks == 0
+    assert zeroed.read_bytes() == b"\x00" * 65536
+    assert (dst / "base" / "16385" / "PG_VERSION").read_text() == "15\n"  # kept, as pgBackRest
+    assert (dst / "base" / "16384" / "16400").read_bytes() == b"\x01" * 65536
+    assert (dst / "global" / "pg_control").read_bytes() == b"\x02" * 8192
+    assert (dst / "pg_tblspc" / "99").is_symlink()  # a link stays a link, never followed
+    assert counts == {
+        "bytes_copied": 65536 + 8192 + 3 + 3,
+        "bytes_zero_filled": 65536,
+        "files_zero_filled": 1,
+    }
