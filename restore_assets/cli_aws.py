@@ -184,15 +184,12 @@ def leftovers(
             )
             tags = dms.list_tags_for_resource(ResourceArn=arn).get("TagList", [])
             add(tag(tags), kind, ident, item.get(status_key))
-    kwargs: dict[str, Any] = {"Filters": [{"Key": "name", "Values": [TEMP_SECRET_PREFIX]}]}
-    while True:
-        resp = clients.secretsmanager.list_secrets(**kwargs)
-        for s in resp.get("SecretList", []):
-            rid = tag(s.get("Tags")) or s["Name"][len(TEMP_SECRET_PREFIX) :].split("/")[0]
-            add(rid, "aws-secret", s["Name"])
-        if not resp.get("NextToken"):
-            break
-        kwargs["NextToken"] = resp["NextToken"]
+    pages = clients.secretsmanager.get_paginator("list_secrets").paginate(
+        Filters=[{"Key": "name", "Values": [TEMP_SECRET_PREFIX]}]
+    )
+    for s in (s for page in pages for s in page.get("SecretList", [])):
+        rid = tag(s.get("Tags")) or s["Name"][len(TEMP_SECRET_PREFIX) :].split("/")[0]
+        add(rid, "aws-secret", s["Name"])
     return found
 
 
@@ -208,19 +205,12 @@ def kind_arn(kind: str) -> str:
 def _dms_all(dms: Any, op: str, key: str) -> list[dict[str, Any]]:
     from restore_assets.backends.aws.clients import is_not_found
 
-    out: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {}
-    while True:
-        try:
-            resp = getattr(dms, op)(**kwargs)
-        except Exception as exc:
-            if is_not_found(exc):
-                return out
-            raise
-        out += resp.get(key, [])
-        if not resp.get("Marker"):
-            return out
-        kwargs["Marker"] = resp["Marker"]
+    try:
+        return [item for page in dms.get_paginator(op).paginate() for item in page.get(key, [])]
+    except Exception as exc:
+        if is_not_found(exc):  # DMS answers "not found" when there is nothing to list
+            return []
+        raise
 
 
 def cmd_aws_check(args: argparse.Namespace) -> int:

@@ -203,8 +203,25 @@ class DmsFullLoadDouble:
             status = resp["ReplicationTasks"][0]["Status"]
             if status in ("stopped", "failed"):
                 self.state["in_flight"].discard(arns[0])
+                self.state.setdefault("finished", {})[arns[0]] = resp  # as DMS keeps reporting it
             return resp
+        if arns and arns[0] in self.state.get("finished", {}):
+            return self.state["finished"][arns[0]]
         return self._real.describe_replication_tasks(**kwargs)
+
+    def delete_replication_task(self, **kwargs: Any) -> Any:
+        """moto delete; a finished task is no longer reported."""
+        self.state.get("finished", {}).pop(kwargs.get("ReplicationTaskArn"), None)
+        self.state.setdefault("calls", []).append(("delete_replication_task", kwargs))
+        return self._real.delete_replication_task(**kwargs)
+
+    def get_waiter(self, name: str) -> Any:
+        """botocore's waiter, polling through this double (so the stubbed progress is seen)."""
+        return type(self._real).get_waiter(self, name)
+
+    def get_paginator(self, name: str) -> Any:
+        """botocore's paginator, calling through this double."""
+        return type(self._real).get_paginator(self, name)
 
     def describe_table_statistics(self, **kwargs: Any) -> Any:
         """Always stubbed (moto has no table statistics)."""

@@ -398,19 +398,17 @@ class DynamoAuditLog:
 
     def history(self, limit: int = 50) -> list[dict[str, Any]]:
         """The most recent runs, newest first (a Scan: the audit table holds one item per run)."""
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "ProjectionExpression": "restore_id, kind, #s, created_at, finished_at, duration_s,"
+        pages = self.client.get_paginator("scan").paginate(
+            TableName=self.table,
+            ProjectionExpression="restore_id, kind, #s, created_at, finished_at, duration_s,"
             " cause, restore_point, inputs",
-            "ExpressionAttributeNames": {"#s": "status"},
-        }
-        while True:
-            resp = self.client.scan(**kwargs)
-            items += [_plain({k: _de.deserialize(v) for k, v in i.items()}) for i in resp["Items"]]
-            if "LastEvaluatedKey" not in resp:
-                break
-            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+            ExpressionAttributeNames={"#s": "status"},
+        )
+        items = [
+            _plain({k: _de.deserialize(v) for k, v in i.items()})
+            for page in pages
+            for i in page["Items"]
+        ]
         items.sort(key=lambda r: r.get("created_at", ""), reverse=True)
         out = []
         items = [r for r in items if r.get("kind") != "claim"]

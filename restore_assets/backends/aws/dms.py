@@ -17,12 +17,14 @@ from psycopg import sql
 
 from restore_assets.backends.aws.clients import error_code, is_not_found
 from restore_assets.backends.aws.config import AwsConfig, tags, temp_secret_name
+from restore_assets.backends.aws.ecs import database_of
 from restore_assets.backends.aws.ownership import (
     OWNER_KEY,
     check_free,
     check_owned,
     expected_owner,
 )
+from restore_assets.backends.aws.waits import WaitTimedOut, poll_until, run_waiter
 from restore_assets.backends.base import RecordResource
 from restore_assets.errors import CopyError, FleetError
 
@@ -158,10 +160,6 @@ def lob_settings(
     return {"FullLobMode": False, "LobMaxSize": kb, "largest_bytes": largest}
 
 
-def _database_of(dsn: str) -> str:
-    return str(psycopg.conninfo.conninfo_to_dict(dsn).get("dbname") or "postgres")
-
-
 class DmsManager:
     """Creates, waits for and deletes the DMS objects of one restore (all tagged with its id)."""
 
@@ -280,18 +278,20 @@ class DmsManager:
             arn = self.start_replication_instance(self.restore_id, self.record)
         else:
             arn = inst["ReplicationInstanceArn"]
-        try:
-            self.client.get_waiter("replication_instance_available").wait(
-                Filters=[{"Name": "replication-instance-arn", "Values": [arn]}],
-                WaiterConfig=self.cfg.waiter_config(timeout),
-            )
-        except Exception as exc:
-            if type(exc).__name__ == "WaiterError":
-                raise CopyError(
-                    f"DMS replication instance {arn} not available within {timeout:.0f}s: {exc}"
-                ) from None
-            raise
+        self._wait_instance(arn, timeout)
         return arn
+
+    def _wait_instance(self, arn: str, timeout: float) -> None:
+        run_waiter(
+            self.client,
+            "replication_instance_available",
+            timeout,
+            self.cfg.waiter_delay_s,
+            lambda exc: CopyError(
+                f"DMS replication instance {arn} not available within {timeout:.0f}s: {exc}"
+            ),
+            Filters=[{"Name": "replication-instance-arn", "Values": [arn]}],
+        )
 
     # -------------------------------------------------------------- endpoints
     def ensure_endpoint(self, role: str, secret_id: str, database: str) -> str:
@@ -345,23 +345,28 @@ class DmsManager:
             self.client.test_connection(
                 ReplicationInstanceArn=instance_arn, EndpointArn=endpoint_arn
             )
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def refused(exc: Exception) -> CopyError:
             conns = self._connections(instance_arn, endpoint_arn, filters)
             status = conns[0].get("Status") if conns else "missing"
-            if status == "successful":
-                return
-            if status in ("failed", "deleting", "missing"):
-                message = (conns[0].get("LastFailureMessage") if conns else "") or status
-                raise CopyError(
-                    f"DMS cannot connect to endpoint {endpoint_arn}: {message} — check the"
-                    " security groups, the secret and the DMS secrets-access role"
-                )
-            if time.monotonic() > deadline:
-                raise CopyError(
+            if status == "testing":
+                return CopyError(
                     f"DMS connection test of {endpoint_arn} did not finish in {timeout:.0f}s"
                 )
-            self.sleep(self.cfg.waiter_delay_s)
+            message = (conns[0].get("LastFailureMessage") if conns else "") or status
+            return CopyError(
+                f"DMS cannot connect to endpoint {endpoint_arn}: {message} — check the"
+                " security groups, the secret and the DMS secrets-access role"
+            )
+
+        run_waiter(
+            self.client,
+            "test_connection_succeeds",
+            timeout,
+            self.cfg.waiter_delay_s,
+            refused,
+            Filters=filters,
+        )
 
     # -------------------------------------------------------------- tasks
     def create_task(
@@ -403,47 +408,46 @@ class DmsManager:
         )
         return resp["ReplicationTask"]["ReplicationTaskArn"]
 
-    def _wait_task(self, arn: str, until: tuple[str, ...], timeout: float) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
+    def _wait_task(self, arn: str, waiter: str, timeout: float) -> None:
+        """Wait with a replication_task_* waiter; CopyError naming the task's state if it gives up."""
+
+        def gave_up(exc: Exception) -> CopyError:
             task = self.task(arn=arn)
             if task is None:
-                raise CopyError(f"DMS task {arn} disappeared")
+                return CopyError(f"DMS task {arn} disappeared")
             status = task.get("Status")
-            if status in until:
-                return task
+            name = task.get("ReplicationTaskIdentifier")
             if status == "failed":
-                raise CopyError(
-                    f"DMS task {task.get('ReplicationTaskIdentifier')} failed:"
+                return CopyError(
+                    f"DMS task {name} failed:"
                     f" {task.get('LastFailureMessage') or task.get('StopReason') or 'no message'}"
                 )
-            if time.monotonic() > deadline:
-                raise CopyError(
-                    f"DMS task {task.get('ReplicationTaskIdentifier')} still {status!r} after"
-                    f" {timeout:.0f}s"
-                )
-            self.sleep(self.cfg.waiter_delay_s)
+            return CopyError(
+                f"DMS task {name} is {status!r} ({waiter} not reached in {timeout:.0f}s)"
+            )
+
+        filters = [{"Name": "replication-task-arn", "Values": [arn]}]
+        run_waiter(self.client, waiter, timeout, self.cfg.waiter_delay_s, gave_up, Filters=filters)
 
     def table_statistics(self, arn: str) -> list[dict[str, Any]]:
         """Per-table statistics of a task (all pages)."""
-        out: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {"ReplicationTaskArn": arn, "MaxRecords": 500}
-        while True:
-            resp = self.client.describe_table_statistics(**kwargs)
-            out += resp.get("TableStatistics", [])
-            if not resp.get("Marker"):
-                return out
-            kwargs["Marker"] = resp["Marker"]
+        pages = self.client.get_paginator("describe_table_statistics").paginate(
+            ReplicationTaskArn=arn, PaginationConfig={"PageSize": 500}
+        )
+        return [t for page in pages for t in page.get("TableStatistics", [])]
 
     def run_task(self, arn: str, timeout: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """Start a ready task, wait until it stops, and fail on any error or errored table."""
         started = time.monotonic()
-        self._wait_task(arn, ("ready",), timeout)
+        self._wait_task(arn, "replication_task_ready", timeout)
         self.client.start_replication_task(
             ReplicationTaskArn=arn, StartReplicationTaskType="start-replication"
         )
         left = max(1.0, timeout - (time.monotonic() - started))
-        task = self._wait_task(arn, ("stopped",), left)
+        self._wait_task(arn, "replication_task_stopped", left)
+        task = self.task(arn=arn)
+        if task is None:
+            raise CopyError(f"DMS task {arn} disappeared")
         name = task.get("ReplicationTaskIdentifier")
         reason = task.get("StopReason") or ""
         if not any(ok in reason for ok in OK_STOP_REASONS) or "ERROR" in reason.upper():
@@ -522,26 +526,26 @@ class DmsManager:
                     if is_not_found(exc):
                         return
                     if error_code(exc) == "InvalidResourceStateFault" and attempt == 0:
-                        self.client.get_waiter("replication_instance_available").wait(
-                            Filters=[{"Name": "replication-instance-arn", "Values": [arn]}],
-                            WaiterConfig=self.cfg.waiter_config(timeout),
-                        )
+                        self._wait_instance(arn, timeout)
                         continue
                     raise
         else:
             raise FleetError(f"unknown DMS resource kind {kind!r}")
 
     def _wait_gone_or(self, arn: str, statuses: tuple[str, ...], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            task = self.task(arn=arn)
-            if task is None or task.get("Status") in statuses:
-                return
-            if time.monotonic() > deadline:
-                raise FleetError(
-                    f"DMS task {arn} still {task.get('Status')!r} after {timeout:.0f}s"
-                )
-            self.sleep(self.cfg.waiter_delay_s)
+        # no waiter: replication_task_stopped fails on 'ready'/'failed' (both fine before a delete),
+        # and replication_task_deleted needs DMS's ResourceNotFoundFault (moto answers an empty list)
+        try:
+            poll_until(
+                lambda: self.task(arn=arn),
+                lambda task: task is None or task.get("Status") in statuses,
+                timeout=timeout,
+                delay=self.cfg.waiter_delay_s,
+                sleep=self.sleep,
+            )
+        except WaitTimedOut as exc:
+            status = exc.last.get("Status") if exc.last else None
+            raise FleetError(f"DMS task {arn} still {status!r} after {timeout:.0f}s") from None
 
 
 class DmsMover:
@@ -572,7 +576,7 @@ class DmsMover:
             raise CopyError("the DMS mover must be bound to a restore (phases bind it)")
         started = time.monotonic()
         timeout = self.cfg.waiter_timeout_s
-        database = _database_of(source_dsn)
+        database = database_of(source_dsn)
         with psycopg.connect(source_dsn, autocommit=True) as conn:
             expected = {p.table for p in plan_schema(conn, schema, target_schema, tables)}
         lob = lob_settings(source_dsn, schema, tables, self.cfg.dms_lob_mode)

@@ -294,7 +294,8 @@ class RemoteTasks:
             return None
 
 
-def _database_of(dsn: str) -> str:
+def database_of(dsn: str) -> str:
+    """The database name of a connection string ('postgres' when it names none)."""
     return str(psycopg.conninfo.conninfo_to_dict(dsn).get("dbname") or "postgres")
 
 
@@ -331,7 +332,7 @@ class EcsDdlTask:
         from restore_assets.ddl import DdlBundle
 
         remote = self._remote()
-        spec = {"database": _database_of(dsn), "schemas": list(schemas), "suffix": suffix}
+        spec = {"database": database_of(dsn), "schemas": list(schemas), "suffix": suffix}
         remote.run("extract", spec, DdlError)
         data = json.loads(self.artifacts.get(remote.restore_id, BUNDLE_ARTIFACT))
         return DdlBundle(**data)
@@ -350,7 +351,7 @@ class EcsDdlTask:
         remote = self._remote()
         mode = "apply-post" if self.stage == "post" else "apply-pre"
         spec = {
-            "database": _database_of(dsn),
+            "database": database_of(dsn),
             "statements": list(statements),
             "allowed_schemas": sorted(allowed_schemas),
         }
@@ -405,7 +406,7 @@ class EcsCopyMover:
             raise CopyError("the ECS copy mover must be bound to a restore (phases bind it)")
         remote = RemoteTasks(self.cfg, self.artifacts, self.launcher, self.restore_id, self.record)
         spec = {
-            "database": _database_of(source_dsn),
+            "database": database_of(source_dsn),
             "schema": schema,
             "target_schema": target_schema,
             "tables": tables,
