@@ -270,6 +270,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
         if d.get("cause"):
             lines.append(f"cause: {d['cause']}")
         lines += [f"  {s} -> {t}" for s, t in (d.get("restored") or {}).items()]
+        if d.get("rto_s") is not None and d["status"] == "succeeded":
+            # the temporary server is removed after this answer (see `history`)
+            lines.append(f"usable after {d['rto_s']:.1f}s (RTO)")
         if d.get("report"):
             lines.append(f"report: {d['report']}")
         return "\n".join(lines)
