@@ -379,7 +379,8 @@ class LocalFleet:
 
     def _production_settings(self, archive: Path | None = None) -> dict[str, str]:
         archive = archive or self.archive_dir
-        cmd = f"test ! -f '{archive}/%f' && cp '%p' '{archive}/%f'"
+        dest = pg.shell_arg(archive)
+        cmd = f"test ! -f {dest}/%f && cp %p {dest}/%f"
         extra = {}
         if self.exists() and self.config().pgbackrest_stanza:
             extra = managed_settings(self.data_root)
@@ -387,7 +388,7 @@ class LocalFleet:
             **pg.BASE_SETTINGS,
             "wal_level": "replica",
             "archive_mode": "on",
-            "archive_command": "'" + cmd.replace("'", "''") + "'",
+            "archive_command": pg.quote_setting(cmd),
             "max_wal_senders": "10",
             "timezone": "'UTC'",
             "log_timezone": "'UTC'",
@@ -993,8 +994,10 @@ class LocalFleet:
                 selected = provisioning["mode"] == "selective"
                 extra = {"ignore_invalid_pages": "on", "autovacuum": "off"} if selected else {}
                 self._prepare_recovery(cluster, target, extra=extra)
+            t0 = time.monotonic()
             cluster.start(timeout=timeout)
             self._wait_promoted(cluster, timeout)
+            provisioning["recovery_seconds"] = round(time.monotonic() - t0, 3)
             if provisioning["mode"] == "selective":
                 zero = provisioning.pop("zero_oids", None)
                 if zero is None and source is not None:
@@ -1035,11 +1038,22 @@ class LocalFleet:
             except psycopg.Error:
                 fpw = None  # production down: the snapshot's record decides
         decision = selective.decide(src, self.backup_dir / f"{base.id}.json", databases, fpw)
+        t0 = time.monotonic()
         if decision.mode == "selective":
             counts = selective.copy_snapshot(src, cluster.datadir, decision.zero_oids)
-            return {**decision.to_dict(), **counts, "zero_oids": sorted(decision.zero_oids)}
+            return {
+                **decision.to_dict(),
+                **counts,
+                "copy_seconds": round(time.monotonic() - t0, 3),
+                "zero_oids": sorted(decision.zero_oids),
+            }
         pg.run_server_cmd(["cp", "-a", str(src), str(cluster.datadir)])
-        return {**decision.to_dict(), "bytes_copied": base.size_bytes, "bytes_zero_filled": 0}
+        return {
+            **decision.to_dict(),
+            "bytes_copied": base.size_bytes,
+            "bytes_zero_filled": 0,
+            "copy_seconds": round(time.monotonic() - t0, 3),
+        }
 
     def _process_max(self) -> int:
         return self.config().pgbackrest_process_max or max(1, min(8, os.cpu_count() or 1))
@@ -1053,12 +1067,12 @@ class LocalFleet:
     ) -> None:
         for name in ("postmaster.pid", "postmaster.opts", "standby.signal"):
             (cluster.datadir / name).unlink(missing_ok=True)
-        restore_cmd = restore_cmd or f"cp '{self.archive_dir}/%f' '%p'"
+        restore_cmd = restore_cmd or f"cp {pg.shell_arg(self.archive_dir)}/%f %p"
         settings = {
             **pg.BASE_SETTINGS,
             "archive_mode": "off",
             "archive_command": "''",
-            "restore_command": "'" + restore_cmd.replace("'", "''") + "'",
+            "restore_command": pg.quote_setting(restore_cmd),
             "recovery_target_action": "'promote'",
             "hot_standby": "on",
             "primary_conninfo": "''",

@@ -255,11 +255,11 @@ class PgBackRest:
 
     def restore_command(self, datadir: Path) -> str:
         """The restore_command a temporary copy fetches WAL with (as pgBackRest writes it)."""
-        parts = [binary()]
+        parts = [pg.shell_arg(binary())]
         if self.config:
-            parts.append(f"--config={self.config}")
-        parts += [f"--pg1-path={datadir}", f"--stanza={self.stanza}", "archive-get", "%f", '"%p"']
-        return " ".join(parts)
+            parts.append("--config=" + pg.shell_arg(self.config))
+        parts += ["--pg1-path=" + pg.shell_arg(datadir), "--stanza=" + pg.shell_arg(self.stanza)]
+        return " ".join([*parts, "archive-get", "%f", '"%p"'])
 
     # ------------------------------------------------------------------ what the fleet reads
     def snapshots(self, info: dict[str, Any] | None = None) -> list[Snapshot]:
@@ -423,7 +423,10 @@ def managed_paths(data_root: Path) -> dict[str, Path]:
 def managed_settings(data_root: Path) -> dict[str, str]:
     """Production settings archiving into the managed stanza (and a socket pgBackRest connects to)."""
     paths = managed_paths(data_root)
-    push = f"{binary()} --config={paths['config']} --stanza={MANAGED_STANZA} archive-push %p"
+    push = (
+        f"{pg.shell_arg(binary())} --config={pg.shell_arg(paths['config'])}"
+        f" --stanza={pg.shell_arg(MANAGED_STANZA)} archive-push %p"
+    )
     return {
         "archive_command": pg.quote_setting(push),
         "unix_socket_directories": pg.quote_setting(str(paths["socket"])),
