@@ -178,6 +178,8 @@ def restore_once(fleet: LocalFleet, t: datetime, mode: str, suffix: str) -> dict
         "rto": out.get("rto_s"),
         "copied": path.get("bytes_copied", 0),
         "zero": path.get("bytes_zero_filled", 0),
+        "copy_s": path.get("copy_seconds", 0.0),
+        "recovery_s": path.get("recovery_seconds", 0.0),
         "schema": f"{TENANT}_{suffix}",
     }
 
@@ -231,6 +233,7 @@ def main(argv: list[str] | None = None) -> None:
                 results[mode].append(res)
                 print(
                     f"round {r} {mode:9s}: wall {res['wall']:.2f} s, provision {res['provision']:.2f} s,"
+                    f" (copy {res['copy_s']:.2f} s, recovery {res['recovery_s']:.2f} s),"
                     f" rto {res['rto']:.2f} s, copied {res['copied'] / 2**20:.0f} MB,"
                     f" zero-filled {res['zero'] / 2**20:.0f} MB",
                     flush=True,

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from restore_assets.backends.local import selective
+from tests.conftest import scratch_dir
 
 
 def snapshot(tmp: Path, oids: list[int], meta: dict | None) -> tuple[Path, Path]:
@@ -54,7 +59,16 @@ def test_a_recreated_system_database_and_unmapped_oids_are_copied(tmp_path: Path
     assert d.zero_oids == {16385}  # 16386 is postgres, 16387 is in no map (made during the backup)
 
 
-def test_copy_lays_zero_filled_databases_down_sparse(tmp_path: Path):
+@pytest.fixture
+def shared_tmp() -> Iterator[Path]:
+    """A directory the PostgreSQL server user can read (cp runs as that user)."""
+    path = scratch_dir("ra-selective-unit-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_copy_lays_zero_filled_databases_down_sparse(shared_tmp: Path):
+    tmp_path = shared_tmp
     snap, _meta = snapshot(tmp_path, [16384, 16385], MAP)
     (snap / "pg_tblspc").mkdir()
     (snap / "pg_tblspc" / "99").symlink_to(tmp_path / "elsewhere")

@@ -32,7 +32,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,50 +133,79 @@ def _database_oids(snapshot_dir: Path) -> set[int]:
 def copy_snapshot(src: Path, dst: Path, zero_oids: set[int]) -> dict[str, int]:
     """Copy a snapshot directory, zero-filling (sparse) the files of the given databases.
 
-    Symbolic links are copied as links (pg_tblspc is re-pointed afterwards); everything is owned
+    Whatever holds no zero-filled database is copied by `cp -a` as the server user (as a full
+    copy is); symbolic links stay links (pg_tblspc is re-pointed afterwards); everything is owned
     by the server user. Returns bytes copied, bytes zero-filled and files zero-filled.
     """
+    zero_dirs = {
+        os.path.relpath(d, src)
+        for d in [*(src / "base").glob("*"), *(src / "tablespaces").glob("*/PG_*/*")]
+        if d.name.isdigit() and int(d.name) in zero_oids and not d.is_symlink() and d.is_dir()
+    }
+    ancestors = {str(Path(z).parents[i]) for z in zero_dirs for i in range(len(Path(z).parts) - 1)}
+    counts = {"bytes_copied": 0, "bytes_zero_filled": 0, "files_zero_filled": 0}
+    _copy_dir(src, dst, "", zero_dirs, ancestors, counts)
+    return counts
+
+
+def _own(path: Path) -> None:
     user = pg.server_user()
-    chown = not user.is_current
-    copied = skipped = zeroed = 0
-    os.mkdir(dst, 0o700)
-    if chown:
-        os.chown(dst, user.uid, user.gid)
-    for dirpath, dirnames, filenames in os.walk(src):
-        rel = os.path.relpath(dirpath, src)
-        rel = "" if rel == "." else rel
-        target_dir = dst / rel
-        match = DB_DIR.match(rel)
-        zero_here = bool(match) and int(match.group(1)) in zero_oids
-        for name in sorted(dirnames):
-            s, d = Path(dirpath) / name, target_dir / name
-            if s.is_symlink():
-                os.symlink(os.readlink(s), d)
-                dirnames.remove(name)  # copied as a link, never followed
-            else:
-                os.mkdir(d, stat.S_IMODE(s.stat().st_mode))
-            if chown:
-                os.lchown(d, user.uid, user.gid)
-        for name in filenames:
-            s, d = Path(dirpath) / name, target_dir / name
-            st = s.lstat()
-            if stat.S_ISLNK(st.st_mode):
-                os.symlink(os.readlink(s), d)
-            elif zero_here and name not in KEEP_NAMES:
-                fd = os.open(d, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IMODE(st.st_mode))
-                try:
-                    os.ftruncate(fd, st.st_size)  # a hole: no block is written
-                finally:
-                    os.close(fd)
-                skipped += st.st_size
-                zeroed += 1
-            else:
-                shutil.copyfile(s, d, follow_symlinks=False)
-                os.chmod(d, stat.S_IMODE(st.st_mode))
-                copied += st.st_size
-            if chown:
-                os.lchown(d, user.uid, user.gid)
-    return {"bytes_copied": copied, "bytes_zero_filled": skipped, "files_zero_filled": zeroed}
+    if not user.is_current:
+        os.lchown(path, user.uid, user.gid)
+
+
+def _copy_dir(
+    src: Path, dst: Path, rel: str, zero: set[str], ancestors: set[str], counts: dict[str, int]
+) -> None:
+    os.mkdir(dst, stat.S_IMODE(src.stat().st_mode) if rel else 0o700)
+    _own(dst)
+    batch = []
+    for entry in sorted(os.scandir(src), key=lambda e: e.name):
+        r = os.path.join(rel, entry.name) if rel else entry.name
+        if entry.is_dir(follow_symlinks=False) and r in zero:
+            _zero_fill(Path(entry.path), dst / entry.name, counts)
+        elif entry.is_dir(follow_symlinks=False) and r in ancestors:
+            _copy_dir(Path(entry.path), dst / entry.name, r, zero, ancestors, counts)
+        else:
+            batch.append(entry.path)
+            counts["bytes_copied"] += _size(Path(entry.path))
+    if batch:
+        pg.run_server_cmd(["cp", "-a", "--", *batch, str(dst)])
+
+
+def _zero_fill(src: Path, dst: Path, counts: dict[str, int]) -> None:
+    """A database directory whose files are sparse zero-filled files of the same size."""
+    os.mkdir(dst, stat.S_IMODE(src.stat().st_mode))
+    _own(dst)
+    for entry in os.scandir(src):
+        st = entry.stat(follow_symlinks=False)
+        d = dst / entry.name
+        if not stat.S_ISREG(st.st_mode) or entry.name in KEEP_NAMES:
+            pg.run_server_cmd(["cp", "-a", "--", entry.path, str(dst)])
+            counts["bytes_copied"] += _size(Path(entry.path))
+            continue
+        fd = os.open(d, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IMODE(st.st_mode))
+        try:
+            os.ftruncate(fd, st.st_size)  # a hole: no block is written
+        finally:
+            os.close(fd)
+        _own(d)
+        counts["bytes_zero_filled"] += st.st_size
+        counts["files_zero_filled"] += 1
+
+
+def _size(path: Path) -> int:
+    st = path.lstat()
+    if stat.S_ISLNK(st.st_mode):
+        return 0
+    if not stat.S_ISDIR(st.st_mode):
+        return st.st_size
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for f in files:
+            st = os.lstat(os.path.join(dirpath, f))
+            total += st.st_size if stat.S_ISREG(st.st_mode) else 0  # never a link's length
+    return total
 
 
 def close_zero_filled(dsn: str, zero_oids: set[int], databases: list[str]) -> list[str]:
