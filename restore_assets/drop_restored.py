@@ -75,6 +75,15 @@ def schema_is_ours(details: dict[str, Any], oid: int, xmin: int) -> bool:
     )
 
 
+def schema_identity(conn: psycopg.Connection, schema: str) -> tuple[int, int] | None:
+    """A schema's oid and creating transaction id (xmin), or None when it does not exist."""
+    row = conn.execute(
+        "SELECT oid::int, xmin::text::bigint FROM pg_catalog.pg_namespace WHERE nspname = %s",
+        (schema,),
+    ).fetchone()
+    return (row[0], row[1]) if row else None
+
+
 def outside_dependents(conn: psycopg.Connection, schemas: list[str]) -> list[str]:
     """Objects outside these schemas that depend on something inside them."""
     return [r[0] for r in conn.execute(DEPENDENTS, {"schemas": schemas}).fetchall()]
@@ -129,11 +138,7 @@ def drop_restored(services: Any, restore_id: str) -> dict[str, Any]:
             present: list[str] = []
             for res in resources:
                 schema = res["details"]["schema"]
-                row = conn.execute(
-                    "SELECT oid::int, xmin::text::bigint FROM pg_catalog.pg_namespace"
-                    " WHERE nspname = %s",
-                    (schema,),
-                ).fetchone()
+                row = schema_identity(conn, schema)
                 if row is None:
                     gone.append(res["identifier"])
                     continue

@@ -11,7 +11,13 @@ from psycopg import sql
 from psycopg.errors import Error as PsycopgError
 
 from restore_assets.compare.catalog import Column, Table
-from restore_assets.compare.engine import begin_read_only, read_catalogs, server_message, translate
+from restore_assets.compare.engine import (
+    begin_read_only,
+    connect,
+    read_catalogs,
+    server_message,
+    translate,
+)
 from restore_assets.compare.model import CompareError, CopyBackRefused
 
 
@@ -107,10 +113,7 @@ def copy_back_sql(
         )
     if keys is not None and not keys:
         raise CompareError("keys is empty: nothing to copy back")
-    try:
-        conn = psycopg.connect(dsn)
-    except PsycopgError as exc:
-        raise translate(exc, "cannot connect to the database") from exc
+    conn = connect(dsn)
     with conn:
         try:
             begin_read_only(conn)

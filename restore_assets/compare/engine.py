@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 
 import psycopg
 from psycopg import sql
@@ -50,6 +51,22 @@ def translate(exc: BaseException, what: str) -> CompareError:
             " filtered numbers)"
         )
     return CompareError(f"{what}: {msg}")
+
+
+def connect(dsn: str) -> psycopg.Connection:
+    """A connection for comparing; a failure to connect is a CompareError that names the cause."""
+    try:
+        return psycopg.connect(dsn)
+    except PsycopgError as exc:
+        raise translate(exc, "cannot connect to the database") from exc
+
+
+def read_only_now(conn: psycopg.Connection) -> tuple[str, datetime]:
+    """Begin the read-only snapshot; the database's name and the snapshot's time."""
+    begin_read_only(conn)
+    row = conn.execute("SELECT pg_catalog.current_database(), pg_catalog.now()").fetchone()
+    assert row is not None
+    return row[0], row[1]
 
 
 def begin_read_only(conn: psycopg.Connection, snapshot: str | None = None) -> None:
@@ -216,16 +233,10 @@ def compare_schemas(
     if parallel is not None and parallel < 1:
         raise CompareError(f"parallel must be at least 1, got {parallel}")
     started = time.monotonic()
-    try:
-        conn = psycopg.connect(dsn)
-    except PsycopgError as exc:
-        raise translate(exc, "cannot connect to the database") from exc
+    conn = connect(dsn)
     with conn:
         try:
-            begin_read_only(conn)
-            database, now = conn.execute(
-                "SELECT pg_catalog.current_database(), pg_catalog.now()"
-            ).fetchone()  # type: ignore[misc]
+            database, now = read_only_now(conn)
             live, restored = read_catalogs(conn, live_schema, restored_schema)
             if parallel is None:
                 parallel = default_parallel(conn)

@@ -14,7 +14,12 @@ from psycopg import sql
 from psycopg.errors import Error as PsycopgError
 
 from restore_assets.compare.copyback import _check_columns, _same_type
-from restore_assets.compare.engine import begin_read_only, read_catalogs, translate
+from restore_assets.compare.engine import (
+    connect,
+    read_catalogs,
+    read_only_now,
+    translate,
+)
 from restore_assets.compare.model import CompareError
 from restore_assets.compare.recover_model import (
     ON_CONFLICT,
@@ -481,18 +486,12 @@ def plan_recovery(
 ) -> RecoveryPlan:
     """Compute the recovery plan of the schema pairs {live: restored}; nothing is written."""
     options.check()
-    try:
-        conn = psycopg.connect(dsn)
-    except PsycopgError as exc:
-        raise translate(exc, "cannot connect to the database") from exc
+    conn = connect(dsn)
     schemas: list[SchemaPlan] = []
     refusals: list[str] = []
     with conn:
         try:
-            begin_read_only(conn)
-            database, now = conn.execute(
-                "SELECT pg_catalog.current_database(), pg_catalog.now()"
-            ).fetchone()  # type: ignore[misc]
+            database, now = read_only_now(conn)
             for live_schema, restored_schema in sorted(pairs.items()):
                 undo = undo_schema_name(live_schema, undo_suffix)
                 plan, refusal = plan_schema(conn, live_schema, restored_schema, undo, options)

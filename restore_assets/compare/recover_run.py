@@ -286,7 +286,7 @@ def samples(
 
 def drop_undo(services: Any, recovery_id: str) -> dict[str, Any]:
     """Drop a recovery's undo schemas, each only if it is the one the recovery created (oid/xid)."""
-    from restore_assets.drop_restored import outside_dependents, schema_is_ours
+    from restore_assets.drop_restored import outside_dependents, schema_identity, schema_is_ours
 
     try:
         record = services.audit.get(recovery_id)
@@ -305,11 +305,7 @@ def drop_undo(services: Any, recovery_id: str) -> dict[str, Any]:
         database, schema = details["database"], details["schema"]
         with psycopg.connect(services.fleet.production_dsn(database), connect_timeout=10) as conn:
             conn.execute("SET LOCAL lock_timeout = '30s'")
-            row = conn.execute(
-                "SELECT oid::int, xmin::text::bigint FROM pg_catalog.pg_namespace"
-                " WHERE nspname = %s",
-                (schema,),
-            ).fetchone()
+            row = schema_identity(conn, schema)
             if row is None:
                 gone.append(ident)
                 continue
