@@ -1,31 +1,34 @@
 """Dagster side of the AWS backend (moved here from backends/aws/: the backend has no Dagster import).
 
-- One ConfigurableResource per service, on dagster-aws's boto3 configuration (region, profile,
-  endpoint URL, retries, credentials): RDSResource, DMSResource, ECSResource, S3Resource,
-  DynamoDBResource, SecretsManagerResource; `get_client()` returns the boto3 client.
+- One AwsServiceResource per service (aws_rds, aws_dms, aws_ecs, aws_s3, aws_dynamodb,
+  aws_secretsmanager), on dagster-aws's boto3 configuration (region, profile, endpoint URL,
+  retries, credentials); `get_client()` returns the boto3 client.
 - `PipesEcsLauncher`: the TaskLauncher used inside an op, through dagster-aws's PipesECSClient,
   so the task's log lines and its result message come back into the Dagster run.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import dagster as dg
 from dagster_aws.pipes import PipesCloudWatchMessageReader, PipesECSClient
 from dagster_aws.utils import ResourceWithBoto3Configuration, construct_boto_client_retry_config
+from pydantic import Field
 
-from restore_assets.backends.aws.clients import AwsClients, aws_client
+from restore_assets.backends.aws.clients import SERVICES, AwsClients, aws_client
 from restore_assets.backends.aws.config import AwsConfig
 from restore_assets.backends.aws.ecs import EcsTaskLauncher, TaskFailed, TaskRun, run_task_params
 from restore_assets.backends.aws.ecs_tasks import RecordingEcs, stop_restore_tasks
 from restore_assets.backends.base import RecordResource
 
 
-class _Boto3ServiceResource(ResourceWithBoto3Configuration):
-    """A boto3 client of one service from dagster-aws's boto3 configuration."""
+class AwsServiceResource(ResourceWithBoto3Configuration):
+    """A boto3 client of one AWS service from dagster-aws's boto3 configuration."""
 
-    service: ClassVar[str] = ""
+    service: str = Field(
+        description="boto3 service name: rds, dms, ecs, s3, dynamodb or secretsmanager"
+    )
 
     def get_client(self) -> Any:
         """The boto3 client of this resource's service."""
@@ -43,52 +46,6 @@ class _Boto3ServiceResource(ResourceWithBoto3Configuration):
         )
 
 
-class RDSResource(_Boto3ServiceResource):
-    """RDS management API (instances, clusters, snapshots)."""
-
-    service: ClassVar[str] = "rds"
-
-
-class DMSResource(_Boto3ServiceResource):
-    """Database Migration Service API."""
-
-    service: ClassVar[str] = "dms"
-
-
-class ECSResource(_Boto3ServiceResource):
-    """ECS API (the pg tools task)."""
-
-    service: ClassVar[str] = "ecs"
-
-
-class S3Resource(_Boto3ServiceResource):
-    """S3 API (artifacts)."""
-
-    service: ClassVar[str] = "s3"
-
-
-class DynamoDBResource(_Boto3ServiceResource):
-    """DynamoDB API (audit table)."""
-
-    service: ClassVar[str] = "dynamodb"
-
-
-class SecretsManagerResource(_Boto3ServiceResource):
-    """Secrets Manager API (production and temporary secrets)."""
-
-    service: ClassVar[str] = "secretsmanager"
-
-
-RESOURCE_KEYS = {
-    "rds": RDSResource,
-    "dms": DMSResource,
-    "ecs": ECSResource,
-    "s3": S3Resource,
-    "dynamodb": DynamoDBResource,
-    "secretsmanager": SecretsManagerResource,
-}
-
-
 def aws_resources(config: dict[str, Any], prefix: str = "aws_") -> dict[str, Any]:
     """The six service resources from a backend mapping, keyed `aws_rds`, `aws_dms`, ..."""
     cfg = AwsConfig.from_mapping(config)
@@ -97,12 +54,12 @@ def aws_resources(config: dict[str, Any], prefix: str = "aws_") -> dict[str, Any
         "profile_name": cfg.profile_name,
         "endpoint_url": cfg.endpoint_url,
     }
-    return {f"{prefix}{name}": cls(**common) for name, cls in RESOURCE_KEYS.items()}
+    return {f"{prefix}{name}": AwsServiceResource(service=name, **common) for name in SERVICES}
 
 
 def clients_from_resources(resources: dict[str, Any], prefix: str = "aws_") -> AwsClients:
     """AwsClients from the six service resources (as returned by `aws_resources`)."""
-    return AwsClients(**{name: resources[f"{prefix}{name}"].get_client() for name in RESOURCE_KEYS})
+    return AwsClients(**{name: resources[f"{prefix}{name}"].get_client() for name in SERVICES})
 
 
 class PipesEcsLauncher:
