@@ -175,15 +175,25 @@ def _aws_client(service: str, region: str | None, timeout: float) -> Any:
     )
 
 
+@dataclass(kw_only=True)
+class AwsChannel(Channel):
+    """A channel through one AWS service's boto3 client (region, time limit, client factory)."""
+
+    region: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    client_factory: Callable[[str, str | None, float], Any] = _aws_client
+
+    def client(self, service: str, region: str | None = None) -> Any:
+        """The boto3 client of a service in this channel's region (or the one given)."""
+        return self.client_factory(service, region or self.region, self.timeout)
+
+
 @dataclass
-class SesChannel(Channel):
+class SesChannel(AwsChannel):
     """Email through Amazon SES (boto3 send_email)."""
 
     sender: str
     to: list[str]
-    region: str | None = None
-    timeout: float = DEFAULT_TIMEOUT
-    client_factory: Callable[[str, str | None, float], Any] = _aws_client
     name: str = "ses"
 
     def describe(self) -> str:
@@ -192,7 +202,7 @@ class SesChannel(Channel):
 
     def deliver(self, subject: str, text: str, event: Mapping[str, Any]) -> None:
         """send_email with a text body."""
-        self.client_factory("ses", self.region, self.timeout).send_email(
+        self.client("ses").send_email(
             Source=self.sender,
             Destination={"ToAddresses": list(self.to)},
             Message={"Subject": {"Data": subject}, "Body": {"Text": {"Data": text}}},
@@ -200,13 +210,10 @@ class SesChannel(Channel):
 
 
 @dataclass
-class SnsChannel(Channel):
+class SnsChannel(AwsChannel):
     """An SNS topic (boto3 publish)."""
 
     topic_arn: str
-    region: str | None = None
-    timeout: float = DEFAULT_TIMEOUT
-    client_factory: Callable[[str, str | None, float], Any] = _aws_client
     name: str = "sns"
 
     def describe(self) -> str:
@@ -218,7 +225,7 @@ class SnsChannel(Channel):
         region = self.region or (
             self.topic_arn.split(":")[3] if self.topic_arn.count(":") >= 5 else None
         )
-        self.client_factory("sns", region, self.timeout).publish(
+        self.client("sns", region).publish(
             TopicArn=self.topic_arn,
             Subject=subject[:100],
             Message=text,
@@ -337,7 +344,9 @@ def notifier_from_config(
     if alerts.get("sns_topic_arn"):
         channels.append(
             SnsChannel(
-                str(alerts["sns_topic_arn"]), alerts.get("sns_region_name") or region, timeout
+                topic_arn=str(alerts["sns_topic_arn"]),
+                region=alerts.get("sns_region_name") or region,
+                timeout=timeout,
             )
         )
     if not channels:
