@@ -86,3 +86,16 @@ def test_copy_lays_zero_filled_databases_down_sparse(shared_tmp: Path):
         "bytes_zero_filled": 65536,
         "files_zero_filled": 1,
     }
+
+
+def test_full_provision_flag_reaches_the_request():
+    from restore_assets.cli import build_parser, request_from_args
+    from restore_assets.request import RestoreRequest
+
+    argv = ["restore", "--root", "/x", "--database", "d", "--schema", "s", "--snapshot-id", "x"]
+    default = RestoreRequest.parse(request_from_args(build_parser().parse_args(argv)))
+    forced = RestoreRequest.parse(
+        request_from_args(build_parser().parse_args([*argv, "--full-provision"]))
+    )
+    assert default.full_provision is False and forced.full_provision is True
+    assert forced.to_dict()["full_provision"] is True  # the audit record's inputs say so
