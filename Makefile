@@ -7,6 +7,8 @@ STAMP := $(VENV)/.setup-stamp
 PG_STAMP := $(VENV)/.pg-stamp
 DEMO_ROOT ?= .demo
 PYTEST_ARGS ?=
+# two pytest workers (pytest-xdist), one test module per worker: most tests wait on PostgreSQL
+PYTEST_WORKERS ?= 2
 
 .PHONY: setup demo test lint bench cdk-synth clean
 
@@ -36,7 +38,7 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 test: setup lint
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 demo: setup
 	$(BIN)/restore-assets demo run --root $(DEMO_ROOT)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,11 +27,20 @@ def cmd_serve_reports(args: argparse.Namespace) -> int:
     print(f"serving the reports of {artifacts} on {url} (read-only; Ctrl-C stops)", flush=True)
     if args.port != DEFAULT_PORT or args.host != DEFAULT_HOST:
         print(f"for links from the Dagster UI, start Dagster with {URL_ENV}={url}", file=sys.stderr)
+    # a parent that ignored or blocked SIGTERM (some launchers do) must not make the server unstoppable
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+    signal.signal(signal.SIGTERM, _stop)
     try:
         server.serve_forever()
+    except KeyboardInterrupt:
+        pass
     finally:
         server.server_close()
     return 0
+
+
+def _stop(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def register(sub: Any) -> None:
