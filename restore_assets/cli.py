@@ -174,6 +174,10 @@ def cmd_fleet_down(args: argparse.Namespace) -> None:
 
     def text(d: dict[str, Any]) -> str:
         line = f"stopped; removed {d['removed_temporary']}"
+        if d["purged"]:
+            line += (
+                f"\npurged {len(d.get('removed', []))} path(s) the tool created under {fleet.root}"
+            )
         if d.get("kept"):
             line += f"\nkept {fleet.root} and what the tool did not create in it: {d['kept']}"
         return line
