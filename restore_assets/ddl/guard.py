@@ -193,11 +193,9 @@ INVENTORY: dict[str, Rule] = {
     "AlterObjectSchemaStmt": _refuse(_NOT_PG_DUMP, "moving objects between schemas is not allowed"),
 }
 SKIPPED_KINDS = frozenset(k for k, r in INVENTORY.items() if r.action == SKIP)
-# ALTER TABLE subcommands pg_dump writes (dumpTableSchema & co.); any other is refused
-AT_ALLOWED = frozenset(
+# ALTER TABLE subcommands that shape the table itself (pre) ...
+AT_PRE = frozenset(
     {
-        "AT_AddConstraint",
-        "AT_ChangeOwner",
         "AT_ColumnDefault",
         "AT_AddIdentity",
         "AT_SetIdentity",
@@ -214,10 +212,14 @@ AT_ALLOWED = frozenset(
         "AT_GenericOptions",
         "AT_AlterColumnGenericOptions",
         "AT_SetAccessMethod",
-        "AT_SetTableSpace",
         "AT_SetLogged",
         "AT_SetUnLogged",
         "AT_AttachPartition",
+    }
+)
+# ... and those that need the data or the indexes (post)
+AT_POST = frozenset(
+    {
         "AT_EnableRowSecurity",
         "AT_DisableRowSecurity",
         "AT_ForceRowSecurity",
@@ -239,6 +241,10 @@ AT_ALLOWED = frozenset(
         "AT_ValidateConstraint",
         "AT_AlterConstraint",
     }
+)
+# ALTER TABLE subcommands pg_dump writes (dumpTableSchema & co.); any other is refused
+AT_ALLOWED = (
+    AT_PRE | AT_POST | frozenset({"AT_AddConstraint", "AT_ChangeOwner", "AT_SetTableSpace"})
 )
 
 

@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 from pglast import parser
 
 from restore_assets.ddl.guard import (
+    AT_POST,
+    AT_PRE,
     INVENTORY,
     SKIPPED_KINDS,
     SchemaCheck,
@@ -106,55 +108,6 @@ POST_KINDS = frozenset(
         "CreateStatsStmt",
         "AlterStatsStmt",
         "RefreshMatViewStmt",
-    }
-)
-# ALTER TABLE subcommands that shape the table itself (pre) ...
-AT_PRE = frozenset(
-    {
-        "AT_ColumnDefault",
-        "AT_AddIdentity",
-        "AT_SetIdentity",
-        "AT_SetStatistics",
-        "AT_SetStorage",
-        "AT_SetCompression",
-        "AT_SetOptions",
-        "AT_ResetOptions",
-        "AT_SetRelOptions",
-        "AT_ResetRelOptions",
-        "AT_AddInherit",
-        "AT_AddOf",
-        "AT_SetNotNull",
-        "AT_GenericOptions",
-        "AT_AlterColumnGenericOptions",
-        "AT_SetAccessMethod",
-        "AT_SetLogged",
-        "AT_SetUnLogged",
-        "AT_AttachPartition",
-    }
-)
-# ... and those that need the data or the indexes (post)
-AT_POST = frozenset(
-    {
-        "AT_EnableRowSecurity",
-        "AT_DisableRowSecurity",
-        "AT_ForceRowSecurity",
-        "AT_NoForceRowSecurity",
-        "AT_ClusterOn",
-        "AT_ReplicaIdentity",
-        "AT_EnableTrig",
-        "AT_EnableAlwaysTrig",
-        "AT_EnableReplicaTrig",
-        "AT_DisableTrig",
-        "AT_EnableTrigAll",
-        "AT_DisableTrigAll",
-        "AT_EnableTrigUser",
-        "AT_DisableTrigUser",
-        "AT_EnableRule",
-        "AT_EnableAlwaysRule",
-        "AT_EnableReplicaRule",
-        "AT_DisableRule",
-        "AT_ValidateConstraint",
-        "AT_AlterConstraint",
     }
 )
 # constraints that pg_dump always places in its post-data section
