@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from restore_assets.drop_restored import outside_dependents
 from restore_assets.errors import InvalidRequest
 
 DEMO_MARK = "restore-assets demo schema"
@@ -72,55 +73,12 @@ def require_owned(conn: psycopg.Connection, database: str, schema: str) -> None:
         )
 
 
-# the namespace of a dependent (or referenced) object, by its catalog; NULL for other catalogs
-_NAMESPACE_OF = """CASE {cls}
-  WHEN 'pg_catalog.pg_namespace'::regclass THEN {obj}
-  WHEN 'pg_catalog.pg_class'::regclass
-    THEN (SELECT relnamespace FROM pg_catalog.pg_class WHERE oid = {obj})
-  WHEN 'pg_catalog.pg_type'::regclass
-    THEN (SELECT typnamespace FROM pg_catalog.pg_type WHERE oid = {obj})
-  WHEN 'pg_catalog.pg_proc'::regclass
-    THEN (SELECT pronamespace FROM pg_catalog.pg_proc WHERE oid = {obj})
-  WHEN 'pg_catalog.pg_constraint'::regclass
-    THEN (SELECT connamespace FROM pg_catalog.pg_constraint WHERE oid = {obj})
-  WHEN 'pg_catalog.pg_rewrite'::regclass
-    THEN (SELECT c.relnamespace FROM pg_catalog.pg_rewrite r
-            JOIN pg_catalog.pg_class c ON c.oid = r.ev_class WHERE r.oid = {obj})
-  WHEN 'pg_catalog.pg_trigger'::regclass
-    THEN (SELECT c.relnamespace FROM pg_catalog.pg_trigger t
-            JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid WHERE t.oid = {obj})
-  WHEN 'pg_catalog.pg_policy'::regclass
-    THEN (SELECT c.relnamespace FROM pg_catalog.pg_policy p
-            JOIN pg_catalog.pg_class c ON c.oid = p.polrelid WHERE p.oid = {obj})
-  WHEN 'pg_catalog.pg_attrdef'::regclass
-    THEN (SELECT c.relnamespace FROM pg_catalog.pg_attrdef a
-            JOIN pg_catalog.pg_class c ON c.oid = a.adrelid WHERE a.oid = {obj})
-END"""
-
-OUTSIDE_DEPENDENTS = f"""
-SELECT DISTINCT pg_catalog.pg_describe_object(d.classid, d.objid, 0)
-  FROM pg_catalog.pg_depend d
- WHERE d.deptype IN ('n', 'a')
-   AND ({_NAMESPACE_OF.format(cls="d.refclassid", obj="d.refobjid")}) = %(nsp)s
-   AND ({_NAMESPACE_OF.format(cls="d.classid", obj="d.objid")}) IS DISTINCT FROM %(nsp)s
- ORDER BY 1
-"""
-
-
-def outside_dependents(conn: psycopg.Connection, schema: str) -> list[str]:
-    """Objects outside the schema that depend on something in it (a CASCADE would drop them)."""
-    oid = _oid(conn, schema)
-    if oid is None:
-        return []
-    return [r[0] for r in conn.execute(OUTSIDE_DEPENDENTS, {"nsp": oid}).fetchall()]
-
-
 def drop_owned(conn: psycopg.Connection, database: str, schema: str) -> bool:
     """Drop a schema the demo created, refusing one it did not or one with dependents elsewhere."""
     require_owned(conn, database, schema)
     if owned(conn, schema) is None:
         return False
-    outside = outside_dependents(conn, schema)
+    outside = outside_dependents(conn, [schema])
     if outside:
         raise InvalidRequest(
             f"schema {schema!r} in database {database!r} has dependents outside it, which"
