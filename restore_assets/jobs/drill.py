@@ -11,7 +11,7 @@ from pydantic import Field
 from restore_assets.drill import DrillResult, run_drill
 from restore_assets.jobs.report_asset import TENANT_SCHEMAS, partition_key
 from restore_assets.jobs.resources import RestoreBackend
-from restore_assets.jobs.schedules import checked_cron
+from restore_assets.jobs.schedules import checked_cron, env_target
 from restore_assets.jobs.tags import CONCURRENCY_TAG, TARGET_TAG
 
 DRILL_ASSET = "restore_drill"
@@ -142,11 +142,9 @@ def restore_drill() -> None:
 def drill_run_config(env: Mapping[str, str] | None = None) -> dict[str, Any] | None:
     """The restore_drill config from the environment; None when no schema is configured."""
     env = os.environ if env is None else env
-    schemas = [s.strip() for s in (env.get(DRILL_SCHEMAS_ENV) or "").split(",") if s.strip()]
-    database = (env.get(DRILL_DATABASE_ENV) or "").strip()
-    if not schemas or not database:
+    config = env_target(env, DRILL_DATABASE_ENV, DRILL_SCHEMAS_ENV)
+    if config is None:
         return None
-    config: dict[str, Any] = {"database": database, "schemas": schemas}
     for key, var in (
         ("max_rto_seconds", DRILL_MAX_RTO_ENV),
         ("max_rpo_seconds", DRILL_MAX_RPO_ENV),

@@ -148,14 +148,24 @@ def staging_refresh() -> None:
     refresh_staging()
 
 
+def env_target(
+    env: Mapping[str, str], database_var: str, schemas_var: str
+) -> dict[str, Any] | None:
+    """{database, schemas} named by two environment variables; None unless both are set."""
+    schemas = [s.strip() for s in (env.get(schemas_var) or "").split(",") if s.strip()]
+    database = (env.get(database_var) or "").strip()
+    if not schemas or not database:
+        return None
+    return {"database": database, "schemas": schemas}
+
+
 def staging_run_config(env: Mapping[str, str] | None = None) -> dict[str, Any] | None:
     """The staging_refresh config from the environment; None when no schema is configured."""
     env = os.environ if env is None else env
-    schemas = [s.strip() for s in (env.get(STAGING_SCHEMAS_ENV) or "").split(",") if s.strip()]
-    database = (env.get(STAGING_DATABASE_ENV) or "").strip()
-    if not schemas or not database:
+    config = env_target(env, STAGING_DATABASE_ENV, STAGING_SCHEMAS_ENV)
+    if config is None:
         return None
-    return {"ops": {"refresh_staging": {"config": {"database": database, "schemas": schemas}}}}
+    return {"ops": {"refresh_staging": {"config": config}}}
 
 
 def make_staging_schedule(
