@@ -20,7 +20,7 @@ import psycopg
 from psycopg import sql
 
 from restore_assets.backends.local.pg import start_new_cluster
-from restore_assets.compare import compare_schemas
+from restore_assets.core.compare import compare_schemas
 
 LIVE, RESTORED, TABLE = "tenant", "tenant_r", "orders"
 

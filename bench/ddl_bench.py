@@ -33,7 +33,13 @@ import psycopg
 from pglast import parser
 
 from restore_assets.backends.local.pg import pg_bin, start_new_cluster
-from restore_assets.ddl import DdlBundle, build_bundle, guard, read_sequence_values, strip_restrict
+from restore_assets.core.ddl import (
+    DdlBundle,
+    build_bundle,
+    guard,
+    read_sequence_values,
+    strip_restrict,
+)
 
 
 def build_tenant(dsn: str, tables: int) -> None:

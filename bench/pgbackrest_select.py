@@ -15,8 +15,8 @@ import shutil
 import statistics
 import time
 
-from restore_assets.backends.base import RestoreTarget
 from restore_assets.backends.local.fleet import LocalFleet
+from restore_assets.backends.protocols import RestoreTarget
 from tests.conftest import scratch_dir
 from tests.integration.fleet_helpers import commit, execute
 from tests.integration.test_fleet_pgbackrest import make_stanza

@@ -32,9 +32,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from restore_assets.backends import build_services
+from restore_assets.backends.factory import build_services
 from restore_assets.backends.local.fleet import LocalFleet
-from restore_assets.runner import run_schema_restore
+from restore_assets.jobs.launch import run_schema_restore
 
 TENANT_DB = "tenant_db"
 OTHERS_DB = "others_db"

@@ -40,12 +40,12 @@ from urllib.parse import quote, urlencode
 import psycopg
 from psycopg import sql
 
-from restore_assets.backends import build_services
-from restore_assets.backends.base import RestoreTarget
+from restore_assets.backends.factory import build_services
 from restore_assets.backends.local import pg
 from restore_assets.backends.local.fleet import LocalFleet, without_password
+from restore_assets.backends.protocols import RestoreTarget
 from restore_assets.demo import seed
-from restore_assets.runner import run_schema_restore
+from restore_assets.jobs.launch import run_schema_restore
 
 DATABASE = "tenant_a"
 DEMO_SCHEMA = "customer_a1"

@@ -3,7 +3,7 @@ bench/ui_bench.py to compare against the in-process executor that definitions.py
 
 import dagster as dg
 
-from restore_assets.definitions import resources_from_env
+from restore_assets.jobs.definitions import resources_from_env
 from restore_assets.jobs.report_asset import comparison_report
 from restore_assets.jobs.schema_restore import schema_restore
 

@@ -73,7 +73,7 @@ COMPARISON = [
     ),
     new_markdown_cell("## Rows (the first sample keys of each kind; long values cut)"),
     new_code_cell(
-        "from restore_assets.compare.details import DETAILS_STYLE, details_html\n"
+        "from restore_assets.core.compare.details import DETAILS_STYLE, details_html\n"
         "pages = [details_html(name, t) for name, t in sorted(tables.items()) if t.get('details')]\n"
         "display(HTML(DETAILS_STYLE + ''.join(pages) if pages else '<p>no rows to show</p>'))"
     ),
@@ -122,8 +122,8 @@ RUNBOOK = [
         "import yaml\n"
         "from IPython.display import HTML, Markdown, display\n"
         "from restore_assets import report\n"
-        "from restore_assets.backends import build_services\n"
-        "from restore_assets.runner import plan_schema_restore, run_schema_restore\n"
+        "from restore_assets.backends.factory import build_services\n"
+        "from restore_assets.jobs.launch import plan_schema_restore, run_schema_restore\n"
         "config = yaml.safe_load(Path(config_file).read_text()) if config_file else {}\n"
         "config.update({'backend': backend, 'root': str(Path(root).resolve())})\n"
         "request = {'database': database, 'schemas': list(schemas)}\n"
@@ -225,10 +225,10 @@ RECOVERY = [
         "import yaml\n"
         "from IPython.display import HTML, Markdown, display\n"
         "from restore_assets import report\n"
-        "from restore_assets.backends import build_services\n"
-        "from restore_assets.compare import compare_schemas\n"
-        "from restore_assets.compare.recover import Options\n"
-        "from restore_assets.compare import recover_run\n"
+        "from restore_assets.backends.factory import build_services\n"
+        "from restore_assets.core.compare import compare_schemas\n"
+        "from restore_assets.core.recover.plan import Options\n"
+        "from restore_assets.core.compare import recover_run\n"
         "config = yaml.safe_load(Path(config_file).read_text()) if config_file else {}\n"
         "config.update({'backend': backend, 'root': str(Path(root).resolve()), 'html_report': False})\n"
         "services = build_services(config)\n"

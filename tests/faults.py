@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from restore_assets import phases
-from restore_assets.errors import RestoreError
+from restore_assets.core.errors import RestoreError
+from restore_assets.core.schema_restore import phases
 
 Hook = Callable[[str | None, str, str], None]
 

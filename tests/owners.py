@@ -11,7 +11,7 @@ import subprocess
 import sys
 from typing import Any
 
-from restore_assets.audit import process_owner
+from restore_assets.core.audit import process_owner
 
 
 def dead_owner(dagster_run_id: str | None = None) -> dict[str, Any]:

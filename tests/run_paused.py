@@ -15,8 +15,9 @@ import threading
 import time
 from pathlib import Path
 
-from restore_assets import cli, phases
-from restore_assets.copy import mover
+from restore_assets.cli import main as cli
+from restore_assets.core.mover import mover
+from restore_assets.core.schema_restore import phases
 from tests import faults
 
 

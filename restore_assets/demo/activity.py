@@ -14,9 +14,9 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from restore_assets.core.errors import InvalidRequest
 from restore_assets.demo import data, ownership
 from restore_assets.demo.schema import DEMO_LAYOUT, DsnFactory, check_layout, dsn_factory
-from restore_assets.errors import InvalidRequest
 
 KINDS = (
     "users_created",

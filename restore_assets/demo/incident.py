@@ -7,9 +7,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from restore_assets.core.errors import InvalidRequest
 from restore_assets.demo import ownership
 from restore_assets.demo.schema import check_name
-from restore_assets.errors import InvalidRequest
 
 MAX_ORDERS = 500
 MAX_USERS = 50

@@ -13,8 +13,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from restore_assets.drop_restored import outside_dependents
-from restore_assets.errors import InvalidRequest
+from restore_assets.core.errors import InvalidRequest
+from restore_assets.core.schema_restore.drop_restored import outside_dependents
 
 DEMO_MARK = "restore-assets demo schema"
 

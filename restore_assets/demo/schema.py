@@ -11,7 +11,7 @@ import psycopg
 from pglast import keywords
 from psycopg import sql
 
-from restore_assets.errors import InvalidRequest
+from restore_assets.core.errors import InvalidRequest
 
 DEMO_LAYOUT: dict[str, list[str]] = {
     "tenant_a": ["customer_a1", "customer_a2"],

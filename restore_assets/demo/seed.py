@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from restore_assets.core.errors import InvalidRequest
 from restore_assets.demo import data, ownership
 from restore_assets.demo.schema import (
     APP_ROLE,
@@ -23,7 +24,6 @@ from restore_assets.demo.schema import (
     dsn_factory,
     quoted,
 )
-from restore_assets.errors import InvalidRequest
 
 Progress = Callable[[str], None]
 

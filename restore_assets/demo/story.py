@@ -11,7 +11,7 @@ from typing import Any
 
 from restore_assets.demo import activity, incident, seed
 from restore_assets.demo.ownership import demo_fleet
-from restore_assets.runner import run_schema_restore
+from restore_assets.jobs.launch import run_schema_restore
 
 
 def run_story(
@@ -28,7 +28,7 @@ def run_story(
     """
     fleet = demo_fleet(root)
     if fleet.exists() and bool(fleet.config().pgbackrest_stanza) != pgbackrest:
-        from restore_assets.errors import InvalidRequest
+        from restore_assets.core.errors import InvalidRequest
 
         kind = "a pgBackRest stanza" if not pgbackrest else "base backups and a cp archive"
         raise InvalidRequest(
@@ -119,9 +119,9 @@ RECOVERY_ARGS = "--deleted --changed --columns price --on-conflict skip"
 
 def _recovery_plan(fleet: Any, restore_id: str) -> dict[str, Any]:
     """The plan bringing back the incident's rows and prices (computed, kept, not applied)."""
-    from restore_assets.backends import build_services
-    from restore_assets.compare.recover import Options
-    from restore_assets.compare.recover_run import plan
+    from restore_assets.backends.factory import build_services
+    from restore_assets.core.recover.plan import Options
+    from restore_assets.core.recover.run import plan
 
     services = build_services({"backend": "local", "root": str(fleet.root), "html_report": False})
     recovery = plan(

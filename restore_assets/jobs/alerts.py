@@ -1,7 +1,7 @@
 """Run status sensors that alert (Slack, email, SNS) when a restore-assets run fails, is canceled,
 or succeeds (successes only when `alerts.on_success` is true).
 
-The Notifier (restore_assets.alerts) never raises: an alert that cannot be delivered is logged by
+The Notifier (restore_assets.core.alerts) never raises: an alert that cannot be delivered is logged by
 the sensor and changes nothing about the run it reports on. Rollbacks are alerted directly by the
 instance_restore job's finish op.
 """
@@ -12,7 +12,7 @@ from typing import Any
 
 import dagster as dg
 
-from restore_assets.alerts import AlertNotifier, notifier_from_settings
+from restore_assets.core.alerts import AlertNotifier, notifier_from_settings
 from restore_assets.jobs.instance_restore import KIND_TAG, instance_restore
 from restore_assets.jobs.resources import RestoreBackend
 from restore_assets.jobs.runs import restore_id_of

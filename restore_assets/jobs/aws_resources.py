@@ -20,7 +20,7 @@ from restore_assets.backends.aws.clients import SERVICES, AwsClients, aws_client
 from restore_assets.backends.aws.config import AwsConfig
 from restore_assets.backends.aws.ecs import EcsTaskLauncher, TaskFailed, TaskRun, run_task_params
 from restore_assets.backends.aws.ecs_tasks import RecordingEcs, stop_restore_tasks
-from restore_assets.backends.base import RecordResource
+from restore_assets.backends.protocols import RecordResource
 
 
 class AwsServiceResource(ResourceWithBoto3Configuration):

@@ -8,7 +8,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from restore_assets.drill import DrillResult, run_drill
+from restore_assets.core.schema_restore.drill import DrillResult, run_drill
 from restore_assets.jobs.report_asset import TENANT_SCHEMAS, partition_key
 from restore_assets.jobs.resources import RestoreBackend
 from restore_assets.jobs.schedules import checked_cron, env_target
@@ -92,7 +92,7 @@ def run_restore_drill(
     context: dg.OpExecutionContext, config: DrillConfig, backend: RestoreBackend
 ) -> dict:
     """Restore the schemas to the latest point, check them, record RTO/RPO, drop the drill copies."""
-    from restore_assets.runner import run_schema_restore
+    from restore_assets.jobs.launch import run_schema_restore
 
     def restore(request: dict[str, Any], restore_id: str) -> dict[str, Any]:
         out = run_schema_restore(

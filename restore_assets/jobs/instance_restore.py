@@ -1,6 +1,6 @@
 """The instance_restore job: restore a server in place from a snapshot, keeping its endpoint.
 
-Thin ops over restore_assets.instance.core: each step returns a PhaseResult (never raises) that is
+Thin ops over restore_assets.core.server_restore.steps: each step returns a PhaseResult (never raises) that is
 carried to the always-run finish op, which rolls back (delete the half-restored target, rename the
 original back, alert) when a step from set_aside on failed, writes the audit status and fails the run.
 """
@@ -9,15 +9,15 @@ from typing import Any
 
 import dagster as dg
 
-from restore_assets.audit import AuditConflict, check_restore_id, new_restore_id, process_owner
-from restore_assets.errors import InvalidRequest
-from restore_assets.instance import InstanceServices, instance_services
-from restore_assets.instance import core as steps
-from restore_assets.instance.model import InstancePlan
+from restore_assets.backends.server_factory import InstanceServices, instance_services
+from restore_assets.core.audit import AuditConflict, check_restore_id, new_restore_id, process_owner
+from restore_assets.core.errors import InvalidRequest
+from restore_assets.core.schema_restore.phases import PhaseResult
+from restore_assets.core.server_restore import steps
+from restore_assets.core.server_restore.model import InstancePlan
 from restore_assets.jobs.resources import RestoreBackend
 from restore_assets.jobs.runs import check_owner, crash_sensors, reexecution_refusal, restore_id_of
 from restore_assets.jobs.strict import StrictConfig, strict_config_mapping
-from restore_assets.phases import PhaseResult
 
 KIND_TAG = "restore-assets/kind"
 INFO_CONSOLE = {"console": {"config": {"log_level": "INFO"}}}
@@ -266,8 +266,8 @@ def recover_instance(
     context: dg.OpExecutionContext, config: RecoverConfig, backend: RestoreBackend
 ) -> dict:
     """Roll back (or close) an instance restore that ended without its finish step; idempotent."""
-    from restore_assets.audit import NotOwner, check_restore_id
-    from restore_assets.instance.core import recover_instance_restore
+    from restore_assets.core.audit import NotOwner, check_restore_id
+    from restore_assets.core.server_restore.steps import recover_instance_restore
     from restore_assets.jobs.runs import owner_run_status
 
     services = services_for(backend)
@@ -369,7 +369,7 @@ def run_instance_restore_job(
 
 def plan_instance_restore_job(request: dict[str, Any], backend_config: dict[str, Any]) -> dict:
     """What an instance restore would do and the configuration it preserves; changes nothing."""
-    from restore_assets.instance import instance_backend, plan_instance_restore
+    from restore_assets.backends.server_factory import instance_backend, plan_instance_restore
 
     settings = backend_resource(backend_config).settings()
     return plan_instance_restore(instance_backend(settings), request)

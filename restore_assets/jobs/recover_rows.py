@@ -3,16 +3,16 @@
 Launchpad config is the operator's choice (restore id, tables, deleted/changed rows, columns, the
 conflict policy); the plan step records the per-table counts and the SQL as metadata; the apply
 step writes only with `apply: true` and otherwise says so. The ops call the core
-(`restore_assets.compare.recover_run`).
+(`restore_assets.core.recover.run`).
 """
 
 from typing import Any, Literal
 
 import dagster as dg
 
-from restore_assets.compare.recover import Options, RecoveryPlan
-from restore_assets.compare.recover_run import apply, plan
-from restore_assets.errors import RestoreError
+from restore_assets.core.errors import RestoreError
+from restore_assets.core.recover.plan import Options, RecoveryPlan
+from restore_assets.core.recover.run import apply, plan
 from restore_assets.jobs.resources import RestoreBackend
 from restore_assets.jobs.strict import StrictConfig, strict_config_mapping
 

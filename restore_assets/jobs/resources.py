@@ -7,8 +7,8 @@ from typing import Any
 import dagster as dg
 import yaml
 
-from restore_assets.backends import build_services, check_backend_keys, default_root
-from restore_assets.phases import Services
+from restore_assets.backends.factory import build_services, check_backend_keys, default_root
+from restore_assets.core.schema_restore.phases import Services
 
 
 class RestoreBackend(dg.ConfigurableResource):

@@ -5,8 +5,8 @@ from typing import Any
 
 import dagster as dg
 
-from restore_assets.audit import check_restore_id, describe_owner
-from restore_assets.errors import InvalidRequest
+from restore_assets.core.audit import check_restore_id, describe_owner
+from restore_assets.core.errors import InvalidRequest
 from restore_assets.jobs.tags import RESTORE_ID_TAG, is_rejected
 
 

@@ -7,7 +7,7 @@
   Sundays 04:00 UTC): the schemas `RESTORE_ASSETS_STAGING_SCHEMAS` (comma-separated) of database
   `RESTORE_ASSETS_STAGING_DATABASE` restored to the latest restorable point under a new name, swapped
   in as `<schema>_staging` in one transaction; the previous copy is dropped only when nothing outside
-  it depends on it (restore_assets.staging: the logic, without Dagster).
+  it depends on it (restore_assets.core.schema_restore.staging: the logic, without Dagster).
 """
 
 import os
@@ -16,8 +16,8 @@ from typing import Any
 
 import dagster as dg
 
-from restore_assets import staging
-from restore_assets.errors import RestoreError
+from restore_assets.core.errors import RestoreError
+from restore_assets.core.schema_restore import staging
 from restore_assets.jobs.instance_restore import KIND_TAG
 from restore_assets.jobs.resources import RestoreBackend
 from restore_assets.jobs.snapshot import snapshot
@@ -100,7 +100,7 @@ def refresh_staging(
     context: dg.OpExecutionContext, config: StagingConfig, backend: RestoreBackend
 ) -> dict:
     """Restore the schemas under new names, swap them in, drop the previous copies nothing uses."""
-    from restore_assets.runner import run_schema_restore
+    from restore_assets.jobs.launch import run_schema_restore
 
     settings = backend.settings()
     backend_config = {

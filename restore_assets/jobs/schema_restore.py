@@ -8,9 +8,16 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from restore_assets import phases
-from restore_assets.audit import NotOwner, check_restore_id, process_owner
-from restore_assets.errors import InvalidRequest
+from restore_assets.core.audit import NotOwner, check_restore_id, process_owner
+from restore_assets.core.errors import InvalidRequest
+from restore_assets.core.progress import CopyWatcher, ticker
+from restore_assets.core.schema_restore import phases
+from restore_assets.core.schema_restore.phases import PhaseResult
+from restore_assets.core.schema_restore.release import (
+    cleanup_or_defer,
+    launch_detached,
+    release_temporary,
+)
 from restore_assets.jobs.report_asset import log_reports
 from restore_assets.jobs.resources import RestoreBackend
 from restore_assets.jobs.runs import (
@@ -23,9 +30,6 @@ from restore_assets.jobs.runs import (
 )
 from restore_assets.jobs.strict import StrictConfig, strict_config_mapping
 from restore_assets.jobs.tags import CONCURRENCY_TAG, reject_run, request_tags
-from restore_assets.phases import PhaseResult
-from restore_assets.progress import CopyWatcher, ticker
-from restore_assets.release import cleanup_or_defer, launch_detached, release_temporary
 
 
 class RestoreRequestConfig(StrictConfig):

@@ -9,8 +9,9 @@ from typing import Any
 
 import dagster as dg
 
-from restore_assets.audit import new_restore_id
-from restore_assets.instance import core as steps
+from restore_assets.core.audit import new_restore_id
+from restore_assets.core.schema_restore.phases import PhaseResult
+from restore_assets.core.server_restore import steps
 from restore_assets.jobs.instance_restore import (
     INFO_CONSOLE,
     KIND_TAG,
@@ -23,7 +24,6 @@ from restore_assets.jobs.instance_restore import (
 )
 from restore_assets.jobs.resources import RestoreBackend
 from restore_assets.jobs.strict import StrictConfig, strict_config_mapping
-from restore_assets.phases import PhaseResult
 
 
 class SnapshotConfig(StrictConfig):

@@ -6,7 +6,7 @@ from typing import Any
 import dagster as dg
 from pydantic import ConfigDict
 
-from restore_assets.keys import unknown_keys_message
+from restore_assets.core.keys import unknown_keys_message
 
 
 class StrictConfig(dg.Config):

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, NoReturn
 import dagster as dg
 
 if TYPE_CHECKING:
-    from restore_assets.request import RestorePlan
+    from restore_assets.core.request import RestorePlan
 
 PREFIX = "restore-assets"
 RESTORE_ID_TAG = f"{PREFIX}/restore-id"

@@ -311,7 +311,7 @@ class DmsFullLoadDouble:
         return creds.dsn(host, port, settings["DatabaseName"])
 
     def _full_load(self, task: dict[str, Any]) -> list[tuple[str, Any]]:
-        from restore_assets.copy import copy_schema
+        from restore_assets.core.mover import copy_schema
 
         mappings = json.loads(task["TableMappings"])
         source = self._endpoint_dsn(task["SourceEndpointArn"])

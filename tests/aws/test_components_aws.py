@@ -19,7 +19,6 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
-from restore_assets import phases
 from restore_assets.backends.aws import aws_services
 from restore_assets.backends.aws.artifacts import S3Artifacts
 from restore_assets.backends.aws.audit import DynamoAuditLog
@@ -27,7 +26,8 @@ from restore_assets.backends.aws.config import AwsConfig, waiter_config
 from restore_assets.backends.aws.dms import escape_name, table_mappings, task_settings
 from restore_assets.backends.aws.ecs import EcsTaskLauncher, TaskFailed
 from restore_assets.backends.aws.secrets import Credentials, SecretStore, redact
-from restore_assets.errors import InvalidRequest, RestoreError
+from restore_assets.core.errors import InvalidRequest, RestoreError
+from restore_assets.core.schema_restore import phases
 from tests.aws.conftest import (
     HISTORICAL_PASSWORD,
     PROD_PASSWORD,
@@ -275,8 +275,8 @@ def test_dynamo_audit_log_keeps_the_protocol(world: World) -> None:
 
 def test_dynamo_audit_never_overwrites_and_holds_claims(world: World) -> None:
     """Refusals, opens and closes are conditional; owners recorded; claims held until close."""
-    from restore_assets.audit import AuditConflict, ClaimConflict, process_owner
-    from restore_assets.errors import InvalidRequest
+    from restore_assets.core.audit import AuditConflict, ClaimConflict, process_owner
+    from restore_assets.core.errors import InvalidRequest
 
     audit = DynamoAuditLog(boto3.client("dynamodb", region_name="us-east-1"), "restore-audit")
     audit.open("schema_restore", {"database": "d"}, "r-own", process_owner("run-1"), ["d.s_x"])
@@ -330,7 +330,7 @@ def test_plan_lists_resources_and_cost_without_a_mutating_call(
     """`restore-assets restore --backend aws --config backend.yaml --plan` creates nothing."""
     import yaml
 
-    from restore_assets.cli import main
+    from restore_assets.cli.main import main
 
     world.production_cluster()
     world.production_secret()
@@ -541,7 +541,7 @@ def test_aws_check_and_leftovers_commands(
     """`restore-assets aws check` passes on a complete setup; `aws leftovers` finds a crash's objects."""
     import yaml
 
-    from restore_assets import cli_aws
+    from restore_assets.cli import aws as cli_aws
 
     world.pipes = False
     world.production_instance()
@@ -587,7 +587,7 @@ def test_task_entrypoint_runs_without_dagster_installed() -> None:
         "import sys\n"
         "for name in ('dagster', 'dagster_aws', 'papermill', 'matplotlib'):\n"
         "    sys.modules[name] = None  # ImportError on any import of them\n"
-        "import restore_assets.ddl, restore_assets.copy\n"
+        "import restore_assets.core.ddl, restore_assets.core.mover\n"
         "from restore_assets.backends.aws import task_entrypoint\n"
         "sys.exit(task_entrypoint.main(['--help']))\n"
     )
@@ -601,7 +601,7 @@ def test_task_entrypoint_runs_without_dagster_installed() -> None:
 
 def test_automated_snapshot_of_the_right_kind_is_accepted(world: World) -> None:
     """`rds:` automated snapshots are fine; the point is their OriginalSnapshotCreateTime."""
-    from restore_assets.backends.base import RestoreTarget
+    from restore_assets.backends.protocols import RestoreTarget
 
     world.production_instance()
     world.production_secret()

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from botocore.exceptions import ClientError
 
-from restore_assets.runner import run_schema_restore
+from restore_assets.jobs.launch import run_schema_restore
 from tests import faults
 from tests.aws.conftest import World
 
@@ -222,7 +222,7 @@ def test_unknown_source_is_refused(world: World, database: str) -> None:
 
 def test_replication_instance_starts_in_phase_one(world: World, database: str) -> None:
     """The DMS replication instance is created by the topology phase, before the temporary database."""
-    from restore_assets.backends import build_services
+    from restore_assets.backends.factory import build_services
 
     point = _setup(world)
     backend = world.config_file(artifact_retention="delete")

@@ -13,9 +13,13 @@ from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.rds.models import rds_backends
 
-from restore_assets.audit import SqliteAuditLog
-from restore_assets.instance import InstanceServices, plan_instance_restore, run_instance_restore
-from restore_assets.instance.aws import AwsInstanceBackend
+from restore_assets.backends.aws.server_restore import AwsInstanceBackend
+from restore_assets.backends.server_factory import (
+    InstanceServices,
+    plan_instance_restore,
+    run_instance_restore,
+)
+from restore_assets.core.audit import SqliteAuditLog
 from tests import faults
 from tests.owners import dead_owner
 
@@ -565,7 +569,7 @@ def test_rollback_is_alerted_through_the_notifier(env: Env) -> None:
 def test_invalid_requests_are_refused_before_any_call(
     env: Env, request_: dict, message: str
 ) -> None:
-    from restore_assets.errors import InvalidRequest
+    from restore_assets.core.errors import InvalidRequest
 
     before = (env.instances(), env.clusters(), env.snapshots())
     env.calls.items.clear()
@@ -589,7 +593,7 @@ def test_invalid_requests_are_refused_before_any_call(
 def test_unknown_servers_and_snapshots_are_refused_after_reads_only(
     env: Env, request_: dict, message: str
 ) -> None:
-    from restore_assets.errors import InvalidRequest
+    from restore_assets.core.errors import InvalidRequest
 
     before = (env.instances(), env.clusters(), env.snapshots())
     env.calls.items.clear()
@@ -678,7 +682,7 @@ def _snapshot_services(env: Env, **kw: Any) -> InstanceServices:
 
 
 def test_snapshot_with_a_default_name_waits_until_available(env: Env) -> None:
-    from restore_assets.instance import take_snapshot
+    from restore_assets.backends.server_factory import take_snapshot
 
     out = take_snapshot(env.services(), {"identifier": "aur"})
     assert out["status"] == "succeeded", out["cause"]
@@ -690,7 +694,7 @@ def test_snapshot_with_a_default_name_waits_until_available(env: Env) -> None:
 
 
 def test_snapshot_export_is_followed_to_completion(env: Env) -> None:
-    from restore_assets.instance import take_snapshot
+    from restore_assets.backends.server_factory import take_snapshot
 
     out = take_snapshot(
         _snapshot_services(env),
@@ -711,7 +715,7 @@ def test_snapshot_export_is_followed_to_completion(env: Env) -> None:
 
 
 def test_a_failed_export_fails_the_run(env: Env) -> None:
-    from restore_assets.instance import take_snapshot
+    from restore_assets.backends.server_factory import take_snapshot
 
     def fail(**_: Any) -> None:
         task = env.backend().export_tasks["nightly-2-export"]
@@ -728,7 +732,7 @@ def test_a_failed_export_fails_the_run(env: Env) -> None:
 
 
 def test_an_export_still_running_at_the_time_limit_fails_with_a_hint(env: Env) -> None:
-    from restore_assets.instance import take_snapshot
+    from restore_assets.backends.server_factory import take_snapshot
 
     def slow(**_: Any) -> None:
         env.backend().export_tasks["nightly-3-export"].status = "IN_PROGRESS"
@@ -746,8 +750,8 @@ def test_an_export_still_running_at_the_time_limit_fails_with_a_hint(env: Env) -
 
 
 def test_export_without_configuration_is_refused_before_any_change(env: Env) -> None:
-    from restore_assets.errors import InvalidRequest
-    from restore_assets.instance import take_snapshot
+    from restore_assets.backends.server_factory import take_snapshot
+    from restore_assets.core.errors import InvalidRequest
 
     with pytest.raises(InvalidRequest, match="snapshot_export.s3_bucket"):
         take_snapshot(env.services(), {"identifier": "prod", "export_s3": True})
@@ -755,7 +759,7 @@ def test_export_without_configuration_is_refused_before_any_change(env: Env) -> 
 
 
 def test_an_undeliverable_rollback_alert_changes_nothing(env: Env, caplog) -> None:
-    from restore_assets.alerts import AlertNotifier, SlackChannel
+    from restore_assets.core.alerts import AlertNotifier, SlackChannel
     from tests.unit.test_alerts import WEBHOOK_PATH, free_port
 
     dead = AlertNotifier([SlackChannel(f"http://127.0.0.1:{free_port()}{WEBHOOK_PATH}", 1)])
@@ -772,7 +776,7 @@ def test_an_undeliverable_rollback_alert_changes_nothing(env: Env, caplog) -> No
 def test_recovery_after_a_crash_puts_the_original_back_or_closes_the_run(
     env: Env, crash_after: str
 ) -> None:
-    from restore_assets.instance import core
+    from restore_assets.core.server_restore import steps as core
 
     services = env.services()
     original = env.backend().databases["prod"]
@@ -868,7 +872,7 @@ def test_rollback_leaves_a_server_this_run_did_not_create(env: Env) -> None:
     """Between the rename and the restore someone creates another `prod`: the restore fails and
     the rollback finds a server without this run's tag under the name. It is left in place (not
     deleted), the original stays renamed, and the run says why."""
-    from restore_assets.instance import core
+    from restore_assets.core.server_restore import steps as core
 
     services = env.services()
     rid, plan = core.validate(
@@ -901,7 +905,7 @@ def test_rollback_leaves_a_server_this_run_did_not_create(env: Env) -> None:
 def test_delete_old_deletes_only_the_server_it_set_aside(env: Env) -> None:
     """The server under the renamed name is not the original any more (another resource id): the
     delete_old step refuses, nothing is deleted, and no final snapshot of it is taken."""
-    from restore_assets.instance import core
+    from restore_assets.core.server_restore import steps as core
 
     services = env.services()
     rid, plan = core.validate(
@@ -925,7 +929,7 @@ def test_delete_old_deletes_only_the_server_it_set_aside(env: Env) -> None:
 
 def test_a_taken_rollback_snapshot_name_is_refused_before_any_change(env: Env) -> None:
     """The rollback snapshot name must be free too: checked with the other names, before anything."""
-    from restore_assets.errors import InvalidRequest
+    from restore_assets.core.errors import InvalidRequest
 
     env.snapshot("prod", "prod-rollback-tk")
     before = (env.instances(), env.clusters(), env.snapshots())

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from restore_assets import phases
-from restore_assets.backends import build_services
 from restore_assets.backends.aws.config import RESTORE_ID_TAG, AwsConfig, temp_secret_name
 from restore_assets.backends.aws.ownership import NotOwned
-from restore_assets.runner import run_schema_restore
+from restore_assets.backends.factory import build_services
+from restore_assets.core.schema_restore import phases
+from restore_assets.jobs.launch import run_schema_restore
 from tests.aws.conftest import World
 
 pytestmark = pytest.mark.aws

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from restore_assets.runner import run_schema_restore
+from restore_assets.jobs.launch import run_schema_restore
 from tests import faults
 from tests.aws.conftest import HISTORICAL_PASSWORD, PROD_PASSWORD, World
 

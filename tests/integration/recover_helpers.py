@@ -7,7 +7,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from restore_assets.backends import build_services
+from restore_assets.backends.factory import build_services
 
 
 def services_for(fleet: Any) -> Any:

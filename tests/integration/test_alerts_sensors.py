@@ -163,8 +163,8 @@ def test_a_failed_instance_restore_launches_its_recovery(tmp_path: Path) -> None
 
 
 def test_everything_merges_into_the_project_definitions() -> None:
-    from restore_assets.definitions import defs
     from restore_assets.jobs.alerts import ALERT_SENSORS
+    from restore_assets.jobs.definitions import defs
     from restore_assets.jobs.instance_restore import (
         instance_recover,
         instance_restore,

@@ -28,9 +28,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from restore_assets import cli
-from restore_assets.backends import build_services
-from restore_assets.phases import ARTIFACT_RESOURCE, SCHEMA_RESOURCE
+from restore_assets.backends.factory import build_services
+from restore_assets.cli import main as cli
+from restore_assets.core.schema_restore.phases import ARTIFACT_RESOURCE, SCHEMA_RESOURCE
 from tests.conftest import REPO
 from tests.integration.fleet_helpers import postmasters_under
 
@@ -191,7 +191,11 @@ class Chaos:
         delay = self.rng.uniform(0, 2.0)  # the second arrives at once or while the first runs
         procs = []
         for r in rids:
-            argv = ["-m", "restore_assets.cli", *self.restore_args(r, database, schema, suffix)]
+            argv = [
+                "-m",
+                "restore_assets.cli.main",
+                *self.restore_args(r, database, schema, suffix),
+            ]
             procs.append(self.spawn(argv, r))
             time.sleep(delay)
         outs = {}

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run `restore-assets ARGS --json` in a subprocess."""
     return subprocess.run(
-        [sys.executable, "-m", "restore_assets.cli", *args, "--json"],
+        [sys.executable, "-m", "restore_assets.cli.main", *args, "--json"],
         capture_output=True,
         text=True,
         check=check,
@@ -95,7 +95,7 @@ def test_restore_compare_and_copy_back_through_the_cli(demo_fleet):
 
 def test_rejected_restore_exits_2_with_the_reason(demo_fleet):
     res = subprocess.run(
-        [sys.executable, "-m", "restore_assets.cli", "restore", "--root", str(demo_fleet.root), "--database", "tenant_a",
+        [sys.executable, "-m", "restore_assets.cli.main", "restore", "--root", str(demo_fleet.root), "--database", "tenant_a",
          "--schema", "customer_a2", "--restore-time", "2999-01-01T00:00:00Z"],
         capture_output=True, text=True, check=False,
     )  # fmt: skip

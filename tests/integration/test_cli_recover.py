@@ -34,7 +34,7 @@ CREATE TABLE {s}.orders (
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     """Run `restore-assets ARGS` in a subprocess."""
     return subprocess.run(
-        [sys.executable, "-m", "restore_assets.cli", *args],
+        [sys.executable, "-m", "restore_assets.cli.main", *args],
         capture_output=True,
         text=True,
         check=False,

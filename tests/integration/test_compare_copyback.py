@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from restore_assets.compare import (
+from restore_assets.core.compare import (
     CompareError,
     CopyBackRefused,
     apply_copy_back,

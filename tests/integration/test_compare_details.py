@@ -5,8 +5,8 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from restore_assets.compare import compare_schemas
-from restore_assets.compare.details import details_html
+from restore_assets.core.compare import compare_schemas
+from restore_assets.core.compare.details import details_html
 
 pytestmark = pytest.mark.integration
 

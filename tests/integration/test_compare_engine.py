@@ -8,8 +8,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from restore_assets.compare import CompareError, compare_schemas, rows
-from restore_assets.compare.engine import begin_read_only, read_catalogs
+from restore_assets.core.compare import CompareError, compare_schemas, rows
+from restore_assets.core.compare.engine import begin_read_only, read_catalogs
 
 pytestmark = pytest.mark.integration
 

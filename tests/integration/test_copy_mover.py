@@ -11,8 +11,8 @@ import pytest
 from psycopg import sql
 
 from restore_assets.backends.local.pg import Cluster
-from restore_assets.copy import TableCopy, copy_schema, plan_schema
-from restore_assets.errors import CopyError
+from restore_assets.core.errors import CopyError
+from restore_assets.core.mover import TableCopy, copy_schema, plan_schema
 
 pytestmark = pytest.mark.integration
 

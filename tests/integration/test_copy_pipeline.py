@@ -9,17 +9,17 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from restore_assets import ddl
 from restore_assets.backends.local.pg import Cluster
-from restore_assets.copy import copy_schema
-from restore_assets.copy.mover import TablePost
-from restore_assets.ddl.parallel import (
+from restore_assets.core import ddl
+from restore_assets.core.ddl.parallel import (
     apply_post,
     defer_primary_keys,
     is_setting,
     per_table_builds,
 )
-from restore_assets.errors import CopyError
+from restore_assets.core.errors import CopyError
+from restore_assets.core.mover import copy_schema
+from restore_assets.core.mover.mover import TablePost
 
 pytestmark = pytest.mark.integration
 

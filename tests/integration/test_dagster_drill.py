@@ -14,13 +14,13 @@ import dagster as dg
 import psycopg
 import pytest
 
-from restore_assets.backends import build_services
-from restore_assets.drill import drop_drill_schemas, run_drill
+from restore_assets.backends.factory import build_services
+from restore_assets.core.schema_restore.drill import drop_drill_schemas, run_drill
+from restore_assets.core.schema_restore.phases import SCHEMA_RESOURCE
 from restore_assets.jobs.drill import DRILL_ASSET, drill_run_config, make_drill_schedule
 from restore_assets.jobs.drill import restore_drill as restore_drill_job
 from restore_assets.jobs.resources import RestoreBackend
 from restore_assets.jobs.tags import TARGET_TAG
-from restore_assets.phases import SCHEMA_RESOURCE
 
 pytestmark = pytest.mark.integration
 
@@ -129,7 +129,7 @@ def test_the_cli_drill_fails_past_its_rto_threshold_and_still_drops_its_copy(dem
     dsn = demo_fleet.production_dsn("tenant_b")
     before = _schemas(dsn)
     res = subprocess.run(
-        [sys.executable, "-m", "restore_assets.cli", "drill", "--root", str(demo_fleet.root)]
+        [sys.executable, "-m", "restore_assets.cli.main", "drill", "--root", str(demo_fleet.root)]
         + ["--database", "tenant_b", "--schema", "customer_b2", "--name", "dc"]
         + ["--max-rto", "0.001", "--json"],
         capture_output=True,

@@ -10,8 +10,8 @@ import dagster as dg
 import psycopg
 import pytest
 
+from restore_assets.jobs.launch import run_schema_restore
 from restore_assets.jobs.tags import DATABASE_TAG, RESTORE_ID_TAG
-from restore_assets.runner import run_schema_restore
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 import yaml
 
-from restore_assets.backends import build_services
+from restore_assets.backends.factory import build_services
 from restore_assets.jobs.resources import RestoreBackend
 from restore_assets.jobs.schema_restore import cleanup_after_failure, schema_restore
 from restore_assets.jobs.tags import DATABASE_TAG, REJECTED_TAG, RESTORE_ID_TAG, SCHEMAS_TAG

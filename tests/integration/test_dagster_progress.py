@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from restore_assets.progress import CopyWatcher, LiveProgress, phase_lines
+from restore_assets.core.progress import CopyWatcher, LiveProgress, phase_lines
 from tests.conftest import scratch_dir
 
 pytestmark = pytest.mark.integration
@@ -85,7 +85,7 @@ def test_the_cli_restore_prints_its_phases_as_plain_lines(demo_fleet) -> None:
     time.sleep(0.1)
     env = {**os.environ, "RESTORE_ASSETS_ROOT": str(demo_fleet.root)}
     res = subprocess.run(
-        [sys.executable, "-m", "restore_assets.cli", "restore", "--database", "tenant_a"]
+        [sys.executable, "-m", "restore_assets.cli.main", "restore", "--database", "tenant_a"]
         + ["--schema", "customer_a2", "--restore-time", point.isoformat(), "--suffix", "prog"]
         + ["--no-compare", "--wait-cleanup"],
         capture_output=True,

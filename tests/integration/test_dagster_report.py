@@ -16,12 +16,12 @@ import requests
 from psycopg import sql
 
 from restore_assets.backends.local.pg import free_port
+from restore_assets.cli.report_server import URL_ENV, report_server
 from restore_assets.jobs import schema_restore as schema_restore_module
 from restore_assets.jobs.report_asset import REPORT_ASSET, TENANT_SCHEMAS
 from restore_assets.jobs.resources import RestoreBackend
 from restore_assets.jobs.schema_restore import schema_restore
 from restore_assets.jobs.tags import DATABASE_TAG, RESTORE_POINT_TAG, SCHEMAS_TAG, TARGETS_TAG
-from restore_assets.report_server import URL_ENV, report_server
 
 pytestmark = pytest.mark.integration
 
@@ -139,7 +139,7 @@ def test_the_serve_reports_command_serves_a_fleet_s_reports(tmp_path: Path) -> N
     (tmp_path / "artifacts" / "r-2" / "comparison-s.html").write_text("<html>ok</html>")
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "restore_assets.cli", "serve-reports", "--root", str(tmp_path)]
+        [sys.executable, "-m", "restore_assets.cli.main", "serve-reports", "--root", str(tmp_path)]
         + ["--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

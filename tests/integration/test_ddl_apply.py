@@ -5,8 +5,8 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from restore_assets.ddl import apply, build_bundle, dump_schema_ddl, extract
-from restore_assets.errors import DdlError, GuardViolation
+from restore_assets.core.ddl import apply, build_bundle, dump_schema_ddl, extract
+from restore_assets.core.errors import DdlError, GuardViolation
 from tests.integration.test_ddl_roundtrip import run_script
 
 pytestmark = pytest.mark.integration

@@ -8,9 +8,9 @@ import psycopg
 import pytest
 
 from restore_assets.backends.local.pg import Cluster
-from restore_assets.ddl import extract
-from restore_assets.errors import DdlError, InvalidRequest
-from restore_assets.request import RestoreRequest, plan_restore
+from restore_assets.core.ddl import extract
+from restore_assets.core.errors import DdlError, InvalidRequest
+from restore_assets.core.request import RestoreRequest, plan_restore
 from tests.integration.test_ddl_fidelity import restore_waves
 from tests.integration.test_ddl_roundtrip import assert_same_dump, run_script
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from restore_assets.ddl import (
+from restore_assets.core.ddl import (
     dump_schema_ddl,
     extract,
     read_sequence_values,
     read_unpopulated_matviews,
 )
-from restore_assets.errors import DdlError
+from restore_assets.core.errors import DdlError
 from tests.integration.test_ddl_roundtrip import run_script
 
 pytestmark = pytest.mark.integration

@@ -12,13 +12,13 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from restore_assets.backends.base import RestoreTarget
 from restore_assets.backends.local import pg
 from restore_assets.backends.local.fleet import LocalFleet
-from restore_assets.ddl import DdlBundle, apply, extract, guard, target_name
-from restore_assets.ddl.parallel import apply_post
-from restore_assets.ddl.tablespaces import map_tablespaces
-from restore_assets.runner import run_schema_restore
+from restore_assets.backends.protocols import RestoreTarget
+from restore_assets.core.ddl import DdlBundle, apply, extract, guard, target_name
+from restore_assets.core.ddl.parallel import apply_post
+from restore_assets.core.ddl.tablespaces import map_tablespaces
+from restore_assets.jobs.launch import run_schema_restore
 from tests.conftest import scratch_dir
 from tests.integration.fleet_helpers import execute
 from tests.integration.test_ddl_roundtrip import SUFFIX, assert_same_dump, copy_data, run_script

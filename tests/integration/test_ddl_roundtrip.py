@@ -25,7 +25,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from restore_assets.ddl import (
+from restore_assets.core.ddl import (
     DdlBundle,
     apply,
     build_bundle,
@@ -195,7 +195,7 @@ def assert_fast_path_agrees(dsn: str, schema: str, monkeypatch: pytest.MonkeyPat
     """build_bundle's token-first fast path gives what its parse-first slow path gives."""
     import sys
 
-    split = sys.modules["restore_assets.ddl.split"]
+    split = sys.modules["restore_assets.core.ddl.split"]
     dump = dump_schema_ddl(dsn, [schema])
     fast = build_bundle(dump, {schema: schema + "_fp"})
     with monkeypatch.context() as m:

@@ -4,9 +4,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from restore_assets.core.errors import InvalidRequest
 from restore_assets.demo import schema_ddl
 from restore_assets.demo.schema import as_written, ddl_parts
-from restore_assets.errors import InvalidRequest
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ import pytest
 from psycopg import sql
 
 from restore_assets.backends.local.pg import Cluster, start_new_cluster
+from restore_assets.core.errors import InvalidRequest
 from restore_assets.demo import DEMO_LAYOUT, TABLES, activity, incident, seed, sizes, table_counts
-from restore_assets.errors import InvalidRequest
 from tests.conftest import scratch_dir
 
 pytestmark = pytest.mark.integration

@@ -15,9 +15,9 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
-from restore_assets.backends.base import RestoreTarget
 from restore_assets.backends.local import pg
 from restore_assets.backends.local.fleet import LocalFleet
+from restore_assets.backends.protocols import RestoreTarget
 from tests.conftest import scratch_dir
 from tests.integration.fleet_helpers import commit, execute, mark, postmasters_under
 

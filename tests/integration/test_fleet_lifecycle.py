@@ -20,10 +20,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from restore_assets.backends.base import RestoreTarget
 from restore_assets.backends.local import pg
 from restore_assets.backends.local.fleet import LocalFleet
-from restore_assets.errors import FleetError, InvalidRequest
+from restore_assets.backends.protocols import RestoreTarget
+from restore_assets.core.errors import FleetError, InvalidRequest
 from tests.conftest import scratch_dir
 from tests.integration.fleet_helpers import commit, execute, postmasters_under
 
@@ -237,7 +237,7 @@ def test_temp_cluster_of_a_killed_process_is_removed_by_down(fleet: LocalFleet):
     script = textwrap.dedent(
         f"""
         import time
-        from restore_assets.backends.base import RestoreTarget
+        from restore_assets.backends.protocols import RestoreTarget
         from restore_assets.backends.local.fleet import LocalFleet
 
         LocalFleet({str(fleet.root)!r}).provision("crashed", RestoreTarget(snapshot_id={snap.id!r}))

@@ -18,10 +18,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from restore_assets.backends.base import RestoreTarget
 from restore_assets.backends.local import pg
 from restore_assets.backends.local.fleet import LocalFleet
-from restore_assets.errors import FleetError, InvalidRequest
+from restore_assets.backends.protocols import RestoreTarget
+from restore_assets.core.errors import FleetError, InvalidRequest
 from tests.conftest import scratch_dir
 from tests.integration.fleet_helpers import commit, execute, mark, postmasters_under
 
@@ -304,7 +304,7 @@ def test_kill_9_mid_restore_then_cleanup(own):
     workdir = fleet.temp_root / "pgbr-crashed"
     script = textwrap.dedent(
         f"""
-        from restore_assets.backends.base import RestoreTarget
+        from restore_assets.backends.protocols import RestoreTarget
         from restore_assets.backends.local.fleet import LocalFleet
 
         LocalFleet({str(fleet.root)!r}).provision(
@@ -362,7 +362,7 @@ def test_a_failed_restore_leaves_nothing(own):
 
 
 def test_schema_restore_job_on_a_pgbackrest_fleet(own):
-    from restore_assets.runner import run_schema_restore
+    from restore_assets.jobs.launch import run_schema_restore
 
     st, fleet = own
     tdsn = st.cluster.dsn("tenants")
@@ -407,7 +407,7 @@ def test_invalid_pages_fail_only_outside_the_left_out_databases(tmp_path):
 
 
 def test_snapshot_job_runs_pgbackrest_backup_and_instance_restore_is_refused(own):
-    from restore_assets.instance import instance_backend, plan_instance_restore
+    from restore_assets.backends.server_factory import instance_backend, plan_instance_restore
     from restore_assets.jobs.snapshot import run_snapshot_job
 
     st, fleet = own

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from restore_assets.backends.base import RestoreTarget, Snapshot, TempDatabase
 from restore_assets.backends.local.fleet import LocalFleet
-from restore_assets.errors import FleetError
+from restore_assets.backends.protocols import RestoreTarget, Snapshot, TempDatabase
+from restore_assets.core.errors import FleetError
 from tests.conftest import scratch_dir
 from tests.integration.fleet_helpers import commit, execute, mark, postmasters_under
 

@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from restore_assets.backends.base import RestoreTarget
 from restore_assets.backends.local.fleet import LocalFleet
-from restore_assets.errors import FleetError, InvalidRequest
+from restore_assets.backends.protocols import RestoreTarget
+from restore_assets.core.errors import FleetError, InvalidRequest
 from tests.conftest import scratch_dir
 from tests.integration.fleet_helpers import execute, postmasters_under
 

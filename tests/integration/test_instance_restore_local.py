@@ -19,10 +19,10 @@ import psycopg
 import pytest
 import yaml
 
-from restore_assets.audit import SqliteAuditLog
-from restore_assets.backends.base import RestoreTarget
 from restore_assets.backends.local import pg as pg_local
 from restore_assets.backends.local.fleet import LocalFleet
+from restore_assets.backends.protocols import RestoreTarget
+from restore_assets.core.audit import SqliteAuditLog
 from restore_assets.jobs.instance_restore import (
     plan_instance_restore_job,
     run_instance_restore_job,
@@ -325,7 +325,7 @@ def test_create_snapshot_keep_old_then_restore_from_the_same_snapshot_again(prod
 
 
 def _cli(args: list[str]) -> tuple[int, str]:
-    from restore_assets.cli_instance import register
+    from restore_assets.cli.server_restore import register
 
     parser = argparse.ArgumentParser(prog="restore-assets")
     register(parser.add_subparsers(dest="command", required=True))
@@ -335,7 +335,7 @@ def _cli(args: list[str]) -> tuple[int, str]:
         try:
             rc = ns.fn(ns)
         except Exception as exc:  # the real main() turns RestoreError into exit code 2
-            from restore_assets.errors import RestoreError
+            from restore_assets.core.errors import RestoreError
 
             assert isinstance(exc, RestoreError), exc
             return 2, str(exc)
@@ -430,8 +430,8 @@ def test_runbook_with_confirm_restores_in_place(prod: Prod, tmp_path: Path) -> N
 
 
 def test_an_adopted_fleet_is_refused(tmp_path: Path) -> None:
-    from restore_assets.errors import InvalidRequest
-    from restore_assets.instance import instance_backend, plan_instance_restore
+    from restore_assets.backends.server_factory import instance_backend, plan_instance_restore
+    from restore_assets.core.errors import InvalidRequest
 
     root = tmp_path / "adopted"
     root.mkdir()
@@ -501,8 +501,8 @@ def test_final_backup_off_removes_the_set_aside_directory_without_a_copy(
 
 def test_delete_old_removes_only_a_directory_the_tool_recorded(prod: Prod) -> None:
     """A data.old-<suffix> the fleet manifest does not list (not set aside by the tool) is kept."""
-    from restore_assets.errors import FleetError
-    from restore_assets.instance.local import LocalInstanceBackend
+    from restore_assets.backends.local.server_restore import LocalInstanceBackend
+    from restore_assets.core.errors import FleetError
 
     backend = LocalInstanceBackend(prod.fleet)
     names = backend.check_names("production", "foreign")

@@ -14,15 +14,15 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from restore_assets import cli
-from restore_assets.audit import SqliteAuditLog
-from restore_assets.backends import build_services
-from restore_assets.backends.base import RestoreTarget
+from restore_assets.backends.factory import build_services
 from restore_assets.backends.local import pg
 from restore_assets.backends.local.artifacts import LocalArtifacts
 from restore_assets.backends.local.fleet import LocalFleet
 from restore_assets.backends.local.manifest import Manifest
-from restore_assets.errors import FleetError, InvalidRequest
+from restore_assets.backends.protocols import RestoreTarget
+from restore_assets.cli import main as cli
+from restore_assets.core.audit import SqliteAuditLog
+from restore_assets.core.errors import FleetError, InvalidRequest
 from tests.conftest import scratch_dir
 from tests.integration.fleet_helpers import execute, postmasters_under
 
@@ -171,7 +171,7 @@ def test_artifacts_reports_and_audit_database_are_readable_by_their_owner_only(
         assert mode(fleet.config_path) == 0o600
 
         # an executed comparison notebook and its HTML hold sample keys
-        from restore_assets.compare import compare_schemas
+        from restore_assets.core.compare import compare_schemas
 
         for schema in ("s", "s_r"):
             execute(fresh_db, f"CREATE SCHEMA {schema}")

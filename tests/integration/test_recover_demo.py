@@ -10,11 +10,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from restore_assets.compare import compare_schemas
-from restore_assets.compare.recover import Options
-from restore_assets.compare.recover_run import apply, plan, undo
+from restore_assets.core.compare import compare_schemas
+from restore_assets.core.recover.plan import Options
+from restore_assets.core.recover.run import apply, plan, undo
 from restore_assets.demo import activity, incident
-from restore_assets.runner import run_schema_restore
+from restore_assets.jobs.launch import run_schema_restore
 from tests.integration.recover_helpers import checksum, services_for
 
 pytestmark = pytest.mark.integration

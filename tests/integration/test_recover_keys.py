@@ -7,8 +7,8 @@ import hashlib
 import psycopg
 import pytest
 
-from restore_assets.compare.recover import Options, RecoveryRefused
-from restore_assets.compare.recover_run import apply, plan, undo
+from restore_assets.core.recover.plan import Options, RecoveryRefused
+from restore_assets.core.recover.run import apply, plan, undo
 from tests.integration.recover_helpers import (
     checksum,
     copy_as_restored,
@@ -338,8 +338,8 @@ def test_setting_a_row_back_to_a_unique_value_another_row_took(demo_fleet, db, p
 
 
 def test_drop_undo_drops_only_the_schema_the_recovery_created(demo_fleet, db):
-    from restore_assets.compare.model import CompareError
-    from restore_assets.compare.recover_run import drop_undo
+    from restore_assets.core.compare.model import CompareError
+    from restore_assets.core.recover.run import drop_undo
 
     services, dsn, rid = _shop(demo_fleet, db)
     p = plan(services, rid, Options(deleted=True, on_conflict="skip"))
@@ -411,7 +411,7 @@ def test_setting_a_foreign_key_back_brings_the_row_it_references(demo_fleet, db,
 
 
 def test_a_restored_copy_replaced_since_the_restore_is_not_recovered_from(demo_fleet, db):
-    from restore_assets.compare.model import CompareError
+    from restore_assets.core.compare.model import CompareError
 
     services, dsn, rid = _shop(demo_fleet, db)
     with psycopg.connect(dsn, autocommit=True) as conn:  # same name, another schema

@@ -16,9 +16,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from restore_assets import cli, notebooks
-from restore_assets.backends import build_services
-from restore_assets.runner import run_schema_restore
+from restore_assets.backends.factory import build_services
+from restore_assets.cli import main as cli
+from restore_assets.core import notebooks
+from restore_assets.jobs.launch import run_schema_restore
 from tests import faults
 from tests.conftest import REPO
 
@@ -148,14 +149,14 @@ def test_a_wheel_install_restores_and_reports(demo_fleet, tmp_path):
 
     def cli_json(*args: str) -> dict:
         res = subprocess.run(
-            [sys.executable, "-m", "restore_assets.cli", *args, "--json"],
+            [sys.executable, "-m", "restore_assets.cli.main", *args, "--json"],
             cwd=run, env=env, capture_output=True, text=True,
         )  # fmt: skip
         assert res.returncode == 0, res.stderr[-3000:]
         return json.loads(res.stdout)
 
     where = subprocess.run(
-        [sys.executable, "-c", "import restore_assets.notebooks as n; print(n.NOTEBOOK_DIR)"],
+        [sys.executable, "-c", "import restore_assets.core.notebooks as n; print(n.NOTEBOOK_DIR)"],
         cwd=run, env=env, capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
     assert Path(where) == target / "restore_assets" / "notebook_files"

@@ -6,8 +6,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from restore_assets.backends import build_services
-from restore_assets.runner import run_schema_restore
+from restore_assets.backends.factory import build_services
+from restore_assets.jobs.launch import run_schema_restore
 
 pytestmark = pytest.mark.integration
 

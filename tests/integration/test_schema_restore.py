@@ -15,8 +15,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from restore_assets.phases import PHASES
-from restore_assets.runner import run_schema_restore
+from restore_assets.core.schema_restore.phases import PHASES
+from restore_assets.jobs.launch import run_schema_restore
 from tests import faults
 
 REPO = Path(__file__).resolve().parents[2]
@@ -212,7 +212,7 @@ def test_failure_in_each_phase_leaves_nothing_behind(demo_fleet, phase):
     assert demo_fleet.temp_instances() == []
     with psycopg.connect(demo_fleet.production_dsn("tenant_a")) as conn:
         assert schema_names(conn) == schemas_before
-    from restore_assets.backends import build_services
+    from restore_assets.backends.factory import build_services
 
     rec = build_services({"root": str(demo_fleet.root)}).audit.get(out["restore_id"])
     assert rec["status"] == "failed" and phase in rec["cause"]
@@ -361,7 +361,7 @@ def test_killed_during_copy_then_cleanup_removes_everything(demo_fleet, tmp_path
         [
             sys.executable,
             "-m",
-            "restore_assets.cli",
+            "restore_assets.cli.main",
             "cleanup",
             "--root",
             str(demo_fleet.root),
@@ -377,13 +377,13 @@ def test_killed_during_copy_then_cleanup_removes_everything(demo_fleet, tmp_path
     assert demo_fleet.temp_instances() == []
     with psycopg.connect(demo_fleet.production_dsn("tenant_a")) as conn:
         assert "customer_a1_killed" not in schema_names(conn)
-    from restore_assets.backends import build_services
+    from restore_assets.backends.factory import build_services
 
     assert build_services({"root": str(demo_fleet.root)}).audit.get(rid)["status"] == "failed"
 
 
 def test_job_refuses_bad_input_in_its_validate_op(demo_fleet):
-    from restore_assets.backends import build_services
+    from restore_assets.backends.factory import build_services
     from restore_assets.jobs.resources import RestoreBackend
     from restore_assets.jobs.schema_restore import schema_restore
 
@@ -407,7 +407,7 @@ def test_a_failed_run_launches_the_cleanup_job_which_removes_its_leftovers(demo_
     """The run failure sensor asks for `cleanup` keyed by the restore id; that job removes what is left."""
     import dagster as dg
 
-    from restore_assets.backends import build_services
+    from restore_assets.backends.factory import build_services
     from restore_assets.jobs.resources import RestoreBackend
     from restore_assets.jobs.schema_restore import cleanup, cleanup_after_failure, schema_restore
 

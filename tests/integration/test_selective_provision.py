@@ -20,9 +20,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from restore_assets.backends import build_services
-from restore_assets.backends.base import RestoreTarget
+from restore_assets.backends.factory import build_services
 from restore_assets.backends.local.fleet import LocalFleet
+from restore_assets.backends.protocols import RestoreTarget
 from tests.conftest import REPO, scratch_dir
 from tests.integration.fleet_helpers import execute, mark, postmasters_under
 
@@ -244,7 +244,7 @@ def test_without_a_map_provisioning_is_full(scene: Scene):
 
 
 def test_kill_9_during_selective_copy_then_cleanup(scene: Scene, tmp_path: Path):
-    from restore_assets import cli
+    from restore_assets.cli import main as cli
 
     fleet = scene.fleet
     rid = "sel-crash"
@@ -255,7 +255,7 @@ def test_kill_9_during_selective_copy_then_cleanup(scene: Scene, tmp_path: Path)
         [
             sys.executable,
             "-m",
-            "restore_assets.cli",
+            "restore_assets.cli.main",
             "restore",
             "--root",
             str(fleet.root),
@@ -300,7 +300,7 @@ def test_kill_9_during_selective_copy_then_cleanup(scene: Scene, tmp_path: Path)
 
 
 def test_plan_and_audit_name_the_path(scene: Scene):
-    from restore_assets.runner import plan_schema_restore, run_schema_restore
+    from restore_assets.jobs.launch import plan_schema_restore, run_schema_restore
 
     fleet = scene.fleet
     request = {"database": TENANT_DB, "schemas": ["t1"], "restore_time": scene.t.isoformat()}

@@ -14,10 +14,10 @@ import nbformat
 import psycopg
 import pytest
 
-from restore_assets import notebooks
-from restore_assets.compare import compare_schemas
-from restore_assets.errors import RestoreError
-from restore_assets.runner import run_schema_restore
+from restore_assets.core import notebooks
+from restore_assets.core.compare import compare_schemas
+from restore_assets.core.errors import RestoreError
+from restore_assets.jobs.launch import run_schema_restore
 
 pytestmark = pytest.mark.notebooks
 

@@ -9,7 +9,7 @@ import nbformat
 import psycopg
 import pytest
 
-from restore_assets import notebooks
+from restore_assets.core import notebooks
 from tests.integration.recover_helpers import (
     copy_as_restored,
     drop_database,
@@ -86,7 +86,7 @@ def test_recovery_runbook_plans_shows_rows_applies_and_compares(demo_fleet, tmp_
 
 
 def test_comparison_report_shows_the_rows_with_the_json_totals(fresh_db, tmp_path):
-    from restore_assets.compare import compare_schemas
+    from restore_assets.core.compare import compare_schemas
 
     with psycopg.connect(fresh_db, autocommit=True) as conn:
         for s in ("live", "live_r"):

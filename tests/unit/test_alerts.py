@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from restore_assets.alerts import (
+from restore_assets.core.alerts import (
     AlertNotifier,
     SlackChannel,
     format_event,
@@ -148,7 +148,7 @@ def test_unreachable_channels_never_raise_and_never_log_secrets(monkeypatch, cap
         }
     )
     assert notifier is not None
-    with caplog.at_level(logging.DEBUG, logger="restore_assets.alerts"):
+    with caplog.at_level(logging.DEBUG, logger="restore_assets.core.alerts"):
         out = notifier.send(FAILED)
     assert out["slack"].startswith("failed") and out["smtp"].startswith("failed")
     logged = caplog.text + json.dumps(out)

@@ -8,7 +8,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from restore_assets.alerts import notifier_from_settings
+from restore_assets.core.alerts import notifier_from_settings
 
 REGION = "us-east-1"
 FAILED = {"kind": "snapshot", "status": "failed", "restore_id": "s-1", "cause": "quota"}

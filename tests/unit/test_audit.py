@@ -2,7 +2,7 @@
 
 import pytest
 
-from restore_assets.audit import SqliteAuditLog
+from restore_assets.core.audit import SqliteAuditLog
 
 
 def test_lifecycle(tmp_path):
@@ -50,8 +50,8 @@ def test_rejected_requests_are_recorded(tmp_path):
 
 # ------------------------------------------------------------------ ownership (issue 11, item 1)
 def test_restore_ids_that_are_paths_or_odd_are_refused(tmp_path):
-    from restore_assets.audit import check_restore_id
-    from restore_assets.errors import InvalidRequest
+    from restore_assets.core.audit import check_restore_id
+    from restore_assets.core.errors import InvalidRequest
 
     for bad in (".", "..", "a/b", "/abs", "-x", "x" * 65, "a.b", "a b", "", "é", "a:b", None, 7):
         with pytest.raises(InvalidRequest, match="restore id .* is not valid"):
@@ -76,7 +76,7 @@ def test_a_refusal_never_overwrites_an_existing_record(tmp_path):
 
 
 def test_close_only_from_running(tmp_path):
-    from restore_assets.audit import AuditConflict
+    from restore_assets.core.audit import AuditConflict
 
     audit = SqliteAuditLog(tmp_path / "audit.sqlite")
     audit.open("schema_restore", {}, restore_id="rid1")
@@ -100,14 +100,14 @@ def test_each_record_carries_its_owner(tmp_path):
     owner = audit.get("rid1")["owner"]
     assert (owner["host"], owner["pid"]) == (socket.gethostname(), os.getpid())
     assert owner["started"]
-    from restore_assets.audit import process_owner
+    from restore_assets.core.audit import process_owner
 
     audit.open("schema_restore", {}, restore_id="rid2", owner=process_owner("run-123"))
     assert audit.get("rid2")["owner"]["dagster_run_id"] == "run-123"
 
 
 def test_a_claim_is_held_by_one_running_record_and_released_at_close(tmp_path):
-    from restore_assets.audit import ClaimConflict
+    from restore_assets.core.audit import ClaimConflict
 
     audit = SqliteAuditLog(tmp_path / "audit.sqlite")
     audit.open("schema_restore", {}, restore_id="win", claims=["db.s_x"])
@@ -125,7 +125,7 @@ def test_owner_gone_proves_death_only_for_a_dead_local_process(tmp_path):
     import subprocess
     import sys
 
-    from restore_assets.audit import owner_gone, process_owner
+    from restore_assets.core.audit import owner_gone, process_owner
 
     me = process_owner()
     gone, why = owner_gone(me)

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 
-from restore_assets.compare.catalog import Column, SchemaCatalog, Sequence, Table
-from restore_assets.compare.drift import schema_drift
-from restore_assets.compare.model import (
+from restore_assets.core.compare.catalog import Column, SchemaCatalog, Sequence, Table
+from restore_assets.core.compare.drift import schema_drift
+from restore_assets.core.compare.model import (
     ComparisonResult,
     SchemaDrift,
     SequenceCheck,
     SequenceState,
     TableComparison,
 )
-from restore_assets.compare.rows import PartialResult, RowTask, merge
+from restore_assets.core.compare.rows import PartialResult, RowTask, merge
 
 
 def col(name: str, typ: str = "integer", generated: bool = False) -> Column:

@@ -10,10 +10,11 @@ import pydantic
 import pytest
 import yaml
 
-from restore_assets import cli, phases
-from restore_assets.backends import build_services
 from restore_assets.backends.aws.config import AwsConfig
-from restore_assets.errors import InvalidRequest
+from restore_assets.backends.factory import build_services
+from restore_assets.cli import main as cli
+from restore_assets.core.errors import InvalidRequest
+from restore_assets.core.schema_restore import phases
 from restore_assets.jobs.instance_restore import (
     InstanceRestoreConfig,
     instance_request_as_run_config,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from restore_assets.copy.plan import FIRST_NORMAL_OBJECT_ID, _text_reason, _TypeInfo
+from restore_assets.core.mover.plan import FIRST_NORMAL_OBJECT_ID, _text_reason, _TypeInfo
 
 INT4, TEXT, INT4_ARRAY, ACLITEM = 23, 25, 1007, 1033
 ENUM = FIRST_NORMAL_OBJECT_ID + 10

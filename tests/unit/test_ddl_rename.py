@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from restore_assets.ddl import build_bundle
+from restore_assets.core.ddl import build_bundle
 
 
 def renamed(sql: str, renames: dict[str, str] | None = None) -> list[str]:

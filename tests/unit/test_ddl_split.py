@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from restore_assets.ddl import (
+from restore_assets.core.ddl import (
     DdlBundle,
     TargetNameTooLong,
     build_bundle,
@@ -16,7 +16,7 @@ from restore_assets.ddl import (
     strip_restrict,
     target_name,
 )
-from restore_assets.errors import DdlError, InvalidRequest
+from restore_assets.core.errors import DdlError, InvalidRequest
 
 HEADER = """--
 -- PostgreSQL database dump
@@ -358,7 +358,7 @@ def test_fast_path_matches_the_slow_path(monkeypatch: pytest.MonkeyPatch) -> Non
 
     from tests.unit.test_ddl_rename import RENAME_CASES
 
-    split = sys.modules["restore_assets.ddl.split"]
+    split = sys.modules["restore_assets.core.ddl.split"]
     dumps = [DUMP, *RENAME_CASES]
     fast = [build_bundle(d, {"t1": "t1_x"}, {("t1", "s"): (41, True)}) for d in dumps]
     monkeypatch.setattr(split._Analyzer, "complete", lambda self, p, tree: self._slow(p[0], p[1]))
@@ -374,7 +374,7 @@ def test_fast_path_matches_the_slow_path(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_extract_refuses_long_names_before_anything_runs() -> None:
-    from restore_assets.ddl import extract
+    from restore_assets.core.ddl import extract
 
     # the DSN points nowhere: reaching pg_dump would fail differently
     with pytest.raises(TargetNameTooLong):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from restore_assets.ddl import build_bundle
-from restore_assets.ddl.tablespaces import map_tablespaces, tablespaces_used
+from restore_assets.core.ddl import build_bundle
+from restore_assets.core.ddl.tablespaces import map_tablespaces, tablespaces_used
 
 DUMP = """
 SET default_tablespace = '';

@@ -1,8 +1,8 @@
 """Post waves and the table-level filter, on a dump-shaped script (no database)."""
 
-from restore_assets.ddl import build_bundle
-from restore_assets.ddl.parallel import plan_post
-from restore_assets.ddl.tables import restrict_to_tables
+from restore_assets.core.ddl import build_bundle
+from restore_assets.core.ddl.parallel import plan_post
+from restore_assets.core.ddl.tables import restrict_to_tables
 
 DUMP = """
 SET statement_timeout = 0;

@@ -18,19 +18,17 @@ DAGSTER_ROOTS = ("dagster", "dagster_aws")  # and every other dagster_* distribu
 # dagster_pipes is the protocol library an external process (the ECS task) speaks, not Dagster
 PIPES_ONLY = {"restore_assets.backends.aws.task_entrypoint": "dagster_pipes"}
 # Dagster adapters: the only modules that may import Dagster
-ADAPTERS = ("restore_assets.jobs", "restore_assets.definitions")
+ADAPTERS = ("restore_assets.jobs", "restore_assets.jobs.definitions")
 # interfaces: the command line, the launcher the CLI and runbook notebooks call, the report server
 # and the demo (notebooks.py, which renders the report notebooks with papermill, is a core service)
 INTERFACES = (
     "restore_assets.cli",
-    "restore_assets.cli_",
-    "restore_assets.runner",
-    "restore_assets.report_server",
+    "restore_assets.jobs.launch",
     "restore_assets.demo",
 )
 LOCAL = "restore_assets.backends.local"
 AWS = "restore_assets.backends.aws"
-DDL = "restore_assets.ddl"
+DDL = "restore_assets.core.ddl"
 BACKENDS = "restore_assets.backends"
 
 
@@ -133,15 +131,15 @@ def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
 @pytest.mark.parametrize(
     ("rel", "text", "rule"),
     [
-        ("phases.py", "def f():\n    import dagster as dg\n", "only jobs/ and definitions.py"),
-        ("compare/x.py", "from dagster_aws.pipes import PipesECSClient\n", "only jobs/"),
+        ("core/schema_restore/phases.py", "def f():\n    import dagster as dg\n", "only jobs/ and definitions.py"),
+        ("core/compare/x.py", "from dagster_aws.pipes import PipesECSClient\n", "only jobs/"),
         ("backends/aws/r.py", "import dagster_pipes\n", "only jobs/"),
         ("backends/local/f.py", "from ..aws import fleet\n", "do not import each other"),
         ("backends/aws/f.py", "from restore_assets.backends.local import pg\n", "each other"),
-        ("ddl/extract.py", "from restore_assets.backends.local.pg import pg_bin\n", "DDL engine"),
-        ("ddl/x.py", "from ..backends import base\n", "DDL engine"),
-        ("request.py", "from restore_assets.jobs.tags import T\n", "no adapter"),
-        ("backends/aws/e.py", "def f():\n    from restore_assets import cli_aws\n", "no adapter"),
+        ("core/ddl/extract.py", "from restore_assets.backends.local.pg import pg_bin\n", "DDL engine"),
+        ("core/ddl/x.py", "from ...backends import protocols\n", "DDL engine"),
+        ("core/request.py", "from restore_assets.jobs.tags import T\n", "no adapter"),
+        ("backends/aws/e.py", "def f():\n    from restore_assets.cli import aws\n", "no adapter"),
     ],
 )
 def test_checker_reports_a_broken_rule(tmp_path: Path, rel: str, text: str, rule: str) -> None:
@@ -158,13 +156,13 @@ def test_checker_accepts_allowed_imports(tmp_path: Path) -> None:
     root = _tree(
         tmp_path,
         {
-            "jobs/ops.py": "import dagster as dg\nfrom restore_assets import phases\n",
-            "definitions.py": "from dagster_aws.pipes import PipesECSClient\n",
-            "cli.py": "from restore_assets.jobs import ops\nfrom restore_assets import runner\n",
-            "runner.py": "def f():\n    from restore_assets.jobs.ops import x\n",
-            "phases.py": "from restore_assets.backends.base import Fleet\n",
-            "ddl/extract.py": "from restore_assets.pgtools import pg_bin\n",
-            "backends/__init__.py": "def f():\n    from .local import fleet\n    from .aws import fleet\n",
+            "jobs/ops.py": "import dagster as dg\nfrom restore_assets.core.schema_restore import phases\n",
+            "jobs/definitions.py": "from dagster_aws.pipes import PipesECSClient\n",
+            "cli/main.py": "from restore_assets.jobs import ops\nfrom restore_assets.jobs import launch\n",
+            "jobs/launch.py": "def f():\n    from restore_assets.jobs.ops import x\n",
+            "core/schema_restore/phases.py": "from restore_assets.backends.protocols import Fleet\n",
+            "core/ddl/extract.py": "from restore_assets.core.pgtools import pg_bin\n",
+            "backends/factory.py": "def f():\n    from .local import fleet\n    from .aws import fleet\n",
             "backends/aws/task_entrypoint.py": "from dagster_pipes import open_dagster_pipes\n",
         },
     )

@@ -11,7 +11,7 @@ from restore_assets.backends.local.tablespaces import relocate_tablespaces
 
 
 def test_a_link_to_another_clusters_tablespace_is_refused(tmp_path: Path) -> None:
-    from restore_assets.errors import FleetError
+    from restore_assets.core.errors import FleetError
 
     snapshot, datadir, production_ts = tmp_path / "snap", tmp_path / "copy", tmp_path / "prod_ts"
     for d in (snapshot, datadir / "pg_tblspc", production_ts):

@@ -4,9 +4,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from restore_assets.ddl import default_suffix, target_name
-from restore_assets.errors import InvalidRequest
-from restore_assets.request import RestoreRequest
+from restore_assets.core.ddl import default_suffix, target_name
+from restore_assets.core.errors import InvalidRequest
+from restore_assets.core.request import RestoreRequest
 
 BASE = {"database": "tenant_a", "schemas": ["customer_a1"], "restore_time": "2026-01-02T03:04:05Z"}
 
@@ -64,7 +64,7 @@ def test_round_trip_to_dict():
 
 
 def test_tablespace_map_is_parsed_and_checked() -> None:
-    from restore_assets.request import RestoreRequest
+    from restore_assets.core.request import RestoreRequest
 
     base = {"database": "d", "schemas": ["s"], "snapshot_id": "snap-1"}
     req = RestoreRequest.parse({**base, "tablespace_map": ["ts1=fast", "ts2=pg_default"]})

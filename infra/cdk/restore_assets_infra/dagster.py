@@ -29,7 +29,7 @@ from .restore import RestoreCapability
 DAGSTER_HOME = "/opt/dagster/dagster_home"
 WEBSERVER_PORT = 3000
 RUN_CONTAINER = "run"
-CODE_MODULE = "restore_assets.definitions"
+CODE_MODULE = "restore_assets.jobs.definitions"
 
 
 def dagster_yaml(

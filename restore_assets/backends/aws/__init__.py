@@ -62,7 +62,7 @@ def aws_services(config: dict[str, Any]) -> Any:
     from restore_assets.backends.aws.ecs import EcsCopyMover, EcsDdlTask, EcsTaskLauncher
     from restore_assets.backends.aws.fleet import AwsFleet
     from restore_assets.backends.aws.secrets import SecretStore
-    from restore_assets.phases import Services
+    from restore_assets.core.schema_restore.phases import Services
 
     cfg = AwsConfig.from_mapping(with_file(config))
     ov = _overrides or Overrides()

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 from restore_assets.backends.aws.clients import is_not_found
 from restore_assets.backends.aws.config import RESTORE_ID_TAG
 from restore_assets.backends.aws.ownership import NotOwned, check_free, tag_value
-from restore_assets.errors import RestoreError
+from restore_assets.core.errors import RestoreError
 
 log = logging.getLogger("restore_assets.aws")
 

@@ -12,7 +12,9 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
-from restore_assets.audit import (
+from restore_assets.backends.aws.clients import error_code
+from restore_assets.backends.aws.secrets import redact, redact_any
+from restore_assets.core.audit import (
     RESTORE_ID_RE,
     STATUSES,
     UPDATABLE,
@@ -22,8 +24,6 @@ from restore_assets.audit import (
     new_restore_id,
     process_owner,
 )
-from restore_assets.backends.aws.clients import error_code
-from restore_assets.backends.aws.secrets import redact, redact_any
 
 _ser = TypeSerializer()
 _de = TypeDeserializer()

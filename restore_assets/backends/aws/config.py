@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from restore_assets.errors import InvalidRequest
-from restore_assets.keys import refuse_unknown_keys
+from restore_assets.core.errors import InvalidRequest
+from restore_assets.core.keys import refuse_unknown_keys
 
 RESTORE_ID_TAG = "restore-assets:restore-id"
 TEMP_SECRET_PREFIX = "restore-assets/"

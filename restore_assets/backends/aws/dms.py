@@ -25,8 +25,8 @@ from restore_assets.backends.aws.ownership import (
     expected_owner,
 )
 from restore_assets.backends.aws.waits import WaitTimedOut, poll_until, run_waiter
-from restore_assets.backends.base import RecordResource
-from restore_assets.errors import CopyError, FleetError
+from restore_assets.backends.protocols import RecordResource
+from restore_assets.core.errors import CopyError, FleetError
 
 log = logging.getLogger("restore_assets.aws")
 
@@ -569,7 +569,7 @@ class DmsMover:
         progress: Callable[[Any], None] | None,
     ) -> Any:
         """Copy every (or the listed) table of a schema with a DMS full-load task; a CopyReport."""
-        from restore_assets.copy import CopyReport, TableCopy, plan_schema
+        from restore_assets.core.mover import CopyReport, TableCopy, plan_schema
 
         m = self.manager
         if m.restore_id is None:

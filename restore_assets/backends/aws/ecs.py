@@ -22,8 +22,8 @@ from restore_assets.backends.aws.clients import error_code, is_not_found
 from restore_assets.backends.aws.config import AwsConfig, tags, temp_secret_name
 from restore_assets.backends.aws.ownership import OWNER_KEY, check_owned
 from restore_assets.backends.aws.secrets import redact
-from restore_assets.backends.base import RecordResource
-from restore_assets.errors import CopyError, DdlError, RestoreError
+from restore_assets.backends.protocols import RecordResource
+from restore_assets.core.errors import CopyError, DdlError, RestoreError
 
 log = logging.getLogger("restore_assets.aws")
 
@@ -329,7 +329,7 @@ class EcsDdlTask:
 
     def extract(self, dsn: str, schemas: list[str], suffix: str) -> Any:
         """Dump, split and rename in the task (from the temporary secret); the DdlBundle it stored."""
-        from restore_assets.ddl import DdlBundle
+        from restore_assets.core.ddl import DdlBundle
 
         remote = self._remote()
         spec = {"database": database_of(dsn), "schemas": list(schemas), "suffix": suffix}
@@ -345,7 +345,7 @@ class EcsDdlTask:
         on_start: Callable[[int], None],
     ) -> None:
         """Guard here, then apply in the task with the production secret (one transaction)."""
-        from restore_assets import ddl
+        from restore_assets.core import ddl
 
         ddl.guard(statements, allowed_schemas)
         remote = self._remote()
@@ -400,7 +400,7 @@ class EcsCopyMover:
         progress: Callable[[Any], None] | None,
     ) -> Any:
         """Copy one schema in the task (temporary secret -> production secret); its CopyReport."""
-        from restore_assets.copy import CopyReport, TableCopy
+        from restore_assets.core.mover import CopyReport, TableCopy
 
         if self.restore_id is None:
             raise CopyError("the ECS copy mover must be bound to a restore (phases bind it)")

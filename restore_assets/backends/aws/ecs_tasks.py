@@ -7,7 +7,7 @@ from typing import Any
 from restore_assets.backends.aws.config import RESTORE_ID_TAG
 from restore_assets.backends.aws.ecs import TASK_RESOURCE, stop_task
 from restore_assets.backends.aws.ownership import OWNER_KEY
-from restore_assets.backends.base import RecordResource
+from restore_assets.backends.protocols import RecordResource
 
 DESCRIBE_BATCH = 100  # describe_tasks takes at most 100 task ARNs
 

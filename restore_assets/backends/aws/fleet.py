@@ -19,7 +19,7 @@ from restore_assets.backends.aws.ownership import (
     expected_owner,
 )
 from restore_assets.backends.aws.secrets import SECRET_RESOURCE, SecretStore
-from restore_assets.backends.base import (
+from restore_assets.backends.protocols import (
     RecordResource,
     RestoreTarget,
     RestoreWindow,
@@ -27,7 +27,7 @@ from restore_assets.backends.base import (
     Source,
     TempDatabase,
 )
-from restore_assets.errors import FleetError, InvalidRequest
+from restore_assets.core.errors import FleetError, InvalidRequest
 
 log = logging.getLogger("restore_assets.aws")
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from restore_assets.backends.aws.config import RESTORE_ID_TAG
-from restore_assets.errors import FleetError
+from restore_assets.core.errors import FleetError
 
 log = logging.getLogger("restore_assets.aws")
 

@@ -20,7 +20,7 @@ import psycopg
 from restore_assets.backends.aws.clients import is_not_found
 from restore_assets.backends.aws.config import tags, temp_secret_name
 from restore_assets.backends.aws.ownership import OWNER_KEY, check_free, check_owned
-from restore_assets.errors import FleetError
+from restore_assets.core.errors import FleetError
 
 log = logging.getLogger("restore_assets.aws")
 

@@ -91,7 +91,7 @@ def run_extract(ctx: TaskContext, spec: dict[str, Any]) -> dict[str, Any]:
     """pg_dump + split + rename; store pre.sql, post.sql, full.sql and the bundle as JSON."""
     from dataclasses import asdict
 
-    from restore_assets import ddl
+    from restore_assets.core import ddl
 
     bundle = ddl.extract(ctx.temp_dsn(spec["database"]), list(spec["schemas"]), spec["suffix"])
     ddl.guard(bundle.pre + bundle.post, bundle.target_schemas)
@@ -114,14 +114,14 @@ def run_apply(ctx: TaskContext, spec: dict[str, Any], stage: str) -> dict[str, A
     """Guard and apply: pre in one transaction recording the schemas it creates; post in waves."""
     import psycopg
 
-    from restore_assets import ddl
+    from restore_assets.core import ddl
 
     statements = list(spec["statements"])
     allowed = set(spec["allowed_schemas"])
     database = spec["database"]
     lock_timeout = ctx.env.get("RESTORE_ASSETS_LOCK_TIMEOUT", "5s")
     if stage == "post":
-        from restore_assets.ddl.parallel import apply_post
+        from restore_assets.core.ddl.parallel import apply_post
 
         workers = int(ctx.env.get("RESTORE_ASSETS_POST_WORKERS", "4"))
         waves = apply_post(
@@ -163,7 +163,7 @@ def run_apply(ctx: TaskContext, spec: dict[str, Any], stage: str) -> dict[str, A
 
 def run_copy(ctx: TaskContext, spec: dict[str, Any]) -> dict[str, Any]:
     """Copy one schema with the parallel COPY mover."""
-    from restore_assets.copy import copy_schema
+    from restore_assets.core.mover import copy_schema
 
     report = copy_schema(
         ctx.temp_dsn(spec["database"]),

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from restore_assets.backends.local.manifest import Manifest
-from restore_assets.errors import FleetError, RestoreError
+from restore_assets.core.errors import FleetError, RestoreError
 
 PRIVATE_UMASK = 0o077
 

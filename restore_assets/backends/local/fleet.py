@@ -20,14 +20,6 @@ from typing import Any
 
 import psycopg
 
-from restore_assets.backends.base import (
-    RecordResource,
-    RestoreTarget,
-    RestoreWindow,
-    Snapshot,
-    Source,
-    TempDatabase,
-)
 from restore_assets.backends.local import pg, selective
 from restore_assets.backends.local.manifest import MANIFEST_FILE, Manifest
 from restore_assets.backends.local.pgbackrest import (
@@ -42,7 +34,15 @@ from restore_assets.backends.local.pgbackrest import (
     write_managed_config,
 )
 from restore_assets.backends.local.tablespaces import relocate_tablespaces, tablespace_mapping
-from restore_assets.errors import FleetError, InvalidRequest
+from restore_assets.backends.protocols import (
+    RecordResource,
+    RestoreTarget,
+    RestoreWindow,
+    Snapshot,
+    Source,
+    TempDatabase,
+)
+from restore_assets.core.errors import FleetError, InvalidRequest
 
 CONFIG_FILE = "fleet.json"
 PGPASS_FILE = "pgpass"

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from restore_assets.errors import FleetError
+from restore_assets.core.errors import FleetError
 
 MANIFEST_FILE = "manifest.json"
 

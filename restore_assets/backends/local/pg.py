@@ -16,8 +16,8 @@ from pathlib import Path
 
 import psycopg
 
-from restore_assets.errors import FleetError
-from restore_assets.pgtools import pg_bin
+from restore_assets.core.errors import FleetError
+from restore_assets.core.pgtools import pg_bin
 
 RUN_AS_USER = os.environ.get("RESTORE_ASSETS_PG_USER", "postgres")
 

@@ -18,9 +18,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from restore_assets.backends.base import RestoreTarget, Snapshot
 from restore_assets.backends.local import pg
-from restore_assets.errors import FleetError, InvalidRequest
+from restore_assets.backends.protocols import RestoreTarget, Snapshot
+from restore_assets.core.errors import FleetError, InvalidRequest
 
 BACKUP_TYPES = ("full", "diff", "incr")
 SNAPSHOT_KIND = "pgbackrest-{}"

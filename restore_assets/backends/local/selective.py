@@ -219,7 +219,7 @@ def close_zero_filled(dsn: str, zero_oids: set[int], databases: list[str]) -> li
         names = [n for n, _ in rows]
         clash = sorted(set(names) & set(databases))
         if clash:
-            from restore_assets.errors import FleetError
+            from restore_assets.core.errors import FleetError
 
             raise FleetError(
                 f"database(s) {', '.join(clash)} at the restore point are not the ones the"

@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 
 from restore_assets.backends.local import pg
-from restore_assets.errors import FleetError
+from restore_assets.core.errors import FleetError
 
 SNAPSHOT_TABLESPACES = "tablespaces"
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import psycopg
 
-from restore_assets import ddl
-from restore_assets.copy import copy_schema
-from restore_assets.copy.mover import TablePost
-from restore_assets.ddl.parallel import apply_post
+from restore_assets.core import ddl
+from restore_assets.core.ddl.parallel import apply_post
+from restore_assets.core.mover import copy_schema
+from restore_assets.core.mover.mover import TablePost
 
 
 class LocalDdlTask:

@@ -1,6 +1,0 @@
-"""The parallel COPY data mover: a schema's tables from the temporary database into production."""
-
-from restore_assets.copy.mover import CopyReport, TableCopy, copy_schema
-from restore_assets.copy.plan import TablePlan, plan_schema
-
-__all__ = ["CopyReport", "TableCopy", "TablePlan", "copy_schema", "plan_schema"]

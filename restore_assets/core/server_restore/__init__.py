@@ -1,0 +1,1 @@
+"""core.server_restore."""
