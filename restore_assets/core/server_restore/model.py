@@ -10,6 +10,7 @@ from typing import Any
 
 from restore_assets.core.errors import InvalidRequest
 from restore_assets.core.keys import refuse_unknown_keys
+from restore_assets.core.request import parse_time
 
 TASKS = ("db_restore", "create_snapshot", "create_snapshot_only")
 MAX_IDENTIFIER = 63  # RDS instance and cluster identifiers
@@ -17,10 +18,13 @@ MAX_SNAPSHOT_IDENTIFIER = 255  # RDS snapshot identifiers
 # letters, digits and single hyphens; starts with a letter; no trailing hyphen (RDS rules)
 RDS_NAME = re.compile(r"^[A-Za-z](?:[A-Za-z0-9]|-(?=[A-Za-z0-9]))*$")
 SUFFIX = re.compile(r"^[a-z0-9]{1,20}$")
+# a pgBackRest backup label: full, or diff/incr on top of its full (a local pgBackRest fleet's ids)
+PGBACKREST_LABEL = re.compile(r"^\d{8}-\d{6}F(?:_\d{8}-\d{6}[DI])?$")
 REQUEST_FIELDS = {
     "task",
     "identifier",
     "snapshot_id",
+    "restore_time",
     "snapshot_identifier",
     "suffix",
     "keep_old",
@@ -89,6 +93,7 @@ class InstanceRequest:
     task: str
     identifier: str | None = None
     snapshot_id: str | None = None
+    restore_time: str | None = None  # ISO 8601 in UTC: a point-in-time restore (local pgBackRest)
     snapshot_identifier: str | None = None
     suffix: str = field(default_factory=default_suffix)
     keep_old: bool = False
@@ -109,9 +114,16 @@ class InstanceRequest:
             check_rds_name("identifier", identifier)
         snapshot_id = data.get("snapshot_id") or None
         snapshot_identifier = data.get("snapshot_identifier") or None
-        if task == "db_restore" and not snapshot_id:
+        restore_time = data.get("restore_time") or None
+        if restore_time is not None:
+            if task != "db_restore":
+                raise InvalidRequest(f"task {task} takes a new snapshot: restore_time is not used")
+            if snapshot_id:
+                raise InvalidRequest("give snapshot_id or restore_time, not both")
+            restore_time = parse_time(restore_time).isoformat()
+        if task == "db_restore" and not snapshot_id and not restore_time:
             raise InvalidRequest(
-                "task db_restore needs a snapshot_id (or use task create_snapshot)"
+                "task db_restore needs a snapshot_id or a restore_time (or use task create_snapshot)"
             )
         if task != "db_restore" and snapshot_id:
             raise InvalidRequest(
@@ -120,7 +132,7 @@ class InstanceRequest:
             )
         if task == "db_restore" and snapshot_identifier:
             raise InvalidRequest("snapshot_identifier names a new snapshot: not used by db_restore")
-        if snapshot_id is not None:
+        if snapshot_id is not None and not PGBACKREST_LABEL.match(str(snapshot_id)):
             check_rds_name("snapshot_id", snapshot_id, MAX_SNAPSHOT_IDENTIFIER)
         if snapshot_identifier is not None:
             check_rds_name("snapshot_identifier", snapshot_identifier, MAX_SNAPSHOT_IDENTIFIER)
@@ -136,6 +148,7 @@ class InstanceRequest:
             task=task,
             identifier=identifier,
             snapshot_id=snapshot_id,
+            restore_time=restore_time,
             snapshot_identifier=snapshot_identifier,
             suffix=suffix,
             keep_old=_bool(data, "keep_old"),

@@ -113,6 +113,13 @@ def make_plan(
     snapshot = None
     if request.snapshot_id:
         snapshot = backend.check_snapshot(source, request.snapshot_id)
+    elif request.restore_time:
+        check_time = getattr(backend, "check_restore_time", None)
+        if check_time is None:
+            raise InvalidRequest(
+                f"a point-in-time server restore is not available on {backend.name}"
+            )
+        snapshot = check_time(source, request.restore_time)  # the base backup and the time
     checked = {**names, "task": request.task, "export_s3": request.export_s3}
     warnings = backend.check_free(source, checked)  # may complete the names (members, snapshot)
     names = {k: v for k, v in checked.items() if k not in ("task", "export_s3")}
@@ -135,6 +142,8 @@ def describe_plan(plan: InstancePlan) -> dict[str, Any]:
             steps.append("export the snapshot to S3 and follow the export to completion")
     if req.restores:
         snap = plan.snapshot["id"] if plan.snapshot else "the new snapshot"
+        if req.restore_time:
+            snap = f"{snap} recovered to {req.restore_time}"
         steps += [
             f"rename {src.identifier} to {names['renamed']} and wait",
             f"restore {snap} as {src.identifier} with the configuration below",
