@@ -203,9 +203,12 @@ class PgBackRest:
         databases: list[str] | None,
         process_max: int,
         tablespace_dir: Path,
+        delta: bool = False,
     ) -> None:
-        """`pgbackrest restore` of one backup set into datadir (which exists and is empty)."""
+        """`pgbackrest restore` of one backup set into datadir (empty; or, with delta, holding a
+        copy of the cluster that `--delta` checksums and rewrites where it differs)."""
         options = [
+            *(["--delta"] if delta else []),
             f"--pg1-path={datadir}",
             f"--set={label}",
             "--archive-mode=off",
