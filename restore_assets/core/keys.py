@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar, Self
+
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from restore_assets.core.errors import InvalidRequest
 
@@ -27,3 +30,38 @@ def refuse_unknown_keys(where: str, given: Iterable[str], known: Iterable[str]) 
     message = unknown_keys_message(where, given, known)
     if message:
         raise InvalidRequest(message)
+
+
+def validation_message(where: str, exc: ValidationError) -> str:
+    """A pydantic ValidationError in words: each field named with what is wrong (values not shown)."""
+    parts = []
+    for err in exc.errors(include_url=False, include_input=False):
+        field = ".".join(str(p) for p in err["loc"]) or "(the whole mapping)"
+        parts.append(f"{field}: {err['msg']}")
+    return f"invalid {where}: " + "; ".join(parts)
+
+
+class StrictModel(BaseModel):
+    """A pydantic model that refuses unknown keys (`extra="forbid"`), naming the nearest field.
+
+    `parse` is the one entry for outside input: every refusal is an InvalidRequest.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    where: ClassVar[str] = "the configuration"  # how messages name the mapping
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys_only(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            raise InvalidRequest(f"{cls.where} must be a mapping, got {type(data).__name__}")
+        refuse_unknown_keys(cls.where, data, cls.model_fields)
+        return data
+
+    @classmethod
+    def parse(cls, data: Any) -> Self:
+        """The checked model of a mapping (CLI, notebook, launchpad, YAML); InvalidRequest if not."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise InvalidRequest(validation_message(cls.where, exc)) from None

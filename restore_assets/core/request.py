@@ -5,27 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import psycopg
+from pydantic import Field, field_validator, model_validator
 
 from restore_assets.backends.protocols import Fleet, RestoreTarget
 from restore_assets.core.ddl.extensions import extension_refusal, extensions_in
 from restore_assets.core.ddl.names import check_identifier_length, default_suffix, target_name
 from restore_assets.core.errors import InvalidRequest
-from restore_assets.core.keys import refuse_unknown_keys
-
-KNOWN_FIELDS = {
-    "database",
-    "schemas",
-    "restore_time",
-    "snapshot_id",
-    "tables",
-    "include_dependencies",
-    "suffix",
-    "tablespace_map",
-    "full_provision",
-}
+from restore_assets.core.keys import StrictModel
 
 
 def check_identifier(kind: str, name: str) -> str:
@@ -59,56 +48,129 @@ def parse_time(value: str | datetime) -> datetime:
     return dt.astimezone(UTC)
 
 
-@dataclass(frozen=True)
-class RestoreRequest:
-    """What the operator asks for: schemas of one database at one point in time or snapshot."""
+class RestoreRequest(StrictModel):
+    """What the operator asks for: schemas of one database at one point in time or snapshot.
 
-    database: str
-    schemas: tuple[str, ...]
-    restore_time: datetime | None = None
-    snapshot_id: str | None = None
-    tables: tuple[str, ...] = ()
-    include_dependencies: bool = True
-    suffix: str | None = None
-    tablespace_map: tuple[tuple[str, str], ...] = ()  # (old, new): restored objects move
-    full_provision: bool = False  # copy the whole snapshot, not only the restored database
+    The one request model of the CLI, the runbook notebooks and the Dagster launchpad (whose config
+    schema is built from these fields): every field is checked when the model is made.
+    """
 
+    where: ClassVar[str] = "the restore request"
+
+    database: str = Field(
+        default="",
+        validate_default=True,
+        description="The database holding the tenant schemas, e.g. tenant_a (required).",
+    )
+    schemas: tuple[str, ...] = Field(
+        default=(),
+        validate_default=True,
+        description="The schemas to restore, e.g. [customer_a1] (at least one; required).",
+    )
+    restore_time: datetime | None = Field(
+        default=None,
+        description=(
+            "The point in time to restore to: ISO 8601 with a time zone, inside the restore "
+            "window (`restore-assets fleet status`), e.g. 2026-01-02T03:04:05Z. "
+            "Give this or snapshot_id, not both."
+        ),
+    )
+    snapshot_id: str | None = Field(
+        default=None,
+        description=(
+            "The snapshot to restore from (`restore-assets fleet status` lists them). "
+            "Give this or restore_time, not both."
+        ),
+    )
+    tables: tuple[str, ...] = Field(
+        default=(),
+        description="Restore only these tables (plus the tables they reference); empty: all.",
+    )
+    include_dependencies: bool = Field(
+        default=True,
+        description="With tables: also restore the tables they reference by foreign key.",
+    )
+    suffix: str | None = Field(
+        default=None,
+        description=(
+            "The restored schema is <schema>_<suffix>; empty: the restore point as YYYYMMDDHHMMSS."
+        ),
+    )
+    # (old, new) pairs: restored objects of tablespace old are created in new
+    tablespace_map: tuple[tuple[str, str], ...] = Field(
+        default=(),
+        description=(
+            "OLD=NEW entries: restored objects of tablespace OLD are created in NEW; empty: every"
+            " object keeps its tablespace."
+        ),
+    )
+    full_provision: bool = Field(
+        default=False,
+        description=(
+            "Copy the whole snapshot into the temporary server; default: only the restored"
+            " database's files (the others zero-filled) when the snapshot allows it."
+        ),
+    )
+
+    @field_validator("database", mode="before")
     @classmethod
-    def parse(cls, data: Mapping[str, Any]) -> RestoreRequest:
-        """Build a request from launchpad/CLI/JSON input, with every static check."""
-        refuse_unknown_keys("the restore request", data, KNOWN_FIELDS)
-        database = check_identifier("database", data.get("database") or "")
-        schemas_raw = data.get("schemas") or []
-        if isinstance(schemas_raw, str):
-            schemas_raw = [schemas_raw]
-        if not schemas_raw:
+    def _database(cls, value: Any) -> str:
+        return check_identifier("database", value or "")
+
+    @field_validator("schemas", mode="before")
+    @classmethod
+    def _schemas(cls, value: Any) -> tuple[str, ...]:
+        raw = [value] if isinstance(value, str) else list(value or [])
+        if not raw:
             raise InvalidRequest("at least one schema is required")
-        schemas = tuple(check_identifier("schema", s) for s in schemas_raw)
+        schemas = tuple(check_identifier("schema", s) for s in raw)
         dupes = sorted({s for s in schemas if schemas.count(s) > 1})
         if dupes:
             raise InvalidRequest(f"duplicate schema(s) in request: {', '.join(dupes)}")
-        rt, snap = data.get("restore_time"), data.get("snapshot_id")
-        if bool(rt) == bool(snap):
-            raise InvalidRequest("give exactly one of restore_time or snapshot_id")
-        tables = tuple(check_identifier("table", t) for t in (data.get("tables") or []))
-        suffix = data.get("suffix") or None
-        if suffix is not None and (not isinstance(suffix, str) or not suffix.strip()):
+        return schemas
+
+    @field_validator("restore_time", mode="before")
+    @classmethod
+    def _restore_time(cls, value: Any) -> datetime | None:
+        return parse_time(value) if value else None
+
+    @field_validator("snapshot_id", mode="before")
+    @classmethod
+    def _snapshot_id(cls, value: Any) -> str | None:
+        return str(value) if value else None
+
+    @field_validator("tables", mode="before")
+    @classmethod
+    def _tables(cls, value: Any) -> tuple[str, ...]:
+        return tuple(check_identifier("table", t) for t in (value or []))
+
+    @field_validator("include_dependencies", "full_provision", mode="before")
+    @classmethod
+    def _flag(cls, value: Any) -> bool:
+        return bool(value)
+
+    @field_validator("suffix", mode="before")
+    @classmethod
+    def _suffix(cls, value: Any) -> str | None:
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str) or not value.strip():
             raise InvalidRequest("suffix must be a non-empty string")
-        req = cls(
-            database=database,
-            schemas=schemas,
-            restore_time=parse_time(rt) if rt else None,
-            snapshot_id=str(snap) if snap else None,
-            tables=tables,
-            include_dependencies=bool(data.get("include_dependencies", True)),
-            suffix=suffix,
-            tablespace_map=parse_tablespace_map(data.get("tablespace_map")),
-            full_provision=bool(data.get("full_provision", False)),
-        )
-        if suffix:
-            for s in schemas:
-                target_name(s, suffix)
-        return req
+        return value
+
+    @field_validator("tablespace_map", mode="before")
+    @classmethod
+    def _tablespace_map(cls, value: Any) -> tuple[tuple[str, str], ...]:
+        return parse_tablespace_map(value)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> RestoreRequest:
+        if bool(self.restore_time) == bool(self.snapshot_id):
+            raise InvalidRequest("give exactly one of restore_time or snapshot_id")
+        if self.suffix:
+            for s in self.schemas:
+                target_name(s, self.suffix)
+        return self
 
     @property
     def target(self) -> RestoreTarget:

@@ -1,10 +1,15 @@
 """Launchpad configuration that refuses unknown keys, naming each with the nearest valid key."""
 
-from collections.abc import Callable
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 import dagster as dg
-from pydantic import ConfigDict
+import pydantic
+from pydantic import BaseModel, ConfigDict
+from pydantic_core import PydanticUndefined
 
 from restore_assets.core.keys import unknown_keys_message
 
@@ -13,6 +18,41 @@ class StrictConfig(dg.Config):
     """A Dagster Config whose model refuses unknown keys (pydantic `extra="forbid"`)."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+def _launchpad_type(annotation: Any) -> tuple[Any, Any]:
+    """The type a launchpad field of a core field takes, and its empty value (Dagster config knows
+    no datetime or tuple: a time is typed as ISO 8601 text, a tuple as a list of strings)."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    if typing.get_origin(annotation) is tuple:
+        return list[str], []
+    if annotation in (str, datetime):
+        return str, ""
+    return annotation, None
+
+
+def launchpad_form(
+    model: type[BaseModel],
+    *,
+    exclude: Iterable[str] = (),
+    defaults: Mapping[str, Any] | None = None,
+) -> type[StrictConfig]:
+    """A StrictConfig with the fields of a core request model: same names, descriptions and defaults
+    (empty where the core has none), checked by the core model when the op runs."""
+    fields: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        if name in exclude:
+            continue
+        kind, empty = _launchpad_type(info.annotation)
+        default = info.default
+        if default is PydanticUndefined or default is None or isinstance(default, tuple):
+            default = empty
+        default = (defaults or {}).get(name, default)
+        fields[name] = (kind, pydantic.Field(default=default, description=info.description))
+    return pydantic.create_model(  # type: ignore[call-overload]
+        f"{model.__name__}Form", __base__=StrictConfig, __module__=__name__, **fields
+    )
 
 
 def strict_config_mapping(

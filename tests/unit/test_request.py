@@ -81,3 +81,12 @@ def test_tablespace_map_is_parsed_and_checked() -> None:
     ):
         with pytest.raises(InvalidRequest, match=message):
             RestoreRequest.parse({**base, "tablespace_map": bad})
+
+
+def test_the_model_itself_refuses_a_typo_naming_the_nearest_field():
+    """Not only parse: building the pydantic model refuses an unknown key (extra="forbid")."""
+    with pytest.raises(InvalidRequest, match="'sufix' \\(did you mean 'suffix'\\?\\)"):
+        RestoreRequest.model_validate({**BASE, "sufix": "x"})
+    assert RestoreRequest.model_config["extra"] == "forbid"
+    undescribed = [n for n, f in RestoreRequest.model_fields.items() if not f.description]
+    assert undescribed == []
