@@ -29,7 +29,7 @@ from restore_assets.jobs.runs import (
     restore_id_of,
 )
 from restore_assets.jobs.strict import StrictConfig, strict_config_mapping
-from restore_assets.jobs.tags import CONCURRENCY_TAG, reject_run, request_tags
+from restore_assets.jobs.tags import CONCURRENCY_TAG, end_refused_run, reject_run, request_tags
 
 
 class RestoreRequestConfig(StrictConfig):
@@ -141,11 +141,13 @@ def _finish_op(context: dg.OpExecutionContext, result: PhaseResult) -> PhaseResu
     return result
 
 
-@dg.op(out=dg.Out(dict))
+@dg.op(out=dg.Out(dict, is_required=False))
 def validate_request(
     context: dg.OpExecutionContext, config: RestoreRequestConfig, backend: RestoreBackend
-) -> dict:
-    """Phase 1: validate the request against the server before anything is created; record it."""
+) -> Iterator[dg.Output]:
+    """Phase 1: validate the request against the server before anything is created; record it.
+
+    A refused request yields no output: the run ends FAILURE with the refusal (`reject_run`)."""
     raw = config.model_dump(exclude={"compare", "detach_cleanup"})
     raw = {k: v for k, v in raw.items() if v not in (None, [], "")}
     refusal = reexecution_refusal(context.run)
@@ -158,21 +160,22 @@ def validate_request(
         rid, plan = phases.validate(services, raw, rid, owner=process_owner(context.run_id))
     except InvalidRequest as exc:
         reject_run(context, rid, str(exc))
+        return
     context.instance.add_run_tags(context.run_id, request_tags(rid, plan))
     context.log.info(f"restore {rid}: {plan.request.target.describe()} -> {plan.targets}")
-    context.add_output_metadata(
+    yield dg.Output(
         {
+            "restore_id": rid,
+            "plan": plan.to_dict(),
+            "compare": config.compare,
+            "detach_cleanup": config.detach_cleanup,
+        },
+        metadata={
             "restore_id": rid,
             "restore_point": plan.restore_point.isoformat(),
             "targets": dg.MetadataValue.json(plan.targets),
-        }
+        },
     )
-    return {
-        "restore_id": rid,
-        "plan": plan.to_dict(),
-        "compare": config.compare,
-        "detach_cleanup": config.detach_cleanup,
-    }
 
 
 def _ctx(run: dict) -> tuple[str, phases.RestorePlan]:
@@ -533,7 +536,7 @@ def release_temporary_resources(
 )
 def schema_restore() -> None:
     """Restore schemas of one database to a point in time or snapshot, side by side with the live ones."""
-    run = validate_request()
+    run = validate_request.with_hooks({end_refused_run})()
     topo = detect_topology(run)
     temp = provision_temp_database(run, topo)
     ddl = extract_ddl(run, temp)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
@@ -64,17 +64,32 @@ def is_rejected(run: dg.DagsterRun) -> bool:
     return run.tags.get(REJECTED_TAG) == "true"
 
 
-def reject_run(context: dg.OpExecutionContext, restore_id: str, message: str) -> NoReturn:
-    """Tag the run rejected and fail its op with the refusal alone (nothing was created)."""
+REFUSED = "Request refused, nothing was created"
+
+
+def reject_run(context: dg.OpExecutionContext, restore_id: str, message: str) -> None:
+    """Tag the run rejected and end it as FAILURE with the refusal as its one message.
+
+    No step fails (a failed step always carries a Python stack trace in the UI): the run is marked
+    failed through the instance, the op then returns no output so the ops after it are skipped, and
+    `end_refused_run` stops the execution before Dagster would record the run as a success.
+    """
     tags = {REJECTED_TAG: "true", RESTORE_ID_TAG: restore_id}
     tags.update(request_tags_from_config(_request_config(context)))
     context.instance.add_run_tags(context.run_id, tags)
-    context.log.error(f"request refused: {message}")
-    raise dg.Failure(
-        description=f"Request refused, nothing was created: {message}",
-        metadata={"restore_id": restore_id, "rejected": True},
-        allow_retries=False,
-    ) from None
+    context.instance.report_run_failed(context.dagster_run, f"{REFUSED}: {message}")
+
+
+@dg.success_hook
+def end_refused_run(context: dg.HookContext) -> None:
+    """After a validation that refused the request: stop the run, which stays FAILURE.
+
+    Raised between steps, Dagster's interrupt ends the execution with no step failure and no stack
+    trace ("Execution was interrupted for a run that was already in a failure state").
+    """
+    run = context.instance.get_run_by_id(context.run_id)
+    if run is not None and is_rejected(run) and run.status == dg.DagsterRunStatus.FAILURE:
+        raise dg.DagsterExecutionInterruptedError(f"run {context.run_id}: request refused")
 
 
 def _request_config(context: dg.OpExecutionContext) -> dict[str, object]:

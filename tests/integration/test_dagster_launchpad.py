@@ -1,5 +1,6 @@
 """The schema_restore launchpad: described fields, a default skeleton, refusals in the first op
-(tagged `rejected`, no cleanup run), the failing phase's op marked failed, tenant tags on runs."""
+(a FAILURE run tagged `rejected`: one message, no stack trace, no cleanup run), the failing phase's
+op marked failed, tenant tags on runs."""
 
 from __future__ import annotations
 
@@ -14,7 +15,13 @@ import yaml
 from restore_assets.backends.factory import build_services
 from restore_assets.jobs.resources import RestoreBackend
 from restore_assets.jobs.schema_restore import cleanup_after_failure, schema_restore
-from restore_assets.jobs.tags import DATABASE_TAG, REJECTED_TAG, RESTORE_ID_TAG, SCHEMAS_TAG
+from restore_assets.jobs.tags import (
+    DATABASE_TAG,
+    REFUSED,
+    REJECTED_TAG,
+    RESTORE_ID_TAG,
+    SCHEMAS_TAG,
+)
 from tests import faults
 
 pytestmark = pytest.mark.integration
@@ -55,6 +62,17 @@ def _launch(instance: dg.DagsterInstance, root: str, config: dict) -> dg.Execute
     )
 
 
+def _errors(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    """Every Python error (message and stack) the UI would show among a run's events."""
+    found = []
+    for record in instance.all_logs(run_id):
+        data = record.dagster_event.event_specific_data if record.dagster_event else None
+        for error in (record.error_info, getattr(data, "error", None)):
+            if error is not None:
+                found.append(f"{error.message}{''.join(error.stack)}")
+    return found
+
+
 @pytest.mark.parametrize(
     ("request_config", "message"),
     [
@@ -81,7 +99,7 @@ def _launch(instance: dg.DagsterInstance, root: str, config: dict) -> dg.Execute
         ),
     ],
 )
-def test_a_refused_request_fails_only_its_first_op_is_tagged_rejected_and_launches_no_cleanup(
+def test_a_refused_request_fails_its_run_with_one_message_no_stack_trace_and_no_cleanup(
     demo_fleet, request_config, message
 ):
     instance = dg.DagsterInstance.ephemeral()
@@ -90,14 +108,18 @@ def test_a_refused_request_fails_only_its_first_op_is_tagged_rejected_and_launch
         time.sleep(0.1)
     result = _launch(instance, str(demo_fleet.root), request_config)
     assert not result.success
-    failures = result.get_step_failure_events()
-    assert [e.step_key for e in failures] == ["validate_request"]
-    data = failures[0].step_failure_data
-    description = data.user_failure_data.description
-    assert (
-        description.startswith("Request refused, nothing was created:") and message in description
-    )
+    # no step fails (a step failure always carries a stack trace in the UI); no later op starts
+    assert result.get_step_failure_events() == []
+    started = {
+        e.step_key for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_START
+    }
+    assert started == {"validate_request"}
     run = instance.get_run_by_id(result.run_id)
+    assert run.status == dg.DagsterRunStatus.FAILURE
+    [failure] = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+    description = failure.dagster_event.message
+    assert description.startswith(f"{REFUSED}:") and message in description
+    assert _errors(instance, run.run_id) == []
     assert run.tags[REJECTED_TAG] == "true"
     assert (
         build_services({"root": str(demo_fleet.root)}).audit.get(run.tags[RESTORE_ID_TAG])["status"]
@@ -105,7 +127,7 @@ def test_a_refused_request_fails_only_its_first_op_is_tagged_rejected_and_launch
     )
     ctx = dg.build_run_status_sensor_context(
         sensor_name="cleanup_after_failure",
-        dagster_event=result.get_run_failure_event(),
+        dagster_event=failure.dagster_event,
         dagster_instance=instance,
         dagster_run=run,
     )
