@@ -11,6 +11,7 @@ from pydantic import Field
 from restore_assets.core.audit import NotOwner, check_restore_id, process_owner
 from restore_assets.core.errors import InvalidRequest
 from restore_assets.core.progress import CopyWatcher, ticker
+from restore_assets.core.request import RestoreRequest
 from restore_assets.core.schema_restore import phases
 from restore_assets.core.schema_restore.phases import PhaseResult
 from restore_assets.core.schema_restore.release import (
@@ -28,68 +29,18 @@ from restore_assets.jobs.runs import (
     reexecution_refusal,
     restore_id_of,
 )
-from restore_assets.jobs.strict import StrictConfig, strict_config_mapping
+from restore_assets.jobs.strict import StrictConfig, launchpad_form, strict_config_mapping
 from restore_assets.jobs.tags import CONCURRENCY_TAG, end_refused_run, reject_run, request_tags
 
 
-class RestoreRequestConfig(StrictConfig):
+class RestoreRequestConfig(launchpad_form(RestoreRequest)):
     """The restore request: `database`, `schemas`, and exactly one of `restore_time` or `snapshot_id`.
 
     Example: database: tenant_a / schemas: [customer_a1] / restore_time: "2026-01-02T03:04:05Z".
-    The restored schemas appear next to the live ones as `<schema>_<suffix>`.
+    The restored schemas appear next to the live ones as `<schema>_<suffix>`. The request fields
+    are those of the core model (`core/request.RestoreRequest`), which checks them in the first op.
     """
 
-    database: str = Field(
-        default="",
-        description="The database holding the tenant schemas, e.g. tenant_a (required).",
-    )
-    schemas: list[str] = Field(
-        default=[],
-        description="The schemas to restore, e.g. [customer_a1] (at least one; required).",
-    )
-    restore_time: str = Field(
-        default="",
-        description=(
-            "The point in time to restore to: ISO 8601 with a time zone, inside the restore "
-            "window (`restore-assets fleet status`), e.g. 2026-01-02T03:04:05Z. "
-            "Give this or snapshot_id, not both."
-        ),
-    )
-    snapshot_id: str = Field(
-        default="",
-        description=(
-            "The snapshot to restore from (`restore-assets fleet status` lists them). "
-            "Give this or restore_time, not both."
-        ),
-    )
-    tables: list[str] = Field(
-        default=[],
-        description="Restore only these tables (plus the tables they reference); empty: all.",
-    )
-    include_dependencies: bool = Field(
-        default=True,
-        description="With tables: also restore the tables they reference by foreign key.",
-    )
-    suffix: str = Field(
-        default="",
-        description=(
-            "The restored schema is <schema>_<suffix>; empty: the restore point as YYYYMMDDHHMMSS."
-        ),
-    )
-    tablespace_map: list[str] = Field(
-        default=[],
-        description=(
-            "OLD=NEW entries: restored objects of tablespace OLD are created in NEW; empty: every"
-            " object keeps its tablespace."
-        ),
-    )
-    full_provision: bool = Field(
-        default=False,
-        description=(
-            "Copy the whole snapshot into the temporary server; default: only the restored"
-            " database's files (the others zero-filled) when the snapshot allows it."
-        ),
-    )
     compare: bool = Field(
         default=True,
         description="Compare each restored schema with its live schema and attach the report.",
