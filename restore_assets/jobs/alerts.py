@@ -1,5 +1,6 @@
 """Run status sensors that alert (Slack, email, SNS) when a restore-assets run fails, is canceled,
-or succeeds (successes only when `alerts.on_success` is true).
+or succeeds (successes only when `alerts.on_success` is true). A refused request (a run tagged
+`restore-assets/rejected`: nothing was created) is never alerted.
 
 The Notifier (restore_assets.core.alerts) never raises: an alert that cannot be delivered is logged by
 the sensor and changes nothing about the run it reports on. Rollbacks are alerted directly by the
@@ -19,6 +20,7 @@ from restore_assets.jobs.runs import restore_id_of
 from restore_assets.jobs.schedules import staging_refresh
 from restore_assets.jobs.schema_restore import schema_restore
 from restore_assets.jobs.snapshot import snapshot
+from restore_assets.jobs.tags import is_rejected
 
 MONITORED_JOBS: list[dg.JobDefinition] = [
     schema_restore,
@@ -79,6 +81,11 @@ def failure_cause(context: dg.RunFailureSensorContext) -> str | None:
 
 def send(context: Any, backend: RestoreBackend, event: dict[str, Any]) -> dg.SkipReason | None:
     """Send one event; log each channel's outcome; never raise."""
+    run = getattr(context, "dagster_run", None)
+    if run is not None and is_rejected(run):
+        return dg.SkipReason(
+            f"run {run.run_id} was a refused request: nothing was created, no alert"
+        )
     notifier = notifier_of(backend, context.log)
     if notifier is None:
         return dg.SkipReason("no alert channel configured (alerts: in the backend configuration)")

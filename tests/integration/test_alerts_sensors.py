@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,17 +11,19 @@ import pytest
 import yaml
 
 from restore_assets.jobs.alerts import (
+    alert_on_cancel,
     alert_on_failure,
     alert_on_success,
     make_alert_sensors,
     run_event,
 )
 from restore_assets.jobs.resources import RestoreBackend
+from restore_assets.jobs.tags import REFUSED, end_refused_run, reject_run
 from tests.unit.test_alerts import WEBHOOK_PATH, free_port, slack_stand_in
 
 
 @dg.op
-def fine() -> int:
+def fine(start: int | None = None) -> int:
     return 1
 
 
@@ -32,6 +35,17 @@ def broken() -> int:
 @dg.job(tags={"restore-assets/kind": "schema_restore"})
 def tiny_ok():
     fine()
+
+
+@dg.op(out=dg.Out(int, is_required=False))
+def refuse(context) -> Iterator[dg.Output]:
+    reject_run(context, "r-43", "unknown schema 'nope'")
+    yield from ()
+
+
+@dg.job(tags={"restore-assets/kind": "schema_restore"})
+def tiny_refused():
+    fine(refuse.with_hooks({end_refused_run})())
 
 
 @dg.job(tags={"restore-assets/kind": "instance_restore"})
@@ -75,6 +89,31 @@ def test_a_failed_run_is_alerted_with_its_cause(tmp_path: Path) -> None:
     assert "cause: restore r-42 failed: provision: quota exceeded" in msg["text"]
     assert f"run_id: {result.run_id}" in msg["text"]
     assert slack.paths == [WEBHOOK_PATH]
+
+
+def test_a_refused_request_is_never_alerted(tmp_path: Path) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    result = tiny_refused.execute_in_process(instance=instance, raise_on_error=False)
+    assert instance.get_run_by_id(result.run_id).status == dg.DagsterRunStatus.FAILURE
+    [failure] = instance.all_logs(result.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+    assert failure.dagster_event.message.startswith(REFUSED)
+    with slack_stand_in() as slack:
+        backend = backend_with_alerts(
+            tmp_path, {"slack_webhook_url": slack.url, "on_success": True}
+        )
+        ctx = dg.build_run_status_sensor_context(
+            sensor_name="alert",
+            dagster_event=failure.dagster_event,
+            dagster_instance=instance,
+            dagster_run=instance.get_run_by_id(result.run_id),
+            resources={"backend": backend},
+        )
+        assert isinstance(alert_on_failure(ctx.for_run_failure()), dg.SkipReason)
+        assert isinstance(alert_on_cancel(ctx), dg.SkipReason)
+        # the same sensor alerts a run that failed for another reason
+        _, broken = context_for(tiny_broken, backend)
+        assert alert_on_failure(broken.for_run_failure()) is None
+    assert len(slack.received) == 1 and "r-43" not in slack.received[0]["text"]
 
 
 def test_successes_are_alerted_only_when_asked(tmp_path: Path) -> None:
