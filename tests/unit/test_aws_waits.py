@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from botocore.exceptions import WaiterError
 from moto import mock_aws
 
 from restore_assets.backends.aws.clients import aws_client
-from restore_assets.backends.aws.waits import WaitTimedOut, poll_until, run_waiter
+from restore_assets.backends.aws.waits import (
+    WaitTimedOut,
+    poll_until,
+    run_waiter,
+    timed_out,
+    waiter,
+)
 
 REGION = "us-east-1"
 
@@ -53,3 +62,82 @@ def test_run_waiter_raises_the_callers_error_when_the_waiter_gives_up(monkeypatc
                 lambda exc: GaveUp(f"replication_task_ready: {exc}"),
                 Filters=[{"Name": "replication-task-arn", "Values": ["arn:aws:dms:x:1:task:NOPE"]}],
             )
+
+
+def _rds_with_instance(state: str) -> Any:
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.rds.models import rds_backends
+
+    rds = aws_client("rds", region_name=REGION)
+    rds.create_db_instance(
+        DBInstanceIdentifier="db1",
+        Engine="postgres",
+        DBInstanceClass="db.t3.micro",
+        MasterUsername="postgres",
+        MasterUserPassword="not-used-here",
+        AllocatedStorage=20,
+    )
+    rds_backends[DEFAULT_ACCOUNT_ID][REGION].databases["db1"].status = state
+    return rds
+
+
+def test_an_added_failure_state_ends_an_rds_waiter_at_once(monkeypatch) -> None:
+    """botocore's db_instance_available does not list storage-full: added, it fails the wait
+    (not a time-out); without it the waiter runs to its limit."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        rds = _rds_with_instance("storage-full")
+        errors: list[WaiterError] = []
+
+        def give_up(exc: WaiterError) -> GaveUp:
+            errors.append(exc)
+            return GaveUp(str(exc))
+
+        for fail_states in (("storage-full",), ()):
+            with pytest.raises(GaveUp):
+                run_waiter(
+                    rds,
+                    "db_instance_available",
+                    1,
+                    1,
+                    give_up,
+                    fail_states=fail_states,
+                    DBInstanceIdentifier="db1",
+                )
+        assert [timed_out(e) for e in errors] == [False, True]
+        assert "storage-full" in str(errors[0])
+
+
+def test_an_error_code_added_as_retry_keeps_the_waiter_waiting(monkeypatch) -> None:
+    """A final snapshot not listed yet: DBSnapshotNotFound is botocore's 'unexpected error'
+    (the wait fails at once) unless it is added as a retry (the wait runs to its limit)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        rds = aws_client("rds", region_name=REGION)
+        errors: list[WaiterError] = []
+
+        def give_up(exc: WaiterError) -> GaveUp:
+            errors.append(exc)
+            return GaveUp(str(exc))
+
+        for retry in ((), ("DBSnapshotNotFound",)):
+            with pytest.raises(GaveUp):
+                run_waiter(
+                    rds,
+                    "db_snapshot_available",
+                    1,
+                    1,
+                    give_up,
+                    retry_errors=retry,
+                    DBSnapshotIdentifier="not-yet",
+                )
+        assert [timed_out(e) for e in errors] == [False, True]
+
+
+def test_a_waiter_botocore_does_not_have_is_refused() -> None:
+    with mock_aws():
+        rds = aws_client("rds", region_name=REGION)
+        with pytest.raises(ValueError, match="no waiter"):
+            waiter(rds, "db_instance_renamed", fail_states=("failed",))
