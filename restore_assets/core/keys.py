@@ -56,6 +56,11 @@ class StrictModel(BaseModel):
         if not isinstance(data, Mapping):
             raise InvalidRequest(f"{cls.where} must be a mapping, got {type(data).__name__}")
         refuse_unknown_keys(cls.where, data, cls.model_fields)
+        return cls.prepare(data)
+
+    @classmethod
+    def prepare(cls, data: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Checks across fields that must run before the fields are typed (none by default)."""
         return data
 
     @classmethod

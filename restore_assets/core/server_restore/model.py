@@ -6,10 +6,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
+
+from pydantic import Field
 
 from restore_assets.core.errors import InvalidRequest
-from restore_assets.core.keys import refuse_unknown_keys
+from restore_assets.core.keys import StrictModel
 from restore_assets.core.request import parse_time
 
 TASKS = ("db_restore", "create_snapshot", "create_snapshot_only")
@@ -20,17 +22,6 @@ RDS_NAME = re.compile(r"^[A-Za-z](?:[A-Za-z0-9]|-(?=[A-Za-z0-9]))*$")
 SUFFIX = re.compile(r"^[a-z0-9]{1,20}$")
 # a pgBackRest backup label: full, or diff/incr on top of its full (a local pgBackRest fleet's ids)
 PGBACKREST_LABEL = re.compile(r"^\d{8}-\d{6}F(?:_\d{8}-\d{6}[DI])?$")
-REQUEST_FIELDS = {
-    "task",
-    "identifier",
-    "snapshot_id",
-    "restore_time",
-    "snapshot_identifier",
-    "suffix",
-    "keep_old",
-    "skip_final_snapshot",
-    "export_s3",
-}
 
 
 def check_rds_name(kind: str, name: str, limit: int = MAX_IDENTIFIER) -> str:
@@ -86,26 +77,64 @@ def _bool(data: Mapping[str, Any], key: str) -> bool:
     return value
 
 
-@dataclass(frozen=True)
-class InstanceRequest:
-    """What an instance-level run does: restore in place from a snapshot, or take a snapshot."""
+class InstanceRequest(StrictModel):
+    """What a server restore run does: restore in place from a snapshot, or take a snapshot.
 
-    task: str
-    identifier: str | None = None
-    snapshot_id: str | None = None
-    restore_time: str | None = None  # ISO 8601 in UTC: a point-in-time restore (local pgBackRest)
-    snapshot_identifier: str | None = None
-    suffix: str = field(default_factory=default_suffix)
-    keep_old: bool = False
-    skip_final_snapshot: bool = False
-    export_s3: bool = False
+    The one model of the CLI, the runbook notebook and the launchpad (whose config is built from
+    these fields); static checks only, no call to any server.
+    """
+
+    where: ClassVar[str] = "the instance restore request"
+
+    task: str = Field(
+        default="db_restore",
+        description=(
+            "db_restore: restore in place from snapshot_id (or restore_time); create_snapshot:"
+            " take a snapshot, then restore it in place; create_snapshot_only: take a snapshot."
+        ),
+    )
+    identifier: str | None = Field(
+        default=None,
+        description="The RDS instance or cluster (default: aws.source_identifier); locally: production.",
+    )
+    snapshot_id: str | None = Field(
+        default=None, description="The snapshot db_restore restores in place."
+    )
+    restore_time: str | None = Field(
+        default=None,
+        description=(
+            "db_restore to a point in time instead of a snapshot: ISO 8601 with a time zone"
+            " (a local pgBackRest fleet only)."
+        ),
+    )
+    snapshot_identifier: str | None = Field(
+        default=None,
+        description=(
+            "The name of the snapshot a create_snapshot task takes; empty:"
+            " <identifier>-YYYYMMDD-HHMMSS."
+        ),
+    )
+    suffix: str = Field(
+        default_factory=default_suffix,
+        description=(
+            "The original is renamed <identifier>-old-<suffix> while the snapshot is restored;"
+            " empty: the UTC time as YYYYMMDDHHMMSS."
+        ),
+    )
+    keep_old: bool = Field(
+        default=False, description="Keep the renamed original after a successful restore."
+    )
+    skip_final_snapshot: bool = Field(
+        default=False, description="Delete the renamed original without taking a final snapshot."
+    )
+    export_s3: bool = Field(
+        default=False,
+        description="Export the snapshot this run takes to S3 and follow the export to its end.",
+    )
 
     @classmethod
-    def parse(cls, data: Mapping[str, Any]) -> InstanceRequest:
-        """Check a request mapping (static checks only: no call to any server)."""
-        if not isinstance(data, Mapping):
-            raise InvalidRequest("the request must be a mapping")
-        refuse_unknown_keys("the instance restore request", data, REQUEST_FIELDS)
+    def prepare(cls, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Every static check, in the order a user meets them; the fields in their final form."""
         task = data.get("task") or "db_restore"
         if task not in TASKS:
             raise InvalidRequest(f"unknown task {task!r}: expected one of {', '.join(TASKS)}")
@@ -144,17 +173,6 @@ class InstanceRequest:
             raise InvalidRequest(
                 "export_s3 applies to a snapshot this run takes, not to db_restore"
             )
-        req = cls(
-            task=task,
-            identifier=identifier,
-            snapshot_id=snapshot_id,
-            restore_time=restore_time,
-            snapshot_identifier=snapshot_identifier,
-            suffix=suffix,
-            keep_old=_bool(data, "keep_old"),
-            skip_final_snapshot=_bool(data, "skip_final_snapshot"),
-            export_s3=export_s3,
-        )
         if identifier is not None and task != "create_snapshot_only":
             check_rds_name("renamed identifier", renamed_identifier(identifier, suffix))
             check_rds_name(
@@ -162,7 +180,17 @@ class InstanceRequest:
                 final_snapshot_identifier(identifier, suffix),
                 MAX_SNAPSHOT_IDENTIFIER,
             )
-        return req
+        return {
+            "task": task,
+            "identifier": identifier,
+            "snapshot_id": snapshot_id,
+            "restore_time": restore_time,
+            "snapshot_identifier": snapshot_identifier,
+            "suffix": suffix,
+            "keep_old": _bool(data, "keep_old"),
+            "skip_final_snapshot": _bool(data, "skip_final_snapshot"),
+            "export_s3": export_s3,
+        }
 
     @property
     def restores(self) -> bool:
@@ -176,12 +204,12 @@ class InstanceRequest:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return asdict(self)
+        return self.model_dump()
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> InstanceRequest:
         """Inverse of to_dict (no re-validation)."""
-        return cls(**{k: data[k] for k in REQUEST_FIELDS if k in data})
+        return cls.model_construct(**{k: data[k] for k in cls.model_fields if k in data})
 
 
 @dataclass
