@@ -14,27 +14,19 @@ from restore_assets.core.audit import AuditConflict, check_restore_id, new_resto
 from restore_assets.core.errors import InvalidRequest
 from restore_assets.core.schema_restore.phases import PhaseResult
 from restore_assets.core.server_restore import steps
-from restore_assets.core.server_restore.model import InstancePlan
+from restore_assets.core.server_restore.model import InstancePlan, InstanceRequest
 from restore_assets.jobs.resources import RestoreBackend
 from restore_assets.jobs.runs import check_owner, crash_sensors, reexecution_refusal, restore_id_of
-from restore_assets.jobs.strict import StrictConfig, strict_config_mapping
+from restore_assets.jobs.strict import StrictConfig, launchpad_form, strict_config_mapping
 
 KIND_TAG = "restore-assets/kind"
 INFO_CONSOLE = {"console": {"config": {"log_level": "INFO"}}}
 
 
-class InstanceRestoreConfig(StrictConfig):
-    """The launchpad form: what to restore, from which snapshot, and what to keep."""
+class InstanceRestoreConfig(launchpad_form(InstanceRequest, exclude={"export_s3"})):
+    """The launchpad form: what to restore, from which snapshot, and what to keep (the fields of
+    the core InstanceRequest, which checks them in the first op; export_s3 is the snapshot job's)."""
 
-    task: str = "db_restore"  # db_restore | create_snapshot | create_snapshot_only
-    snapshot_id: str | None = None
-    identifier: str | None = (
-        None  # RDS instance/cluster (default aws.source_identifier); local: production
-    )
-    snapshot_identifier: str | None = None  # name of the snapshot create_snapshot takes
-    suffix: str | None = None  # the original is renamed <identifier>-old-<suffix>
-    keep_old: bool = False
-    skip_final_snapshot: bool = False
     restore_id: str | None = None
 
 
