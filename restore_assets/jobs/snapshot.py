@@ -12,6 +12,7 @@ import dagster as dg
 from restore_assets.core.audit import new_restore_id
 from restore_assets.core.schema_restore.phases import PhaseResult
 from restore_assets.core.server_restore import steps
+from restore_assets.core.server_restore.model import InstanceRequest
 from restore_assets.jobs.instance_restore import (
     INFO_CONSOLE,
     KIND_TAG,
@@ -23,16 +24,19 @@ from restore_assets.jobs.instance_restore import (
     validate_op_body,
 )
 from restore_assets.jobs.resources import RestoreBackend
-from restore_assets.jobs.strict import StrictConfig, strict_config_mapping
+from restore_assets.jobs.strict import launchpad_form, strict_config_mapping
 
 
-class SnapshotConfig(StrictConfig):
-    """Which server to snapshot, the snapshot's name, and whether to export it to S3."""
+class SnapshotConfig(
+    launchpad_form(
+        InstanceRequest,
+        exclude={"snapshot_id", "restore_time", "suffix", "keep_old", "skip_final_snapshot"},
+        defaults={"task": "create_snapshot_only"},
+    )
+):
+    """Which server to snapshot, the snapshot's name, and whether to export it to S3 (fields of
+    the core InstanceRequest, which checks them in the first op)."""
 
-    task: str = "create_snapshot_only"
-    identifier: str | None = None  # RDS instance/cluster (default aws.source_identifier)
-    snapshot_identifier: str | None = None  # default <identifier>-YYYYMMDD-HHMMSS (local: snap-...)
-    export_s3: bool = False
     restore_id: str | None = None
 
 
