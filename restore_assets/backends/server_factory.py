@@ -112,7 +112,7 @@ def instance_services(
     notifier: Any = None,
 ) -> InstanceServices:
     """InstanceServices (backend, audit log, notifier, time limits) from a configuration mapping."""
-    from restore_assets.core.alerts import notifier_from_settings
+    from restore_assets.backends.aws.alerts import notifier_from_settings
 
     opts = settings.get("instance_restore") or {}
     return InstanceServices(

@@ -13,6 +13,10 @@ Configured from the `alerts:` mapping of the backend configuration:
 
 An alert that cannot be delivered is logged (with the webhook path and any password masked) and
 never changes the outcome of the run that sent it.
+
+Slack and SMTP channels are built here. SES and SNS go through boto3 clients, which the core does
+not make: their channels come from the AWS backend (`restore_assets.backends.aws.alerts`), passed
+to `notifier_from_config` as a channel builder.
 """
 
 from __future__ import annotations
@@ -92,6 +96,10 @@ class Channel:
         raise NotImplementedError
 
 
+# makes the channels of one kind from the `alerts:` mapping and the time limit (never raises)
+ChannelBuilder = Callable[[Mapping[str, Any], float], list[Channel]]
+
+
 @dataclass
 class SlackChannel(Channel):
     """A Slack incoming webhook: HTTP POST of {"text": ...} as JSON."""
@@ -164,77 +172,6 @@ class SmtpChannel(Channel):
             smtp.send_message(msg)
 
 
-def _aws_client(service: str, region: str | None, timeout: float) -> Any:
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        service,
-        region_name=region,
-        config=Config(connect_timeout=timeout, read_timeout=timeout, retries={"max_attempts": 1}),
-    )
-
-
-@dataclass(kw_only=True)
-class AwsChannel(Channel):
-    """A channel through one AWS service's boto3 client (region, time limit, client factory)."""
-
-    region: str | None = None
-    timeout: float = DEFAULT_TIMEOUT
-    client_factory: Callable[[str, str | None, float], Any] = _aws_client
-
-    def client(self, service: str, region: str | None = None) -> Any:
-        """The boto3 client of a service in this channel's region (or the one given)."""
-        return self.client_factory(service, region or self.region, self.timeout)
-
-
-@dataclass
-class SesChannel(AwsChannel):
-    """Email through Amazon SES (boto3 send_email)."""
-
-    sender: str
-    to: list[str]
-    name: str = "ses"
-
-    def describe(self) -> str:
-        """Sender and recipients."""
-        return f"ses {self.sender} -> {', '.join(self.to)}"
-
-    def deliver(self, subject: str, text: str, event: Mapping[str, Any]) -> None:
-        """send_email with a text body."""
-        self.client("ses").send_email(
-            Source=self.sender,
-            Destination={"ToAddresses": list(self.to)},
-            Message={"Subject": {"Data": subject}, "Body": {"Text": {"Data": text}}},
-        )
-
-
-@dataclass
-class SnsChannel(AwsChannel):
-    """An SNS topic (boto3 publish)."""
-
-    topic_arn: str
-    name: str = "sns"
-
-    def describe(self) -> str:
-        """The topic."""
-        return f"sns {self.topic_arn}"
-
-    def deliver(self, subject: str, text: str, event: Mapping[str, Any]) -> None:
-        """publish (the subject is cut to SNS's 100 characters)."""
-        region = self.region or (
-            self.topic_arn.split(":")[3] if self.topic_arn.count(":") >= 5 else None
-        )
-        self.client("sns", region).publish(
-            TopicArn=self.topic_arn,
-            Subject=subject[:100],
-            Message=text,
-            MessageAttributes={
-                "status": {"DataType": "String", "StringValue": str(event.get("status", ""))}
-            },
-        )
-
-
 def scrub(text: str, secrets: list[str]) -> str:
     """Text with every secret (and anything URL-like holding one) replaced by ***."""
     for s in sorted((s for s in secrets if s), key=len, reverse=True):
@@ -281,16 +218,18 @@ class AlertNotifier:
         return out
 
 
-def _recipients(value: Any) -> list[str]:
+def recipients(value: Any) -> list[str]:
+    """Addresses from a list or a comma-separated string."""
     if isinstance(value, str):
         return [v.strip() for v in value.split(",") if v.strip()]
     return [str(v) for v in value or []]
 
 
 def notifier_from_config(
-    alerts: Mapping[str, Any] | None, region: str | None = None
+    alerts: Mapping[str, Any] | None, *builders: ChannelBuilder
 ) -> AlertNotifier | None:
-    """An AlertNotifier from the `alerts:` mapping (None when no channel is configured).
+    """An AlertNotifier from the `alerts:` mapping (None when no channel is configured): Slack and
+    SMTP, plus the channels each builder makes of the mapping (SES and SNS: the AWS backend's).
 
     A malformed entry is logged and left out; it never raises.
     """
@@ -319,7 +258,7 @@ def notifier_from_config(
                     host=str(smtp["host"]),
                     port=int(smtp.get("port", 25)),
                     sender=str(smtp["from"]),
-                    to=_recipients(smtp["to"]),
+                    to=recipients(smtp["to"]),
                     starttls=bool(smtp.get("starttls", False)),
                     username=smtp.get("username"),
                     password_env=smtp.get("password_env"),
@@ -328,35 +267,13 @@ def notifier_from_config(
             )
         except (KeyError, TypeError, ValueError) as exc:
             log.error("alerts.smtp needs host, from and to (%s missing or invalid): no email", exc)
-    ses = alerts.get("ses")
-    if ses:
+    for build in builders:
         try:
-            channels.append(
-                SesChannel(
-                    sender=str(ses["from"]),
-                    to=_recipients(ses["to"]),
-                    region=ses.get("region_name") or region,
-                    timeout=timeout,
-                )
-            )
-        except (KeyError, TypeError) as exc:
-            log.error("alerts.ses needs from and to (%s missing): no SES email", exc)
-    if alerts.get("sns_topic_arn"):
-        channels.append(
-            SnsChannel(
-                topic_arn=str(alerts["sns_topic_arn"]),
-                region=alerts.get("sns_region_name") or region,
-                timeout=timeout,
-            )
-        )
+            channels.extend(build(alerts, timeout))
+        except Exception as exc:  # noqa: BLE001 - alerts never fail their caller
+            log.error("alerts: channels not built (%s): left out", type(exc).__name__)
+    if not builders and (alerts.get("ses") or alerts.get("sns_topic_arn")):
+        log.error("alerts.ses and alerts.sns_topic_arn need the AWS backend's channels: not sent")
     if not channels:
         return None
     return AlertNotifier(channels, on_success=bool(alerts.get("on_success", False)))
-
-
-def notifier_from_settings(settings: Mapping[str, Any]) -> AlertNotifier | None:
-    """The notifier of a backend configuration mapping (its `alerts:` section)."""
-    region = (
-        (settings.get("aws") or {}).get("region_name") if isinstance(settings, Mapping) else None
-    )
-    return notifier_from_config(settings.get("alerts"), region)

@@ -13,7 +13,8 @@ from typing import Any
 
 import dagster as dg
 
-from restore_assets.core.alerts import AlertNotifier, notifier_from_settings
+from restore_assets.backends.aws.alerts import notifier_from_settings
+from restore_assets.core.alerts import AlertNotifier
 from restore_assets.jobs.instance_restore import KIND_TAG, instance_restore
 from restore_assets.jobs.resources import RestoreBackend
 from restore_assets.jobs.runs import restore_id_of

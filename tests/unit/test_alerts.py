@@ -20,7 +20,6 @@ from restore_assets.core.alerts import (
     format_event,
     mask_url,
     notifier_from_config,
-    notifier_from_settings,
 )
 
 FAILED = {"kind": "instance_restore", "status": "failed", "restore_id": "r-1", "cause": "boom"}
@@ -181,7 +180,9 @@ def test_successes_alert_only_when_on_success() -> None:
 def test_configuration_edge_cases(monkeypatch, caplog) -> None:
     assert notifier_from_config(None) is None
     assert notifier_from_config({"on_success": True}) is None
-    assert notifier_from_settings({"backend": "local"}) is None
+    # SES and SNS need the AWS backend's channel builder: without it they are logged, not sent
+    assert notifier_from_config({"sns_topic_arn": "arn:aws:sns:us-east-1:1:t"}) is None
+    assert "need the AWS backend's channels" in caplog.text
     # a bad entry is logged and left out, never raised
     assert notifier_from_config({"smtp": {"port": 25}}) is None
     assert "alerts.smtp needs host" in caplog.text

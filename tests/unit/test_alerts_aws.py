@@ -8,7 +8,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from restore_assets.core.alerts import notifier_from_settings
+from restore_assets.backends.aws.alerts import notifier_from_settings
 
 REGION = "us-east-1"
 FAILED = {"kind": "snapshot", "status": "failed", "restore_id": "s-1", "cause": "quota"}
@@ -66,3 +66,8 @@ def test_an_unverified_sender_or_missing_topic_is_logged_not_raised(aws, caplog)
     out = notifier.send(FAILED)
     assert out["ses"].startswith("failed") and out["sns"].startswith("failed")
     assert "not delivered" in caplog.text
+
+
+def test_a_configuration_without_alerts_has_no_notifier() -> None:
+    assert notifier_from_settings({"backend": "local"}) is None
+    assert notifier_from_settings({"backend": "aws", "aws": {"region_name": REGION}}) is None
