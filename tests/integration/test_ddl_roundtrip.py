@@ -193,13 +193,12 @@ def schema_privileges(dsn: str, schema: str) -> set[tuple[str, str]]:
 
 def assert_fast_path_agrees(dsn: str, schema: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """build_bundle's token-first fast path gives what its parse-first slow path gives."""
-    import sys
+    from restore_assets.core.ddl.analyze import Analyzer
 
-    split = sys.modules["restore_assets.core.ddl.split"]
     dump = dump_schema_ddl(dsn, [schema])
     fast = build_bundle(dump, {schema: schema + "_fp"})
     with monkeypatch.context() as m:
-        m.setattr(split._Analyzer, "complete", lambda self, p, tree: self._slow(p[0], p[1]))
+        m.setattr(Analyzer, "complete", lambda self, p, tree: self._slow(p[0], p[1]))
         slow = build_bundle(dump, {schema: schema + "_fp"})
     assert (fast.pre, fast.post, fast.full, fast.warnings) == (
         slow.pre,

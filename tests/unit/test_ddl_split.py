@@ -354,14 +354,12 @@ def test_strip_restrict_only_removes_the_keyed_lines() -> None:
 
 def test_fast_path_matches_the_slow_path(monkeypatch: pytest.MonkeyPatch) -> None:
     """Token-only renaming (then one parse) gives what the parse-first path gives."""
-    import sys
-
+    from restore_assets.core.ddl.analyze import Analyzer
     from tests.unit.test_ddl_rename import RENAME_CASES
 
-    split = sys.modules["restore_assets.core.ddl.split"]
     dumps = [DUMP, *RENAME_CASES]
     fast = [build_bundle(d, {"t1": "t1_x"}, {("t1", "s"): (41, True)}) for d in dumps]
-    monkeypatch.setattr(split._Analyzer, "complete", lambda self, p, tree: self._slow(p[0], p[1]))
+    monkeypatch.setattr(Analyzer, "complete", lambda self, p, tree: self._slow(p[0], p[1]))
     slow = [build_bundle(d, {"t1": "t1_x"}, {("t1", "s"): (41, True)}) for d in dumps]
     for a, b in zip(fast, slow, strict=True):
         assert (a.pre, a.post, a.full, a.unknown, a.violations) == (
