@@ -131,12 +131,20 @@ def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
 @pytest.mark.parametrize(
     ("rel", "text", "rule"),
     [
-        ("core/schema_restore/phases.py", "def f():\n    import dagster as dg\n", "only jobs/ and definitions.py"),
+        (
+            "core/schema_restore/phases.py",
+            "def f():\n    import dagster as dg\n",
+            "only jobs/ and definitions.py",
+        ),
         ("core/compare/x.py", "from dagster_aws.pipes import PipesECSClient\n", "only jobs/"),
         ("backends/aws/r.py", "import dagster_pipes\n", "only jobs/"),
         ("backends/local/f.py", "from ..aws import fleet\n", "do not import each other"),
         ("backends/aws/f.py", "from restore_assets.backends.local import pg\n", "each other"),
-        ("core/ddl/extract.py", "from restore_assets.backends.local.pg import pg_bin\n", "DDL engine"),
+        (
+            "core/ddl/extract.py",
+            "from restore_assets.backends.local.pg import pg_bin\n",
+            "DDL engine",
+        ),
         ("core/ddl/x.py", "from ...backends import protocols\n", "DDL engine"),
         ("core/request.py", "from restore_assets.jobs.tags import T\n", "no adapter"),
         ("backends/aws/e.py", "def f():\n    from restore_assets.cli import aws\n", "no adapter"),
