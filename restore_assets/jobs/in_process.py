@@ -1,10 +1,13 @@
-"""Execute a job in this process on the Dagster instance of $DAGSTER_HOME (what runner.py launches)."""
+"""Execute a job in this process on a persistent Dagster instance (what jobs/launch.py launches):
+$DAGSTER_HOME's when it is set, else the fleet root's `<root>/dagster`."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -15,12 +18,30 @@ from restore_assets.jobs.tags import RESTORE_ID_TAG
 RESOURCE_FIELDS = ("root", "copy_workers", "provision_timeout_s", "lock_timeout", "keep_artifacts")
 
 
+# The instance settings shipped with the package (the run queue and its concurrency limits)
+INSTANCE_SETTINGS = Path(__file__).with_name("dagster.yaml")
+
+
+def fleet_dagster_home(root: str | Path) -> Path:
+    """The fleet root's Dagster home, `<root>/dagster`, created with the shipped dagster.yaml."""
+    home = Path(root) / "dagster"
+    home.mkdir(parents=True, exist_ok=True)
+    settings = home / "dagster.yaml"
+    if not settings.exists():  # an operator's own settings are kept
+        shutil.copyfile(INSTANCE_SETTINGS, settings)
+    return home
+
+
 @contextlib.contextmanager
-def dagster_instance() -> Iterator[dg.DagsterInstance]:
-    """The persistent Dagster instance of $DAGSTER_HOME when it is set (its runs show in the UI and
-    its sensors see them), else an ephemeral one."""
+def dagster_instance(root: str | Path | None = None) -> Iterator[dg.DagsterInstance]:
+    """The persistent instance of $DAGSTER_HOME when it is set, else of the fleet root's home
+    (`dagster dev` started on the same home shows the runs, its sensors see them); ephemeral only
+    when neither is known."""
     if os.environ.get("DAGSTER_HOME"):
         with dg.DagsterInstance.get() as instance:
+            yield instance
+    elif root:
+        with dg.DagsterInstance.from_config(str(fleet_dagster_home(root))) as instance:
             yield instance
     else:
         with dg.DagsterInstance.ephemeral() as instance:
@@ -41,7 +62,7 @@ def execute_schema_restore(
     """Run the schema_restore job in process; its run id, success and first step failure."""
     from restore_assets.jobs.schema_restore import schema_restore
 
-    with dagster_instance() as instance:
+    with dagster_instance(backend_config.get("root")) as instance:
         result = schema_restore.execute_in_process(
             run_config=run_config,
             resources={"backend": backend_resource(backend_config)},

@@ -1,4 +1,4 @@
-"""The shipped dagster.yaml: a queue with a per-fleet limit on restores that every restore run matches."""
+"""The shipped dagster.yaml (restore_assets/jobs/dagster.yaml): a queue with a per-fleet limit on restores that every restore run matches."""
 
 from __future__ import annotations
 
@@ -8,12 +8,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from restore_assets.jobs.in_process import INSTANCE_SETTINGS
 from restore_assets.jobs.schema_restore import schema_restore
 from restore_assets.jobs.tags import CONCURRENCY_TAG, TARGET_TAG
 
 pytestmark = pytest.mark.integration
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _limits(instance: dg.DagsterInstance) -> list[dict]:
@@ -25,7 +24,7 @@ def _limits(instance: dg.DagsterInstance) -> list[dict]:
 
 
 def test_the_shipped_instance_queues_restores_under_a_fleet_limit(tmp_path: Path) -> None:
-    shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
+    shutil.copy(INSTANCE_SETTINGS, tmp_path / "dagster.yaml")
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         limits = _limits(instance)
     fleet = [lim for lim in limits if lim["key"] == CONCURRENCY_TAG]

@@ -1,4 +1,5 @@
-"""CLI and notebook restores run on the persistent Dagster instance of $DAGSTER_HOME when it is set."""
+"""CLI and notebook restores run on a persistent Dagster instance: $DAGSTER_HOME's when it is set, else
+the fleet root's `<root>/dagster` (made with the shipped dagster.yaml)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import dagster as dg
 import psycopg
 import pytest
 
+from restore_assets.jobs.in_process import INSTANCE_SETTINGS
 from restore_assets.jobs.launch import run_schema_restore
-from restore_assets.jobs.tags import DATABASE_TAG, RESTORE_ID_TAG
+from restore_assets.jobs.tags import DATABASE_TAG, RESTORE_ID_TAG, SCHEMAS_TAG
 
 pytestmark = pytest.mark.integration
 
@@ -48,3 +50,36 @@ def test_a_cli_restore_is_a_run_of_the_dagster_home_instance(
     finally:
         with psycopg.connect(demo_fleet.production_dsn("tenant_a"), autocommit=True) as conn:
             conn.execute("DROP SCHEMA IF EXISTS customer_a1_home CASCADE")
+
+
+def test_without_dagster_home_a_cli_restore_is_a_run_of_the_fleet_root_instance(
+    demo_fleet, monkeypatch
+):
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    home = Path(demo_fleet.root) / "dagster"
+    point = datetime.now(UTC)
+    time.sleep(0.1)
+    out = run_schema_restore(
+        {
+            "database": "tenant_a",
+            "schemas": ["customer_a2"],
+            "restore_time": point.isoformat(),
+            "suffix": "roothome",
+        },
+        {"root": str(demo_fleet.root)},
+        compare=False,
+        detach_cleanup=False,
+    )
+    try:
+        assert out["status"] == "succeeded", out
+        # the home holds the shipped settings: the UI started on it queues runs under its limits
+        assert (home / "dagster.yaml").read_text() == INSTANCE_SETTINGS.read_text()
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            run = instance.get_run_by_id(out["dagster_run_id"])
+            assert run is not None and run.status == dg.DagsterRunStatus.SUCCESS
+            assert run.tags[RESTORE_ID_TAG] == out["restore_id"]
+            assert run.tags[DATABASE_TAG] == "tenant_a" and run.tags[SCHEMAS_TAG] == "customer_a2"
+            assert instance.get_run_records(dg.RunsFilter(tags={DATABASE_TAG: "tenant_a"}))
+    finally:
+        with psycopg.connect(demo_fleet.production_dsn("tenant_a"), autocommit=True) as conn:
+            conn.execute("DROP SCHEMA IF EXISTS customer_a2_roothome CASCADE")
