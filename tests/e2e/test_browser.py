@@ -1,6 +1,6 @@
 """A real browser (Debian's chromium driven by Playwright) on a real dagster-webserver: launch a
 restore from the launchpad, see it succeed, open its report from the asset's link; launch a bad
-request and read its refusal. Screenshots go to a scratch directory; with
+request and read its refusal: one message, no stack trace. Screenshots go to a scratch directory; with
 RESTORE_ASSETS_SCREENSHOTS=docs they refresh docs/ (committed, shown in the README), so a plain
 `make test` leaves the clone unchanged."""
 
@@ -40,6 +40,7 @@ CHROMIUM_FLAGS = [
     "--no-first-run",
 ]
 STATUS = "query S($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"
+TAGS = "query T($id: ID!) { runOrError(runId: $id) { ... on Run { tags { key value } } } }"
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -164,7 +165,21 @@ def test_launchpad_bad_request_shows_its_refusal(ui, browser) -> None:
         page.reload()
         message = page.get_by_text("Request refused, nothing was created").first
         message.wait_for(timeout=60_000)
-        assert "no_such_schema" in page.content()
+        page.get_by_text("Execution was interrupted").first.wait_for(
+            timeout=30_000
+        )  # the last event
+        text = page.inner_text("body")
+        assert "no_such_schema" in text
+        # one message, no Python error: no stack trace, no traceback lines, no failed step
+        for trace in ("Stack Trace", "Traceback", 'File "', "dagster._core", "STEP_FAILURE"):
+            assert trace not in text, trace
+        assert text.count("Request refused, nothing was created") == 1
+        tags = gql(f"{ui['base']}/graphql", TAGS, {"id": run_id})["runOrError"]["tags"]
+        assert {"key": "restore-assets/rejected", "value": "true"} in tags
+        # the screenshot shows the refusal: the event log filtered to the run's failure event
+        page.locator("input[placeholder^='Filter']").first.fill("type:RUN_FAILURE")
+        page.keyboard.press("Enter")
+        message.wait_for(state="visible", timeout=30_000)
         page.screenshot(path=str(DOCS / "ui-rejected.png"))
     finally:
         context.close()
