@@ -10,7 +10,7 @@ from typing import Any
 from restore_assets.core.errors import RestoreError
 
 # the .ipynb files ship inside the package (package data), so a wheel install finds them
-NOTEBOOK_DIR = Path(__file__).resolve().parent / "notebook_files"
+NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebook_files"  # restore_assets/
 KERNEL = "python3"
 OFFLINE_TEMPLATE = (
     "{%- extends 'lab/index.html.j2' -%}\n"
