@@ -1,23 +1,17 @@
-"""AWS DMS as the data mover: one replication instance per restore (created at the start of the
-run), source and target endpoints reading their credentials from Secrets Manager, and one
-full-load task per schema with escaped selection rules, a schema rename and LOB settings that
-never truncate silently."""
+"""The DMS objects of one restore: replication instance, endpoints and full-load tasks, each
+recorded before it is created, tagged with the restore id, and deleted only with that proof."""
 
 from __future__ import annotations
 
+import hashlib
 import json
-import logging
-import math
 import time
 from collections.abc import Callable
 from typing import Any
 
-import psycopg
-from psycopg import sql
-
 from restore_assets.backends.aws.clients import error_code, is_not_found
-from restore_assets.backends.aws.config import AwsConfig, tags, temp_secret_name
-from restore_assets.backends.aws.ecs import database_of
+from restore_assets.backends.aws.config import AwsConfig, tags
+from restore_assets.backends.aws.dms.settings import table_mappings, task_settings
 from restore_assets.backends.aws.ownership import (
     OWNER_KEY,
     check_free,
@@ -28,136 +22,14 @@ from restore_assets.backends.aws.waits import WaitTimedOut, poll_until, run_wait
 from restore_assets.backends.protocols import RecordResource
 from restore_assets.core.errors import CopyError, FleetError
 
-log = logging.getLogger("restore_assets.aws")
-
 INSTANCE_RESOURCE = "dms-replication-instance"
 ENDPOINT_RESOURCE = "dms-endpoint"
 TASK_RESOURCE = "dms-task"
 AFTER_CONNECT = "SET session_replication_role = replica"
 OK_STOP_REASONS = ("FULL_LOAD_ONLY_FINISHED", "STOPPED_AFTER_FULL_LOAD")
 TABLE_OK_STATES = ("Table completed",)
-FULL_LOB_THRESHOLD_KB = 100 * 1024
-MIN_LOB_KB = 32
-
-
-def escape_name(name: str) -> str:
-    """A schema or table name as a literal DMS pattern: `_`, `%` and `[` in brackets."""
-    return "".join(f"[{c}]" if c in "_%[" else c for c in name)
-
-
-def table_mappings(schema: str, target_schema: str, tables: list[str] | None = None) -> dict:
-    """Selection rules for the schema (or listed tables) and a rename of the schema to its target."""
-    rules: list[dict[str, Any]] = []
-    for i, table in enumerate(tables or [None], start=1):
-        rules.append(
-            {
-                "rule-type": "selection",
-                "rule-id": str(i),
-                "rule-name": f"include-{i}",
-                "object-locator": {
-                    "schema-name": escape_name(schema),
-                    "table-name": escape_name(table) if table else "%",
-                },
-                "rule-action": "include",
-            }
-        )
-    n = len(rules) + 1
-    rules.append(
-        {
-            "rule-type": "transformation",
-            "rule-id": str(n),
-            "rule-name": "rename-schema",
-            "rule-target": "schema",
-            "object-locator": {"schema-name": escape_name(schema)},
-            "rule-action": "rename",
-            "value": target_schema,
-        }
-    )
-    return {"rules": rules}
-
-
-def task_settings(lob: dict[str, Any]) -> dict[str, Any]:
-    """Full-load task settings: tables already created (DO_NOTHING), errors stop the task."""
-    return {
-        "TargetMetadata": {
-            "TargetSchema": "",
-            "SupportLobs": True,
-            "FullLobMode": lob["FullLobMode"],
-            "LobChunkSize": 64,
-            "LimitedSizeLobMode": not lob["FullLobMode"],
-            "LobMaxSize": 0 if lob["FullLobMode"] else lob["LobMaxSize"],
-        },
-        "FullLoadSettings": {
-            "TargetTablePrepMode": "DO_NOTHING",
-            "CreatePkAfterFullLoad": False,
-            "StopTaskCachedChangesApplied": False,
-            "StopTaskCachedChangesNotApplied": False,
-            "MaxFullLoadSubTasks": 8,
-            "CommitRate": 10000,
-        },
-        "Logging": {"EnableLogging": True},
-        "ErrorBehavior": {
-            "DataErrorPolicy": "STOP_TASK",
-            "DataTruncationErrorPolicy": "STOP_TASK",
-            "TableErrorPolicy": "STOP_TASK",
-            "FailOnNoTablesCaptured": True,
-            "FullLoadIgnoreConflicts": False,
-        },
-        "ValidationSettings": {"EnableValidation": False},
-    }
-
-
-_LOB_COLUMNS = """
-SELECT c.relname, a.attname, t.typname, t.typcategory
-  FROM pg_catalog.pg_attribute a
-  JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
-  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-  JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
- WHERE n.nspname = %s AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped
-   AND (t.typname IN ('text', 'bytea', 'json', 'jsonb', 'xml')
-        OR t.typcategory = 'A'
-        OR (t.typname IN ('varchar', 'bpchar') AND a.atttypmod < 0))
- ORDER BY c.relname, a.attnum
-"""
-
-
-def lob_settings(
-    source_dsn: str, schema: str, tables: list[str] | None, mode: str = "limited"
-) -> dict[str, Any]:
-    """LOB settings from the source's real largest values: LimitedSizeLobMode sized to fit them,
-    FullLobMode when they are too large (or when configured); truncation always fails the task."""
-    if mode == "full":
-        return {"FullLobMode": True, "LobMaxSize": 0, "largest_bytes": None}
-    largest = 0
-    with psycopg.connect(source_dsn, autocommit=True) as conn:
-        columns: dict[str, list[tuple[str, str, str]]] = {}
-        for rel, col, typ, cat in conn.execute(_LOB_COLUMNS, (schema,)):
-            if tables is None or rel in tables:
-                columns.setdefault(rel, []).append((col, typ, cat))
-        for rel, cols in columns.items():
-            parts = []
-            for col, typ, _cat in cols:
-                expr = (
-                    sql.Identifier(col)
-                    if typ in ("text", "bytea", "varchar", "bpchar")
-                    else (sql.SQL("{}::text").format(sql.Identifier(col)))
-                )
-                factor = 1 if typ == "bytea" else 2  # character LOBs travel as UTF-16 in DMS
-                parts.append(
-                    sql.SQL("coalesce(max(octet_length({})), 0) * {}").format(
-                        expr, sql.Literal(factor)
-                    )
-                )
-            row = conn.execute(
-                sql.SQL("SELECT greatest({}, 0) FROM {}.{}").format(
-                    sql.SQL(", ").join(parts), sql.Identifier(schema), sql.Identifier(rel)
-                )
-            ).fetchone()
-            largest = max(largest, int(row[0] or 0))
-    kb = max(MIN_LOB_KB, math.ceil(largest / 1024) + 1)
-    if kb > FULL_LOB_THRESHOLD_KB:
-        return {"FullLobMode": True, "LobMaxSize": 0, "largest_bytes": largest}
-    return {"FullLobMode": False, "LobMaxSize": kb, "largest_bytes": largest}
+# replication instance states DeleteReplicationInstance refuses (InvalidResourceStateFault)
+INSTANCE_BUSY = ("creating", "modifying", "upgrading", "rebooting", "maintenance")
 
 
 class DmsManager:
@@ -197,30 +69,29 @@ class DmsManager:
 
     def replication_instance(self, restore_id: str) -> dict[str, Any] | None:
         """The replication instance of a restore, if it exists."""
-        ident = self.cfg.temp_identifier(restore_id, "dms")
-        found = self._describe(
+        return self.instance_by_id(self.cfg.temp_identifier(restore_id, "dms"))
+
+    def _one(self, op: str, key: str, name: str, value: str | None) -> dict[str, Any] | None:
+        found = self._describe(op, key, [{"Name": name, "Values": [value]}])
+        return found[0] if found else None
+
+    def instance_by_id(self, ident: str) -> dict[str, Any] | None:
+        """One replication instance by identifier, if it exists."""
+        return self._one(
             "describe_replication_instances",
             "ReplicationInstances",
-            [{"Name": "replication-instance-id", "Values": [ident]}],
+            "replication-instance-id",
+            ident,
         )
-        return found[0] if found else None
 
     def endpoint(self, ident: str) -> dict[str, Any] | None:
         """One endpoint by identifier, if it exists."""
-        found = self._describe(
-            "describe_endpoints", "Endpoints", [{"Name": "endpoint-id", "Values": [ident]}]
-        )
-        return found[0] if found else None
+        return self._one("describe_endpoints", "Endpoints", "endpoint-id", ident)
 
     def task(self, *, ident: str | None = None, arn: str | None = None) -> dict[str, Any] | None:
         """One replication task by identifier or ARN, if it exists."""
         name, value = ("replication-task-arn", arn) if arn else ("replication-task-id", ident)
-        found = self._describe(
-            "describe_replication_tasks",
-            "ReplicationTasks",
-            [{"Name": name, "Values": [value]}],
-        )
-        return found[0] if found else None
+        return self._one("describe_replication_tasks", "ReplicationTasks", name, value)
 
     # -------------------------------------------------------------- ownership
     def tags_of(self, arn: str) -> list[dict[str, Any]]:
@@ -381,8 +252,6 @@ class DmsManager:
     ) -> str:
         """Create the full-load task of one schema (recorded first) and return its ARN."""
         assert self.restore_id is not None
-        import hashlib
-
         digest = hashlib.sha256(schema.encode()).hexdigest()[:10]
         ident = self.cfg.temp_identifier(self.restore_id, f"t-{digest}")
         existing = self.task(ident=ident)
@@ -473,64 +342,56 @@ class DmsManager:
     def delete_resource(self, kind: str, identifier: str, details: dict[str, Any]) -> None:
         """Delete one DMS object of a restore once its tag proves it is that restore's (NotOwned
         otherwise; tasks are stopped first); missing is success."""
-        timeout = self.cfg.waiter_timeout_s
         owner = expected_owner(kind, identifier, details)
-        if kind == TASK_RESOURCE:
-            task = self.task(ident=identifier)
-            if task is None:
-                return
-            arn = task["ReplicationTaskArn"]
-            check_owned("DMS task", identifier, self.tags_of(arn), owner)
-            if task.get("Status") in ("running", "starting"):
-                try:
-                    self.client.stop_replication_task(ReplicationTaskArn=arn)
-                except Exception as exc:
-                    if not is_not_found(exc) and error_code(exc) != "InvalidResourceStateFault":
-                        raise
-                self._wait_gone_or(arn, ("stopped", "failed", "ready"), timeout)
-            if task.get("Status") != "deleting":
-                try:
-                    self.client.delete_replication_task(ReplicationTaskArn=arn)
-                except Exception as exc:
-                    if is_not_found(exc):
-                        return
-                    raise
-            self._wait_gone_or(arn, (), timeout)
-        elif kind == ENDPOINT_RESOURCE:
-            ep = self.endpoint(identifier)
-            if ep is None:
-                return
-            check_owned("DMS endpoint", identifier, self.tags_of(ep["EndpointArn"]), owner)
-            try:
-                self.client.delete_endpoint(EndpointArn=ep["EndpointArn"])
-            except Exception as exc:
-                if not is_not_found(exc):
-                    raise
-        elif kind == INSTANCE_RESOURCE:
-            found = self._describe(
-                "describe_replication_instances",
-                "ReplicationInstances",
-                [{"Name": "replication-instance-id", "Values": [identifier]}],
-            )
-            if not found:
-                return
-            arn = found[0]["ReplicationInstanceArn"]
-            check_owned("DMS replication instance", identifier, self.tags_of(arn), owner)
-            if found[0].get("ReplicationInstanceStatus") == "deleting":
-                return
-            for attempt in range(2):
-                try:
-                    self.client.delete_replication_instance(ReplicationInstanceArn=arn)
-                    return
-                except Exception as exc:
-                    if is_not_found(exc):
-                        return
-                    if error_code(exc) == "InvalidResourceStateFault" and attempt == 0:
-                        self._wait_instance(arn, timeout)
-                        continue
-                    raise
-        else:
+        delete = {
+            TASK_RESOURCE: self._delete_task,
+            ENDPOINT_RESOURCE: self._delete_endpoint,
+            INSTANCE_RESOURCE: self._delete_instance,
+        }.get(kind)
+        if delete is None:
             raise FleetError(f"unknown DMS resource kind {kind!r}")
+        try:
+            delete(identifier, owner)
+        except Exception as exc:
+            if not is_not_found(exc):
+                raise
+
+    def _delete_task(self, identifier: str, owner: str) -> None:
+        task = self.task(ident=identifier)
+        if task is None:
+            return
+        arn = task["ReplicationTaskArn"]
+        check_owned("DMS task", identifier, self.tags_of(arn), owner)
+        timeout = self.cfg.waiter_timeout_s
+        if task.get("Status") in ("running", "starting"):
+            try:
+                self.client.stop_replication_task(ReplicationTaskArn=arn)
+            except Exception as exc:
+                if error_code(exc) != "InvalidResourceStateFault":  # stopping already
+                    raise
+            self._wait_gone_or(arn, ("stopped", "failed", "ready"), timeout)
+        if task.get("Status") != "deleting":
+            self.client.delete_replication_task(ReplicationTaskArn=arn)
+        self._wait_gone_or(arn, (), timeout)
+
+    def _delete_endpoint(self, identifier: str, owner: str) -> None:
+        ep = self.endpoint(identifier)
+        if ep is not None:
+            check_owned("DMS endpoint", identifier, self.tags_of(ep["EndpointArn"]), owner)
+            self.client.delete_endpoint(EndpointArn=ep["EndpointArn"])
+
+    def _delete_instance(self, identifier: str, owner: str) -> None:
+        found = self.instance_by_id(identifier)
+        if found is None:
+            return
+        arn = found["ReplicationInstanceArn"]
+        check_owned("DMS replication instance", identifier, self.tags_of(arn), owner)
+        state = found.get("ReplicationInstanceStatus")
+        if state == "deleting":
+            return
+        if state in INSTANCE_BUSY:  # DMS refuses to delete it until it is available: wait first
+            self._wait_instance(arn, self.cfg.waiter_timeout_s)
+        self.client.delete_replication_instance(ReplicationInstanceArn=arn)
 
     def _wait_gone_or(self, arn: str, statuses: tuple[str, ...], timeout: float) -> None:
         # no waiter: replication_task_stopped fails on 'ready'/'failed' (both fine before a delete),
@@ -546,73 +407,3 @@ class DmsManager:
         except WaitTimedOut as exc:
             status = exc.last.get("Status") if exc.last else None
             raise FleetError(f"DMS task {arn} still {status!r} after {timeout:.0f}s") from None
-
-
-class DmsMover:
-    """The Mover protocol over DMS: one full-load task per schema from the temporary database."""
-
-    def __init__(self, manager: DmsManager, cfg: AwsConfig) -> None:
-        self.manager = manager
-        self.cfg = cfg
-
-    def bind_restore(self, restore_id: str, record: RecordResource, stage: str = "") -> DmsMover:
-        """This mover bound to one restore."""
-        return DmsMover(self.manager.bind_restore(restore_id, record, stage), self.cfg)
-
-    def copy(
-        self,
-        source_dsn: str,
-        target_dsn: str,
-        schema: str,
-        target_schema: str,
-        tables: list[str] | None,
-        progress: Callable[[Any], None] | None,
-    ) -> Any:
-        """Copy every (or the listed) table of a schema with a DMS full-load task; a CopyReport."""
-        from restore_assets.core.mover import CopyReport, TableCopy, plan_schema
-
-        m = self.manager
-        if m.restore_id is None:
-            raise CopyError("the DMS mover must be bound to a restore (phases bind it)")
-        started = time.monotonic()
-        timeout = self.cfg.waiter_timeout_s
-        database = database_of(source_dsn)
-        with psycopg.connect(source_dsn, autocommit=True) as conn:
-            expected = {p.table for p in plan_schema(conn, schema, target_schema, tables)}
-        lob = lob_settings(source_dsn, schema, tables, self.cfg.dms_lob_mode)
-        instance = m.wait_replication_instance(timeout)
-        source = m.ensure_endpoint("source", temp_secret_name(m.restore_id), database)
-        target = m.ensure_endpoint("target", self.cfg.secret_arn, database)
-        m.test_connection(instance, source, timeout)
-        m.test_connection(instance, target, timeout)
-        selected = sorted(expected) if tables is not None else None
-        arn = m.create_task(schema, target_schema, selected, instance, source, target, lob)
-        task, stats = m.run_task(arn, max(1.0, timeout - (time.monotonic() - started)))
-        report = CopyReport()
-        loaded = set()
-        for t in stats:
-            if t.get("SchemaName") not in (schema, target_schema):
-                continue
-            loaded.add(t["TableName"])
-            start, end = t.get("FullLoadStartTime"), t.get("FullLoadEndTime")
-            seconds = (end - start).total_seconds() if start and end else 0.0
-            done = TableCopy(
-                schema=schema,
-                table=t["TableName"],
-                target_schema=target_schema,
-                rows=int(t.get("FullLoadRows") or 0),
-                bytes=0,
-                seconds=seconds,
-                format="dms",
-            )
-            report.tables.append(done)
-            if progress is not None:
-                progress(done)
-        missing = sorted(expected - loaded)
-        if missing:
-            raise CopyError(
-                f"DMS task for {schema} did not load table(s) {', '.join(missing)}:"
-                " check the task's table mappings and logs"
-            )
-        report.seconds = round(time.monotonic() - started, 6)
-        return report
