@@ -1,11 +1,23 @@
-"""Backends: where a restore runs. Chosen in one place from configuration (`build_services`)."""
+"""The one place a backend is chosen from configuration, for the schema and the server restore.
+
+The backend mapping (backend.yaml plus the CLI's or the Dagster resource's settings) names the
+backend (`backend: local` by default, or `aws`); its package's entries build what a run uses:
+`build_services` (a schema restore's Services), `server_restore_services` (a server restore's),
+`audit_log` (the log both write). A typo in the mapping is refused, naming the nearest key.
+"""
 
 from __future__ import annotations
 
+import importlib
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any
+
+log = logging.getLogger("restore_assets.backends.factory")
+BACKENDS = ("local", "aws")  # a package restore_assets.backends.<name> each
 
 DEFAULT_ROOT_ENV = "RESTORE_ASSETS_ROOT"
 
@@ -61,55 +73,52 @@ def check_backend_keys(config: Mapping[str, Any]) -> None:
             )
 
 
-def build_services(config: dict[str, Any]) -> Any:
-    """The Services of one backend ('local' by default, or 'aws') from a configuration mapping."""
-    from restore_assets.core.schema_restore.phases import Services
+def backend_package(config: Mapping[str, Any]) -> ModuleType:
+    """The backend package a mapping names: its `services`, `server_restore_backend`, `audit_log`."""
+    name = config.get("backend", "local")
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}: use 'local' or 'aws'")
+    return importlib.import_module(f"restore_assets.backends.{name}")
 
+
+def build_services(config: Mapping[str, Any]) -> Any:
+    """The Services of a schema restore on the configured backend ('local' by default, or 'aws')."""
     check_backend_keys(config)
-    backend = config.get("backend", "local")
-    if backend == "local":
-        from restore_assets.backends.local.artifacts import LocalArtifacts
-        from restore_assets.backends.local.fleet import LocalFleet
-        from restore_assets.backends.local.manifest import Manifest
-        from restore_assets.backends.local.tasks import CopyMover, LocalDdlTask
-        from restore_assets.core.audit import SqliteAuditLog
-
-        root = Path(config.get("root") or default_root())
-        audit = SqliteAuditLog(root / "audit.sqlite")
-        return Services(
-            fleet=LocalFleet(root),
-            audit=audit,
-            artifacts=LocalArtifacts(root / "artifacts", manifest=Manifest(root)),
-            ddl=LocalDdlTask(
-                lock_timeout=str(config.get("lock_timeout", "5s")),
-                workers=int(config.get("copy_workers", 4)),
-            ),
-            mover=CopyMover(workers=int(config.get("copy_workers", 4))),
-            provision_timeout=float(config.get("provision_timeout_s", 900)),
-            keep_artifacts=bool(config.get("keep_artifacts", True)),
-            render_report=report_renderer(root / "artifacts", audit)
-            if config.get("html_report", True)
-            else None,
-        )
-    if backend == "aws":
-        from restore_assets.backends.aws import aws_services
-
-        return aws_services(config)
-    raise ValueError(f"unknown backend {backend!r}: use 'local' or 'aws'")
+    return backend_package(config).services(config)
 
 
-def report_renderer(artifact_dir: Path, audit: Any) -> Any:
-    """A Services.render_report that writes the comparison notebook's HTML beside the run's artifacts."""
+def audit_log(config: Mapping[str, Any]) -> Any:
+    """The audit log of the configured backend (on AWS without aws.audit_table: the local one)."""
+    audit = backend_package(config).audit_log(config)
+    if audit is None:
+        log.warning("no aws.audit_table configured: runs are recorded in the local SQLite log")
+        return backend_package({"backend": "local"}).audit_log(config)
+    return audit
 
-    def render(restore_id: str, schema: str, comparison: dict[str, Any]) -> str:
-        from restore_assets.backends.local.artifacts import owner_only
-        from restore_assets.core.notebooks import render_comparison_report
 
-        record = audit.get(restore_id)
-        with owner_only():  # the executed notebook and its HTML hold sample keys
-            out = render_comparison_report(
-                artifact_dir / restore_id, comparison, record, name=f"comparison-{schema}"
-            )
-        return str(out)
+def server_restore_backend(config: Mapping[str, Any]) -> Any:
+    """The server restore backend (InstanceBackend) of the configured backend."""
+    check_backend_keys(config)
+    return backend_package(config).server_restore_backend(config)
 
-    return render
+
+def server_restore_services(
+    config: Mapping[str, Any],
+    *,
+    backend: Any = None,
+    audit: Any = None,
+    notifier: Any = None,
+) -> Any:
+    """The InstanceServices of a server restore (backend, audit log, notifier, time limits)."""
+    from restore_assets.backends.aws.alerts import notifier_from_settings
+    from restore_assets.core.server_restore.steps import InstanceServices
+
+    opts = config.get("instance_restore") or {}
+    return InstanceServices(
+        backend=backend or server_restore_backend(config),
+        audit=audit or audit_log(config),
+        notifier=notifier if notifier is not None else notifier_from_settings(config),
+        wait_timeout=float(opts.get("wait_timeout_s", 3600)),
+        snapshot_timeout=float(opts.get("snapshot_timeout_s", 3600)),
+        export_timeout=float(opts.get("export_timeout_s", 6 * 3600)),
+    )

@@ -46,9 +46,9 @@ def _check(name: str, fn: Callable[[], str]) -> dict[str, Any]:
 
 def check(config: dict[str, Any]) -> list[dict[str, Any]]:
     """Read-only checks: source, secret, subnet groups, ECS task definition, bucket, audit table."""
-    from restore_assets.backends.aws import aws_services
+    from restore_assets.backends import aws
 
-    services = aws_services(config)
+    services = aws.services(config)
     fleet = services.fleet
     cfg, clients = fleet.cfg, fleet.clients
     results = []
@@ -125,10 +125,10 @@ def leftovers(
     config: dict[str, Any], restore_id: str | None = None
 ) -> dict[str, list[dict[str, Any]]]:
     """Temporary objects of restore-assets still present (RDS, DMS, secrets, ECS), by restore id."""
-    from restore_assets.backends.aws import aws_services
+    from restore_assets.backends import aws
     from restore_assets.backends.aws.config import RESTORE_ID_TAG, TEMP_SECRET_PREFIX
 
-    services = aws_services(config)
+    services = aws.services(config)
     cfg, clients = services.fleet.cfg, services.fleet.clients
     found: dict[str, list[dict[str, Any]]] = {}
 

@@ -102,11 +102,11 @@ def cmd_restore_instance(args: argparse.Namespace) -> int:
     )
 
     if args.recover:
-        from restore_assets.backends.server_factory import instance_services
+        from restore_assets.backends.factory import server_restore_services
         from restore_assets.core.server_restore.steps import recover_instance_restore
         from restore_assets.jobs.instance_restore import backend_resource
 
-        services = instance_services(backend_resource(backend_config(args)).settings())
+        services = server_restore_services(backend_resource(backend_config(args)).settings())
         try:
             out = recover_instance_restore(services, args.recover)
         except KeyError:

@@ -9,7 +9,7 @@ from typing import Any
 
 import dagster as dg
 
-from restore_assets.backends.server_factory import InstanceServices, instance_services
+from restore_assets.backends.factory import server_restore_backend, server_restore_services
 from restore_assets.core.audit import AuditConflict, check_restore_id, new_restore_id, process_owner
 from restore_assets.core.errors import InvalidRequest
 from restore_assets.core.schema_restore.phases import PhaseResult
@@ -42,9 +42,9 @@ def request_of(config: dg.Config, exclude: set[str]) -> dict[str, Any]:
     return {k: v for k, v in raw.items() if v not in (None, "")}
 
 
-def services_for(backend: RestoreBackend) -> InstanceServices:
+def services_for(backend: RestoreBackend) -> steps.InstanceServices:
     """The instance services of the run's backend resource."""
-    return instance_services(backend.settings())
+    return server_restore_services(backend.settings())
 
 
 def report(context: dg.OpExecutionContext, result: PhaseResult) -> PhaseResult:
@@ -320,7 +320,7 @@ def outcome(job: dg.JobDefinition, run_config: dict, backend_config: dict, rid: 
         resources={"backend": resource},
         raise_on_error=False,
     )
-    services = instance_services(resource.settings())
+    services = server_restore_services(resource.settings())
     try:
         rec = services.audit.get(rid)
     except KeyError:
@@ -361,7 +361,7 @@ def run_instance_restore_job(
 
 def plan_instance_restore_job(request: dict[str, Any], backend_config: dict[str, Any]) -> dict:
     """What an instance restore would do and the configuration it preserves; changes nothing."""
-    from restore_assets.backends.server_factory import instance_backend, plan_instance_restore
+    from restore_assets.core.server_restore.steps import plan_instance_restore
 
     settings = backend_resource(backend_config).settings()
-    return plan_instance_restore(instance_backend(settings), request)
+    return plan_instance_restore(server_restore_backend(settings), request)

@@ -220,7 +220,7 @@ class World:
         raise AssertionError(f"unexpected database host {host}:{port}")
 
     def wrap(self, service: str, client: Any) -> Any:
-        """The doubles around the moto clients aws_services() builds."""
+        """The doubles around the moto clients aws.services() builds."""
         if service == "ecs":
             double = EcsContainerDouble(
                 client, self.session.client("logs"), self.resolve, self.ecs_runs
@@ -243,7 +243,7 @@ class World:
         return client
 
     def overrides(self) -> Overrides:
-        """The seams aws_services() applies during the test."""
+        """The seams aws.services() applies during the test."""
         launcher = None
         if not self.pipes:
             from restore_assets.backends.aws.ecs import EcsTaskLauncher

@@ -19,7 +19,7 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
-from restore_assets.backends.aws import aws_services
+from restore_assets.backends.aws import services as aws_services
 from restore_assets.backends.aws.artifacts import S3Artifacts
 from restore_assets.backends.aws.audit import DynamoAuditLog
 from restore_assets.backends.aws.config import AwsConfig, waiter_config

@@ -14,12 +14,12 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.rds.models import rds_backends
 
 from restore_assets.backends.aws.server_restore import AwsInstanceBackend
-from restore_assets.backends.server_factory import (
+from restore_assets.core.audit import SqliteAuditLog
+from restore_assets.core.server_restore.steps import (
     InstanceServices,
     plan_instance_restore,
     run_instance_restore,
 )
-from restore_assets.core.audit import SqliteAuditLog
 from tests import faults
 from tests.owners import dead_owner
 
@@ -682,7 +682,7 @@ def _snapshot_services(env: Env, **kw: Any) -> InstanceServices:
 
 
 def test_snapshot_with_a_default_name_waits_until_available(env: Env) -> None:
-    from restore_assets.backends.server_factory import take_snapshot
+    from restore_assets.core.server_restore.steps import take_snapshot
 
     out = take_snapshot(env.services(), {"identifier": "aur"})
     assert out["status"] == "succeeded", out["cause"]
@@ -694,7 +694,7 @@ def test_snapshot_with_a_default_name_waits_until_available(env: Env) -> None:
 
 
 def test_snapshot_export_is_followed_to_completion(env: Env) -> None:
-    from restore_assets.backends.server_factory import take_snapshot
+    from restore_assets.core.server_restore.steps import take_snapshot
 
     out = take_snapshot(
         _snapshot_services(env),
@@ -715,7 +715,7 @@ def test_snapshot_export_is_followed_to_completion(env: Env) -> None:
 
 
 def test_a_failed_export_fails_the_run(env: Env) -> None:
-    from restore_assets.backends.server_factory import take_snapshot
+    from restore_assets.core.server_restore.steps import take_snapshot
 
     def fail(**_: Any) -> None:
         task = env.backend().export_tasks["nightly-2-export"]
@@ -732,7 +732,7 @@ def test_a_failed_export_fails_the_run(env: Env) -> None:
 
 
 def test_an_export_still_running_at_the_time_limit_fails_with_a_hint(env: Env) -> None:
-    from restore_assets.backends.server_factory import take_snapshot
+    from restore_assets.core.server_restore.steps import take_snapshot
 
     def slow(**_: Any) -> None:
         env.backend().export_tasks["nightly-3-export"].status = "IN_PROGRESS"
@@ -750,8 +750,8 @@ def test_an_export_still_running_at_the_time_limit_fails_with_a_hint(env: Env) -
 
 
 def test_export_without_configuration_is_refused_before_any_change(env: Env) -> None:
-    from restore_assets.backends.server_factory import take_snapshot
     from restore_assets.core.errors import InvalidRequest
+    from restore_assets.core.server_restore.steps import take_snapshot
 
     with pytest.raises(InvalidRequest, match="snapshot_export.s3_bucket"):
         take_snapshot(env.services(), {"identifier": "prod", "export_s3": True})

@@ -175,7 +175,7 @@ def test_instance_pitr_with_dms(world: World, database: str) -> None:
         assert r["rc"] == 0
 
     # audit in DynamoDB: succeeded, resources all deleted except the kept artifacts/schemas
-    from restore_assets.backends.aws import aws_services
+    from restore_assets.backends.aws import services as aws_services
 
     services = aws_services(world.config())
     rec = services.audit.get("r-inst-pitr")

@@ -407,7 +407,8 @@ def test_invalid_pages_fail_only_outside_the_left_out_databases(tmp_path):
 
 
 def test_snapshot_job_runs_pgbackrest_backup_and_instance_restore_is_refused(own):
-    from restore_assets.backends.server_factory import instance_backend, plan_instance_restore
+    from restore_assets.backends.factory import server_restore_backend
+    from restore_assets.core.server_restore.steps import plan_instance_restore
     from restore_assets.jobs.snapshot import run_snapshot_job
 
     st, fleet = own
@@ -425,7 +426,7 @@ def test_snapshot_job_runs_pgbackrest_backup_and_instance_restore_is_refused(own
     } == before | {new[0]["label"]}
     with pytest.raises(InvalidRequest, match="not available on a pgBackRest fleet"):
         plan_instance_restore(
-            instance_backend({"root": str(fleet.root)}), {"snapshot_id": "snap-x"}
+            server_restore_backend({"root": str(fleet.root)}), {"snapshot_id": "snap-x"}
         )
 
 

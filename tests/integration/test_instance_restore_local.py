@@ -430,8 +430,9 @@ def test_runbook_with_confirm_restores_in_place(prod: Prod, tmp_path: Path) -> N
 
 
 def test_an_adopted_fleet_is_refused(tmp_path: Path) -> None:
-    from restore_assets.backends.server_factory import instance_backend, plan_instance_restore
+    from restore_assets.backends.factory import server_restore_backend
     from restore_assets.core.errors import InvalidRequest
+    from restore_assets.core.server_restore.steps import plan_instance_restore
 
     root = tmp_path / "adopted"
     root.mkdir()
@@ -446,7 +447,7 @@ def test_an_adopted_fleet_is_refused(tmp_path: Path) -> None:
         )
     )
     with pytest.raises(InvalidRequest, match="needs a managed fleet"):
-        plan_instance_restore(instance_backend({"root": str(root)}), {"snapshot_id": "x"})
+        plan_instance_restore(server_restore_backend({"root": str(root)}), {"snapshot_id": "x"})
 
 
 # ---------------------------------------------------------------------------- final backups

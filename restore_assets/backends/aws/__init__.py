@@ -1,15 +1,16 @@
 """The AWS backend: RDS/Aurora fleet, historical secrets, the pg tools task on ECS, DMS, S3 and DynamoDB.
 
-`aws_services(config)` builds the Services of a run from the backend mapping (what
-`build_services` receives): boto3 clients straight from the `aws:` section's region, profile and
-endpoint URL. No module of this package imports Dagster except `resources`.
+Its entries, called by `backends/factory` (the one place a backend is chosen) when the backend
+mapping says `backend: aws`: `services(config)` for a schema restore, `server_restore_backend(config)`
+for a server restore, `audit_log(config)` for both. Every boto3 client comes from
+`clients.aws_client` (one shared session per profile and region). No module imports Dagster.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +31,7 @@ _overrides: Overrides | None = None
 
 @contextlib.contextmanager
 def overridden(overrides: Overrides) -> Iterator[Overrides]:
-    """Within the block, aws_services() applies these seams (used by the moto tests only)."""
+    """Within the block, services() applies these seams (used by the moto tests only)."""
     global _overrides
     previous, _overrides = _overrides, overrides
     try:
@@ -39,7 +40,7 @@ def overridden(overrides: Overrides) -> Iterator[Overrides]:
         _overrides = previous
 
 
-def with_file(config: dict[str, Any]) -> dict[str, Any]:
+def with_file(config: Mapping[str, Any]) -> Mapping[str, Any]:
     """The mapping with its `aws:` section, read from `config_file` (or $RESTORE_ASSETS_CONFIG) if absent."""
     if "aws" in config:
         return config
@@ -53,7 +54,7 @@ def with_file(config: dict[str, Any]) -> dict[str, Any]:
     return {**loaded, **{k: v for k, v in config.items() if k != "config_file"}}
 
 
-def aws_services(config: dict[str, Any]) -> Any:
+def services(config: Mapping[str, Any]) -> Any:
     """The Services of the AWS backend from a configuration mapping (`backend: aws` + `aws:`)."""
     from restore_assets.backends.aws.artifacts import S3Artifacts
     from restore_assets.backends.aws.audit import DynamoAuditLog
@@ -97,4 +98,49 @@ def aws_services(config: dict[str, Any]) -> Any:
     )
 
 
-__all__ = ["AwsConfig", "Overrides", "aws_services", "overridden"]
+def client(aws: Mapping[str, Any], service: str, **kwargs: Any) -> Any:
+    """A boto3 client from an `aws:` section (region_name, profile_name, endpoint_url)."""
+    from restore_assets.backends.aws.clients import aws_client
+
+    return aws_client(
+        service,
+        profile_name=aws.get("profile_name"),
+        region_name=aws.get("region_name"),
+        endpoint_url=aws.get("endpoint_url"),
+        **kwargs,
+    )
+
+
+def server_restore_backend(config: Mapping[str, Any], rds: Any = None) -> Any:
+    """The server restore backend on RDS / Aurora (only the `aws:` keys it reads are needed)."""
+    from restore_assets.backends.aws.clients import retry_config
+    from restore_assets.backends.aws.server_restore import AwsInstanceBackend
+
+    aws = config.get("aws") or {}
+    return AwsInstanceBackend(
+        rds if rds is not None else client(aws, "rds", config=retry_config(5)),
+        default_identifier=aws.get("source_identifier"),
+        export=aws.get("snapshot_export") or {},
+        timeout=float(aws.get("waiter_timeout_s", 3600)),
+        poll=float(aws.get("waiter_delay_s", 30)),
+    )
+
+
+def audit_log(config: Mapping[str, Any]) -> Any:
+    """The DynamoDB audit log of `aws.audit_table`; None when the mapping names no table."""
+    from restore_assets.backends.aws.audit import DynamoAuditLog
+
+    aws = config.get("aws") or {}
+    if not aws.get("audit_table"):
+        return None
+    return DynamoAuditLog(client(aws, "dynamodb"), str(aws["audit_table"]))
+
+
+__all__ = [
+    "AwsConfig",
+    "Overrides",
+    "audit_log",
+    "overridden",
+    "server_restore_backend",
+    "services",
+]
