@@ -225,6 +225,15 @@ def recipients(value: Any) -> list[str]:
     return [str(v) for v in value or []]
 
 
+def built(section: str, needs: str, make: Callable[[], Channel]) -> list[Channel]:
+    """[make()], or [] with the malformed `alerts.<section>` logged (never raised)."""
+    try:
+        return [make()]
+    except (KeyError, TypeError, ValueError) as exc:
+        log.error("alerts.%s needs %s (%s missing or invalid): left out", section, needs, exc)
+        return []
+
+
 def notifier_from_config(
     alerts: Mapping[str, Any] | None, *builders: ChannelBuilder
 ) -> AlertNotifier | None:
@@ -252,21 +261,20 @@ def notifier_from_config(
         channels.append(SlackChannel(str(url), timeout))
     smtp = alerts.get("smtp")
     if smtp:
-        try:
-            channels.append(
-                SmtpChannel(
-                    host=str(smtp["host"]),
-                    port=int(smtp.get("port", 25)),
-                    sender=str(smtp["from"]),
-                    to=recipients(smtp["to"]),
-                    starttls=bool(smtp.get("starttls", False)),
-                    username=smtp.get("username"),
-                    password_env=smtp.get("password_env"),
-                    timeout=timeout,
-                )
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            log.error("alerts.smtp needs host, from and to (%s missing or invalid): no email", exc)
+        channels += built(
+            "smtp",
+            "host, from and to",
+            lambda: SmtpChannel(
+                host=str(smtp["host"]),
+                port=int(smtp.get("port", 25)),
+                sender=str(smtp["from"]),
+                to=recipients(smtp["to"]),
+                starttls=bool(smtp.get("starttls", False)),
+                username=smtp.get("username"),
+                password_env=smtp.get("password_env"),
+                timeout=timeout,
+            ),
+        )
     for build in builders:
         try:
             channels.extend(build(alerts, timeout))

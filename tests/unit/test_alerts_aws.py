@@ -71,3 +71,8 @@ def test_an_unverified_sender_or_missing_topic_is_logged_not_raised(aws, caplog)
 def test_a_configuration_without_alerts_has_no_notifier() -> None:
     assert notifier_from_settings({"backend": "local"}) is None
     assert notifier_from_settings({"backend": "aws", "aws": {"region_name": REGION}}) is None
+
+
+def test_a_malformed_ses_entry_is_logged_and_left_out(caplog) -> None:
+    assert notifier_from_settings({"alerts": {"ses": {"from": "restore@example.com"}}}) is None
+    assert "alerts.ses needs from and to" in caplog.text

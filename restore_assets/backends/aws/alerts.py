@@ -6,7 +6,6 @@ channel builder; `notifier_from_settings` is the notifier of a whole backend con
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,11 +18,10 @@ from restore_assets.core.alerts import (
     AlertNotifier,
     Channel,
     ChannelBuilder,
+    built,
     notifier_from_config,
     recipients,
 )
-
-log = logging.getLogger("restore_assets.alerts")
 
 
 def alert_client(service: str, region: str | None, timeout: float) -> Any:
@@ -99,17 +97,16 @@ def aws_channels(region: str | None = None) -> ChannelBuilder:
         channels: list[Channel] = []
         ses = alerts.get("ses")
         if ses:
-            try:
-                channels.append(
-                    SesChannel(
-                        sender=str(ses["from"]),
-                        to=recipients(ses["to"]),
-                        region=ses.get("region_name") or region,
-                        timeout=timeout,
-                    )
-                )
-            except (KeyError, TypeError) as exc:
-                log.error("alerts.ses needs from and to (%s missing): no SES email", exc)
+            channels += built(
+                "ses",
+                "from and to",
+                lambda: SesChannel(
+                    sender=str(ses["from"]),
+                    to=recipients(ses["to"]),
+                    region=ses.get("region_name") or region,
+                    timeout=timeout,
+                ),
+            )
         if alerts.get("sns_topic_arn"):
             channels.append(
                 SnsChannel(
