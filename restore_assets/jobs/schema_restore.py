@@ -8,17 +8,14 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from restore_assets.backends.release import launch_detached
 from restore_assets.core.audit import NotOwner, check_restore_id, process_owner
 from restore_assets.core.errors import InvalidRequest
 from restore_assets.core.progress import CopyWatcher, ticker
 from restore_assets.core.request import RestoreRequest
 from restore_assets.core.schema_restore import phases
 from restore_assets.core.schema_restore.phases import PhaseResult
-from restore_assets.core.schema_restore.release import (
-    cleanup_or_defer,
-    launch_detached,
-    release_temporary,
-)
+from restore_assets.core.schema_restore.release import cleanup_or_defer, release_temporary
 from restore_assets.jobs.report_asset import log_reports
 from restore_assets.jobs.resources import RestoreBackend
 from restore_assets.jobs.runs import (
