@@ -18,7 +18,7 @@ from restore_assets.core.ddl.parallel import (
     per_table_builds,
 )
 from restore_assets.core.errors import CopyError
-from restore_assets.core.mover import copy_schema
+from restore_assets.core.mover import copy_schema, mover
 from restore_assets.core.mover.mover import TablePost
 
 pytestmark = pytest.mark.integration
@@ -275,3 +275,87 @@ def test_partitioned_table_keys_deferred_and_attached(pg: Cluster) -> None:
     finally:
         _drop(pg, "pipeline_parts_source")
         _drop(pg, "pipeline_parts_target")
+
+
+def test_side_by_side_builds_and_frozen_copies_give_the_source_back(
+    pg: Cluster, source: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mover, "FREEZE_BYTES", 0)
+    target = _db(pg, "pipeline_target_side")
+    try:
+        # every table's keys and indexes cut into builds side by side, every table copied whole
+        _b, groups, report, restored = _pipeline(
+            source, target, "side", workers=3, split_bytes=0, parallel_build_bytes=1
+        )
+        assert _rows(target, restored) == _rows(source, "shop")
+        assert _objects(target, restored) == _objects(source, "shop")
+        assert all(t.frozen and t.parts == 1 for t in report.tables)
+        assert sorted(report.post_applied) == sorted(s for g in groups.values() for s in g)
+        with psycopg.connect(target) as conn:
+            invalid = conn.execute(
+                "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = %s AND NOT (i.indisvalid AND i.indisready)",
+                (restored,),
+            ).fetchone()[0]
+        assert invalid == 0
+    finally:
+        _drop(pg, "pipeline_target_side")
+
+
+def test_a_target_table_holding_rows_is_not_truncated(
+    pg: Cluster, source: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mover, "FREEZE_BYTES", 0)
+    target = _db(pg, "pipeline_target_rows")
+    try:
+        bundle = ddl.extract(source, ["shop"], "rows")
+        with psycopg.connect(target) as conn:
+            ddl.apply(conn, bundle.pre, allowed_schemas={"shop_rows"})
+            conn.execute("INSERT INTO shop_rows.plain VALUES (-1, 'kept')")
+        report = copy_schema(source, target, "shop", "shop_rows", tables=["plain"], workers=1)
+        (plain,) = report.tables
+        assert not plain.frozen and plain.rows == 500
+        with psycopg.connect(target) as conn:
+            assert conn.execute("SELECT count(*) FROM shop_rows.plain").fetchone()[0] == 501
+            assert (
+                conn.execute("SELECT b FROM shop_rows.plain WHERE a = -1").fetchone()[0] == "kept"
+            )
+    finally:
+        _drop(pg, "pipeline_target_rows")
+
+
+def test_a_failing_side_by_side_build_fails_the_copy_naming_the_table(
+    pg: Cluster, source: str
+) -> None:
+    target = _db(pg, "pipeline_target_bad2")
+    try:
+        bundle = ddl.extract(source, ["shop"], "bad2")
+        pre, keys = defer_primary_keys(bundle.pre)
+        with psycopg.connect(target) as conn:
+            ddl.apply(conn, pre, allowed_schemas={"shop_bad2"})
+        groups, prefix = per_table_builds(keys + bundle.post, {"shop_bad2"}, "shop_bad2")
+        groups["big"] = [*groups["big"], "CREATE UNIQUE INDEX big_bad ON shop_bad2.big (amount)"]
+        with pytest.raises(CopyError, match=r"post builds of shop\.big into shop_bad2\.big"):
+            copy_schema(
+                source,
+                target,
+                "shop",
+                "shop_bad2",
+                workers=2,
+                post=TablePost(groups, prefix),
+                parallel_build_bytes=1,
+            )
+    finally:
+        _drop(pg, "pipeline_target_bad2")
+
+
+def test_primary_keys_are_deferred_past_a_function_body_without_group_by() -> None:
+    pre = [
+        "CREATE TABLE s.t (id integer NOT NULL, v text)",
+        "ALTER TABLE ONLY s.t ADD CONSTRAINT t_pkey PRIMARY KEY (id)",
+        "CREATE FUNCTION s.n() RETURNS bigint LANGUAGE sql BEGIN ATOMIC SELECT count(*) FROM s.t; END",
+    ]
+    assert defer_primary_keys(pre) == ([pre[0], pre[2]], [pre[1]])
+    grouped = pre[2].replace("FROM s.t;", "FROM s.t GROUP BY id;")
+    assert defer_primary_keys([*pre[:2], grouped]) == ([*pre[:2], grouped], [])

@@ -226,11 +226,13 @@ def per_table_builds(
 
 
 def _defers_safely(kind: str, node: dict) -> bool:
-    """False for pre objects that may need a primary key when created: views (a GROUP BY on a key)
-    and functions with an SQL-standard body (parsed at creation)."""
-    if kind == "ViewStmt":
-        return False
-    return not (kind == "CreateFunctionStmt" and node.get("sql_body"))
+    """False for pre objects that may need a primary key when created: a view or an SQL-standard
+    function body (parsed at creation) with a GROUP BY, which may rely on the key's functional
+    dependency (the one way a query depends on a constraint), or an ON CONFLICT clause."""
+    if kind != "ViewStmt" and not (kind == "CreateFunctionStmt" and node.get("sql_body")):
+        return True
+    text = json.dumps(node)
+    return '"groupClause"' not in text and '"onConflictClause"' not in text
 
 
 def defer_primary_keys(pre: list[str]) -> tuple[list[str], list[str]]:

@@ -1,14 +1,22 @@
 """The parallel COPY mover: stream every table of a schema from one database into another.
 
-As pgcopydb does: largest tables first on N workers that all read one exported snapshot; a table
-larger than ``split_bytes`` is cut into block (ctid) ranges copied in parallel; and, when the caller
-passes each table's *post* builds (indexes, primary/unique/check/exclusion constraints), the worker
-that finishes a table's last range builds them and runs VACUUM ANALYZE on it at once, while the other
-workers still copy. Any failure stops every worker and raises CopyError (the caller drops the schema).
+As pgcopydb does: largest tables first on N copy workers that all read one exported snapshot; a
+table larger than ``split_bytes`` (and than its share of the schema) is cut into block (ctid) ranges
+copied in parallel; a table copied whole is loaded with ``COPY ... FREEZE`` after a TRUNCATE of the
+empty table in the same transaction, so it needs no second pass to set hint bits and visibility.
+When the caller passes each table's *post* builds (indexes, primary/unique/check/exclusion
+constraints), they are queued as soon as the table's last range is copied, and N builders run them
+while the other tables still copy: a large table's indexes and keys are built side by side (see
+``builds``), then its constraints are attached and VACUUM ANALYZE runs. The target sessions commit
+asynchronously (``synchronous_commit = off``: session level, a server setting is never changed); one
+synchronous commit at the end makes all of it durable before the mover returns. Any failure stops
+every worker and raises CopyError (the caller drops the schema).
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import math
 import threading
@@ -22,6 +30,7 @@ from psycopg.errors import Error as PsycopgError
 
 from restore_assets.core.ddl.apply import apply
 from restore_assets.core.errors import CopyError
+from restore_assets.core.mover.builds import TableBuilds, plan_builds
 from restore_assets.core.mover.plan import TablePlan, plan_schema
 
 log = logging.getLogger(__name__)
@@ -31,6 +40,16 @@ CHUNK_BYTES = 256 * 1024
 
 # Tables larger than this are copied as block ranges in parallel (at most `workers` ranges).
 SPLIT_BYTES = 128 * 1024 * 1024
+
+# A table is cut into ranges only when larger than this many times its even share of the schema.
+STRAGGLER = 1.5
+
+# Tables at least this large are loaded with COPY FREEZE (smaller: not worth the extra TRUNCATE).
+FREEZE_BYTES = 8 * 1024 * 1024
+
+# Tables at least this large get their index builds side by side; a smaller table's builds run in
+# one transaction (one round trip: many small tables are not slowed by it).
+PARALLEL_BUILD_BYTES = 32 * 1024 * 1024
 
 # Session settings that make text COPY output parse identically on the other side, and make row
 # level security raise an error instead of silently leaving rows out.
@@ -47,6 +66,9 @@ _SESSION_SETTINGS = {
     "idle_in_transaction_session_timeout": "0",
 }
 
+# Target sessions only. Safe: copy_schema ends with a synchronous commit (see _durable).
+_TARGET_SETTINGS = {"synchronous_commit": "off"}
+
 
 @dataclass
 class TableCopy:
@@ -62,6 +84,7 @@ class TableCopy:
     parts: int = 1  # block ranges copied in parallel
     post_statements: int = 0  # index/constraint builds run right after the copy
     post_seconds: float = 0.0  # their time plus VACUUM ANALYZE
+    frozen: bool = False  # loaded with COPY FREEZE into the table truncated in its transaction
 
 
 @dataclass
@@ -117,9 +140,36 @@ class _Stopped(Exception):
     """Raised inside a worker when another worker failed or the caller cancelled."""
 
 
-def _configure(conn: psycopg.Connection) -> None:
-    for name, value in _SESSION_SETTINGS.items():
+def _configure(conn: psycopg.Connection, extra: dict[str, str] | None = None) -> None:
+    for name, value in {**_SESSION_SETTINGS, **(extra or {})}.items():
         conn.execute("SELECT set_config(%s, %s, false)", (name, value))
+
+
+def _durable(target_dsn: str) -> None:
+    """Commit one transaction that holds an xid, synchronously: the WAL of every earlier
+    asynchronous commit of the mover is flushed with it."""
+    with psycopg.connect(target_dsn) as conn:
+        conn.execute("SELECT pg_catalog.txid_current()")
+
+
+def _truncate_if_empty(cur: psycopg.Cursor, plan: TablePlan) -> bool:
+    """TRUNCATE the target table inside the copy's transaction (so COPY may FREEZE) when that can
+    lose nothing: locked, provably empty, referenced by no foreign key. True when it did."""
+    name = sql.Identifier(plan.target_schema, plan.table)
+    cur.execute(sql.SQL("LOCK TABLE ONLY {} IN ACCESS EXCLUSIVE MODE").format(name))
+    cur.execute(
+        sql.SQL(
+            "SELECT NOT EXISTS (SELECT FROM ONLY {})"
+            " AND NOT EXISTS (SELECT FROM pg_catalog.pg_constraint WHERE confrelid = %s::regclass)"
+            " AND pg_catalog.has_table_privilege(%s::regclass, 'TRUNCATE')"
+        ).format(name),
+        (name.as_string(cur), name.as_string(cur)),
+    )
+    row = cur.fetchone()
+    if not (row and row[0]):
+        return False
+    cur.execute(sql.SQL("TRUNCATE ONLY {}").format(name))
+    return True
 
 
 def _server_message(exc: BaseException) -> str:
@@ -148,8 +198,10 @@ def _copy_table(
     plan: TablePlan,
     should_stop: Callable[[], bool],
     blocks: tuple[int, int | None] | None = None,
+    freeze: bool = False,
 ) -> TableCopy:
-    """Stream one table (or one block range of it) from src to tgt inside one target transaction."""
+    """Stream one table (or one block range of it) from src to tgt inside one target transaction;
+    with `freeze`, a whole table is loaded frozen when _truncate_if_empty allows it."""
     cols = sql.SQL(", ").join(sql.Identifier(c) for c in plan.columns)
     fmt = sql.SQL("binary" if plan.format == "binary" else "text")
     src_name = sql.Identifier(plan.schema, plan.table)
@@ -159,16 +211,25 @@ def _copy_table(
         copy_out = sql.SQL("COPY (SELECT {} FROM ONLY {}{}) TO STDOUT (FORMAT {})").format(
             cols, src_name, where, fmt
         )
-        copy_in = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {})").format(tgt_name, cols, fmt)
+        into: sql.Composable = sql.SQL("{} ({})").format(tgt_name, cols)
     else:
         copy_out = sql.SQL("COPY (SELECT FROM ONLY {}{}) TO STDOUT (FORMAT {})").format(
             src_name, where, fmt
         )
-        copy_in = sql.SQL("COPY {} FROM STDIN (FORMAT {})").format(tgt_name, fmt)
+        into = tgt_name
 
     started = time.monotonic()
     nbytes = 0
     with tgt.transaction(), tgt.cursor() as tcur, src.cursor() as scur:
+        frozen = (
+            freeze
+            and blocks is None
+            and plan.size_bytes >= FREEZE_BYTES
+            and _truncate_if_empty(tcur, plan)
+        )
+        copy_in = sql.SQL("COPY {} FROM STDIN (FORMAT {}{})").format(
+            into, fmt, sql.SQL(", FREEZE") if frozen else sql.SQL("")
+        )
         # Open the target side first: a missing or mismatched target table fails before any
         # data is read from the source.
         with tcur.copy(copy_in) as cin, scur.copy(copy_out) as cout:
@@ -193,6 +254,7 @@ def _copy_table(
         bytes=nbytes,
         seconds=round(time.monotonic() - started, 6),
         format=plan.format,
+        frozen=frozen,
     )
 
 
@@ -207,12 +269,20 @@ class _Item:
 def _work_items(
     plans: list[TablePlan], blocks: dict[str, int], workers: int, split_bytes: int
 ) -> list[_Item]:
-    """Whole tables, and tables larger than split_bytes cut into up to `workers` block ranges."""
+    """Whole tables, and block ranges (up to `workers`) of a table that would hold the copy up.
+
+    A table is cut only when it is larger than split_bytes and than STRAGGLER times its even share
+    of the schema (the total over the workers): copied whole, it is loaded frozen, so tables of
+    comparable sizes are each copied whole, side by side, as pgcopydb does.
+    """
+    share = sum(p.size_bytes for p in plans) / workers
     items: list[_Item] = []
     for plan in plans:
         nblocks = blocks.get(plan.table, 0)
-        parts = min(workers, math.ceil(plan.size_bytes / split_bytes)) if split_bytes > 0 else 1
-        parts = min(parts, nblocks)
+        limit = max(split_bytes, share)
+        parts = 1
+        if split_bytes > 0 and plan.size_bytes > max(split_bytes, STRAGGLER * share):
+            parts = min(workers, math.ceil(plan.size_bytes / limit), nblocks)
         if parts <= 1:
             items.append(_Item(plan))
             continue
@@ -235,17 +305,23 @@ def _relation_blocks(conn: psycopg.Connection, schema: str, tables: list[str]) -
     return {name: int(n) for name, n in rows}
 
 
-def _build_table(conn: psycopg.Connection, target_schema: str, table: str, post: TablePost) -> int:
-    """Run one table's post builds in one transaction, then VACUUM ANALYZE it; statements run."""
-    statements = post.statements.get(table) or []
-    if statements:
-        apply(conn, post.prefix + statements, lock_timeout=post.lock_timeout)
-    name = sql.Identifier(target_schema, table)
-    if post.vacuum:
-        conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(name))
-    else:
-        conn.execute(sql.SQL("ANALYZE {}").format(name))
-    return len(statements)
+def _table_builds(plan: TablePlan, statements: list[str], parallel_bytes: int) -> TableBuilds:
+    """A large table's builds cut to run side by side; a small table's in one transaction."""
+    if statements and plan.size_bytes >= parallel_bytes > 0:
+        return plan_builds(statements, plan.target_schema)
+    return TableBuilds(final=list(statements))
+
+
+@dataclass
+class _Building:
+    """A copied table whose builds are under way."""
+
+    plan: TablePlan
+    done: TableCopy
+    builds: TableBuilds
+    statements: list[str]
+    started: float
+    open_indexes: int = 0
 
 
 def copy_schema(
@@ -260,11 +336,13 @@ def copy_schema(
     cancel: threading.Event | None = None,
     post: TablePost | None = None,
     split_bytes: int = SPLIT_BYTES,
+    parallel_build_bytes: int = PARALLEL_BUILD_BYTES,
 ) -> CopyReport:
     """Copy the rows of every table of `schema` (source) into `target_schema` (target).
 
-    With `post`, each table's builds (and VACUUM ANALYZE) run as soon as its copy ends; the
-    statements run are listed in the report's `post_applied`, the tables in `analyzed`.
+    With `post`, each table's builds (and VACUUM ANALYZE) run as soon as its copy ends, on up to
+    `workers` builder connections; the statements run are listed in the report's `post_applied`,
+    the tables in `analyzed`. A table is reported (and `progress` called) once it is complete.
     """
     if workers < 1:
         raise CopyError(f"workers must be at least 1, got {workers}")
@@ -293,9 +371,20 @@ def copy_schema(
         remaining = {p.table: 0 for p in plans}
         for item in queue:
             remaining[item.plan.table] += 1
+        builds = {
+            p.table: _table_builds(p, post.statements.get(p.table) or [], parallel_build_bytes)
+            for p in plans
+            if post is not None
+        }
         partial: dict[str, TableCopy] = {}
         lock = threading.Lock()
+        wake = threading.Condition(lock)
         failed = threading.Event()
+        # builds waiting for a builder: (priority, order, table, one index build or None: final)
+        jobs: list[tuple[int, int, str, list[str] | None]] = []
+        order = itertools.count()
+        building: dict[str, _Building] = {}
+        unbuilt = [len(plans) if post is not None else 0]  # tables whose builds have not ended
 
         def should_stop() -> bool:
             return failed.is_set() or (cancel is not None and cancel.is_set())
@@ -307,7 +396,8 @@ def copy_schema(
         def fail(message: str) -> None:
             with lock:
                 report.errors.append(message)
-            failed.set()
+                failed.set()
+                wake.notify_all()
 
         def finished(item: _Item, part: TableCopy) -> TableCopy | None:
             """Merge a range into its table's total; the table's TableCopy once all are done."""
@@ -324,9 +414,33 @@ def copy_schema(
                 remaining[item.plan.table] -= 1
                 return total if remaining[item.plan.table] == 0 else None
 
+        def complete(done: TableCopy) -> None:
+            """Report a table whose copy (and builds) ended; the caller holds the lock."""
+            report.tables.append(done)
+            if progress is not None:
+                progress(done)
+
+        def queue_builds(plan: TablePlan, done: TableCopy) -> None:
+            """Queue a copied table's index builds (or, with none, its final step) for a builder."""
+            table_builds = builds[plan.table]
+            with lock:
+                state = _Building(
+                    plan,
+                    done,
+                    table_builds,
+                    post.statements.get(plan.table) or [] if post is not None else [],
+                    time.monotonic(),
+                    len(table_builds.indexes),
+                )
+                building[plan.table] = state
+                for statements in table_builds.indexes:
+                    heapq.heappush(jobs, (1, next(order), plan.table, statements))
+                if not table_builds.indexes:
+                    heapq.heappush(jobs, (0, next(order), plan.table, None))
+                wake.notify_all()
+
         def worker() -> None:
             item: _Item | None = None
-            building = False
             try:
                 with (
                     psycopg.connect(source_dsn) as src,
@@ -339,7 +453,7 @@ def copy_schema(
                             sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot))
                         )
                     _configure(src)
-                    _configure(tgt)
+                    _configure(tgt, _TARGET_SETTINGS)
                     try:
                         tgt.execute("SET session_replication_role = replica")
                     except PsycopgError as exc:
@@ -348,54 +462,106 @@ def copy_schema(
                             f" ({_server_message(exc)}): connect as a superuser or a role"
                             " granted SET on that parameter"
                         ) from exc
-                    builder: psycopg.Connection | None = None
-                    try:
-                        while (item := next_item()) is not None:
-                            done = finished(
-                                item, _copy_table(src, tgt, item.plan, should_stop, item.blocks)
-                            )
-                            if done is not None and post is not None and not should_stop():
-                                # the builds run on a connection of their own: the dump's
-                                # session settings must not stay on the copying one
-                                building = True
-                                if builder is None:
-                                    builder = psycopg.connect(target_dsn, autocommit=True)
-                                t0 = time.monotonic()
-                                n = _build_table(builder, item.plan.target_schema, done.table, post)
-                                done.post_statements = n
-                                done.post_seconds = round(time.monotonic() - t0, 6)
-                                building = False
-                                with lock:
-                                    report.post_applied += post.statements.get(done.table) or []
-                                    report.analyzed.append(done.table)
-                            if done is not None:
-                                with lock:
-                                    report.tables.append(done)
-                                    if progress is not None:
-                                        progress(done)
-                            item = None
-                    finally:
-                        if builder is not None:
-                            builder.close()
+                    while (item := next_item()) is not None:
+                        part = _copy_table(
+                            src, tgt, item.plan, should_stop, item.blocks, freeze=True
+                        )
+                        done = finished(item, part)
+                        if done is not None and post is not None:
+                            queue_builds(item.plan, done)
+                        elif done is not None:
+                            with lock:
+                                complete(done)
+                        item = None
             except _Stopped:
                 return
             except CopyError as exc:
                 fail(str(exc))
             except Exception as exc:
                 if item is not None:
-                    what = "post builds of" if building else "copy of"
                     fail(
-                        f"{what} {item.plan.schema}.{item.plan.table} into"
+                        f"copy of {item.plan.schema}.{item.plan.table} into"
                         f" {item.plan.target_schema}.{item.plan.table} failed:"
                         f" {_server_message(exc)}"
                     )
                 else:
                     fail(f"copy worker failed: {_server_message(exc)}")
 
+        def next_job() -> tuple[_Building, list[str] | None] | None:
+            with lock:
+                while not jobs and unbuilt[0] > 0 and not should_stop():
+                    wake.wait(1.0)
+                if should_stop() or not jobs:
+                    return None
+                _prio, _n, table, statements = heapq.heappop(jobs)
+                return building[table], statements
+
+        def build_one(conn: psycopg.Connection, state: _Building, statements: list[str]) -> None:
+            """One index build of a table; its final step is queued after the last one."""
+            assert post is not None
+            apply(conn, post.prefix + statements, lock_timeout=post.lock_timeout)
+            with lock:
+                state.open_indexes -= 1
+                if state.open_indexes == 0:
+                    heapq.heappush(jobs, (0, next(order), state.plan.table, None))
+                    wake.notify_all()
+
+        def build_final(conn: psycopg.Connection, state: _Building) -> None:
+            """Attach the keys, run the other statements, VACUUM ANALYZE; the table is complete."""
+            assert post is not None
+            if state.builds.final:
+                apply(conn, post.prefix + state.builds.final, lock_timeout=post.lock_timeout)
+            name = sql.Identifier(state.plan.target_schema, state.plan.table)
+            if post.vacuum:
+                conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(name))
+            else:
+                conn.execute(sql.SQL("ANALYZE {}").format(name))
+            with lock:
+                state.done.post_statements = len(state.statements)
+                state.done.post_seconds = round(time.monotonic() - state.started, 6)
+                report.post_applied += state.statements
+                report.analyzed.append(state.plan.table)
+                complete(state.done)
+                unbuilt[0] -= 1
+                wake.notify_all()
+
+        def builder() -> None:
+            # the builds run on connections of their own: the dump's session settings must not
+            # stay on a copying one
+            conn: psycopg.Connection | None = None
+            state: _Building | None = None
+            try:
+                while (job := next_job()) is not None:
+                    state, statements = job
+                    if conn is None:
+                        conn = psycopg.connect(target_dsn, autocommit=True)
+                        _configure(conn, _TARGET_SETTINGS)
+                    if statements is None:
+                        build_final(conn, state)
+                    else:
+                        build_one(conn, state, statements)
+                    state = None
+            except Exception as exc:
+                where = (
+                    f" of {state.plan.schema}.{state.plan.table} into"
+                    f" {state.plan.target_schema}.{state.plan.table}"
+                    if state is not None
+                    else ""
+                )
+                fail(f"post builds{where} failed: {_server_message(exc)}")
+            finally:
+                if conn is not None:
+                    conn.close()
+
         threads = [
             threading.Thread(target=worker, name=f"copy-{schema}-{i}", daemon=True)
             for i in range(min(workers, len(queue)))
         ]
+        if post is not None:
+            threads += [
+                threading.Thread(target=builder, name=f"build-{schema}-{i}", daemon=True)
+                for i in range(min(workers, len(plans)))
+            ]
         for t in threads:
             t.start()
         for t in threads:
@@ -413,5 +579,10 @@ def copy_schema(
         report.errors.append(str(err))
         err.report = report  # type: ignore[attr-defined]
         raise err
+    if report.tables:
+        try:
+            _durable(target_dsn)
+        except PsycopgError as exc:
+            raise CopyError(f"cannot commit the copy durably: {_server_message(exc)}") from exc
     report.tables.sort(key=lambda t: t.table)
     return report
