@@ -7,6 +7,16 @@ timeline starts; archiving stays on), on the SAME port so the DSN is unchanged. 
 removes the half-restored directory, moves the WAL of the abandoned timeline out of the archive (so
 that later point-in-time restores, which follow the latest timeline, never take it), renames the
 original back and starts it on the same port.
+
+On a managed fleet backed up by its own pgBackRest stanza (`fleet up --pgbackrest`) the restore is
+`pgbackrest restore --delta`: the set-aside directory is never written; the new data directory is
+seeded with a copy of it (without its WAL), and --delta checksums that copy and rewrites only what
+differs from the backup, then recovery runs to the backup's consistent point or to a point in time.
+WAL archiving of the restored server is held (archive_command empty: PostgreSQL keeps the segments)
+until it is verified, so a rollback before that leaves nothing of the abandoned timeline in the
+repository; the tool never writes to the repository except through pgBackRest's commands, so after
+a rollback that comes later the original is moved onto a new timeline above the abandoned one
+(later restores follow the latest timeline: the original's).
 """
 
 from __future__ import annotations
@@ -24,7 +34,10 @@ from typing import Any
 import psycopg
 
 from restore_assets.backends.local import pg
+from restore_assets.backends.local.archive import base_for
 from restore_assets.backends.local.fleet import LocalFleet
+from restore_assets.backends.local.pgbackrest import stop_restore
+from restore_assets.backends.protocols import RestoreTarget
 from restore_assets.core.errors import FleetError, InvalidRequest
 from restore_assets.core.server_restore.model import Described
 from restore_assets.core.server_restore.protocols import Record
@@ -44,12 +57,21 @@ RESTORED_KIND = "local-restored"
 SNAPSHOT_KIND = "local-snapshot"
 PGBACKREST_BACKUP_KIND = "pgbackrest-backup"
 PGBACKREST_INSTANCE_RESTORE = (
-    "an instance restore is not available on a pgBackRest fleet (it would need pgbackrest"
-    " restore --delta into the set-aside flow): restore schemas, or run pgbackrest restore yourself"
+    "a server restore is not available on a pgBackRest fleet that adopts a server the tool does"
+    " not manage (it replaces the data directory; a managed fleet, `fleet up --pgbackrest`,"
+    " restores by pgbackrest restore --delta): restore schemas, or run pgbackrest restore yourself"
 )
+PITR_NEEDS_PGBACKREST = (
+    "a point-in-time server restore needs a fleet backed up by pgBackRest (`fleet up --pgbackrest`):"
+    " on this fleet restore a snapshot by its id"
+)
+# what the seed copy of the set-aside directory leaves out: its WAL (pgBackRest restores none and
+# --delta would delete it) and the files of a server that ran
+SEED_SKIP = ("pg_wal", "postmaster.pid", "postmaster.opts")
 LOCAL_SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 FINAL_BACKUPS = "final-backups"
 RECOVERY_MARK = "# restore-assets: instance restore recovery settings (removed after promotion)\n"
+HOLD_MARK = "# restore-assets: WAL archiving held until the restored server is verified\n"
 
 
 def parse_conf(text: str) -> dict[str, str]:
@@ -149,7 +171,7 @@ class LocalInstanceBackend:
         from restore_assets.backends.local.fleet import mask_dsn
 
         dsn = self.fleet.production_dsn()
-        details: dict[str, Any] = {"running": False, "pgbackrest": True}
+        details: dict[str, Any] = {"running": False, "pgbackrest": True, "snapshot_only": True}
         version = None
         try:
             with psycopg.connect(dsn, connect_timeout=10) as conn:
@@ -164,7 +186,7 @@ class LocalInstanceBackend:
     def describe(self, identifier: str) -> Described:
         """Port, DSN, data directory and configuration files of the production cluster."""
         stanza = self._pgbackrest_stanza()
-        if stanza:
+        if stanza and self.fleet.config().mode != "managed":
             return self._describe_pgbackrest(stanza)
         cluster = self._production()
         if not cluster.datadir.is_dir():
@@ -194,6 +216,10 @@ class LocalInstanceBackend:
             "settings": _mask_settings(settings),
             "archive_dir": str(self.fleet.archive_dir),
         }
+        if stanza:  # the fleet's own stanza: restored by pgbackrest restore --delta
+            config["pgbackrest_stanza"] = stanza
+            config.pop("archive_dir")
+            details["pgbackrest"] = True
         return Described(IDENTIFIER, "local-cluster", config, [], details)
 
     def _snapshot_dict(self, snap_id: str) -> dict[str, Any]:
@@ -211,9 +237,11 @@ class LocalInstanceBackend:
         return info
 
     def check_snapshot(self, source: Described, snapshot_id: str) -> dict[str, Any]:
-        """A base backup of this fleet, of the same PostgreSQL major version."""
-        if source.details.get("pgbackrest"):
+        """A base backup (or pgBackRest backup) of this fleet, of the same PostgreSQL major version."""
+        if source.details.get("snapshot_only"):
             raise InvalidRequest(PGBACKREST_INSTANCE_RESTORE)
+        if source.config.get("pgbackrest_stanza"):
+            return self._pgbackrest_backup(self.fleet.get_snapshot(snapshot_id), source)
         info = self._snapshot_dict(snapshot_id)
         if info["pg_version"] != source.config["pg_version"]:
             raise InvalidRequest(
@@ -222,6 +250,34 @@ class LocalInstanceBackend:
             )
         return info
 
+    def _pgbackrest_backup(self, snap: Any, source: Described) -> dict[str, Any]:
+        """A pgBackRest backup (by label) of the stanza's current database, as a restore's base."""
+        source_repo = self.fleet.pgbackrest
+        assert source_repo is not None
+        info = source_repo.repo.info()
+        backup = next(b for b in info.get("backup", []) if b.get("label") == snap.id)
+        db_id = backup.get("database", {}).get("id")
+        versions = {d.get("id"): str(d.get("version")) for d in info.get("db", [])}
+        current = max(versions, default=None)
+        if db_id != current or versions.get(db_id) != source.config["pg_version"]:
+            raise InvalidRequest(
+                f"backup {snap.id} is of PostgreSQL {versions.get(db_id)} (stanza database"
+                f" {db_id}), production runs {source.config['pg_version']}: restore it into a"
+                " temporary cluster instead"
+            )
+        return {**snap.to_dict(), "pg_version": versions[db_id], "label": snap.id}
+
+    def check_restore_time(self, source: Described, restore_time: str) -> dict[str, Any]:
+        """A point in time inside the restore window of a pgBackRest fleet; its base backup."""
+        if source.details.get("snapshot_only"):
+            raise InvalidRequest(PGBACKREST_INSTANCE_RESTORE)
+        if not source.config.get("pgbackrest_stanza"):
+            raise InvalidRequest(PITR_NEEDS_PGBACKREST)
+        t = datetime.fromisoformat(restore_time)
+        self.fleet.check_target(RestoreTarget(restore_time=t))  # window, future, no backup
+        base = base_for(t, self.fleet.snapshots())  # the base the fleet's restores take
+        return {**self._pgbackrest_backup(base, source), "restore_time": t.isoformat()}
+
     def check_free(self, source: Described, names: dict[str, Any]) -> list[str]:
         """The set-aside directory must not exist; a new snapshot's name must be free."""
         warnings: list[str] = []
@@ -229,12 +285,14 @@ class LocalInstanceBackend:
         if names.get("export_s3"):
             raise InvalidRequest("export to S3 needs the aws backend (--backend aws)")
         if source.details.get("pgbackrest"):
-            if task != "create_snapshot_only":
+            if task != "create_snapshot_only" and source.details.get("snapshot_only"):
                 raise InvalidRequest(PGBACKREST_INSTANCE_RESTORE)
             if names.get("snapshot_identifier"):
                 raise InvalidRequest(
                     "pgBackRest names its backups by label: leave the snapshot identifier empty"
                 )
+        if task != "create_snapshot_only" and source.config.get("pgbackrest_stanza"):
+            self._check_seedable(Path(names["datadir"]))
         if task != "create_snapshot_only" and Path(names["renamed_dir"]).exists():
             raise InvalidRequest(
                 f"{names['renamed_dir']} already exists: choose another --suffix or remove it"
@@ -351,7 +409,12 @@ class LocalInstanceBackend:
     def restore(
         self, source: Described, snapshot: dict[str, Any], names: dict[str, Any], record: Record
     ) -> dict[str, Any]:
-        """Copy the base backup in place, keep production's configuration, recover, promote."""
+        """Copy the base backup in place, keep production's configuration, recover, promote.
+
+        On a pgBackRest fleet: `pgbackrest restore --delta` into a copy of the set-aside directory.
+        """
+        if source.config.get("pgbackrest_stanza"):
+            return self._restore_pgbackrest(source, snapshot, names, record)
         port = int(source.config["port"])
         datadir = Path(names["datadir"])
         aside = Path(names["renamed_dir"])
@@ -391,6 +454,129 @@ class LocalInstanceBackend:
             "snapshot": snapshot["id"],
             "moved_partial": moved,
         }
+
+    @staticmethod
+    def _check_seedable(datadir: Path) -> None:
+        """Refuse a data directory whose WAL or tablespaces live elsewhere: a copy of it would
+        point at the original's own directories, and --delta would write into them."""
+        if (datadir / "pg_wal").is_symlink():
+            raise InvalidRequest(
+                f"{datadir}/pg_wal is a link to another directory: a pgBackRest server restore"
+                " cannot keep the original untouched; restore schemas instead"
+            )
+        tblspc = datadir / "pg_tblspc"
+        if tblspc.is_dir() and any(tblspc.iterdir()):
+            raise InvalidRequest(
+                "production has tablespaces: a pgBackRest server restore would write into their"
+                " directories, which the set-aside original still uses; restore schemas instead"
+            )
+
+    def _seed(self, aside: Path, datadir: Path) -> None:
+        """A new data directory holding a copy of the set-aside one (no WAL), for --delta."""
+        self._check_seedable(aside)
+        os.mkdir(datadir, 0o700)
+        pg.give_to_server_user(datadir)
+        entries = sorted(str(p) for p in aside.iterdir() if p.name not in SEED_SKIP)
+        if entries:
+            pg.run_server_cmd(["cp", "-a", *entries, f"{datadir}/"], timeout=24 * 3600)
+        pg.run_server_cmd(["mkdir", "-m", "700", "-p", str(datadir / "pg_wal" / "archive_status")])
+
+    def _restore_pgbackrest(
+        self, source: Described, snapshot: dict[str, Any], names: dict[str, Any], record: Record
+    ) -> dict[str, Any]:
+        """Seed a copy of the set-aside directory, `pgbackrest restore --delta` into it, recover
+        to the backup's consistent point or to the point in time, promote; archiving held."""
+        port = int(source.config["port"])
+        datadir = Path(names["datadir"])
+        aside = Path(names["renamed_dir"])
+        label = snapshot["id"]
+        restore_time = snapshot.get("restore_time")
+        source_repo = self.fleet.pgbackrest
+        if source_repo is None:
+            raise FleetError("this fleet has no pgBackRest stanza any more")
+        if os.path.lexists(datadir):
+            raise FleetError(f"{datadir} exists: the original was not set aside")
+        tablespaces = datadir.parent / f"tablespaces-{names['suffix']}"
+        record(
+            RESTORED_KIND,
+            IDENTIFIER,
+            {"datadir": str(datadir), "snapshot": label, "by": "pgbackrest restore --delta"},
+        )
+        # a rollback removes only these: the seeded directory, and what pgBackRest would put
+        # for tablespaces of the backup (refused below)
+        self.fleet.manifest.record(datadir)
+        self.fleet.manifest.record(tablespaces)
+        t0 = time.monotonic()
+        self._seed(aside, datadir)
+        seeded = time.monotonic()
+        if restore_time:
+            target = RestoreTarget(restore_time=datetime.fromisoformat(restore_time))
+        else:
+            target = RestoreTarget(snapshot_id=label)
+        source_repo.repo.restore(
+            datadir, label, target, None, source_repo.process_max, tablespaces, delta=True
+        )
+        delta = time.monotonic()
+        if os.path.lexists(tablespaces):
+            raise FleetError(
+                f"backup {label} holds tablespaces: not restorable in place (restore schemas)"
+            )
+        for name in CONFIG_FILES:
+            (datadir / name).unlink(missing_ok=True)  # pgBackRest's recovery settings included
+            if (aside / name).exists():
+                pg.run_server_cmd(["cp", "-p", str(aside / name), str(datadir / name)])
+        for name in ("postmaster.pid", "postmaster.opts", "standby.signal"):
+            (datadir / name).unlink(missing_ok=True)
+        cluster = pg.Cluster(datadir, port)
+        conf = datadir / "restore_assets.conf"
+        original_conf = conf.read_text() if conf.exists() else ""
+        recovery = {
+            "restore_command": pg.quote_setting(source_repo.repo.restore_command(datadir)),
+            "recovery_target_action": "'promote'",
+        }
+        if restore_time:
+            stamp = target.restore_time.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00")
+            recovery["recovery_target_time"] = f"'{stamp}'"
+            recovery["recovery_target_timeline"] = "'latest'"  # production's own lineage
+        else:
+            recovery["recovery_target"] = "'immediate'"
+            recovery["recovery_target_timeline"] = "'current'"  # the backup's own timeline
+        # PostgreSQL keeps the WAL (.ready) while archive_command is empty: nothing of the new
+        # timeline reaches the repository before wait_restored has verified the server
+        hold = HOLD_MARK + "archive_command = ''\n"
+        block = RECOVERY_MARK + "".join(f"{k} = {v}\n" for k, v in recovery.items())
+        cluster.write_file("restore_assets.conf", original_conf + "\n" + block + hold)
+        cluster.write_file("recovery.signal", "")
+        cluster.start(timeout=self.start_timeout)
+        timeline = self._wait_promoted(cluster, self.start_timeout)
+        recovered = time.monotonic()
+        cluster.write_file("restore_assets.conf", original_conf + "\n" + hold)
+        with psycopg.connect(cluster.dsn(), autocommit=True, connect_timeout=10) as conn:
+            conn.execute("SELECT pg_catalog.pg_reload_conf()")
+        return {
+            "port": port,
+            "timeline": timeline,
+            "snapshot": label,
+            "restore_time": restore_time,
+            "by": "pgbackrest restore --delta",
+            "archiving": "held until verified",
+            "timings_s": {
+                "seed_copy": round(seeded - t0, 3),
+                "pgbackrest_delta": round(delta - seeded, 3),
+                "recovery": round(recovered - delta, 3),
+            },
+        }
+
+    def _release_archiving(self, cluster: pg.Cluster) -> bool:
+        """Drop the archiving hold of a verified restored server; True when there was one."""
+        conf = cluster.datadir / "restore_assets.conf"
+        text = conf.read_text() if conf.exists() else ""
+        if HOLD_MARK not in text:
+            return False
+        cluster.write_file("restore_assets.conf", text.split(HOLD_MARK, 1)[0].rstrip("\n") + "\n")
+        with psycopg.connect(cluster.dsn(), autocommit=True, connect_timeout=10) as conn:
+            conn.execute("SELECT pg_catalog.pg_reload_conf()")
+        return True
 
     def _wait_promoted(self, cluster: pg.Cluster, timeout: float) -> int:
         deadline = time.monotonic() + timeout
@@ -444,10 +630,15 @@ class LocalInstanceBackend:
         for db in dbs:
             with psycopg.connect(cluster.dsn(db), connect_timeout=10) as conn:
                 conn.execute("SELECT 1")
-        self.fleet.switch_wal()  # proves archiving works on the new timeline
         out: dict[str, Any] = {"port": port, "dsn": cluster.dsn(), "databases": dbs}
+        if self._release_archiving(cluster):
+            # verified: the held WAL of the new timeline (its history file first) goes to the
+            # repository now, through archive_command (pgbackrest archive-push)
+            out["archiving"] = "released"
+        self.fleet.switch_wal()  # proves archiving works on the new timeline
         if self.post_restore_snapshot:
-            # a base backup on the new timeline: later point-in-time restores start from it
+            # a base backup (pgbackrest backup on a pgBackRest fleet) on the new timeline: later
+            # point-in-time restores start from it
             out["post_restore_snapshot"] = self.fleet.snapshot().id
         return out
 
@@ -527,6 +718,30 @@ class LocalInstanceBackend:
                 moved.append(f.name)
         return moved
 
+    def _above_abandoned_timeline(self, cluster: pg.Cluster) -> int:
+        """Start the (stopped, put back) original through archive recovery to its own end and
+        promote it: PostgreSQL picks a timeline above every one in the repository, so restores
+        that follow the latest timeline follow the original, never the abandoned restore."""
+        source_repo = self.fleet.pgbackrest
+        assert source_repo is not None
+        conf = cluster.datadir / "restore_assets.conf"
+        original_conf = conf.read_text() if conf.exists() else ""
+        # no target: to the end of its own WAL (a clean shutdown: nothing to replay), then promote
+        recovery = {
+            "restore_command": pg.quote_setting(source_repo.repo.restore_command(cluster.datadir)),
+            "recovery_target_timeline": "'current'",
+        }
+        block = RECOVERY_MARK + "".join(f"{k} = {v}\n" for k, v in recovery.items())
+        cluster.write_file("restore_assets.conf", original_conf + "\n" + block)
+        cluster.write_file("recovery.signal", "")
+        cluster.start(timeout=self.start_timeout)
+        timeline = self._wait_promoted(cluster, self.start_timeout)
+        cluster.write_file("restore_assets.conf", original_conf)
+        with psycopg.connect(cluster.dsn(), autocommit=True, connect_timeout=10) as conn:
+            conn.execute("SELECT pg_catalog.pg_reload_conf()")
+        self.fleet.switch_wal()  # its history file reaches the repository
+        return timeline
+
     def rollback(
         self, source: Described, names: dict[str, Any], resources: list[dict[str, Any]]
     ) -> dict[str, Any]:
@@ -534,6 +749,8 @@ class LocalInstanceBackend:
         port = int(source.config["port"])
         datadir = Path(names["datadir"])
         aside = Path(names["renamed_dir"])
+        pgbackrest = bool(source.config.get("pgbackrest_stanza"))
+        released = False
         details = next((r["details"] for r in resources if r["kind"] == ASIDE_KIND), {})
         restored = any(
             r["kind"] == RESTORED_KIND and r["details"].get("datadir") == str(datadir)
@@ -548,18 +765,29 @@ class LocalInstanceBackend:
                         "reason": f"{datadir} was not created by this run's restore step (not"
                         f" recorded): left in place; the original is still {aside}",
                     }
+                if stop_restore(datadir):  # a pgbackrest restore a crashed run left writing
+                    actions.append("stopped the pgbackrest restore still writing into it")
                 promoted = self._control_state(datadir) == "in production"
                 pg.Cluster(datadir, port).stop(mode="fast" if promoted else "immediate")
-                moved = self._quarantine_timelines(details, names["suffix"])
-                if moved:
-                    actions.append(
-                        f"moved {len(moved)} WAL file(s) of the abandoned timeline aside"
-                    )
+                if pgbackrest:
+                    conf = datadir / "restore_assets.conf"
+                    text = conf.read_text(errors="replace") if conf.exists() else ""
+                    # archived only once released: the new timeline may be in the repository
+                    released = promoted and HOLD_MARK not in text
+                else:
+                    moved = self._quarantine_timelines(details, names["suffix"])
+                    if moved:
+                        actions.append(
+                            f"moved {len(moved)} WAL file(s) of the abandoned timeline aside"
+                        )
                 if promoted and self.final_backup and names.get("rollback_snapshot"):
                     # it was production (promoted, on the same port): keep what it held
                     meta = self._final_backup(datadir, names["rollback_snapshot"], names)
                     actions.append(f"final backup of the restored directory: {meta['path']}")
                 self.fleet.manifest.remove(datadir)
+                tablespaces = datadir.parent / f"tablespaces-{names['suffix']}"
+                if self.fleet.manifest.owns(tablespaces):
+                    self.fleet.manifest.remove(tablespaces)
                 pg.Cluster(datadir, port).logfile.unlink(missing_ok=True)
                 actions.append("removed the half-restored data directory")
             os.rename(aside, datadir)
@@ -577,6 +805,20 @@ class LocalInstanceBackend:
             raise FleetError(f"neither {datadir} nor {aside} exists: nothing to put back")
         cluster = pg.Cluster(datadir, port)
         was_running = details.get("was_running", source.details.get("running", True))
+        if released and not cluster.is_running():
+            timeline = self._above_abandoned_timeline(cluster)
+            actions.append(
+                f"the abandoned timeline had reached the pgBackRest repository (the tool never"
+                f" deletes from it): the original was moved onto timeline {timeline} above it,"
+                " so later restores follow the original"
+            )
+            if self.post_restore_snapshot:
+                # the abandoned server's post-restore backup is the newest: later restores to a
+                # time after the rollback must start from a backup of the original instead
+                snap = self.fleet.snapshot()
+                actions.append(f"pgbackrest backup {snap.id} of the original on its new timeline")
+            if not was_running:
+                cluster.stop(mode="fast")
         if was_running and not cluster.is_running():
             cluster.start(timeout=self.start_timeout)
             actions.append(f"started the original on port {port}")
