@@ -69,7 +69,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 def restore_request(args: argparse.Namespace) -> dict[str, Any]:
     """The instance restore request of CLI arguments."""
     req: dict[str, Any] = {"task": "create_snapshot" if args.create_snapshot else "db_restore"}
-    for key in ("snapshot_id", "suffix", "snapshot_identifier"):
+    for key in ("snapshot_id", "restore_time", "suffix", "snapshot_identifier"):
         if getattr(args, key):
             req[key] = getattr(args, key)
     if args.source:
@@ -165,6 +165,10 @@ def register(subparsers: Any) -> None:
     _common(p)
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--snapshot-id", help="restore from this snapshot")
+    g.add_argument(
+        "--restore-time",
+        help="restore to this point in time (ISO 8601 with a zone; a pgBackRest fleet)",
+    )
     g.add_argument(
         "--create-snapshot", action="store_true", help="take a snapshot first, restore from it"
     )
