@@ -66,7 +66,7 @@ def main() -> None:
                 fleet.delete_temp(db.restore_id)
         med = {name: statistics.median(t) for name, t in times.items()}
         for name, m in med.items():
-            print(f"median {name}: {m:.2f} s (process-max {fleet._process_max()})")
+            print(f"median {name}: {m:.2f} s (process-max {fleet.pgbackrest.process_max})")
         print(f"ratio: {med['db-include tenants'] / med['full restore']:.3f}")
     finally:
         fleet.down(purge=True)

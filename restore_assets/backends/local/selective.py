@@ -41,6 +41,7 @@ import psycopg
 from psycopg import sql
 
 from restore_assets.backends.local import pg
+from restore_assets.core.errors import FleetError
 
 SYSTEM_DATABASES = ("template0", "template1", "postgres")
 FIRST_NORMAL_OID = 16384  # oids below are initdb's (template1 = 1, template0/postgres = 4/5)
@@ -219,8 +220,6 @@ def close_zero_filled(dsn: str, zero_oids: set[int], databases: list[str]) -> li
         names = [n for n, _ in rows]
         clash = sorted(set(names) & set(databases))
         if clash:
-            from restore_assets.core.errors import FleetError
-
             raise FleetError(
                 f"database(s) {', '.join(clash)} at the restore point are not the ones the"
                 " snapshot's map names (renamed since?): rerun with --full-provision"

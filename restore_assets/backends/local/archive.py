@@ -1,0 +1,144 @@
+"""The restore window of a local fleet: archived WAL, the last commit in it, and the checks of a target."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import psycopg
+
+from restore_assets.backends.local import pg
+from restore_assets.backends.protocols import RestoreTarget, RestoreWindow, Snapshot
+from restore_assets.core.errors import FleetError, InvalidRequest
+
+if TYPE_CHECKING:
+    from restore_assets.backends.local.fleet import LocalFleet
+
+WAL_SEGMENT = re.compile(r"^[0-9A-F]{24}$")
+# pg_waldump runs with TZ=UTC: its commit times are printed in UTC
+WALDUMP_TIME = re.compile(r"desc: (?:COMMIT|ABORT) (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) UTC")
+
+
+def last_commit_in(directory: Path, segments: list[str]) -> datetime | None:
+    """Time of the last commit in the newest of these WAL segments of a directory (pg_waldump)."""
+    for seg in reversed(segments[-8:]):
+        proc = subprocess.run(
+            [pg.pg_bin("pg_waldump"), "--path", str(directory), "--rmgr=Transaction", seg],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+            env={**os.environ, "TZ": "UTC"},
+        )
+        found = WALDUMP_TIME.findall(proc.stdout)
+        if found:
+            return datetime.fromisoformat(found[-1]).replace(tzinfo=UTC)
+    return None
+
+
+def segments_in(directory: Path) -> list[str]:
+    """Names of the WAL segments in a directory, oldest first."""
+    return sorted(f.name for f in directory.iterdir() if WAL_SEGMENT.match(f.name))
+
+
+def switch_wal(fleet: LocalFleet, timeout: float = 60) -> None:
+    """Commit a marker transaction, switch WAL segment and wait until it is archived."""
+    with psycopg.connect(fleet.production_dsn(), autocommit=True, connect_timeout=10) as conn:
+        switched_at = conn.execute("SELECT pg_catalog.clock_timestamp()").fetchone()[0]
+        conn.execute("SELECT pg_catalog.txid_current()")
+        lsn = conn.execute("SELECT pg_catalog.pg_switch_wal()").fetchone()[0]
+        seg = conn.execute("SELECT pg_catalog.pg_walfile_name(%s)", (lsn,)).fetchone()[0]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            failed_wal, failed_at, archived_at, archived_wal = conn.execute(
+                "SELECT last_failed_wal, last_failed_time, last_archived_time,"
+                " last_archived_wal FROM pg_stat_archiver"
+            ).fetchone()
+            if fleet.source.is_archived(seg, archived_wal):
+                return
+            # segments are archived in order: a failure on an older segment that is still
+            # pending (no success since) blocks ours too, so it is reported at once
+            if (
+                failed_at is not None
+                and failed_at >= switched_at
+                and (archived_at is None or failed_at > archived_at)
+            ):
+                behind = "" if failed_wal == seg else f" (segment {seg} waits behind it)"
+                raise FleetError(
+                    f"archiving WAL segment {failed_wal} failed{behind}:"
+                    " check archive_command and the production server log"
+                )
+            time.sleep(0.1)
+    raise FleetError(f"WAL segment {seg} was not archived within {timeout:.0f}s")
+
+
+def window(fleet: LocalFleet, refresh: bool = False) -> RestoreWindow:
+    """Earliest = oldest snapshot's completion; latest = last commit in the archived WAL."""
+    if refresh:
+        switch_wal(fleet)
+    snaps = fleet.source.snapshots()
+    earliest = None
+    if snaps:
+        first = snaps[0]
+        earliest = first.completed_at or first.created_at
+    latest = fleet.source.latest_archived_time() if snaps else None
+    if latest is not None and earliest is not None and latest < earliest:
+        # right after a snapshot nothing committed since it has reached the archive: no point
+        # in time is restorable yet (the snapshot itself is, by its id); never a backwards window
+        latest = None
+    return RestoreWindow(earliest=earliest, latest=latest)
+
+
+def check_target(fleet: LocalFleet, target: RestoreTarget) -> datetime:
+    """Refuse a time in the future or outside the window, or an unknown snapshot; return the point."""
+    fleet.source.check_ready()
+    if target.snapshot_id:
+        snap = fleet.get_snapshot(target.snapshot_id)
+        return snap.completed_at or snap.created_at
+    t = target.restore_time
+    if t is None or t.tzinfo is None:
+        raise InvalidRequest("restore time must be an ISO 8601 timestamp with a time zone")
+    now = datetime.now(UTC)
+    if t > now:
+        raise InvalidRequest(
+            f"restore time {t.isoformat()} is in the future (now {now.isoformat()})"
+        )
+    snaps = fleet.source.snapshots()
+    if not snaps:
+        raise InvalidRequest(
+            "no snapshot exists yet: take one with `restore-assets fleet snapshot`"
+        )
+    base_for(t, snaps)
+    current = window(fleet)
+    archiving = ""
+    if current.latest is None or t >= current.latest:
+        try:
+            switch_wal(fleet)
+        except FleetError as exc:
+            # archiving is failing: the window ends at the last WAL that reached the archive
+            archiving = f"; {exc}"
+        current = window(fleet)
+    if current.latest is None or t >= current.latest:
+        latest = current.latest.isoformat() if current.latest else "none"
+        raise InvalidRequest(
+            f"restore time {t.isoformat()} is after the last archived WAL"
+            f" (latest restorable {latest}){archiving}"
+        )
+    return t
+
+
+def base_for(t: datetime, snaps: list[Snapshot]) -> Snapshot:
+    """The newest snapshot consistent at or before t; refused when t is before the first one."""
+    usable = [s for s in snaps if (s.completed_at or s.created_at) <= t]
+    if not usable:
+        first = snaps[0]
+        raise InvalidRequest(
+            f"restore time {t.isoformat()} is before the earliest snapshot"
+            f" ({first.id}, consistent from {(first.completed_at or first.created_at).isoformat()})"
+        )
+    return usable[-1]
