@@ -1,4 +1,10 @@
-"""The audit log: one record per restore with inputs, resources, phases, status and cause."""
+"""The audit log: one record per restore with inputs, resources, phases, status and cause.
+
+Here: the AuditLog protocol, restore ids, owners (who may clean up), claims, and `RecordLog`, the
+logic every log shares (opening with claims, refusals, checked updates and final statuses, decoded
+records). Where records are stored: backends/local/audit.py (SQLite), backends/aws/audit.py
+(DynamoDB).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +13,7 @@ import os
 import re
 import secrets
 import socket
-import sqlite3
-import threading
-from contextlib import contextmanager
+from abc import ABC, abstractmethod
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -133,7 +137,8 @@ def new_restore_id(prefix: str = "r") -> str:
     return f"{prefix}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
 
 
-def _now() -> str:
+def now_iso() -> str:
+    """The current UTC time in ISO 8601 (the audit records' time stamps)."""
     return datetime.now(UTC).isoformat()
 
 
@@ -206,73 +211,78 @@ class AuditLog(Protocol):
         ...
 
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS restores (
-  restore_id TEXT PRIMARY KEY,
-  kind TEXT NOT NULL,
-  status TEXT NOT NULL,
-  inputs TEXT NOT NULL,
-  created_at TEXT NOT NULL,
-  finished_at TEXT,
-  duration_s REAL,
-  cause TEXT,
-  restore_point TEXT,
-  result TEXT
-);
-CREATE TABLE IF NOT EXISTS resources (
-  restore_id TEXT NOT NULL REFERENCES restores(restore_id),
-  kind TEXT NOT NULL,
-  identifier TEXT NOT NULL,
-  details TEXT NOT NULL,
-  created_at TEXT NOT NULL,
-  deleted_at TEXT,
-  PRIMARY KEY (restore_id, kind, identifier)
-);
-CREATE TABLE IF NOT EXISTS claims (
-  target TEXT PRIMARY KEY,
-  restore_id TEXT NOT NULL REFERENCES restores(restore_id),
-  created_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS phases (
-  restore_id TEXT NOT NULL REFERENCES restores(restore_id),
-  phase TEXT NOT NULL,
-  started_at TEXT NOT NULL,
-  ended_at TEXT NOT NULL,
-  outcome TEXT NOT NULL,
-  error TEXT,
-  metadata TEXT
-);
-"""
+# ---------------------------------------------------------------------------- shared logic
+OPTIONAL = ("finished_at", "duration_s", "cause", "restore_point")  # absent until set
 
 
-class SqliteAuditLog:
-    """The local audit log: a SQLite file (by default `<fleet root>/audit.sqlite`)."""
+def exists_conflict(restore_id: str) -> AuditConflict:
+    """The refusal of an open() whose restore id is taken."""
+    return AuditConflict(f"restore id {restore_id} already exists in the audit log: choose another")
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # created 0600 before SQLite opens it (its journals take the database file's mode)
-        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
-        self._lock = threading.Lock()
-        with self._db() as db:
-            db.executescript(SCHEMA)
-            columns = {r["name"] for r in db.execute("PRAGMA table_info(restores)")}
-            if "owner" not in columns:  # a log written before records carried their owner
-                try:
-                    db.execute("ALTER TABLE restores ADD COLUMN owner TEXT")
-                except sqlite3.OperationalError:  # another process added it meanwhile
-                    pass
 
-    @contextmanager
-    def _db(self):
-        with self._lock:
-            conn = sqlite3.connect(self.path, timeout=30)
-            conn.row_factory = sqlite3.Row
-            try:
-                yield conn
-                conn.commit()
-            finally:
-                conn.close()
+def closed_conflict(restore_id: str, status: str) -> AuditConflict:
+    """The refusal of a close() of a record that is not running any more."""
+    return AuditConflict(f"restore {restore_id} is already {status}: its record is not changed")
+
+
+def check_final_status(status: str) -> str:
+    """A status close() may set: a known one, never running."""
+    if status not in STATUSES or status == "running":
+        raise ValueError(f"unknown final status {status!r}")
+    return status
+
+
+def seconds_since(created_at: str, now: datetime) -> float:
+    """The duration of a run from its record's created_at to now."""
+    return (now - datetime.fromisoformat(created_at)).total_seconds()
+
+
+def _loads(text: str | None, empty: Any = None) -> Any:
+    return json.loads(text) if text else empty
+
+
+def decode_summary(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored run summary with its JSON fields decoded and absent optional fields None."""
+    rec = {**row, "inputs": _loads(row.get("inputs"), {})}
+    for key in OPTIONAL:
+        rec.setdefault(key, None)
+    return rec
+
+
+class RecordLog(ABC):
+    """The AuditLog logic the SQLite and DynamoDB logs share; a subclass only stores and reads.
+
+    A subclass writes a new record with its claims atomically (`_insert`, raising AuditConflict
+    or ClaimConflict and writing nothing), sets fields (`_set`), closes a running record
+    (`_finish`), reads a record (`_record`) and the recent summaries (`_recent`).
+    """
+
+    def encode(self, value: Any) -> str:
+        """The JSON text a record stores for inputs, results, details and metadata."""
+        return json.dumps(value, default=str)
+
+    def text(self, value: str) -> str:
+        """A free text (cause, error) as it is stored."""
+        return value
+
+    @abstractmethod
+    def _insert(self, record: dict[str, Any], claims: tuple[str, ...]) -> None: ...
+
+    @abstractmethod
+    def _set(self, restore_id: str, fields: dict[str, Any]) -> None: ...
+
+    @abstractmethod
+    def _finish(self, restore_id: str, status: str, cause: str | None) -> None: ...
+
+    @abstractmethod
+    def _record(self, restore_id: str) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def _recent(self, limit: int) -> list[dict[str, Any]]: ...
+
+    @abstractmethod
+    def resources(self, restore_id: str, include_deleted: bool = False) -> list[dict[str, Any]]:
+        """The resources of a run that cleanup must remove (newest first)."""
 
     def open(
         self,
@@ -284,30 +294,15 @@ class SqliteAuditLog:
     ) -> str:
         """Create the record of a new run, owned by owner, holding claims; never reuses an id."""
         rid = check_restore_id(restore_id or new_restore_id())
-        owner = owner or process_owner()
-        now = _now()
-        with self._db() as db:  # one transaction: the record and its claims, or nothing
-            try:
-                db.execute(
-                    "INSERT INTO restores (restore_id, kind, status, inputs, created_at, owner)"
-                    " VALUES (?,?,?,?,?,?)",
-                    (rid, kind, "running", json.dumps(inputs, default=str), now, json.dumps(owner)),
-                )
-            except sqlite3.IntegrityError:
-                raise AuditConflict(
-                    f"restore id {rid} already exists in the audit log: choose another"
-                ) from None
-            for target in claims:
-                try:
-                    db.execute(
-                        "INSERT INTO claims (target, restore_id, created_at) VALUES (?,?,?)",
-                        (target, rid, now),
-                    )
-                except sqlite3.IntegrityError:
-                    holder = db.execute(
-                        "SELECT restore_id FROM claims WHERE target = ?", (target,)
-                    ).fetchone()
-                    raise ClaimConflict(target, holder[0] if holder else "?") from None
+        record = {
+            "restore_id": rid,
+            "kind": kind,
+            "status": "running",
+            "inputs": self.encode(inputs),
+            "created_at": now_iso(),
+            "owner": json.dumps(owner or process_owner()),
+        }
+        self._insert(record, tuple(claims))
         return rid
 
     def reject(
@@ -315,157 +310,86 @@ class SqliteAuditLog:
     ) -> str:
         """Record a refused request; if restore_id already exists, under a fresh id (returned)."""
         rid = restore_id if restore_id and RESTORE_ID_RE.fullmatch(restore_id) else None
-        rid = rid or new_restore_id()
-        now = _now()
-        with self._db() as db:
-            for attempt in (rid, new_restore_id()):
-                record = dict(inputs)
-                if attempt != restore_id and restore_id:
-                    record["requested_restore_id"] = str(restore_id)[:80]
-                try:
-                    db.execute(
-                        "INSERT INTO restores (restore_id, kind, status, inputs, created_at,"
-                        " finished_at, duration_s, cause, owner) VALUES (?,?,?,?,?,?,?,?,?)",
-                        (
-                            attempt,
-                            kind,
-                            "rejected",
-                            json.dumps(record, default=str),
-                            now,
-                            now,
-                            0.0,
-                            cause,
-                            json.dumps(process_owner()),
-                        ),
-                    )
-                    return attempt
-                except sqlite3.IntegrityError:
-                    continue  # the id is another run's: its record stays as it is
+        now = now_iso()
+        for attempt in (rid or new_restore_id(), new_restore_id()):
+            record = dict(inputs)
+            if attempt != restore_id and restore_id:
+                record["requested_restore_id"] = str(restore_id)[:80]
+            try:
+                self._insert(
+                    {
+                        "restore_id": attempt,
+                        "kind": kind,
+                        "status": "rejected",
+                        "inputs": self.encode(record),
+                        "created_at": now,
+                        "finished_at": now,
+                        "duration_s": 0.0,
+                        "cause": self.text(cause),
+                        "owner": json.dumps(process_owner()),
+                    },
+                    (),
+                )
+                return attempt
+            except AuditConflict:
+                continue  # the id is another run's: its record stays as it is
         raise AuditConflict(f"could not record the refusal of {restore_id}")  # pragma: no cover
 
-    def resource(
-        self, restore_id: str, kind: str, identifier: str, details: dict[str, Any]
-    ) -> None:
-        """Record a resource before it is relied on, so cleanup can find it after a crash."""
-        with self._db() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO resources (restore_id, kind, identifier, details, created_at)"
-                " VALUES (?,?,?,?,?)",
-                (restore_id, kind, identifier, json.dumps(details, default=str), _now()),
-            )
-
-    def resource_deleted(self, restore_id: str, kind: str, identifier: str) -> None:
-        """Mark a recorded resource as removed."""
-        with self._db() as db:
-            db.execute(
-                "UPDATE resources SET deleted_at = ? WHERE restore_id = ? AND kind = ? AND identifier = ?",
-                (_now(), restore_id, kind, identifier),
-            )
-
-    def resources(self, restore_id: str, include_deleted: bool = False) -> list[dict[str, Any]]:
-        """The resources of a run that cleanup must remove (newest first)."""
-        q = "SELECT * FROM resources WHERE restore_id = ?"
-        if not include_deleted:
-            q += " AND deleted_at IS NULL"
-        with self._db() as db:
-            rows = db.execute(q + " ORDER BY created_at DESC, rowid DESC", (restore_id,)).fetchall()
-        return [{**dict(r), "details": json.loads(r["details"])} for r in rows]
-
-    def phase(
+    def phase_entry(
         self,
-        restore_id: str,
         phase: str,
         outcome: str,
         *,
         started_at: str,
         error: str | None = None,
         metadata: dict[str, Any] | None = None,
-    ) -> None:
-        """Record one phase's start, end, outcome and metadata."""
-        with self._db() as db:
-            db.execute(
-                "INSERT INTO phases (restore_id, phase, started_at, ended_at, outcome, error, metadata)"
-                " VALUES (?,?,?,?,?,?,?)",
-                (
-                    restore_id,
-                    phase,
-                    started_at,
-                    _now(),
-                    outcome,
-                    error,
-                    json.dumps(metadata or {}, default=str),
-                ),
-            )
+    ) -> dict[str, Any]:
+        """One phase as it is stored: start, end (now), outcome, error, metadata."""
+        return {
+            "phase": phase,
+            "started_at": started_at,
+            "ended_at": now_iso(),
+            "outcome": outcome,
+            "error": self.text(error) if error else None,
+            "metadata": self.encode(metadata or {}),
+        }
 
     def update(self, restore_id: str, **fields: Any) -> None:
-        """Set fields of the run record (restore_point, result, ...)."""
+        """Set fields of the run record (restore_point, result, cause; never the status)."""
         bad = set(fields) - set(UPDATABLE)
         if bad:
             raise ValueError(f"cannot update audit fields {sorted(bad)}")
-        with self._db() as db:
-            for key, value in fields.items():
-                if isinstance(value, dict | list):
-                    value = json.dumps(value, default=str)
-                db.execute(
-                    f"UPDATE restores SET {key} = ? WHERE restore_id = ?", (value, restore_id)
-                )  # noqa: S608 - key from allow-list
+        if fields:
+            self._set(
+                restore_id,
+                {
+                    k: self.encode(v)
+                    if isinstance(v, dict | list)
+                    else self.text(v)
+                    if isinstance(v, str)
+                    else v
+                    for k, v in fields.items()
+                },
+            )
 
     def close(self, restore_id: str, status: str, cause: str | None = None) -> None:
         """Set the final status of a running record (AuditConflict otherwise); release its claims."""
-        if status not in STATUSES or status == "running":
-            raise ValueError(f"unknown final status {status!r}")
-        now = datetime.now(UTC)
-        with self._db() as db:
-            row = db.execute(
-                "SELECT created_at, status FROM restores WHERE restore_id = ?", (restore_id,)
-            ).fetchone()
-            if row is None:
-                raise KeyError(f"unknown restore id {restore_id}")
-            duration = (now - datetime.fromisoformat(row["created_at"])).total_seconds()
-            done = db.execute(
-                "UPDATE restores SET status = ?, cause = COALESCE(?, cause), finished_at = ?,"
-                " duration_s = ? WHERE restore_id = ? AND status = 'running'",
-                (status, cause, now.isoformat(), duration, restore_id),
-            )
-            if done.rowcount != 1:
-                raise AuditConflict(
-                    f"restore {restore_id} is already {row['status']}: its record is not changed"
-                )
-            db.execute("DELETE FROM claims WHERE restore_id = ?", (restore_id,))
-
-    def claims(self, restore_id: str) -> list[str]:
-        """The targets a running record holds."""
-        with self._db() as db:
-            rows = db.execute(
-                "SELECT target FROM claims WHERE restore_id = ? ORDER BY target", (restore_id,)
-            ).fetchall()
-        return [r[0] for r in rows]
+        check_final_status(status)
+        self._finish(restore_id, status, None if cause is None else self.text(cause))
 
     def get(self, restore_id: str) -> dict[str, Any]:
         """The whole record of one run, with its phases and resources."""
-        with self._db() as db:
-            row = db.execute(
-                "SELECT * FROM restores WHERE restore_id = ?", (restore_id,)
-            ).fetchone()
-            if row is None:
-                raise KeyError(f"unknown restore id {restore_id}")
-            phases = db.execute(
-                "SELECT * FROM phases WHERE restore_id = ? ORDER BY rowid", (restore_id,)
-            ).fetchall()
-        rec = dict(row)
-        rec["inputs"] = json.loads(rec["inputs"])
-        rec["result"] = json.loads(rec["result"]) if rec.get("result") else None
-        rec["owner"] = json.loads(rec["owner"]) if rec.get("owner") else None
-        rec["phases"] = [{**dict(p), "metadata": json.loads(p["metadata"] or "{}")} for p in phases]
+        raw = self._record(restore_id)
+        rec = decode_summary({k: v for k, v in raw.items() if k not in ("phases", "resources")})
+        rec["result"] = _loads(raw.get("result"))
+        rec["owner"] = _loads(raw.get("owner"))
+        rec["phases"] = [
+            {**p, "restore_id": restore_id, "metadata": _loads(p.get("metadata"), {})}
+            for p in raw.get("phases") or []
+        ]
         rec["resources"] = self.resources(restore_id, include_deleted=True)
         return rec
 
     def history(self, limit: int = 50) -> list[dict[str, Any]]:
         """The most recent runs, newest first."""
-        with self._db() as db:
-            rows = db.execute(
-                "SELECT restore_id, kind, status, created_at, finished_at, duration_s, cause, restore_point, inputs"
-                " FROM restores ORDER BY created_at DESC LIMIT ?",
-                (limit,),
-            ).fetchall()
-        return [{**dict(r), "inputs": json.loads(r["inputs"])} for r in rows]
+        return [decode_summary(r) for r in self._recent(limit)]

@@ -14,7 +14,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.rds.models import rds_backends
 
 from restore_assets.backends.aws.server_restore import AwsInstanceBackend
-from restore_assets.core.audit import SqliteAuditLog
+from restore_assets.backends.local.audit import SqliteAuditLog
 from restore_assets.core.server_restore.steps import (
     InstanceServices,
     plan_instance_restore,

@@ -20,9 +20,9 @@ import pytest
 import yaml
 
 from restore_assets.backends.local import pg as pg_local
+from restore_assets.backends.local.audit import SqliteAuditLog
 from restore_assets.backends.local.fleet import LocalFleet
 from restore_assets.backends.protocols import RestoreTarget
-from restore_assets.core.audit import SqliteAuditLog
 from restore_assets.jobs.instance_restore import (
     plan_instance_restore_job,
     run_instance_restore_job,

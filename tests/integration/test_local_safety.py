@@ -17,11 +17,11 @@ import pytest
 from restore_assets.backends.factory import build_services
 from restore_assets.backends.local import pg
 from restore_assets.backends.local.artifacts import LocalArtifacts
+from restore_assets.backends.local.audit import SqliteAuditLog
 from restore_assets.backends.local.fleet import LocalFleet
 from restore_assets.backends.local.manifest import Manifest
 from restore_assets.backends.protocols import RestoreTarget
 from restore_assets.cli import main as cli
-from restore_assets.core.audit import SqliteAuditLog
 from restore_assets.core.errors import FleetError, InvalidRequest
 from tests.conftest import scratch_dir
 from tests.integration.fleet_helpers import execute, postmasters_under

@@ -2,7 +2,7 @@
 
 import pytest
 
-from restore_assets.core.audit import SqliteAuditLog
+from restore_assets.backends.local.audit import SqliteAuditLog
 
 
 def test_lifecycle(tmp_path):

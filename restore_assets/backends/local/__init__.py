@@ -21,7 +21,7 @@ def root_of(config: Mapping[str, Any]) -> Path:
 
 def audit_log(config: Mapping[str, Any]) -> Any:
     """The SQLite audit log under the fleet root (`<root>/audit.sqlite`)."""
-    from restore_assets.core.audit import SqliteAuditLog
+    from restore_assets.backends.local.audit import SqliteAuditLog
 
     return SqliteAuditLog(root_of(config) / "audit.sqlite")
 
