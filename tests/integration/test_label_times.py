@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from restore_assets.backends.local import pg
+from restore_assets.backends.local.basebackups import server_times
 from tests.conftest import scratch_dir
 from tests.integration.fleet_helpers import execute
 
@@ -40,7 +41,7 @@ def set_log_timezone(cluster: pg.Cluster, zone: str) -> None:
 def test_an_abbreviation_is_read_in_the_servers_zone(server: pg.Cluster):
     """'CST' printed by a server in Shanghai is UTC+8, not Chicago's UTC-6 (PostgreSQL's table)."""
     set_log_timezone(server, "Asia/Shanghai")
-    [shanghai, pacific] = pg.server_times(
+    [shanghai, pacific] = server_times(
         server.dsn(), ["2026-01-02 03:04:05 CST", "2026-01-02 03:04:05 PST"]
     )
     assert shanghai == datetime(2026, 1, 1, 19, 4, 5, tzinfo=UTC)
@@ -51,7 +52,7 @@ def test_the_repeated_hour_of_a_dst_change_is_told_apart_by_its_abbreviation(
     server: pg.Cluster,
 ):
     set_log_timezone(server, "America/Los_Angeles")
-    times = pg.server_times(
+    times = server_times(
         server.dsn(),
         ["2026-11-01 01:30:00 PDT", "2026-11-01 01:30:00 PST", "2026-07-01 12:00:00 PDT "],
     )

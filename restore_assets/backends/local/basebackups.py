@@ -23,6 +23,35 @@ BACKUP_HISTORY = re.compile(r"^[0-9A-F]{24}\.[0-9A-F]{8}\.backup$")
 LABEL_TIME = re.compile(r"^(START|STOP) TIME: (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+)", re.M)
 
 
+# the instants whose printing in the session's time zone (the server's log_timezone) is exactly the
+# text: the wall clock read in that zone, or one hour either side where a DST change repeats it;
+# the zone's abbreviation in the text picks the one (the server prints labels with pg_strftime)
+SERVER_TIMES = """
+SELECT (SELECT c FROM unnest(ARRAY[0, -1, 1]) AS h,
+        LATERAL (SELECT substring(t FROM '^\\S+ \\S+')::timestamp
+                        AT TIME ZONE current_setting('TimeZone')
+                        + make_interval(hours => h) AS c) AS candidate
+        WHERE to_char(c, 'YYYY-MM-DD HH24:MI:SS TZ') = t LIMIT 1)
+FROM unnest(%s::text[]) WITH ORDINALITY AS u(t, n) ORDER BY n
+"""
+
+
+def server_times(dsn: str, texts: list[str]) -> list[datetime | None]:
+    """Read back times a server printed in its log_timezone (backup labels, 'YYYY-MM-DD HH:MI:SS PST').
+
+    The server parses them in its own log_timezone (no abbreviation table: 'CST' in Shanghai is
+    not Chicago's); None for a text it did not print.
+    """
+    if not texts:
+        return []
+    with pg.connect(dsn) as conn:
+        conn.execute(
+            "SELECT pg_catalog.set_config('TimeZone', current_setting('log_timezone'), false)"
+        )
+        rows = conn.execute(SERVER_TIMES, ([t.strip() for t in texts],)).fetchall()
+    return [r[0].astimezone(UTC) if r[0] is not None else None for r in rows]
+
+
 def dir_size(path: Path) -> int:
     """Bytes of the files below path (links counted by their own size)."""
     total = 0
@@ -132,7 +161,7 @@ class BaseBackupSource(FleetSource):
         """
         found = [LABEL_TIME.findall(text) for text in texts]
         stamps = [value for pairs in found for _kind, value in pairs]
-        times = iter(pg.server_times(self.fleet.production_dsn(), stamps) if stamps else [])
+        times = iter(server_times(self.fleet.production_dsn(), stamps))
         out = []
         for pairs in found:
             parsed = {kind: next(times) for kind, _value in pairs}

@@ -12,7 +12,6 @@ import socket
 import subprocess
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -180,19 +179,6 @@ def without_password(dsn: str) -> str:
     return psycopg.conninfo.make_conninfo(**params)
 
 
-# the instants whose printing in the session's time zone (the server's log_timezone) is exactly the
-# text: the wall clock read in that zone, or one hour either side where a DST change repeats it;
-# the zone's abbreviation in the text picks the one (the server prints labels with pg_strftime)
-SERVER_TIMES = """
-SELECT (SELECT c FROM unnest(ARRAY[0, -1, 1]) AS h,
-        LATERAL (SELECT substring(t FROM '^\\S+ \\S+')::timestamp
-                        AT TIME ZONE current_setting('TimeZone')
-                        + make_interval(hours => h) AS c) AS candidate
-        WHERE to_char(c, 'YYYY-MM-DD HH24:MI:SS TZ') = t LIMIT 1)
-FROM unnest(%s::text[]) WITH ORDINALITY AS u(t, n) ORDER BY n
-"""
-
-
 def connect(dsn: str) -> psycopg.Connection:
     """A connection to dsn (10 s timeout); FleetError naming the masked DSN when it fails."""
     try:
@@ -209,22 +195,6 @@ def password_env(dsn: str) -> dict[str, str]:
     with connect(dsn) as conn:
         password = conn.info.password
     return {"PGPASSWORD": str(password)} if password else {}
-
-
-def server_times(dsn: str, texts: list[str]) -> list[datetime | None]:
-    """Read back times a server printed in its log_timezone (backup labels, 'YYYY-MM-DD HH:MI:SS PST').
-
-    The server parses them in its own log_timezone (no abbreviation table: 'CST' in Shanghai is
-    not Chicago's); None for a text it did not print.
-    """
-    if not texts:
-        return []
-    with connect(dsn) as conn:
-        conn.execute(
-            "SELECT pg_catalog.set_config('TimeZone', current_setting('log_timezone'), false)"
-        )
-        rows = conn.execute(SERVER_TIMES, ([t.strip() for t in texts],)).fetchall()
-    return [r[0].astimezone(UTC) if r[0] is not None else None for r in rows]
 
 
 BASE_SETTINGS = {
