@@ -53,6 +53,14 @@ INSTANCE_RESTORE_KEYS = frozenset(
         "final_backup",
     }
 )
+# the sections nested one level deeper (read by the server restore's export and the alerts)
+NESTED_KEYS = {
+    ("aws", "snapshot_export"): frozenset({"s3_bucket", "s3_prefix", "iam_role_arn", "kms_key_id"}),
+    ("alerts", "smtp"): frozenset(
+        {"host", "port", "from", "to", "starttls", "username", "password_env"}
+    ),
+    ("alerts", "ses"): frozenset({"from", "to", "region_name"}),
+}
 
 
 def check_backend_keys(config: Mapping[str, Any]) -> None:
@@ -70,6 +78,12 @@ def check_backend_keys(config: Mapping[str, Any]) -> None:
         if isinstance(config.get(section), Mapping):
             refuse_unknown_keys(
                 f"the {section}: section of the backend configuration", config[section], known
+            )
+    for (section, sub), known in NESTED_KEYS.items():
+        value = config.get(section)
+        if isinstance(value, Mapping) and isinstance(value.get(sub), Mapping):
+            refuse_unknown_keys(
+                f"the {section}.{sub}: section of the backend configuration", value[sub], known
             )
 
 
