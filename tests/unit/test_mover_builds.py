@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from restore_assets.core.mover.builds import key_as_index, plan_builds
+from restore_assets.core.mover.builds import IndexBuild, key_as_index, plan_builds
 
 
 def test_primary_key_becomes_a_unique_index_and_an_attachment() -> None:
@@ -50,8 +50,10 @@ def test_plan_keeps_settings_with_each_build_and_the_rest_in_dump_order() -> Non
     ]
     plan = plan_builds(statements, "s")
     assert plan.indexes == [
-        [statements[0], 'CREATE UNIQUE INDEX "t_pkey" ON "s"."t" USING btree ("id")'],
-        [statements[0], statements[2], statements[3]],
+        IndexBuild(
+            "t_pkey", [statements[0], 'CREATE UNIQUE INDEX "t_pkey" ON "s"."t" USING btree ("id")']
+        ),
+        IndexBuild("t_a_idx", [statements[0], statements[2], statements[3]]),
     ]
     assert plan.final == [
         statements[0],

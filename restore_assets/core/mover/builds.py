@@ -25,10 +25,18 @@ _KEY_TYPES = {"CONSTR_PRIMARY": "PRIMARY KEY", "CONSTR_UNIQUE": "UNIQUE"}
 
 
 @dataclass
+class IndexBuild:
+    """One index build: the index's name and the statements to run (settings in force, the build)."""
+
+    name: str
+    statements: list[str]
+
+
+@dataclass
 class TableBuilds:
     """The builds of one table: independent index builds, then one final transaction."""
 
-    indexes: list[list[str]] = field(default_factory=list)  # settings in force + one index build
+    indexes: list[IndexBuild] = field(default_factory=list)
     final: list[str] = field(default_factory=list)  # settings, key attachments, the rest
 
 
@@ -108,9 +116,9 @@ def plan_builds(statements: list[str], schema: str) -> TableBuilds:
             settings.append(statement)
             plan.final.append(statement)
             continue
-        kind, _node = _stmt(statement)
+        kind, node = _stmt(statement)
         if kind == "IndexStmt":
-            plan.indexes.append([*settings, statement])
+            plan.indexes.append(IndexBuild(node.get("idxname", ""), [*settings, statement]))
             continue
         derived = key_as_index(statement)
         if derived is not None:
@@ -121,7 +129,8 @@ def plan_builds(statements: list[str], schema: str) -> TableBuilds:
         if derived is None:
             plan.final.append(statement)
         else:
-            plan.indexes.append([*settings, derived[0]])
+            name = node["cmds"][0]["AlterTableCmd"]["def"]["Constraint"]["conname"]
+            plan.indexes.append(IndexBuild(name, [*settings, derived[0]]))
             plan.final.append(derived[1])
         final_work = True
     if not final_work:
