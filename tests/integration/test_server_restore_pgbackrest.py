@@ -294,3 +294,23 @@ def test_kill_9_after_the_delta_restore_then_recover_rolls_back(prod: Prod) -> N
     assert rec["status"] == "failed" and "rolled back" in rec["cause"], rec["cause"]
     assert prod.labels() == before and prod.timeline() == timeline
     assert prod.leftovers() == [] and prod.histories() == histories
+
+
+def test_point_in_time_needs_a_pgbackrest_fleet_and_a_managed_server(tmp_path: Path) -> None:
+    from restore_assets.backends.local.server_restore import LocalInstanceBackend
+    from restore_assets.core.server_restore.model import Described
+
+    backend = LocalInstanceBackend(LocalFleet(tmp_path / "none"))
+    plain = Described("production", "local-cluster", {"port": 5432, "pg_version": "15"})
+    with pytest.raises(InvalidRequest, match="needs a fleet backed up by pgBackRest"):
+        backend.check_restore_time(plain, datetime.now(UTC).isoformat())
+    adopted = Described(
+        "production",
+        "pgbackrest-stanza",
+        {"pgbackrest_stanza": "main"},
+        details={"pgbackrest": True, "snapshot_only": True},
+    )
+    with pytest.raises(InvalidRequest, match="not available on a pgBackRest fleet"):
+        backend.check_restore_time(adopted, datetime.now(UTC).isoformat())
+    with pytest.raises(InvalidRequest, match="not available on a pgBackRest fleet"):
+        backend.check_snapshot(adopted, "20261202-110834F")
