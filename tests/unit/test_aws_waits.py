@@ -81,6 +81,21 @@ def _rds_with_instance(state: str) -> Any:
     return rds
 
 
+def _timed_out_each(rds: Any, name: str, options: list[dict[str, Any]], **params: Any) -> list:
+    """Run the waiter once per set of options (1 s limit); for each, whether it timed out
+    (True) or gave up at once on a failure state or an unexpected error (False)."""
+    out = []
+    for option in options:
+
+        def give_up(exc: WaiterError) -> GaveUp:
+            out.append(timed_out(exc))
+            return GaveUp(str(exc))
+
+        with pytest.raises(GaveUp):
+            run_waiter(rds, name, 1, 1, give_up, **option, **params)
+    return out
+
+
 def test_an_added_failure_state_ends_an_rds_waiter_at_once(monkeypatch) -> None:
     """botocore's db_instance_available does not list storage-full: added, it fails the wait
     (not a time-out); without it the waiter runs to its limit."""
@@ -88,25 +103,9 @@ def test_an_added_failure_state_ends_an_rds_waiter_at_once(monkeypatch) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     with mock_aws():
         rds = _rds_with_instance("storage-full")
-        errors: list[WaiterError] = []
-
-        def give_up(exc: WaiterError) -> GaveUp:
-            errors.append(exc)
-            return GaveUp(str(exc))
-
-        for fail_states in (("storage-full",), ()):
-            with pytest.raises(GaveUp):
-                run_waiter(
-                    rds,
-                    "db_instance_available",
-                    1,
-                    1,
-                    give_up,
-                    fail_states=fail_states,
-                    DBInstanceIdentifier="db1",
-                )
-        assert [timed_out(e) for e in errors] == [False, True]
-        assert "storage-full" in str(errors[0])
+        options: list[dict[str, Any]] = [{"fail_states": ("storage-full",)}, {}]
+        got = _timed_out_each(rds, "db_instance_available", options, DBInstanceIdentifier="db1")
+        assert got == [False, True]
 
 
 def test_an_error_code_added_as_retry_keeps_the_waiter_waiting(monkeypatch) -> None:
@@ -116,24 +115,9 @@ def test_an_error_code_added_as_retry_keeps_the_waiter_waiting(monkeypatch) -> N
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     with mock_aws():
         rds = aws_client("rds", region_name=REGION)
-        errors: list[WaiterError] = []
-
-        def give_up(exc: WaiterError) -> GaveUp:
-            errors.append(exc)
-            return GaveUp(str(exc))
-
-        for retry in ((), ("DBSnapshotNotFound",)):
-            with pytest.raises(GaveUp):
-                run_waiter(
-                    rds,
-                    "db_snapshot_available",
-                    1,
-                    1,
-                    give_up,
-                    retry_errors=retry,
-                    DBSnapshotIdentifier="not-yet",
-                )
-        assert [timed_out(e) for e in errors] == [False, True]
+        options: list[dict[str, Any]] = [{}, {"retry_errors": ("DBSnapshotNotFound",)}]
+        got = _timed_out_each(rds, "db_snapshot_available", options, DBSnapshotIdentifier="not-yet")
+        assert got == [False, True]
 
 
 def test_a_waiter_botocore_does_not_have_is_refused() -> None:

@@ -1,5 +1,6 @@
 """The AWS fleet: the production RDS instance or Aurora cluster, its restore window and snapshots,
-and temporary copies restored to a point in time or from a snapshot (tagged, private, bounded waits).
+and temporary copies restored to a point in time or from a snapshot (tagged, private, bounded waits;
+restored and deleted by `temp_servers`).
 """
 
 from __future__ import annotations
@@ -10,15 +11,18 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from restore_assets.backends.aws.clients import AwsClients, error_code, is_not_found
-from restore_assets.backends.aws.config import AwsConfig, tags, temp_secret_name
+from restore_assets.backends.aws.clients import AwsClients
+from restore_assets.backends.aws.config import AwsConfig, temp_secret_name
 from restore_assets.backends.aws.ownership import (
-    OWNER_KEY,
-    check_free,
-    check_owned,
     expected_owner,
 )
 from restore_assets.backends.aws.secrets import SECRET_RESOURCE, SecretStore
+from restore_assets.backends.aws.temp_servers import (
+    CLUSTER_RESOURCE,
+    INSTANCE_RESOURCE,
+    TempRequest,
+    TempServers,
+)
 from restore_assets.backends.protocols import (
     RecordResource,
     RestoreTarget,
@@ -33,10 +37,7 @@ log = logging.getLogger("restore_assets.aws")
 
 INSTANCE = "rds-instance"
 AURORA = "aurora-cluster"
-INSTANCE_RESOURCE = "rds-instance"
-CLUSTER_RESOURCE = "rds-cluster"
 SUPPORTED_ENGINES = ("postgres", "aurora-postgresql")
-SERVERLESS_CLASS = "db.serverless"
 
 EndpointOverride = Callable[[str, int], tuple[str, int]]
 """(host, port) -> (host, port): where to really connect (tests map RDS names to local servers)."""
@@ -65,6 +66,7 @@ class AwsFleet:
         self.cfg = cfg
         self.clients = clients
         self.rds = clients.rds
+        self.servers = TempServers(cfg, self.rds)
         self.secrets = secrets or SecretStore(clients.secretsmanager)
         self.endpoint_override = endpoint_override
         self.dms = dms
@@ -309,23 +311,6 @@ class AwsFleet:
         return creds.dsn(host, port, database, self.sslmode)
 
     # ------------------------------------------------------------------ provisioning
-    def _common(self, restore_id: str) -> dict[str, Any]:
-        return {
-            "VpcSecurityGroupIds": list(self.cfg.restore_security_group_ids),
-            "Tags": tags(restore_id),
-            "DeletionProtection": False,
-        }
-
-    def _wait(self, waiter: str, timeout: float, **kwargs: Any) -> None:
-        try:
-            self.rds.get_waiter(waiter).wait(**kwargs, WaiterConfig=self.cfg.waiter_config(timeout))
-        except Exception as exc:
-            if type(exc).__name__ == "WaiterError":
-                raise FleetError(
-                    f"{waiter} for {kwargs} not reached within {timeout:.0f}s: {exc}"
-                ) from None
-            raise
-
     def prepare(self, restore_id: str, record: RecordResource) -> None:
         """Start the slow resources the run needs later (the DMS replication instance) without waiting."""
         self.check_identifiers_free(restore_id)
@@ -333,42 +318,10 @@ class AwsFleet:
             self.dms.start_replication_instance(restore_id, record)
 
     # ------------------------------------------------------------------ ownership
-    def _rds_tags(self, item: dict[str, Any], arn_key: str) -> list[dict[str, Any]]:
-        if "TagList" in item:
-            return list(item["TagList"] or [])
-        return self.rds.list_tags_for_resource(ResourceName=item[arn_key]).get("TagList", [])
-
-    def _rds_instance(self, ident: str) -> dict[str, Any] | None:
-        found = self.rds.describe_db_instances(
-            Filters=[{"Name": "db-instance-id", "Values": [ident]}]
-        )["DBInstances"]
-        return found[0] if found else None
-
-    def _rds_cluster(self, ident: str) -> dict[str, Any] | None:
-        found = self.rds.describe_db_clusters(
-            Filters=[{"Name": "db-cluster-id", "Values": [ident]}]
-        )["DBClusters"]
-        return found[0] if found else None
-
     def check_identifiers_free(self, restore_id: str) -> None:
         """Refuse (before any create) when an identifier this restore would create is taken by a
         resource without its tag; this restore's own resources (a retried step) are allowed."""
-        topology = self._describe_source()["topology"]
-        roles = ("cluster", "writer") if topology == AURORA else ("db",)
-        for role in roles:
-            ident = self.cfg.temp_identifier(restore_id, role)
-            if role == "cluster":
-                found = self._rds_cluster(ident)
-                if found is not None:
-                    check_free(
-                        "RDS cluster", ident, self._rds_tags(found, "DBClusterArn"), restore_id
-                    )
-            else:
-                found = self._rds_instance(ident)
-                if found is not None:
-                    check_free(
-                        "RDS instance", ident, self._rds_tags(found, "DBInstanceArn"), restore_id
-                    )
+        self.servers.check_free(restore_id, self._describe_source()["topology"] == AURORA)
         self.secrets.check_free(temp_secret_name(restore_id), restore_id)
         if self.dms is not None:
             self.dms.check_identifiers_free(restore_id)
@@ -395,10 +348,14 @@ class AwsFleet:
         }
         if choice.warning:
             details["warning"] = choice.warning
+        req = TempRequest(restore_id, target, record, left, details)
         if src["topology"] == AURORA:
-            ident, host, port = self._provision_cluster(restore_id, target, record, left, details)
+            snapshot = (
+                self._cluster_snapshots(target.snapshot_id)[0] if target.snapshot_id else None
+            )
+            ident, host, port = self.servers.restore_cluster(src, snapshot, req)
         else:
-            ident, host, port = self._provision_instance(restore_id, target, record, left, details)
+            ident, host, port = self.servers.restore_instance(src, req)
         details["secret_name"] = temp_secret_name(restore_id)
         details["secret_arn"] = self.secrets.create_temp(restore_id, creds, host, port, record)
         return TempDatabase(
@@ -410,125 +367,6 @@ class AwsFleet:
             details=details,
         )
 
-    def _provision_instance(
-        self,
-        restore_id: str,
-        target: RestoreTarget,
-        record: RecordResource,
-        left: Callable[[], float],
-        details: dict[str, Any],
-    ) -> tuple[str, str, int]:
-        inst = self._describe_source()["instance"]
-        ident = self.cfg.temp_identifier(restore_id, "db")
-        params: dict[str, Any] = {
-            "DBInstanceClass": self.cfg.temp_instance_class,
-            "DBSubnetGroupName": self.cfg.restore_subnet_group,
-            "PubliclyAccessible": False,
-            "MultiAZ": False,
-            "AutoMinorVersionUpgrade": False,
-            "CopyTagsToSnapshot": False,
-            **self._common(restore_id),
-        }
-        if self.cfg.parameter_group:
-            params["DBParameterGroupName"] = self.cfg.parameter_group
-        record(
-            INSTANCE_RESOURCE,
-            ident,
-            {"source": inst["DBInstanceIdentifier"], OWNER_KEY: restore_id},
-        )
-        if target.snapshot_id:
-            self.rds.restore_db_instance_from_db_snapshot(
-                DBInstanceIdentifier=ident, DBSnapshotIdentifier=target.snapshot_id, **params
-            )
-        else:
-            assert target.restore_time is not None
-            self.rds.restore_db_instance_to_point_in_time(
-                SourceDBInstanceIdentifier=inst["DBInstanceIdentifier"],
-                TargetDBInstanceIdentifier=ident,
-                RestoreTime=target.restore_time,
-                **params,
-            )
-        self._wait("db_instance_available", left(), DBInstanceIdentifier=ident)
-        new = self.rds.describe_db_instances(
-            Filters=[{"Name": "db-instance-id", "Values": [ident]}]
-        )["DBInstances"][0]
-        details["instance"] = ident
-        details["instance_class"] = self.cfg.temp_instance_class
-        ep = new["Endpoint"]
-        return ident, ep["Address"], int(ep.get("Port") or 5432)
-
-    def _provision_cluster(
-        self,
-        restore_id: str,
-        target: RestoreTarget,
-        record: RecordResource,
-        left: Callable[[], float],
-        details: dict[str, Any],
-    ) -> tuple[str, str, int]:
-        src = self._describe_source()
-        cluster = src["cluster"]
-        cid = self.cfg.temp_identifier(restore_id, "cluster")
-        wid = self.cfg.temp_identifier(restore_id, "writer")
-        scaling = cluster.get("ServerlessV2ScalingConfiguration")
-        params: dict[str, Any] = {
-            "DBSubnetGroupName": self.cfg.restore_subnet_group,
-            "CopyTagsToSnapshot": False,
-            **self._common(restore_id),
-        }
-        if scaling:
-            params["ServerlessV2ScalingConfiguration"] = {
-                k: scaling[k] for k in ("MinCapacity", "MaxCapacity") if k in scaling
-            }
-        if self.cfg.cluster_parameter_group:
-            params["DBClusterParameterGroupName"] = self.cfg.cluster_parameter_group
-        record(
-            CLUSTER_RESOURCE,
-            cid,
-            {"source": cluster["DBClusterIdentifier"], "writer": wid, OWNER_KEY: restore_id},
-        )
-        if target.snapshot_id:
-            snap = self._cluster_snapshots(target.snapshot_id)[0]
-            self.rds.restore_db_cluster_from_snapshot(
-                DBClusterIdentifier=cid,
-                SnapshotIdentifier=target.snapshot_id,
-                Engine=cluster["Engine"],
-                EngineVersion=snap.get("EngineVersion") or cluster["EngineVersion"],
-                **params,
-            )
-        else:
-            assert target.restore_time is not None
-            self.rds.restore_db_cluster_to_point_in_time(
-                DBClusterIdentifier=cid,
-                SourceDBClusterIdentifier=cluster["DBClusterIdentifier"],
-                RestoreToTime=target.restore_time,
-                RestoreType="full-copy",
-                **params,
-            )
-        self._wait("db_cluster_available", left(), DBClusterIdentifier=cid)
-        instance_class = SERVERLESS_CLASS if scaling else self.cfg.temp_instance_class
-        writer = src.get("writer") or {}
-        if writer.get("DBInstanceClass") == SERVERLESS_CLASS:
-            instance_class = SERVERLESS_CLASS
-        wparams: dict[str, Any] = {
-            "DBInstanceIdentifier": wid,
-            "DBClusterIdentifier": cid,
-            "Engine": cluster["Engine"],
-            "DBInstanceClass": instance_class,
-            "PubliclyAccessible": False,
-            "AutoMinorVersionUpgrade": False,
-            "Tags": tags(restore_id),
-        }
-        if self.cfg.parameter_group:
-            wparams["DBParameterGroupName"] = self.cfg.parameter_group
-        record(INSTANCE_RESOURCE, wid, {"cluster": cid, OWNER_KEY: restore_id})
-        self.rds.create_db_instance(**wparams)
-        self._wait("db_instance_available", left(), DBInstanceIdentifier=wid)
-        new = self.rds.describe_db_clusters(Filters=[{"Name": "db-cluster-id", "Values": [cid]}])[
-            "DBClusters"
-        ][0]
-        details.update(cluster=cid, writer=wid, instance_class=instance_class)
-        return cid, new["Endpoint"], int(new.get("Port") or 5432)
-
     # ------------------------------------------------------------------ deletion
     def delete_resource(self, kind: str, identifier: str, details: dict[str, Any]) -> None:
         """Delete one recorded resource if it carries its restore's tag (NotOwned otherwise);
@@ -538,9 +376,9 @@ class AwsFleet:
             raise FleetError(f"the AWS fleet cannot delete a resource of kind {kind!r}")
         owner = expected_owner(kind, identifier, details)
         if kind == INSTANCE_RESOURCE:
-            self._delete_instance(identifier, owner=owner)
+            self.servers.delete_instance(identifier, owner)
         elif kind == CLUSTER_RESOURCE:
-            self._delete_cluster(identifier, owner)
+            self.servers.delete_cluster(identifier, owner)
         elif kind == SECRET_RESOURCE:
             self.secrets.delete(identifier, owner=owner)
         elif kind.startswith("dms-") and self.dms is not None:
@@ -555,71 +393,6 @@ class AwsFleet:
             stop_owned_task(self.clients.ecs, identifier, details, owner)
         else:
             raise FleetError(f"the AWS fleet cannot delete a resource of kind {kind!r}")
-
-    def _delete_instance(self, ident: str, wait: bool = False, *, owner: str) -> None:
-        found = self._rds_instance(ident)
-        if found is None:
-            return
-        check_owned("RDS instance", ident, self._rds_tags(found, "DBInstanceArn"), owner)
-        for attempt in range(2):
-            try:
-                self.rds.delete_db_instance(
-                    DBInstanceIdentifier=ident, SkipFinalSnapshot=True, DeleteAutomatedBackups=True
-                )
-                break
-            except Exception as exc:
-                if is_not_found(exc):
-                    return
-                code = error_code(exc)
-                if code == "InvalidDBInstanceState" and "already being deleted" in str(exc):
-                    break
-                if (
-                    code in ("InvalidDBInstanceState", "InvalidDBInstanceStateFault")
-                    and attempt == 0
-                ):
-                    # still creating or modifying: wait until it can be deleted, then retry
-                    self._wait(
-                        "db_instance_available",
-                        self.cfg.waiter_timeout_s,
-                        DBInstanceIdentifier=ident,
-                    )
-                    continue
-                raise
-        if wait:
-            self._wait("db_instance_deleted", self.cfg.waiter_timeout_s, DBInstanceIdentifier=ident)
-
-    def _delete_cluster(self, cid: str, owner: str) -> None:
-        cluster = self._rds_cluster(cid)
-        if cluster is None:
-            return
-        check_owned("RDS cluster", cid, self._rds_tags(cluster, "DBClusterArn"), owner)
-        members = [m["DBInstanceIdentifier"] for m in cluster.get("DBClusterMembers", [])]
-        for member in members:  # every member must be ours before anything is deleted
-            found = self._rds_instance(member)
-            if found is not None:
-                check_owned(
-                    f"RDS instance (member of {cid})",
-                    member,
-                    self._rds_tags(found, "DBInstanceArn"),
-                    owner,
-                )
-        for member in members:
-            self._delete_instance(member, wait=True, owner=owner)
-        for attempt in range(2):
-            try:
-                self.rds.delete_db_cluster(DBClusterIdentifier=cid, SkipFinalSnapshot=True)
-                return
-            except Exception as exc:
-                if is_not_found(exc):
-                    return
-                if error_code(exc) == "InvalidDBClusterStateFault" and attempt == 0:
-                    if "is already being deleted" in str(exc):
-                        return
-                    self._wait(
-                        "db_cluster_available", self.cfg.waiter_timeout_s, DBClusterIdentifier=cid
-                    )
-                    continue
-                raise
 
     # ------------------------------------------------------------------ plan
     def plan_resources(self, plan: Any) -> list[dict[str, Any]]:

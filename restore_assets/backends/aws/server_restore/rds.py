@@ -155,28 +155,26 @@ class Rds:
 
         run_waiter(self.client, name, limit, self.poll, gave_up, **params)
 
-    def wait_available(self, topology: str, identifier: str, timeout: float | None = None) -> None:
-        """Wait until the instance or cluster is available; a failed state ends the wait at once."""
-        name, _deleted, param = SERVER[topology]
+    def _wait_server(
+        self, topology: str, identifier: str, gone: bool, timeout: float | None
+    ) -> None:
+        available, deleted, param = SERVER[topology]
         self._waiter(
-            f"{topology} {identifier} available",
-            name,
+            f"{topology} {identifier} {'deleted' if gone else 'available'}",
+            deleted if gone else available,
             timeout,
-            lambda: status(self.get(topology, identifier)) or "missing",
-            fail_states=FAILED_STATES,
+            lambda: status(self.get(topology, identifier)) or ("gone" if gone else "missing"),
+            fail_states=() if gone else FAILED_STATES,
             **{param: identifier},
         )
 
+    def wait_available(self, topology: str, identifier: str, timeout: float | None = None) -> None:
+        """Wait until the instance or cluster is available; a failed state ends the wait at once."""
+        self._wait_server(topology, identifier, False, timeout)
+
     def wait_gone(self, topology: str, identifier: str, timeout: float | None = None) -> None:
         """Wait until the instance or cluster no longer exists (a 'failed' on its way out is fine)."""
-        _available, name, param = SERVER[topology]
-        self._waiter(
-            f"{topology} {identifier} deleted",
-            name,
-            timeout,
-            lambda: status(self.get(topology, identifier)) or "gone",
-            **{param: identifier},
-        )
+        self._wait_server(topology, identifier, True, timeout)
 
     def wait_snapshot(
         self, topology: str, snapshot_id: str, what: str = "snapshot", timeout: float | None = None

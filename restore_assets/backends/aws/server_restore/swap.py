@@ -70,6 +70,16 @@ def restore(
     return {"status": "creating", "parameters": sorted(call), "members": created}
 
 
+def _modify_after(
+    rds: Rds, topology: str, ident: str, after: dict[str, Any], timeout: float
+) -> dict[str, Any]:
+    """Apply the settings a restore cannot take (if any) and wait until they are applied."""
+    if after:
+        rds.modify(topology, ident, **after)
+        rds.wait_available(topology, ident, timeout)
+    return after
+
+
 def wait_restored(
     rds: Rds, params: CallParameters, source: Described, timeout: float
 ) -> dict[str, Any]:
@@ -77,10 +87,7 @@ def wait_restored(
     ident = source.identifier
     rds.wait_available(source.topology, ident, timeout)
     if source.topology == "instance":
-        after = params.instance_after(source)
-        if after:
-            rds.modify("instance", ident, **after)
-            rds.wait_available("instance", ident, timeout)
+        after = _modify_after(rds, "instance", ident, params.instance_after(source), timeout)
         now = rds.instance(ident) or {}
         found = drift(source.config, instance_config(now))
         return {"status": "available", "modified_after": sorted(after), "drift": found}
@@ -93,10 +100,7 @@ def wait_restored(
         ]
     for member in members:
         rds.wait_available("instance", member, timeout)
-    after = params.cluster_after(source)
-    if after:
-        rds.modify("cluster", ident, **after)
-        rds.wait_available("cluster", ident, timeout)
+    after = _modify_after(rds, "cluster", ident, params.cluster_after(source), timeout)
     now = rds.cluster(ident) or {}
     found = drift(source.config, cluster_config(now))
     writers = [
