@@ -351,3 +351,16 @@ class DmsFullLoadDouble:
             return attr(*args, **kwargs)
 
         return call
+
+
+def moto_instance(rds: Any, ident: str, tags: list[dict[str, str]] | None = None) -> None:
+    """A small PostgreSQL RDS instance in moto (for tests of waits and deletes)."""
+    rds.create_db_instance(
+        DBInstanceIdentifier=ident,
+        Engine="postgres",
+        DBInstanceClass="db.t3.micro",
+        MasterUsername="postgres",
+        MasterUserPassword="not-used-here",
+        AllocatedStorage=20,
+        Tags=tags or [],
+    )

@@ -15,6 +15,7 @@ from moto.rds.models import rds_backends
 from restore_assets.backends.aws.config import RESTORE_ID_TAG, AwsConfig
 from restore_assets.backends.aws.ownership import NotOwned
 from restore_assets.backends.aws.temp_servers import TempServers
+from tests.aws.doubles import moto_instance
 
 pytestmark = pytest.mark.aws
 
@@ -28,15 +29,7 @@ def rds(monkeypatch) -> Iterator[Any]:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     with mock_aws():
         client = boto3.client("rds", region_name=REGION)
-        client.create_db_instance(
-            DBInstanceIdentifier=IDENT,
-            Engine="postgres",
-            DBInstanceClass="db.t3.micro",
-            MasterUsername="postgres",
-            MasterUserPassword="not-used-here",
-            AllocatedStorage=20,
-            Tags=[{"Key": RESTORE_ID_TAG, "Value": "r1"}],
-        )
+        moto_instance(client, IDENT, [{"Key": RESTORE_ID_TAG, "Value": "r1"}])
         yield client
 
 

@@ -16,6 +16,7 @@ from restore_assets.backends.aws.waits import (
     timed_out,
     waiter,
 )
+from tests.aws.doubles import moto_instance
 
 REGION = "us-east-1"
 
@@ -69,14 +70,7 @@ def _rds_with_instance(state: str) -> Any:
     from moto.rds.models import rds_backends
 
     rds = aws_client("rds", region_name=REGION)
-    rds.create_db_instance(
-        DBInstanceIdentifier="db1",
-        Engine="postgres",
-        DBInstanceClass="db.t3.micro",
-        MasterUsername="postgres",
-        MasterUserPassword="not-used-here",
-        AllocatedStorage=20,
-    )
+    moto_instance(rds, "db1")
     rds_backends[DEFAULT_ACCOUNT_ID][REGION].databases["db1"].status = state
     return rds
 
