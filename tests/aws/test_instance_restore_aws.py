@@ -740,8 +740,8 @@ def test_an_export_still_running_at_the_time_limit_fails_with_a_hint(env: Env) -
     env.rds.meta.events.register("after-call.rds.StartExportTask", slow)
     services = _snapshot_services(env)
     services.export_timeout = 0.2
-    services.backend.poll = 0.05
-    services.backend.sleep = __import__("time").sleep
+    services.backend.rds.poll = 0.05
+    services.backend.rds.sleep = __import__("time").sleep
     out = take_snapshot(
         services, {"identifier": "prod", "snapshot_identifier": "nightly-3", "export_s3": True}
     )
