@@ -1,9 +1,9 @@
 """The audit log: one record per restore with inputs, resources, phases, status and cause.
 
-Here: the AuditLog protocol, restore ids, owners (who may clean up), claims, and `RecordLog`, the
-logic every log shares (opening with claims, refusals, checked updates and final statuses, decoded
-records). Where records are stored: backends/local/audit.py (SQLite), backends/aws/audit.py
-(DynamoDB).
+Here: restore ids, owners (who may clean up), claims, and `AuditLog`, the protocol of every audit
+log as an abstract class holding the logic they share (opening with claims, refusals, checked
+updates and final statuses, decoded records). Where records are stored:
+backends/local/audit.py (SQLite) and backends/aws/audit.py (DynamoDB).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import socket
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from restore_assets.core.errors import InvalidRequest, RestoreError
 
@@ -142,75 +142,6 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat()
 
 
-class AuditLog(Protocol):
-    """Where every restore, its resources and its phases are recorded (SQLite locally, DynamoDB on AWS)."""
-
-    def open(
-        self,
-        kind: str,
-        inputs: dict[str, Any],
-        restore_id: str | None = None,
-        owner: dict[str, Any] | None = None,
-        claims: list[str] | tuple[str, ...] = (),
-    ) -> str:
-        """Create the record of a new run, owned by owner, holding claims; never reuses an id.
-
-        A claim (such as `database.target_schema`) is held by one running record at a time and
-        released by close(); an id that exists raises AuditConflict, a claim held by another
-        restore raises ClaimConflict, and then nothing is written.
-        """
-        ...
-
-    def reject(
-        self, kind: str, inputs: dict[str, Any], cause: str, restore_id: str | None = None
-    ) -> str:
-        """Record a refused request; if restore_id already exists, under a fresh id (returned)."""
-        ...
-
-    def resource(
-        self, restore_id: str, kind: str, identifier: str, details: dict[str, Any]
-    ) -> None:
-        """Record a resource before it is relied on, so cleanup can find it after a crash."""
-        ...
-
-    def resource_deleted(self, restore_id: str, kind: str, identifier: str) -> None:
-        """Mark a recorded resource as removed."""
-        ...
-
-    def resources(self, restore_id: str, include_deleted: bool = False) -> list[dict[str, Any]]:
-        """The resources of a run that cleanup must remove (newest first)."""
-        ...
-
-    def phase(
-        self,
-        restore_id: str,
-        phase: str,
-        outcome: str,
-        *,
-        started_at: str,
-        error: str | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> None:
-        """Record one phase's start, end, outcome and metadata."""
-        ...
-
-    def update(self, restore_id: str, **fields: Any) -> None:
-        """Set fields of the run record (restore_point, result, ...)."""
-        ...
-
-    def close(self, restore_id: str, status: str, cause: str | None = None) -> None:
-        """Set the final status of a running record (AuditConflict otherwise); release its claims."""
-        ...
-
-    def get(self, restore_id: str) -> dict[str, Any]:
-        """The whole record of one run, with its phases and resources."""
-        ...
-
-    def history(self, limit: int = 50) -> list[dict[str, Any]]:
-        """The most recent runs, newest first."""
-        ...
-
-
 # ---------------------------------------------------------------------------- shared logic
 OPTIONAL = ("finished_at", "duration_s", "cause", "restore_point")  # absent until set
 
@@ -223,6 +154,11 @@ def exists_conflict(restore_id: str) -> AuditConflict:
 def closed_conflict(restore_id: str, status: str) -> AuditConflict:
     """The refusal of a close() of a record that is not running any more."""
     return AuditConflict(f"restore {restore_id} is already {status}: its record is not changed")
+
+
+def unknown_record(restore_id: str) -> KeyError:
+    """The error of a read or write of a record that does not exist."""
+    return KeyError(f"unknown restore id {restore_id}")
 
 
 def check_final_status(status: str) -> str:
@@ -249,8 +185,9 @@ def decode_summary(row: dict[str, Any]) -> dict[str, Any]:
     return rec
 
 
-class RecordLog(ABC):
-    """The AuditLog logic the SQLite and DynamoDB logs share; a subclass only stores and reads.
+class AuditLog(ABC):
+    """Where every restore, its resources and its phases are recorded: the protocol of the audit
+    logs (SQLite locally, DynamoDB on AWS) and the logic they share; a subclass stores and reads.
 
     A subclass writes a new record with its claims atomically (`_insert`, raising AuditConflict
     or ClaimConflict and writing nothing), sets fields (`_set`), closes a running record
@@ -284,6 +221,20 @@ class RecordLog(ABC):
     def resources(self, restore_id: str, include_deleted: bool = False) -> list[dict[str, Any]]:
         """The resources of a run that cleanup must remove (newest first)."""
 
+    @abstractmethod
+    def resource(
+        self, restore_id: str, kind: str, identifier: str, details: dict[str, Any]
+    ) -> None:
+        """Record a resource before it is relied on, so cleanup can find it after a crash."""
+
+    @abstractmethod
+    def resource_deleted(self, restore_id: str, kind: str, identifier: str) -> None:
+        """Mark a recorded resource as removed."""
+
+    @abstractmethod
+    def claims(self, restore_id: str) -> list[str]:
+        """The targets a running record holds (released by close())."""
+
     def open(
         self,
         kind: str,
@@ -292,7 +243,12 @@ class RecordLog(ABC):
         owner: dict[str, Any] | None = None,
         claims: list[str] | tuple[str, ...] = (),
     ) -> str:
-        """Create the record of a new run, owned by owner, holding claims; never reuses an id."""
+        """Create the record of a new run, owned by owner, holding claims; never reuses an id.
+
+        A claim (such as `database.target_schema`) is held by one running record at a time and
+        released by close(); an id that exists raises AuditConflict, a claim held by another
+        restore raises ClaimConflict, and then nothing is written.
+        """
         rid = check_restore_id(restore_id or new_restore_id())
         record = {
             "restore_id": rid,
@@ -335,17 +291,21 @@ class RecordLog(ABC):
                 continue  # the id is another run's: its record stays as it is
         raise AuditConflict(f"could not record the refusal of {restore_id}")  # pragma: no cover
 
-    def phase_entry(
+    @abstractmethod
+    def _add_phase(self, restore_id: str, entry: dict[str, Any]) -> None: ...
+
+    def phase(
         self,
+        restore_id: str,
         phase: str,
         outcome: str,
         *,
         started_at: str,
         error: str | None = None,
         metadata: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        """One phase as it is stored: start, end (now), outcome, error, metadata."""
-        return {
+    ) -> None:
+        """Record one phase's start, end, outcome and metadata."""
+        entry = {
             "phase": phase,
             "started_at": started_at,
             "ended_at": now_iso(),
@@ -353,6 +313,7 @@ class RecordLog(ABC):
             "error": self.text(error) if error else None,
             "metadata": self.encode(metadata or {}),
         }
+        self._add_phase(restore_id, entry)
 
     def update(self, restore_id: str, **fields: Any) -> None:
         """Set fields of the run record (restore_point, result, cause; never the status)."""

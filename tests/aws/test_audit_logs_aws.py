@@ -12,13 +12,13 @@ from moto import mock_aws
 
 from restore_assets.backends.aws.audit import DynamoAuditLog
 from restore_assets.backends.local.audit import SqliteAuditLog
-from restore_assets.core.audit import AuditConflict, ClaimConflict, RecordLog
+from restore_assets.core.audit import AuditConflict, AuditLog, ClaimConflict
 
 pytestmark = pytest.mark.aws
 
 
 @pytest.fixture(params=["sqlite", "dynamodb"])
-def audit(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RecordLog]:
+def audit(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AuditLog]:
     if request.param == "sqlite":
         yield SqliteAuditLog(tmp_path / "audit.sqlite")
         return
@@ -45,7 +45,7 @@ def _comparable(rec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def test_both_logs_keep_the_same_record(audit: RecordLog) -> None:
+def test_both_logs_keep_the_same_record(audit: AuditLog) -> None:
     rid = audit.open("schema_restore", {"database": "d"}, "r-1", {"pid": 1}, ["d.s_x"])
     with pytest.raises(AuditConflict, match="already exists"):
         audit.open("schema_restore", {}, "r-1")

@@ -2,7 +2,7 @@
 phases, status and cause. Every string is passed through `redact()` before it is written.
 
 The protocol and the logic every log shares (claims, owners, refusals, checks) are the core's
-(core/audit.RecordLog); this module only stores and reads.
+(core/audit.AuditLog); this module only stores and reads.
 """
 
 from __future__ import annotations
@@ -19,12 +19,13 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from restore_assets.backends.aws.clients import error_code
 from restore_assets.backends.aws.secrets import redact, redact_any
 from restore_assets.core.audit import (
+    AuditLog,
     ClaimConflict,
-    RecordLog,
     closed_conflict,
     exists_conflict,
     now_iso,
     seconds_since,
+    unknown_record,
 )
 
 _ser = TypeSerializer()
@@ -56,7 +57,7 @@ def _val(value: Any) -> dict[str, Any]:
     return _ser.serialize(value)
 
 
-class DynamoAuditLog(RecordLog):
+class DynamoAuditLog(AuditLog):
     """The AuditLog protocol over one DynamoDB table whose partition key is `restore_id` (string)."""
 
     def __init__(self, client: Any, table: str) -> None:
@@ -140,7 +141,7 @@ class DynamoAuditLog(RecordLog):
             self.client.update_item(**kwargs)
         except Exception as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
-                raise KeyError(f"unknown restore id {restore_id}") from None
+                raise unknown_record(restore_id) from None
             raise
 
     def _set(self, restore_id: str, fields: dict[str, Any]) -> None:
@@ -183,20 +184,7 @@ class DynamoAuditLog(RecordLog):
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
 
-    def phase(
-        self,
-        restore_id: str,
-        phase: str,
-        outcome: str,
-        *,
-        started_at: str,
-        error: str | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> None:
-        """Record one phase's start, end, outcome and metadata."""
-        entry = self.phase_entry(
-            phase, outcome, started_at=started_at, error=error, metadata=metadata
-        )
+    def _add_phase(self, restore_id: str, entry: dict[str, Any]) -> None:
         self._update(
             restore_id,
             "SET #p = list_append(if_not_exists(#p, :empty), :e)",
@@ -265,7 +253,7 @@ class DynamoAuditLog(RecordLog):
             TableName=self.table, Key={"restore_id": _val(restore_id)}, ConsistentRead=True
         )
         if "Item" not in resp:
-            raise KeyError(f"unknown restore id {restore_id}")
+            raise unknown_record(restore_id)
         return _plain({k: _de.deserialize(v) for k, v in resp["Item"].items()})
 
     @staticmethod

@@ -1,7 +1,6 @@
-"""The local audit log: a SQLite file (by default `<fleet root>/audit.sqlite`).
+"""The local audit log: a SQLite file (by default `<fleet root>/audit.sqlite`), four tables.
 
-The protocol and the logic every log shares (claims, owners, refusals, checks) are the core's
-(core/audit.RecordLog); this module only stores and reads.
+Only storage lives here; what every audit log does alike is core/audit.AuditLog's.
 """
 
 from __future__ import annotations
@@ -16,14 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from restore_assets.core.audit import (
-    ClaimConflict,
-    RecordLog,
-    closed_conflict,
-    exists_conflict,
-    now_iso,
-    seconds_since,
-)
+from restore_assets.core import audit
+from restore_assets.core.audit import AuditLog, ClaimConflict, now_iso
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS restores (
@@ -79,7 +72,18 @@ SUMMARY = (
 )
 
 
-class SqliteAuditLog(RecordLog):
+def _row(db: sqlite3.Connection, columns: str, restore_id: str) -> sqlite3.Row:
+    """Columns (an allow-listed literal) of one run's row; KeyError when there is none."""
+    row = db.execute(
+        f"SELECT {columns} FROM restores WHERE restore_id = ?",  # noqa: S608
+        (restore_id,),
+    ).fetchone()
+    if row is None:
+        raise audit.unknown_record(restore_id)
+    return row
+
+
+class SqliteAuditLog(AuditLog):
     """The AuditLog protocol over one SQLite file, created owner-only (0600)."""
 
     def __init__(self, path: str | Path) -> None:
@@ -120,7 +124,7 @@ class SqliteAuditLog(RecordLog):
                     [record[c] for c in columns],
                 )
             except sqlite3.IntegrityError:
-                raise exists_conflict(rid) from None
+                raise audit.exists_conflict(rid) from None
             for target in claims:
                 try:
                     db.execute(
@@ -144,18 +148,20 @@ class SqliteAuditLog(RecordLog):
     def _finish(self, restore_id: str, status: str, cause: str | None) -> None:
         now = datetime.now(UTC)
         with self._db() as db:
-            row = db.execute(
-                "SELECT created_at, status FROM restores WHERE restore_id = ?", (restore_id,)
-            ).fetchone()
-            if row is None:
-                raise KeyError(f"unknown restore id {restore_id}")
+            row = _row(db, "created_at, status", restore_id)
             done = db.execute(
                 "UPDATE restores SET status = ?, cause = COALESCE(?, cause), finished_at = ?,"
                 " duration_s = ? WHERE restore_id = ? AND status = 'running'",
-                (status, cause, now.isoformat(), seconds_since(row["created_at"], now), restore_id),
+                (
+                    status,
+                    cause,
+                    now.isoformat(),
+                    audit.seconds_since(row["created_at"], now),
+                    restore_id,
+                ),
             )
             if done.rowcount != 1:
-                raise closed_conflict(restore_id, row["status"])
+                raise audit.closed_conflict(restore_id, row["status"])
             db.execute("DELETE FROM claims WHERE restore_id = ?", (restore_id,))
 
     def resource(
@@ -177,20 +183,7 @@ class SqliteAuditLog(RecordLog):
                 (now_iso(), restore_id, kind, identifier),
             )
 
-    def phase(
-        self,
-        restore_id: str,
-        phase: str,
-        outcome: str,
-        *,
-        started_at: str,
-        error: str | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> None:
-        """Record one phase's start, end, outcome and metadata."""
-        entry = self.phase_entry(
-            phase, outcome, started_at=started_at, error=error, metadata=metadata
-        )
+    def _add_phase(self, restore_id: str, entry: dict[str, Any]) -> None:
         with self._db() as db:
             db.execute(
                 "INSERT INTO phases (restore_id, phase, started_at, ended_at, outcome, error, metadata)"
@@ -218,11 +211,7 @@ class SqliteAuditLog(RecordLog):
 
     def _record(self, restore_id: str) -> dict[str, Any]:
         with self._db() as db:
-            row = db.execute(
-                "SELECT * FROM restores WHERE restore_id = ?", (restore_id,)
-            ).fetchone()
-            if row is None:
-                raise KeyError(f"unknown restore id {restore_id}")
+            row = _row(db, "*", restore_id)
             phases = db.execute(
                 "SELECT * FROM phases WHERE restore_id = ? ORDER BY rowid", (restore_id,)
             ).fetchall()
