@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from restore_assets.backends.factory import check_backend_keys
-from restore_assets.cli.main import restore_id_arg
+from restore_assets.cli.common import restore_id_arg
 from restore_assets.core.errors import RestoreError
 
 

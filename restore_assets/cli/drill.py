@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from restore_assets.cli.common import add_command, add_target, backend_config, emit
+
 
 def cmd_drill(args: argparse.Namespace) -> int:
     """Restore to the latest point under a drill name, check, measure RTO/RPO, drop the copies."""
     from restore_assets.backends.factory import build_services
-    from restore_assets.cli.main import _emit, backend_config
     from restore_assets.core.schema_restore.drill import run_drill
     from restore_assets.jobs.launch import run_schema_restore
 
@@ -42,22 +43,19 @@ def cmd_drill(args: argparse.Namespace) -> int:
         lines.append(f"  dropped: {', '.join(d['dropped']) or 'nothing'}")
         return "\n".join(lines)
 
-    _emit(args, result.to_dict(), text)
+    emit(args, result.to_dict(), text)
     return 0 if result.ok else 1
 
 
 def register(sub: Any) -> None:
     """Add the drill command to the CLI."""
-    from restore_assets.cli.main import _add_backend, _add_common
-
-    p = sub.add_parser(
-        "drill", help="restore drill: restore to the latest point, check, measure RTO/RPO, drop"
+    p = add_command(
+        sub,
+        "drill",
+        "restore drill: restore to the latest point, check, measure RTO/RPO, drop",
+        cmd_drill,
     )
-    _add_common(p)
-    _add_backend(p)
-    p.add_argument("--database", required=True)
-    p.add_argument("--schema", action="append", required=True, help="repeat for several schemas")
+    add_target(p)
     p.add_argument("--name", default="drill", help="the copies are <schema>_<name>_<timestamp>")
     p.add_argument("--max-rto", type=float, help="fail (exit 1, alert) above this RTO in seconds")
     p.add_argument("--max-rpo", type=float, help="fail (exit 1, alert) above this RPO in seconds")
-    p.set_defaults(fn=cmd_drill)

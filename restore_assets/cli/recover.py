@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from restore_assets.cli.common import add_command, backend_services, emit, flag, restore_id_arg
 from restore_assets.core.errors import RestoreError
 
 
@@ -47,27 +48,19 @@ def _text(d: dict[str, Any]) -> str:
 
 def cmd_recover(args: argparse.Namespace) -> int:
     """Plan (and with --apply run) the recovery of deleted or changed rows; or --undo one."""
-    from restore_assets.backends.factory import build_services
-    from restore_assets.cli.main import backend_config
     from restore_assets.core.recover.plan import Options
     from restore_assets.core.recover.run import apply, plan, undo
 
-    services = build_services(backend_config(args))
+    services = backend_services(args)
     if args.drop_undo:
         from restore_assets.core.recover.run import drop_undo
 
         out = drop_undo(services, args.drop_undo)
-        if args.json:
-            print(json.dumps(out, indent=2, default=str))
-        else:
-            print(f"dropped {', '.join(out['dropped']) or 'nothing'}")
+        emit(args, out, lambda d: f"dropped {', '.join(d['dropped']) or 'nothing'}")
         return 0
     if args.undo:
         out = undo(services, args.undo, triggers=args.fire_triggers_on_undo)
-        if args.json:
-            print(json.dumps(out, indent=2, default=str))
-        else:
-            print(f"undone {args.undo} ({out['undo_id']}): {json.dumps(out['tables'])}")
+        emit(args, out, lambda d: f"undone {args.undo} ({d['undo_id']}): {json.dumps(d['tables'])}")
         return 0
     if not args.restore_id:
         raise RestoreError("recover needs --restore-id ID (or --undo RECOVERY_ID)")
@@ -94,10 +87,7 @@ def cmd_recover(args: argparse.Namespace) -> int:
     else:
         data["applied"] = apply(services, recovery)
         data["applied"].pop("sql", None)
-    if args.json:
-        print(json.dumps(data, indent=2, default=str))
-    else:
-        print(_text(data))
+    emit(args, data, _text)
     if recovery.refused:
         print(f"error: the plan is refused: {recovery.refused}", file=sys.stderr)
         return 2
@@ -106,21 +96,19 @@ def cmd_recover(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """Add the `recover` sub-command."""
-    from restore_assets.cli.main import _add_backend, _add_common, restore_id_arg
-
     ident = restore_id_arg  # a safe name, never a path (argparse exits 2 otherwise)
 
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "recover",
-        help="recover deleted or changed rows from a restore into live (plan, then --apply)",
+        "recover deleted or changed rows from a restore into live (plan, then --apply)",
+        cmd_recover,
     )
-    _add_common(p)
-    _add_backend(p)
     p.add_argument("--restore-id", type=ident, help="the schema restore to recover rows from")
     p.add_argument("--schema", action="append", help="only these live schemas (default: all)")
     p.add_argument("--table", action="append", help="only these tables (comma-separated/repeat)")
-    p.add_argument("--deleted", action="store_true", help="re-insert rows deleted since T")
-    p.add_argument("--changed", action="store_true", help="set rows changed since T back")
+    flag(p, "--deleted", "re-insert rows deleted since T")
+    flag(p, "--changed", "set rows changed since T back")
     p.add_argument("--columns", action="append", help="with --changed: only these columns")
     p.add_argument(
         "--on-conflict",
@@ -128,12 +116,12 @@ def register(sub: Any) -> None:
         default="fail",
         help="a key or unique value live holds now (default: %(default)s)",
     )
-    p.add_argument("--plan-only", action="store_true", help="compute the plan, write nothing")
-    p.add_argument("--apply", action="store_true", help="apply the plan in one transaction")
-    p.add_argument(
+    flag(p, "--plan-only", "compute the plan, write nothing")
+    flag(p, "--apply", "apply the plan in one transaction")
+    flag(
+        p,
         "--no-triggers",
-        action="store_true",
-        help="apply with session_replication_role=replica (superuser; no trigger nor FK check)",
+        "apply with session_replication_role=replica (superuser; no trigger nor FK check)",
     )
     p.add_argument("--lock-timeout", default="10s")
     p.add_argument("--statement-timeout", default="5min")
@@ -146,9 +134,8 @@ def register(sub: Any) -> None:
         metavar="RECOVERY_ID",
         help="drop the undo schema a recovery created (proven by its oid); no undo after it",
     )
-    p.add_argument(
+    flag(
+        p,
         "--fire-triggers-on-undo",
-        action="store_true",
-        help="undo with triggers firing (default: replica role, rows exactly as before)",
+        "undo with triggers firing (default: replica role, rows exactly as before)",
     )
-    p.set_defaults(fn=cmd_recover)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from restore_assets.cli.common import add_command
 from restore_assets.cli.report_server import DEFAULT_HOST, DEFAULT_PORT, URL_ENV, report_server
 from restore_assets.core.errors import RestoreError
 
@@ -45,14 +46,14 @@ def _stop(signum: int, frame: Any) -> None:
 
 def register(sub: Any) -> None:
     """Add the serve-reports command to the CLI."""
-    from restore_assets.cli.main import _add_common
-
-    p = sub.add_parser(
-        "serve-reports", help="serve the HTML comparison reports (read-only, 127.0.0.1 by default)"
+    p = add_command(
+        sub,
+        "serve-reports",
+        "serve the HTML comparison reports (read-only, 127.0.0.1 by default)",
+        cmd_serve_reports,
+        backend=False,
     )
-    _add_common(p)
     p.add_argument(
         "--host", default=DEFAULT_HOST, help="address to listen on (default %(default)s)"
     )
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="default %(default)s")
-    p.set_defaults(fn=cmd_serve_reports)

@@ -1,32 +1,20 @@
-"""`restore-assets snapshot` and `restore-assets restore-instance` (registered into cli._EXTENSIONS)."""
+"""`restore-assets snapshot` and `restore-assets restore-instance`: the whole-server restore."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
-from restore_assets.cli.main import restore_id_arg
-
-EXIT = {"succeeded": 0, "failed": 1, "rejected": 2}
-
-
-def backend_config(args: argparse.Namespace) -> dict[str, Any]:
-    """The backend mapping of --backend, --root and --config (the YAML is read by the resource)."""
-    cfg: dict[str, Any] = {"root": args.root, "config_file": args.config or ""}
-    if args.backend:
-        cfg["backend"] = args.backend
-    elif args.config:
-        import yaml
-
-        with open(args.config) as fh:
-            cfg["backend"] = (yaml.safe_load(fh) or {}).get("backend", "local")
-    return cfg
-
-
-def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
-    print(json.dumps(data, indent=2, default=str) if args.json else text)
+from restore_assets.cli.common import (
+    add_backend,
+    add_command,
+    backend_config,
+    emit,
+    finish,
+    flag,
+    restore_id_arg,
+)
 
 
 def _summary_text(out: dict[str, Any]) -> str:
@@ -43,14 +31,6 @@ def _summary_text(out: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _finish(args: argparse.Namespace, out: dict[str, Any]) -> int:
-    if out["status"] == "rejected" and not args.json:
-        print(f"error: {out['cause']}", file=sys.stderr)
-        return 2
-    _emit(args, out, _summary_text(out))
-    return EXIT.get(out["status"], 1)
-
-
 def cmd_snapshot(args: argparse.Namespace) -> int:
     """Run the snapshot job in process; print the snapshot id (and the export's outcome)."""
     from restore_assets.jobs.snapshot import run_snapshot_job
@@ -63,7 +43,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     if args.export_s3:
         request["export_s3"] = True
     out = run_snapshot_job(request, backend_config(args), restore_id=args.restore_id)
-    return _finish(args, out)
+    return finish(args, out, _summary_text)
 
 
 def restore_request(args: argparse.Namespace) -> dict[str, Any]:
@@ -103,7 +83,7 @@ def cmd_restore_instance(args: argparse.Namespace) -> int:
 
     if args.recover:
         from restore_assets.backends.factory import server_restore_services
-        from restore_assets.core.server_restore.steps import recover_instance_restore
+        from restore_assets.core.server_restore.recovery import recover_instance_restore
         from restore_assets.jobs.instance_restore import backend_resource
 
         services = server_restore_services(backend_resource(backend_config(args)).settings())
@@ -115,63 +95,60 @@ def cmd_restore_instance(args: argparse.Namespace) -> int:
             raise InvalidRequest(
                 f"unknown run {args.recover!r}: see `restore-assets history`"
             ) from None
-        _emit(
+        emit(
             args,
             out,
-            f"{out['restore_id']}: {out['action']}"
-            + (f"\ncause: {out['cause']}" if out.get("cause") else ""),
+            lambda d: (
+                f"{d['restore_id']}: {d['action']}"
+                + (f"\ncause: {d['cause']}" if d.get("cause") else "")
+            ),
         )
         return 1 if "ROLLBACK FAILED" in (out.get("cause") or "") else 0
     request = restore_request(args)
     if args.plan:
         plan = plan_instance_restore_job(request, backend_config(args))
-        _emit(args, plan, _plan_text(plan))
+        emit(args, plan, _plan_text)
         return 0
     out = run_instance_restore_job(request, backend_config(args), restore_id=args.restore_id)
-    return _finish(args, out)
+    return finish(args, out, _summary_text)
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    from restore_assets.backends.factory import default_root
-
-    p.add_argument("--root", default=default_root(), help="local fleet root (default: %(default)s)")
-    p.add_argument("--backend", choices=["local", "aws"], help="default local, or from --config")
-    p.add_argument("--config", help="backend configuration YAML (aws:, alerts:, instance_restore:)")
+def _command(sub: Any, name: str, help: str, fn: Any) -> argparse.ArgumentParser:
+    p = add_command(sub, name, help, fn, backend=False)
+    add_backend(p, config_help="backend configuration YAML (aws:, alerts:, instance_restore:)")
     p.add_argument(
         "--source", help="RDS instance or cluster identifier (default aws.source_identifier)"
     )
     p.add_argument("--restore-id", type=restore_id_arg, help="use this run id (default: generated)")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    return p
 
 
 def register(subparsers: Any) -> None:
     """Add the snapshot and restore-instance commands to the `restore-assets` parser."""
-    p = subparsers.add_parser(
-        "snapshot", help="take a snapshot of the instance or cluster (locally: a base backup)"
+    p = _command(
+        subparsers,
+        "snapshot",
+        "take a snapshot of the instance or cluster (locally: a base backup)",
+        cmd_snapshot,
     )
-    _common(p)
     p.add_argument("--identifier", help="the snapshot's name (default <source>-YYYYMMDD-HHMMSS)")
-    p.add_argument(
-        "--export-s3",
-        action="store_true",
-        help="export the snapshot to S3 (aws.snapshot_export) and wait for the export",
+    flag(
+        p, "--export-s3", "export the snapshot to S3 (aws.snapshot_export) and wait for the export"
     )
-    p.set_defaults(fn=cmd_snapshot)
 
-    p = subparsers.add_parser(
+    p = _command(
+        subparsers,
         "restore-instance",
-        help="restore the instance or cluster in place from a snapshot, keeping its endpoint",
+        "restore the instance or cluster in place from a snapshot, keeping its endpoint",
+        cmd_restore_instance,
     )
-    _common(p)
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--snapshot-id", help="restore from this snapshot")
     g.add_argument(
         "--restore-time",
         help="restore to this point in time (ISO 8601 with a zone; a pgBackRest fleet)",
     )
-    g.add_argument(
-        "--create-snapshot", action="store_true", help="take a snapshot first, restore from it"
-    )
+    flag(g, "--create-snapshot", "take a snapshot first, restore from it")
     g.add_argument(
         "--recover",
         metavar="RESTORE_ID",
@@ -180,11 +157,6 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--snapshot-identifier", help="with --create-snapshot: the snapshot's name")
     p.add_argument("--suffix", help="the original is renamed <id>-old-<suffix> (default: UTC time)")
-    p.add_argument("--plan", action="store_true", help="show what would happen; change nothing")
-    p.add_argument("--keep-old", action="store_true", help="keep the renamed original")
-    p.add_argument(
-        "--skip-final-snapshot",
-        action="store_true",
-        help="delete the renamed original without a final snapshot",
-    )
-    p.set_defaults(fn=cmd_restore_instance)
+    flag(p, "--plan", "show what would happen; change nothing")
+    flag(p, "--keep-old", "keep the renamed original")
+    flag(p, "--skip-final-snapshot", "delete the renamed original without a final snapshot")

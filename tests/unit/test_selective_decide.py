@@ -89,7 +89,8 @@ def test_copy_lays_zero_filled_databases_down_sparse(shared_tmp: Path):
 
 
 def test_full_provision_flag_reaches_the_request():
-    from restore_assets.cli.main import build_parser, request_from_args
+    from restore_assets.cli.main import build_parser
+    from restore_assets.cli.restore import request_from_args
     from restore_assets.core.request import RestoreRequest
 
     argv = ["restore", "--root", "/x", "--database", "d", "--schema", "s", "--snapshot-id", "x"]
