@@ -75,7 +75,9 @@ class LocalFleet:
 
     @property
     def pgbackrest(self) -> PgBackRestSource | None:
-        """The pgBackRest source of this fleet (for the server restore), or None."""
+        """The pgBackRest source of this fleet (for the server restore), or None (also: no fleet)."""
+        if not self.exists():
+            return None
         return self.source if isinstance(self.source, PgBackRestSource) else None
 
     @property

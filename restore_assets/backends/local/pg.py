@@ -377,6 +377,25 @@ class Cluster:
         """A psycopg connection to one database of this cluster."""
         return psycopg.connect(self.dsn(dbname), **kwargs)
 
+    def wait_promoted(self, timeout: float, user: str | None = None, what: str = "cluster") -> None:
+        """Wait until the server left recovery; FleetError with its log if it stops or is late."""
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            if not self.is_running():
+                raise FleetError(f"{what} stopped during recovery: {self.last_log_error()}")
+            try:
+                with self.connect(user=user, connect_timeout=5) as conn:
+                    if not conn.execute("SELECT pg_catalog.pg_is_in_recovery()").fetchone()[0]:
+                        return
+            except psycopg.OperationalError as exc:
+                last = exc
+            time.sleep(0.2)
+        raise FleetError(
+            f"{what} on port {self.port} not promoted within {timeout:.0f}s:"
+            f" {self.last_log_error() or last}"
+        )
+
 
 def start_new_cluster(
     datadir: Path, settings: dict[str, str] | None = None, attempts: int = 5

@@ -12,8 +12,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import psycopg
-
 from restore_assets.backends.local import pg, selective
 from restore_assets.backends.local.archive import base_for, check_target
 from restore_assets.backends.local.cluster import server_dir
@@ -118,7 +116,8 @@ def provision(
         prepare_recovery(fleet, cluster, target, made.restore_command, made.recovery_settings())
         t0 = time.monotonic()
         cluster.start(timeout=timeout)
-        _wait_promoted(fleet, cluster, timeout)
+        # the temporary cluster admits the tool on its unix socket (cluster.host), as its role
+        cluster.wait_promoted(timeout, user=fleet.superuser(), what="temporary cluster")
         provisioning["recovery_seconds"] = round(time.monotonic() - t0, 3)
         if made.selective:
             zero = fleet.source.left_out_oids(cluster.dsn(), databases, made)
@@ -195,29 +194,6 @@ def prepare_recovery(
     )
     cluster.configure({**settings, **(extra or {})})
     cluster.write_file("recovery.signal", "")
-
-
-def _wait_promoted(fleet: LocalFleet, cluster: pg.Cluster, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    last_exc: Exception | None = None
-    while time.monotonic() < deadline:
-        if not cluster.is_running():
-            raise FleetError(
-                f"temporary cluster stopped during recovery: {cluster.last_log_error()}"
-            )
-        try:
-            with psycopg.connect(
-                cluster.dsn(), user=fleet.superuser(), connect_timeout=5
-            ) as conn:  # the temporary cluster's unix socket (cluster.host)
-                if not conn.execute("SELECT pg_catalog.pg_is_in_recovery()").fetchone()[0]:
-                    return
-        except psycopg.OperationalError as exc:
-            last_exc = exc
-        time.sleep(0.2)
-    raise FleetError(
-        f"temporary cluster on port {cluster.port} not promoted within {timeout:.0f}s:"
-        f" {cluster.last_log_error() or last_exc}"
-    )
 
 
 def plan_resources(fleet: LocalFleet, plan: Any) -> list[dict[str, Any]]:
