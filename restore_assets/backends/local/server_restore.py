@@ -430,8 +430,6 @@ class LocalInstanceBackend:
         for name in ("postmaster.pid", "postmaster.opts", "standby.signal", "recovery.signal"):
             (datadir / name).unlink(missing_ok=True)
         moved = self._clear_partial_conflict(snapshot, datadir, names["suffix"])
-        conf = datadir / "restore_assets.conf"
-        original_conf = conf.read_text() if conf.exists() else ""
         restore_cmd = f"cp {pg.shell_arg(self.fleet.archive_dir)}/%f %p"
         recovery = {
             "restore_command": pg.quote_setting(restore_cmd),
@@ -440,14 +438,7 @@ class LocalInstanceBackend:
             # the snapshot's own timeline: 'latest' could be a timeline that forked before it
             "recovery_target_timeline": "'current'",
         }
-        block = RECOVERY_MARK + "".join(f"{k} = {v}\n" for k, v in recovery.items())
-        cluster.write_file("restore_assets.conf", original_conf + "\n" + block)
-        cluster.write_file("recovery.signal", "")
-        cluster.start(timeout=self.start_timeout)
-        timeline = self._wait_promoted(cluster, self.start_timeout)
-        cluster.write_file("restore_assets.conf", original_conf)
-        with psycopg.connect(cluster.dsn(), autocommit=True, connect_timeout=10) as conn:
-            conn.execute("SELECT pg_catalog.pg_reload_conf()")
+        timeline = self._recover_and_promote(cluster, recovery)
         return {
             "port": port,
             "timeline": timeline,
@@ -528,8 +519,6 @@ class LocalInstanceBackend:
         for name in ("postmaster.pid", "postmaster.opts", "standby.signal"):
             (datadir / name).unlink(missing_ok=True)
         cluster = pg.Cluster(datadir, port)
-        conf = datadir / "restore_assets.conf"
-        original_conf = conf.read_text() if conf.exists() else ""
         recovery = {
             "restore_command": pg.quote_setting(source_repo.repo.restore_command(datadir)),
             "recovery_target_action": "'promote'",
@@ -543,16 +532,10 @@ class LocalInstanceBackend:
             recovery["recovery_target_timeline"] = "'current'"  # the backup's own timeline
         # PostgreSQL keeps the WAL (.ready) while archive_command is empty: nothing of the new
         # timeline reaches the repository before wait_restored has verified the server
-        hold = HOLD_MARK + "archive_command = ''\n"
-        block = RECOVERY_MARK + "".join(f"{k} = {v}\n" for k, v in recovery.items())
-        cluster.write_file("restore_assets.conf", original_conf + "\n" + block + hold)
-        cluster.write_file("recovery.signal", "")
-        cluster.start(timeout=self.start_timeout)
-        timeline = self._wait_promoted(cluster, self.start_timeout)
+        timeline = self._recover_and_promote(
+            cluster, recovery, HOLD_MARK + "archive_command = ''\n"
+        )
         recovered = time.monotonic()
-        cluster.write_file("restore_assets.conf", original_conf + "\n" + hold)
-        with psycopg.connect(cluster.dsn(), autocommit=True, connect_timeout=10) as conn:
-            conn.execute("SELECT pg_catalog.pg_reload_conf()")
         return {
             "port": port,
             "timeline": timeline,
@@ -577,6 +560,24 @@ class LocalInstanceBackend:
         with psycopg.connect(cluster.dsn(), autocommit=True, connect_timeout=10) as conn:
             conn.execute("SELECT pg_catalog.pg_reload_conf()")
         return True
+
+    def _recover_and_promote(
+        self, cluster: pg.Cluster, recovery: dict[str, str], keep: str = ""
+    ) -> int:
+        """Start a stopped data directory in archive recovery with these settings (a marked block
+        of restore_assets.conf), wait for its promotion; return the new timeline. Afterwards
+        restore_assets.conf is what it was, plus `keep` (settings that stay for a while)."""
+        conf = cluster.datadir / "restore_assets.conf"
+        original_conf = conf.read_text() if conf.exists() else ""
+        block = RECOVERY_MARK + "".join(f"{k} = {v}\n" for k, v in recovery.items())
+        cluster.write_file("restore_assets.conf", original_conf + "\n" + block + keep)
+        cluster.write_file("recovery.signal", "")
+        cluster.start(timeout=self.start_timeout)
+        timeline = self._wait_promoted(cluster, self.start_timeout)
+        cluster.write_file("restore_assets.conf", original_conf + ("\n" + keep if keep else ""))
+        with psycopg.connect(cluster.dsn(), autocommit=True, connect_timeout=10) as conn:
+            conn.execute("SELECT pg_catalog.pg_reload_conf()")
+        return timeline
 
     def _wait_promoted(self, cluster: pg.Cluster, timeout: float) -> int:
         deadline = time.monotonic() + timeout
@@ -724,21 +725,12 @@ class LocalInstanceBackend:
         that follow the latest timeline follow the original, never the abandoned restore."""
         source_repo = self.fleet.pgbackrest
         assert source_repo is not None
-        conf = cluster.datadir / "restore_assets.conf"
-        original_conf = conf.read_text() if conf.exists() else ""
         # no target: to the end of its own WAL (a clean shutdown: nothing to replay), then promote
         recovery = {
             "restore_command": pg.quote_setting(source_repo.repo.restore_command(cluster.datadir)),
             "recovery_target_timeline": "'current'",
         }
-        block = RECOVERY_MARK + "".join(f"{k} = {v}\n" for k, v in recovery.items())
-        cluster.write_file("restore_assets.conf", original_conf + "\n" + block)
-        cluster.write_file("recovery.signal", "")
-        cluster.start(timeout=self.start_timeout)
-        timeline = self._wait_promoted(cluster, self.start_timeout)
-        cluster.write_file("restore_assets.conf", original_conf)
-        with psycopg.connect(cluster.dsn(), autocommit=True, connect_timeout=10) as conn:
-            conn.execute("SELECT pg_catalog.pg_reload_conf()")
+        timeline = self._recover_and_promote(cluster, recovery)
         self.fleet.switch_wal()  # its history file reaches the repository
         return timeline
 
