@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
+
+from restore_assets.core.errors import InvalidRequest
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,18 @@ class RestoreTarget:
             return f"snapshot {self.snapshot_id}"
         assert self.restore_time is not None
         return f"point in time {self.restore_time.isoformat()}"
+
+    def past_time(self) -> datetime:
+        """The restore time, refused when it has no time zone or lies in the future."""
+        t = self.restore_time
+        if t is None or t.tzinfo is None:
+            raise InvalidRequest("restore time must be an ISO 8601 timestamp with a time zone")
+        now = datetime.now(UTC)
+        if t > now:
+            raise InvalidRequest(
+                f"restore time {t.isoformat()} is in the future (now {now.isoformat()})"
+            )
+        return t
 
 
 @dataclass(frozen=True)

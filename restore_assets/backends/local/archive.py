@@ -100,14 +100,7 @@ def check_target(fleet: LocalFleet, target: RestoreTarget) -> datetime:
     if target.snapshot_id:
         snap = fleet.get_snapshot(target.snapshot_id)
         return snap.completed_at or snap.created_at
-    t = target.restore_time
-    if t is None or t.tzinfo is None:
-        raise InvalidRequest("restore time must be an ISO 8601 timestamp with a time zone")
-    now = datetime.now(UTC)
-    if t > now:
-        raise InvalidRequest(
-            f"restore time {t.isoformat()} is in the future (now {now.isoformat()})"
-        )
+    t = target.past_time()
     snaps = fleet.source.snapshots()
     if not snaps:
         raise InvalidRequest(
