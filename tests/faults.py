@@ -1,4 +1,4 @@
-"""Fault injection for the tests: replace the core's no-op `phases.phase_hook` for a while.
+"""Fault injection for the tests: replace the core's no-op `runner.phase_hook` for a while.
 
 The product has no fault switch (no launchpad field, YAML key or environment variable): a test
 installs a hook here, in its own process (Dagster's in-process executor runs the ops there), or in a
@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from restore_assets.core import runner
 from restore_assets.core.errors import RestoreError
-from restore_assets.core.schema_restore import phases
 
 Hook = Callable[[str | None, str, str], None]
 
@@ -42,12 +42,12 @@ def matches(selector: str, phase: str, when: str) -> bool:
 @contextlib.contextmanager
 def installed(hook: Hook) -> Iterator[None]:
     """Within the block, every phase and step calls `hook(restore_id, phase, when)`."""
-    previous = phases.phase_hook
-    phases.phase_hook = hook
+    previous = runner.phase_hook
+    runner.phase_hook = hook
     try:
         yield
     finally:
-        phases.phase_hook = previous
+        runner.phase_hook = previous
 
 
 def failing(selector: str) -> Hook:

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 from restore_assets.cli import main as cli
+from restore_assets.core import runner
 from restore_assets.core.mover import mover
-from restore_assets.core.schema_restore import phases
 from tests import faults
 
 
@@ -46,7 +46,7 @@ def main(argv: list[str]) -> int:
     if selector == "mid-copy":
         pause_mid_copy(Path(marker))
     else:
-        phases.phase_hook = faults.pausing(selector, Path(marker))
+        runner.phase_hook = faults.pausing(selector, Path(marker))
     return cli.main(rest)
 
 

@@ -11,7 +11,7 @@ from typing import Any, TextIO
 
 import psycopg
 
-from restore_assets.core.schema_restore.phases import PHASES
+from restore_assets.core.schema_restore.services import PHASES
 
 ESTIMATES = """
 SELECT c.relname, greatest(c.reltuples, 0)::bigint, pg_catalog.pg_table_size(c.oid)

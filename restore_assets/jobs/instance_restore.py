@@ -12,7 +12,7 @@ import dagster as dg
 from restore_assets.backends.factory import server_restore_backend, server_restore_services
 from restore_assets.core.audit import AuditConflict, check_restore_id, new_restore_id, process_owner
 from restore_assets.core.errors import InvalidRequest
-from restore_assets.core.schema_restore.phases import PhaseResult
+from restore_assets.core.runner import PhaseResult
 from restore_assets.core.server_restore import steps
 from restore_assets.core.server_restore.model import InstancePlan, InstanceRequest
 from restore_assets.jobs.resources import RestoreBackend
@@ -259,7 +259,7 @@ def recover_instance(
 ) -> dict:
     """Roll back (or close) an instance restore that ended without its finish step; idempotent."""
     from restore_assets.core.audit import NotOwner, check_restore_id
-    from restore_assets.core.server_restore.steps import recover_instance_restore
+    from restore_assets.core.server_restore.recovery import recover_instance_restore
     from restore_assets.jobs.runs import owner_run_status
 
     services = services_for(backend)

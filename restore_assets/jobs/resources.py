@@ -8,7 +8,7 @@ import dagster as dg
 import yaml
 
 from restore_assets.backends.factory import build_services, check_backend_keys, default_root
-from restore_assets.core.schema_restore.phases import Services
+from restore_assets.core.schema_restore.services import Services
 
 
 class RestoreBackend(dg.ConfigurableResource):

@@ -9,13 +9,17 @@ import dagster as dg
 from pydantic import Field
 
 from restore_assets.backends.release import launch_detached
+from restore_assets.core import runner
 from restore_assets.core.audit import NotOwner, check_restore_id, process_owner
 from restore_assets.core.errors import InvalidRequest
 from restore_assets.core.progress import CopyWatcher, ticker
 from restore_assets.core.request import RestoreRequest
+from restore_assets.core.runner import PhaseResult, run_phase
+from restore_assets.core.schema_restore import cleanup as restore_cleanup
 from restore_assets.core.schema_restore import phases
-from restore_assets.core.schema_restore.phases import PhaseResult
+from restore_assets.core.schema_restore.comparison import compare
 from restore_assets.core.schema_restore.release import cleanup_or_defer, release_temporary
+from restore_assets.core.schema_restore.services import Services
 from restore_assets.jobs.report_asset import log_reports
 from restore_assets.jobs.resources import RestoreBackend
 from restore_assets.jobs.runs import (
@@ -57,7 +61,7 @@ def request_as_run_config(val: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _services(backend: RestoreBackend, context: dg.OpExecutionContext) -> phases.Services:
+def _services(backend: RestoreBackend, context: dg.OpExecutionContext) -> Services:
     services = backend.services()
     if any(hasattr(c, "launcher") for c in (services.ddl, services.mover)):
         # remote task runners (the AWS backend's ECS task) launch through Dagster Pipes in an op
@@ -135,7 +139,7 @@ def _phase(
     backend: RestoreBackend,
     run: dict,
     phase: str,
-    body: Callable[[phases.Services, str, phases.RestorePlan], Any],
+    body: Callable[[Services, str, phases.RestorePlan], Any],
     upstream: list[PhaseResult] | tuple[PhaseResult, ...] = (),
     metadata: Callable[[Any], dict[str, Any]] | None = None,
 ) -> PhaseResult:
@@ -143,8 +147,8 @@ def _phase(
     services = _services(backend, context)
     rid, plan = _ctx(run)
     check_owner(context, services.audit.get(rid))
-    result = phases.run_phase(
-        services, rid, phase, lambda: body(services, rid, plan), upstream, metadata
+    result = run_phase(
+        services.audit, rid, phase, lambda: body(services, rid, plan), upstream, metadata
     )
     if not result.ok and not result.skipped and phase not in phases.WARNING_PHASES:
         # this op is the failing one; `clean_up_after_failed_phase` removes what the run created
@@ -376,7 +380,7 @@ def cleanup_resources(
     failed = phases.restore_failure(results) is not None
     hook_error = None
     try:
-        phases.phase_hook(rid, "cleanup", "before")
+        runner.phase_hook(rid, "cleanup", "before")  # looked up at call time: tests replace it
     except Exception as exc:  # noqa: BLE001 - the tests' fault hook: cleanup runs as after a failure
         hook_error = f"cleanup: {type(exc).__name__}: {exc}"
     out = cleanup_or_defer(services, rid, failed=failed or hook_error is not None)
@@ -436,7 +440,7 @@ def compare_restored(
         )
     rid, plan = _ctx(run)
     result = _phase(
-        context, backend, run, "compare", phases.compare, [post], metadata=lambda v: v["headline"]
+        context, backend, run, "compare", compare, [post], metadata=lambda v: v["headline"]
     )
     if result.ok:
         settings = backend.settings()
@@ -518,7 +522,7 @@ def cleanup_restore(
     services = backend.services()
     try:
         status = owner_run_status(context.instance, services.audit.get(config.restore_id))
-        out = phases.cleanup_restore(services, config.restore_id, run_status=status)
+        out = restore_cleanup.cleanup_restore(services, config.restore_id, run_status=status)
     except KeyError:
         context.log.info(f"restore {config.restore_id} has no audit record: nothing to clean")
         return {"removed": [], "kept": [], "errors": []}

@@ -10,7 +10,7 @@ from typing import Any
 import dagster as dg
 
 from restore_assets.core.audit import new_restore_id
-from restore_assets.core.schema_restore.phases import PhaseResult
+from restore_assets.core.runner import PhaseResult
 from restore_assets.core.server_restore import steps
 from restore_assets.core.server_restore.model import InstanceRequest
 from restore_assets.jobs.instance_restore import (

@@ -27,7 +27,8 @@ from restore_assets.backends.aws.dms import escape_name, table_mappings, task_se
 from restore_assets.backends.aws.ecs import EcsTaskLauncher, TaskFailed
 from restore_assets.backends.aws.secrets import Credentials, SecretStore, redact
 from restore_assets.core.errors import InvalidRequest, RestoreError
-from restore_assets.core.schema_restore import phases
+from restore_assets.core.schema_restore import cleanup, phases
+from restore_assets.core.schema_restore.services import Services
 from tests.aws.conftest import (
     HISTORICAL_PASSWORD,
     PROD_PASSWORD,
@@ -40,7 +41,7 @@ from tests.owners import dead_owner
 pytestmark = pytest.mark.aws
 
 
-def _services(world: World, **cfg: Any) -> phases.Services:
+def _services(world: World, **cfg: Any) -> Services:
     return aws_services(world.config(**cfg))
 
 
@@ -139,13 +140,13 @@ def test_one_failing_delete_does_not_stop_the_others(world: World, database: str
         world.rds_fail["delete_db_instance"] = ClientError(
             {"Error": {"Code": "InvalidDBInstanceState", "Message": "busy"}}, "DeleteDBInstance"
         )
-        out = phases.cleanup(services, rid, failed=True)
+        out = cleanup.cleanup(services, rid, failed=True)
         assert [e.split(":")[0] for e in out["errors"]] == ["rds-instance"]
         left = world.leftovers()
         assert left["secrets"] == [] and left["dms_instances"] == []
         assert left["rds_instances"] == ["restore-assets-r-partial-db"]
         del world.rds_fail["delete_db_instance"]
-        assert phases.cleanup_restore(services, rid)["errors"] == []
+        assert cleanup.cleanup_restore(services, rid)["errors"] == []
         assert world.leftovers()["rds_instances"] == []
 
 
@@ -461,7 +462,7 @@ def test_ecs_launcher_fails_on_start_failure_and_exit_code(
 def test_task_entrypoint_extract_against_postgres(world: World, database: str) -> None:
     """main() as the container runs it: reads the temporary secret, pg_dump, artifacts with SSE."""
     from restore_assets.backends.aws import task_entrypoint
-    from restore_assets.backends.aws.ecs import task_environment
+    from restore_assets.backends.aws.tools_task import task_environment
 
     world.production_instance()
     world.production_secret()
@@ -569,7 +570,7 @@ def test_aws_check_and_leftovers_commands(
         assert sorted(i["kind"] for i in found["r-left"]) == [
             "aws-secret", "dms-replication-instance", "rds-instance",
         ]  # fmt: skip
-        phases.cleanup_restore(services, rid)
+        cleanup.cleanup_restore(services, rid)
         assert cli_aws.main(["leftovers", "--config", str(path)]) == 0
         world.session.client("s3").delete_bucket(Bucket="restore-artifacts")
         assert cli_aws.main(["check", "--config", str(path)]) == 1

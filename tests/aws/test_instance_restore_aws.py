@@ -15,6 +15,7 @@ from moto.rds.models import rds_backends
 
 from restore_assets.backends.aws.server_restore import AwsInstanceBackend
 from restore_assets.backends.local.audit import SqliteAuditLog
+from restore_assets.core.runner import not_requested
 from restore_assets.core.server_restore.steps import (
     InstanceServices,
     plan_instance_restore,
@@ -777,6 +778,7 @@ def test_recovery_after_a_crash_puts_the_original_back_or_closes_the_run(
     env: Env, crash_after: str
 ) -> None:
     from restore_assets.core.server_restore import steps as core
+    from restore_assets.core.server_restore.recovery import recover_instance_restore
 
     services = env.services()
     original = env.backend().databases["prod"]
@@ -786,7 +788,7 @@ def test_recovery_after_a_crash_puts_the_original_back_or_closes_the_run(
     aside = core.set_aside_step(services, rid, plan, [])
     results = [aside]
     if crash_after != "set_aside":
-        results.append(core.restore_step(services, rid, plan, core.not_requested("s"), aside))
+        results.append(core.restore_step(services, rid, plan, not_requested("s"), aside))
     if crash_after in ("wait", "delete_old"):
         results.append(core.wait_step(services, rid, plan, results[-1]))
     if crash_after == "delete_old":
@@ -794,7 +796,7 @@ def test_recovery_after_a_crash_puts_the_original_back_or_closes_the_run(
     assert all(r.ok for r in results)  # then the process dies: no finish step
     audit = SqliteAuditLog(env.root / "audit.sqlite")
     assert audit.get(rid)["status"] == "running"
-    out = core.recover_instance_restore(services, rid)
+    out = recover_instance_restore(services, rid)
     if crash_after == "delete_old":
         assert out["status"] == "succeeded" and audit.get(rid)["status"] == "succeeded"
         assert env.instances() == ["aur-reader", "aur-writer", "prod"]
@@ -803,7 +805,7 @@ def test_recovery_after_a_crash_puts_the_original_back_or_closes_the_run(
     assert env.backend().databases["prod"] is original
     assert env.instances() == ["aur-reader", "aur-writer", "prod"]
     assert audit.get(rid)["status"] == "failed"
-    again = core.recover_instance_restore(services, rid)  # idempotent
+    again = recover_instance_restore(services, rid)  # idempotent
     assert again["action"] == "none: run finished"
 
 
@@ -890,7 +892,7 @@ def test_rollback_leaves_a_server_this_run_did_not_create(env: Env) -> None:
         Tags=[{"Key": "owner", "Value": "someone-else"}],
     )
     someone_elses = env.backend().databases["prod"]
-    restored = core.restore_step(services, rid, plan, core.not_requested("snapshot"), aside)
+    restored = core.restore_step(services, rid, plan, not_requested("snapshot"), aside)
     assert not restored.ok  # the name is taken
     out = core.finish(services, rid, plan, [aside, restored])
     assert out["status"] == "failed" and out["rolled_back"] is False
@@ -912,7 +914,7 @@ def test_delete_old_deletes_only_the_server_it_set_aside(env: Env) -> None:
         services, {"identifier": "prod", "snapshot_id": "prod-snap-1", "suffix": "ri"}
     )
     aside = core.set_aside_step(services, rid, plan, [])
-    restored = core.restore_step(services, rid, plan, core.not_requested("snapshot"), aside)
+    restored = core.restore_step(services, rid, plan, not_requested("snapshot"), aside)
     ready = core.wait_step(services, rid, plan, restored)
     assert aside.ok and restored.ok and ready.ok, (aside.error, restored.error, ready.error)
     env.backend().databases["prod-old-ri"].dbi_resource_id = "db-SOMEONEELSE"

@@ -17,7 +17,7 @@ import pytest
 from restore_assets.backends.aws.config import RESTORE_ID_TAG, AwsConfig, temp_secret_name
 from restore_assets.backends.aws.ownership import NotOwned
 from restore_assets.backends.factory import build_services
-from restore_assets.core.schema_restore import phases
+from restore_assets.core.schema_restore import cleanup
 from restore_assets.jobs.launch import run_schema_restore
 from tests.aws.conftest import World
 
@@ -232,7 +232,7 @@ def test_cleanup_reports_a_colliding_resource_and_keeps_it(
         )
         services.audit.close(rid, "failed", "crashed")
         with caplog.at_level(logging.ERROR):
-            out = phases.cleanup(services, rid, failed=True)
+            out = cleanup.cleanup(services, rid, failed=True)
         rec = services.audit.get(rid)
     assert out["removed"] == []
     assert len(out["errors"]) == 1 and ident in out["errors"][0], out

@@ -30,7 +30,7 @@ from psycopg import sql
 
 from restore_assets.backends.factory import build_services
 from restore_assets.cli import main as cli
-from restore_assets.core.schema_restore.phases import ARTIFACT_RESOURCE, SCHEMA_RESOURCE
+from restore_assets.core.schema_restore.services import ARTIFACT_RESOURCE, SCHEMA_RESOURCE
 from tests.conftest import REPO
 from tests.integration.fleet_helpers import postmasters_under
 

@@ -16,7 +16,7 @@ import pytest
 
 from restore_assets.backends.factory import build_services
 from restore_assets.core.schema_restore.drill import drop_drill_schemas, run_drill
-from restore_assets.core.schema_restore.phases import SCHEMA_RESOURCE
+from restore_assets.core.schema_restore.services import SCHEMA_RESOURCE
 from restore_assets.jobs.drill import DRILL_ASSET, drill_run_config, make_drill_schedule
 from restore_assets.jobs.drill import restore_drill as restore_drill_job
 from restore_assets.jobs.resources import RestoreBackend

@@ -9,7 +9,7 @@ import pytest
 from psycopg import sql
 
 from restore_assets.backends.factory import build_services
-from restore_assets.core.schema_restore.phases import cleanup_restore
+from restore_assets.core.schema_restore.cleanup import cleanup_restore
 from restore_assets.jobs.launch import run_schema_restore
 
 pytestmark = pytest.mark.integration

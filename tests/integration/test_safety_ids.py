@@ -23,7 +23,8 @@ from restore_assets.backends.factory import build_services
 from restore_assets.cli.main import main
 from restore_assets.core.audit import NotOwner, process_owner, process_start
 from restore_assets.core.errors import InvalidRequest
-from restore_assets.core.schema_restore.phases import SCHEMA_RESOURCE, cleanup_restore
+from restore_assets.core.schema_restore.cleanup import cleanup_restore
+from restore_assets.core.schema_restore.services import SCHEMA_RESOURCE
 from restore_assets.jobs.launch import run_schema_restore
 from tests import faults
 from tests.owners import dead_owner

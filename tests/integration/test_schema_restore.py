@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from restore_assets.core.schema_restore.phases import PHASES
+from restore_assets.core.schema_restore.services import PHASES
 from restore_assets.jobs.launch import run_schema_restore
 from tests import faults
 

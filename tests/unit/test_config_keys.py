@@ -13,8 +13,8 @@ import yaml
 from restore_assets.backends.aws.config import AwsConfig
 from restore_assets.backends.factory import build_services
 from restore_assets.cli import main as cli
+from restore_assets.core import runner
 from restore_assets.core.errors import InvalidRequest
-from restore_assets.core.schema_restore import phases
 from restore_assets.jobs.instance_restore import (
     InstanceRestoreConfig,
     instance_request_as_run_config,
@@ -23,7 +23,7 @@ from restore_assets.jobs.resources import RestoreBackend
 from restore_assets.jobs.schema_restore import RestoreRequestConfig, request_as_run_config
 from restore_assets.jobs.snapshot import SnapshotConfig, snapshot_request_as_run_config
 
-PACKAGE = Path(phases.__file__).resolve().parent
+PACKAGE = Path(runner.__file__).resolve().parents[1]  # restore_assets/
 
 AWS_SECTION = {
     "source_identifier": "db",
@@ -162,15 +162,15 @@ def test_the_package_has_no_fault_switch() -> None:
 @pytest.mark.timeout(60)
 def test_the_former_pause_variable_does_nothing(monkeypatch) -> None:
     monkeypatch.setenv("RESTORE_ASSETS_PAUSE_AT_PHASE", "copy")
-    result = phases.run_phase(None, None, "copy", lambda: 42)  # type: ignore[arg-type]
+    result = runner.run_phase(None, None, "copy", lambda: 42)
     assert result.ok and result.value == 42
 
 
 def test_the_phase_hook_does_nothing_unless_a_test_installs_one() -> None:
     from tests import faults
 
-    assert phases.phase_hook(None, "copy", "before") is None
+    assert runner.phase_hook(None, "copy", "before") is None
     with faults.fail_at("copy:after"):
-        before = phases.run_phase(None, None, "copy:s1", lambda: 1)  # type: ignore[arg-type]
+        before = runner.run_phase(None, None, "copy:s1", lambda: 1)
     assert not before.ok and "injected failure after step copy:s1" in before.error
-    assert phases.run_phase(None, None, "copy:s1", lambda: 1).ok  # type: ignore[arg-type]
+    assert runner.run_phase(None, None, "copy:s1", lambda: 1).ok

@@ -63,7 +63,7 @@ def services(config: Mapping[str, Any]) -> Any:
     from restore_assets.backends.aws.ecs import EcsCopyMover, EcsDdlTask, EcsTaskLauncher
     from restore_assets.backends.aws.fleet import AwsFleet
     from restore_assets.backends.aws.secrets import SecretStore
-    from restore_assets.core.schema_restore.phases import Services
+    from restore_assets.core.schema_restore.services import Services
 
     cfg = AwsConfig.from_mapping(with_file(config))
     ov = _overrides or Overrides()

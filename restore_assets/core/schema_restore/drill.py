@@ -12,11 +12,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from restore_assets.core.schema_restore.phases import (
-    SCHEMA_RESOURCE,
-    Services,
-    drop_restored_schema,
-)
+from restore_assets.core.schema_restore.cleanup import drop_restored_schema
+from restore_assets.core.schema_restore.services import SCHEMA_RESOURCE, Services
 
 TABLES = """
 SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace

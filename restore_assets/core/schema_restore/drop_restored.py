@@ -10,8 +10,7 @@ from psycopg import sql
 
 from restore_assets.core.audit import NotOwner, check_restore_id, process_owner
 from restore_assets.core.errors import RestoreError
-
-SCHEMA_RESOURCE = "restored-schema"  # the kind phases.apply_pre records (phases.SCHEMA_RESOURCE)
+from restore_assets.core.schema_restore.services import SCHEMA_RESOURCE
 
 # objects outside the schemas that depend on an object inside them (views, foreign keys, defaults,
 # triggers, policies, columns of their types): the schema of each dependent is resolved from its

@@ -15,7 +15,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from restore_assets.core.schema_restore.phases import Services, cleanup
+from restore_assets.core.schema_restore.cleanup import cleanup
+from restore_assets.core.schema_restore.services import Services
 
 log = logging.getLogger("restore_assets")
 

@@ -23,14 +23,14 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from restore_assets.core import runner
 from restore_assets.core.ddl.names import target_name
 from restore_assets.core.errors import InvalidRequest, RestoreError
-from restore_assets.core.schema_restore import phases
+from restore_assets.core.schema_restore.services import SCHEMA_RESOURCE
 
 log = logging.getLogger("restore_assets.core.schema_restore.staging")
 
 STAGING_SUFFIX = "staging"
-SCHEMA_RESOURCE = phases.SCHEMA_RESOURCE
 LOCK_TIMEOUT = "30s"
 
 Restore = Callable[[dict[str, Any]], dict[str, Any]]
@@ -215,7 +215,7 @@ def refresh_staging(
                 if oid is None or now.get(new) != int(oid):
                     raise StagingError(f"{database}.{new} is not the copy restore {rid} recorded")
                 created[schema] = Copy(new, int(oid), rid, ident)
-            phases.phase_hook(rid, "staging_swap", "before")  # no-op (tests install faults)
+            runner.phase_hook(rid, "staging_swap", "before")  # no-op (tests install faults)
             swap(conn, services, database, finals, news, olds, previous, created)
     except Exception as exc:
         _discard(services, database, created)

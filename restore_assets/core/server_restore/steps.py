@@ -10,23 +10,25 @@ back. Every step is recorded in the audit log; a rollback sends an alert through
 
 from __future__ import annotations
 
-import logging
-import time
-import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from restore_assets.backends.protocols import Notifier
 from restore_assets.core.audit import AuditLog
 from restore_assets.core.errors import InvalidRequest, RestoreError
-from restore_assets.core.schema_restore import phases
-from restore_assets.core.schema_restore.phases import PhaseResult, first_failure
+from restore_assets.core.runner import (
+    PhaseResult,
+    close_run,
+    first_failure,
+    not_requested,
+    run_phase,
+    timings,
+)
 from restore_assets.core.server_restore.model import InstancePlan, InstanceRequest
 from restore_assets.core.server_restore.protocols import InstanceBackend, Record
-
-log = logging.getLogger("restore_assets.backends.server_factory")
 
 KIND_RESTORE = "instance_restore"
 KIND_SNAPSHOT = "snapshot"
@@ -51,48 +53,6 @@ class InstanceServices:
     wait_timeout: float = 3600
     snapshot_timeout: float = 3600
     export_timeout: float = 6 * 3600
-
-
-def run_step(
-    services: InstanceServices,
-    restore_id: str,
-    step: str,
-    fn: Callable[[], Any],
-    upstream: list[PhaseResult] | tuple[PhaseResult, ...] = (),
-    metadata: Callable[[Any], dict[str, Any]] | None = None,
-) -> PhaseResult:
-    """Run one step unless an upstream one failed; record it in the audit log; never raise."""
-    started = datetime.now(UTC).isoformat()
-    failed = first_failure(list(upstream))
-    if failed is not None:
-        return PhaseResult(step, ok=False, skipped=True, error=failed.error, started_at=started)
-    t0 = time.monotonic()
-    try:
-        phases.phase_hook(restore_id, step, "before")
-        value = fn()
-        phases.phase_hook(restore_id, step, "after")
-        meta = metadata(value) if metadata else {}
-        result = PhaseResult(step, True, value, started_at=started, metadata=meta)
-    except Exception as exc:  # noqa: BLE001 - carried to finish, which rolls back and fails the run
-        cause = f"{step}: {type(exc).__name__}: {exc}"
-        log.error("step %s failed: %s", step, exc)
-        log.debug("%s", traceback.format_exc())
-        result = PhaseResult(step, False, error=cause, started_at=started)
-    result.seconds = round(time.monotonic() - t0, 3)
-    services.audit.phase(
-        restore_id,
-        step,
-        "succeeded" if result.ok else "failed",
-        started_at=started,
-        error=result.error,
-        metadata={**result.metadata, "seconds": result.seconds},
-    )
-    return result
-
-
-def not_requested(step: str) -> PhaseResult:
-    """The result of a step this task does not include."""
-    return PhaseResult(step, ok=True, value=None, metadata={"not_requested": True})
 
 
 # ---------------------------------------------------------------------------- validate / plan
@@ -233,19 +193,31 @@ def _recorder(services: InstanceServices, restore_id: str) -> Record:
 
 
 # ---------------------------------------------------------------------------- steps
+def _step(
+    services: InstanceServices,
+    restore_id: str,
+    step: str,
+    requested: bool,
+    work: Callable[[], Any],
+    upstream: list[PhaseResult] | tuple[PhaseResult, ...] = (),
+    metadata: Callable[[Any], dict[str, Any]] = dict,
+) -> PhaseResult:
+    """One step through the runner (its value is its audit metadata), or not requested."""
+    if not requested:
+        return not_requested(step)
+    return run_phase(services.audit, restore_id, step, work, upstream, metadata)
+
+
 def snapshot_step(services: InstanceServices, restore_id: str, plan: InstancePlan) -> PhaseResult:
     """Take the snapshot (tasks create_snapshot and create_snapshot_only)."""
-    if not plan.request.takes_snapshot:
-        return not_requested("snapshot")
-    return run_step(
+    name, record = plan.names.get("snapshot_identifier"), _recorder(services, restore_id)
+    return _step(
         services,
         restore_id,
         "snapshot",
+        plan.request.takes_snapshot,
         lambda: services.backend.create_snapshot(
-            plan.source,
-            plan.names.get("snapshot_identifier"),
-            _recorder(services, restore_id),
-            services.snapshot_timeout,
+            plan.source, name, record, services.snapshot_timeout
         ),
         metadata=lambda v: {"snapshot_id": v["id"], "status": v.get("status")},
     )
@@ -255,16 +227,8 @@ def export_step(
     services: InstanceServices, restore_id: str, plan: InstancePlan, snap: PhaseResult
 ) -> PhaseResult:
     """Export the new snapshot to S3 when asked, following the export to its end."""
-    if not plan.request.export_s3:
-        return not_requested("export")
-    return run_step(
-        services,
-        restore_id,
-        "export",
-        lambda: services.backend.export_snapshot(snap.value, services.export_timeout),
-        [snap],
-        metadata=lambda v: v,
-    )
+    work = partial(services.backend.export_snapshot, snap.value, services.export_timeout)
+    return _step(services, restore_id, "export", bool(plan.request.export_s3), work, [snap])
 
 
 def the_snapshot(plan: InstancePlan, snap: PhaseResult) -> dict[str, Any]:
@@ -280,18 +244,9 @@ def set_aside_step(
     services: InstanceServices, restore_id: str, plan: InstancePlan, upstream: list[PhaseResult]
 ) -> PhaseResult:
     """Rename the original out of the way and wait."""
-    if not plan.request.restores:
-        return not_requested("set_aside")
-    return run_step(
-        services,
-        restore_id,
-        "set_aside",
-        lambda: services.backend.set_aside(
-            plan.source, plan.names, _recorder(services, restore_id)
-        ),
-        upstream,
-        metadata=lambda v: v,
-    )
+    record = _recorder(services, restore_id)
+    work = partial(services.backend.set_aside, plan.source, plan.names, record)
+    return _step(services, restore_id, "set_aside", plan.request.restores, work, upstream)
 
 
 def restore_step(
@@ -302,58 +257,76 @@ def restore_step(
     aside: PhaseResult,
 ) -> PhaseResult:
     """Restore the snapshot under the original's name with all of its configuration."""
-    if not plan.request.restores:
-        return not_requested("restore")
-    return run_step(
-        services,
-        restore_id,
-        "restore",
-        lambda: services.backend.restore(
-            plan.source, the_snapshot(plan, snap), plan.names, _recorder(services, restore_id)
-        ),
-        [aside],
-        metadata=lambda v: v,
-    )
+    record = _recorder(services, restore_id)
+
+    def work() -> Any:
+        return services.backend.restore(plan.source, the_snapshot(plan, snap), plan.names, record)
+
+    return _step(services, restore_id, "restore", plan.request.restores, work, [aside])
 
 
 def wait_step(
     services: InstanceServices, restore_id: str, plan: InstancePlan, restored: PhaseResult
 ) -> PhaseResult:
     """Wait for the restored server and every member; verify it."""
-    if not plan.request.restores:
-        return not_requested("wait")
-    return run_step(
-        services,
-        restore_id,
-        "wait",
-        lambda: services.backend.wait_restored(plan.source, plan.names, services.wait_timeout),
-        [restored],
-        metadata=lambda v: v,
-    )
+    wait = services.backend.wait_restored
+    work = partial(wait, plan.source, plan.names, services.wait_timeout)
+    return _step(services, restore_id, "wait", plan.request.restores, work, [restored])
 
 
 def delete_old_step(
     services: InstanceServices, restore_id: str, plan: InstancePlan, ready: PhaseResult
 ) -> PhaseResult:
     """Remove the renamed original once the restored one is available (final snapshot first)."""
-    if not plan.request.restores:
-        return not_requested("delete_old")
-    return run_step(
-        services,
-        restore_id,
-        "delete_old",
-        lambda: services.backend.delete_old(
-            plan.source, plan.names, plan.request.keep_old, plan.request.skip_final_snapshot
-        ),
-        [ready],
-        metadata=lambda v: v,
-    )
+    req = plan.request
+    delete = services.backend.delete_old
+    work = partial(delete, plan.source, plan.names, req.keep_old, req.skip_final_snapshot)
+    return _step(services, restore_id, "delete_old", req.restores, work, [ready])
 
 
 # ---------------------------------------------------------------------------- finish
 def needs_rollback(results: list[PhaseResult]) -> bool:
     """True when a step from set_aside on failed (not merely skipped)."""
     return any(r.phase in ROLLBACK_STEPS and not r.ok and not r.skipped for r in results)
+
+
+def rollback_step(services: InstanceServices, restore_id: str, plan: InstancePlan) -> PhaseResult:
+    """Delete the half-restored target and rename the original back (recorded as step rollback)."""
+    resources = partial(services.audit.resources, restore_id, include_deleted=True)
+    return _step(
+        services,
+        restore_id,
+        "rollback",
+        True,
+        lambda: services.backend.rollback(plan.source, plan.names, resources()),
+    )
+
+
+def rolled_back(rollback: PhaseResult | None) -> bool:
+    """True when the rollback step ran and put the original back."""
+    return bool(rollback and rollback.ok and rollback.value.get("rolled_back"))
+
+
+def rollback_cause(cause: str | None, plan: InstancePlan, rollback: PhaseResult) -> str:
+    """The run's cause followed by what the rollback did (or why it failed)."""
+    if rolled_back(rollback):
+        return f"{cause}; rolled back: {plan.source.identifier} is the original again"
+    if rollback.ok:
+        return f"{cause}; not rolled back: {rollback.value.get('reason')}"
+    return f"{cause}; ROLLBACK FAILED: {rollback.error} — see the runbook"
+
+
+def rollback_event(
+    kind: str, restore_id: str, plan: InstancePlan, rollback: PhaseResult, cause: str
+) -> dict[str, Any]:
+    """The alert a rollback sends: rolled back, or the rollback failed."""
+    return {
+        "kind": kind,
+        "status": "rolled_back" if rolled_back(rollback) else "rollback_failed",
+        "restore_id": restore_id,
+        "identifier": plan.source.identifier,
+        "cause": cause,
+    }
 
 
 def finish(
@@ -366,64 +339,30 @@ def finish(
     """Roll back when needed, alert on a rollback, write the final status; return the summary."""
     failed = first_failure(results)
     rollback: PhaseResult | None = None
-    if failed is not None and needs_rollback(results):
-        rollback = run_step(
-            services,
-            restore_id,
-            "rollback",
-            lambda: services.backend.rollback(
-                plan.source, plan.names, services.audit.resources(restore_id, include_deleted=True)
-            ),
-            metadata=lambda v: v,
-        )
-        results = [*results, rollback]
     cause = failed.error if failed else None
-    if rollback is not None:
-        if rollback.ok and rollback.value.get("rolled_back"):
-            cause = f"{cause}; rolled back: {plan.source.identifier} is the original again"
-        elif rollback.ok:
-            cause = f"{cause}; not rolled back: {rollback.value.get('reason')}"
-        else:
-            cause = f"{cause}; ROLLBACK FAILED: {rollback.error} — see the runbook"
+    if failed is not None and needs_rollback(results):
+        rollback = rollback_step(services, restore_id, plan)
+        results = [*results, rollback]
+        cause = rollback_cause(cause, plan, rollback)
     snap = next((r for r in results if r.phase == "snapshot" and r.ok and r.value), None)
-    status = "failed" if failed else "succeeded"
     summary = {
         "restore_id": restore_id,
         "kind": kind,
-        "status": status,
+        "status": "failed" if failed else "succeeded",
         "cause": cause,
         "task": plan.request.task,
         "identifier": plan.source.identifier,
         "snapshot_id": (snap.value["id"] if snap else (plan.snapshot or {}).get("id")),
         "names": plan.names,
-        "steps": {
-            r.phase: {
-                "ok": r.ok,
-                "skipped": r.skipped,
-                "seconds": r.seconds,
-                "error": r.error,
-                **({"not_requested": True} if r.metadata.get("not_requested") else {}),
-            }
-            for r in results
-        },
-        "rolled_back": bool(rollback and rollback.ok and rollback.value.get("rolled_back")),
+        "steps": timings(results),
+        "rolled_back": rolled_back(rollback),
         "warnings": plan.warnings,
     }
     for r in results:
         if r.ok and isinstance(r.value, dict) and r.phase in ("wait", "delete_old", "export"):
             summary[r.phase] = r.value
-    services.audit.update(restore_id, result=summary)
-    services.audit.close(restore_id, status, cause)
-    if rollback is not None and services.notifier is not None:
-        services.notifier.send(
-            {
-                "kind": kind,
-                "status": "rolled_back" if summary["rolled_back"] else "rollback_failed",
-                "restore_id": restore_id,
-                "identifier": plan.source.identifier,
-                "cause": cause,
-            }
-        )
+    event = rollback_event(kind, restore_id, plan, rollback, cause) if rollback else None
+    close_run(services.audit, restore_id, summary, services.notifier, event)
     return summary
 
 
@@ -455,90 +394,3 @@ def take_snapshot(
 def plan_instance_restore(backend: InstanceBackend, raw: Mapping[str, Any]) -> dict[str, Any]:
     """What a run would do and the configuration it preserves; no mutating call."""
     return describe_plan(make_plan(backend, raw))
-
-
-def recover_instance_restore(
-    services: InstanceServices, restore_id: str, run_status: str | None = None
-) -> dict[str, Any]:
-    """After a crash or termination (the record still `running`): roll back, or close as done.
-
-    Idempotent: a run that finished (succeeded, failed and rolled back, rejected) is left as it is.
-    A run whose delete_old step had completed is closed as succeeded; any other is rolled back.
-    Only for a run whose owner has ended or is provably dead (run_status: the Dagster status of the
-    owner's run, when the caller can see it); otherwise NotOwner names the owner.
-    """
-    from restore_assets.core.audit import NotOwner, check_restore_id, owner_gone
-
-    check_restore_id(restore_id)
-    rec = services.audit.get(restore_id)
-    if rec["status"] != "running":
-        return {"restore_id": restore_id, "status": rec["status"], "action": "none: run finished"}
-    gone, why = owner_gone(rec.get("owner"), run_status)
-    if not gone:
-        raise NotOwner(
-            f"run {restore_id} is running and belongs to {why}: recovery refused."
-            " Recover it after that run has ended."
-        )
-    validate_phase = next((p for p in rec["phases"] if p["phase"] == "validate"), None)
-    if validate_phase is None or "plan" not in validate_phase["metadata"]:
-        services.audit.close(restore_id, "failed", "run ended before its plan was recorded")
-        return {"restore_id": restore_id, "status": "failed", "action": "none: nothing was changed"}
-    plan = InstancePlan.from_dict(validate_phase["metadata"]["plan"])
-    done = {p["phase"] for p in rec["phases"] if p["outcome"] == "succeeded"}
-    snapshot_done = {"snapshot", "export"} <= done | (
-        {"export"} if not plan.request.export_s3 else set()
-    )
-    if "delete_old" in done or (not plan.request.restores and snapshot_done):
-        services.audit.close(restore_id, "succeeded", None)
-        return {
-            "restore_id": restore_id,
-            "status": "succeeded",
-            "action": "closed: every step done",
-        }
-    started = {p["phase"] for p in rec["phases"]} | {
-        r["kind"] for r in services.audit.resources(restore_id, include_deleted=True)
-    }
-    if not plan.request.restores or not started & {"set_aside", *RESOURCE_KINDS}:
-        services.audit.close(
-            restore_id, "failed", "run ended (crashed or terminated) before any change"
-        )
-        return {"restore_id": restore_id, "status": "failed", "action": "none: original untouched"}
-    rollback = run_step(
-        services,
-        restore_id,
-        "rollback",
-        lambda: services.backend.rollback(
-            plan.source, plan.names, services.audit.resources(restore_id, include_deleted=True)
-        ),
-        metadata=lambda v: v,
-    )
-    if rollback.ok and rollback.value.get("rolled_back"):
-        cause = f"run ended (crashed or terminated); rolled back: {plan.source.identifier} is the original again"
-    elif rollback.ok:
-        cause = (
-            f"run ended (crashed or terminated); not rolled back: {rollback.value.get('reason')}"
-        )
-    else:
-        cause = f"run ended (crashed or terminated); ROLLBACK FAILED: {rollback.error}"
-    services.audit.close(restore_id, "failed", cause)
-    if services.notifier is not None:
-        services.notifier.send(
-            {
-                "kind": KIND_RESTORE,
-                "status": "rolled_back"
-                if rollback.ok and rollback.value.get("rolled_back")
-                else "rollback_failed",
-                "restore_id": restore_id,
-                "identifier": plan.source.identifier,
-                "cause": cause,
-            }
-        )
-    return {
-        "restore_id": restore_id,
-        "status": "failed",
-        "action": "rolled back"
-        if rollback.ok and rollback.value.get("rolled_back")
-        else "see cause",
-        "cause": cause,
-        "rollback": rollback.value if rollback.ok else rollback.error,
-    }
