@@ -60,9 +60,10 @@ def services(config: Mapping[str, Any]) -> Any:
     from restore_assets.backends.aws.audit import DynamoAuditLog
     from restore_assets.backends.aws.clients import make_clients
     from restore_assets.backends.aws.dms import DmsManager, DmsMover
-    from restore_assets.backends.aws.ecs import EcsCopyMover, EcsDdlTask, EcsTaskLauncher
+    from restore_assets.backends.aws.ecs import EcsTaskLauncher
     from restore_assets.backends.aws.fleet import AwsFleet
     from restore_assets.backends.aws.secrets import SecretStore
+    from restore_assets.backends.aws.tools_task import EcsCopyMover, EcsDdlTask
     from restore_assets.core.schema_restore.services import Services
 
     cfg = AwsConfig.from_mapping(with_file(config))

@@ -11,7 +11,7 @@ import psycopg
 from restore_assets.backends.aws.config import AwsConfig, temp_secret_name
 from restore_assets.backends.aws.dms.manager import DmsManager
 from restore_assets.backends.aws.dms.settings import lob_settings
-from restore_assets.backends.aws.ecs import database_of
+from restore_assets.backends.aws.tools_task import database_of
 from restore_assets.backends.protocols import RecordResource
 from restore_assets.core.errors import CopyError
 
