@@ -580,30 +580,13 @@ class LocalInstanceBackend:
         return timeline
 
     def _wait_promoted(self, cluster: pg.Cluster, timeout: float) -> int:
-        deadline = time.monotonic() + timeout
-        last: Exception | None = None
-        while time.monotonic() < deadline:
-            if not cluster.is_running():
-                raise FleetError(
-                    f"restored cluster stopped during recovery: {cluster.last_log_error()}"
-                )
-            try:
-                with psycopg.connect(cluster.dsn(), connect_timeout=5) as conn:
-                    if not conn.execute("SELECT pg_catalog.pg_is_in_recovery()").fetchone()[0]:
-                        # the promotion's checkpoint may lag: wait for the new timeline in pg_control
-                        return int(
-                            conn.execute(
-                                "SELECT pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn())"
-                            ).fetchone()[0][:8],
-                            16,
-                        )
-            except psycopg.OperationalError as exc:
-                last = exc
-            time.sleep(0.2)
-        raise FleetError(
-            f"restored cluster on port {cluster.port} not promoted within {timeout:.0f}s:"
-            f" {cluster.last_log_error() or last}"
-        )
+        """Wait until the cluster left recovery; return its new timeline."""
+        cluster.wait_promoted(timeout, what="restored cluster")
+        with psycopg.connect(cluster.dsn(), connect_timeout=10) as conn:
+            wal = conn.execute(
+                "SELECT pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn())"
+            ).fetchone()[0]
+        return int(wal[:8], 16)
 
     def wait_restored(
         self, source: Described, names: dict[str, Any], timeout: float
