@@ -158,6 +158,8 @@ def test_split_tables_and_per_table_builds_give_the_source_back(pg: Cluster, sou
         assert sum(not is_setting(s) for s in groups["big"]) == 3
         assert by_table["big"].post_statements == len(groups["big"])
         assert set(report.analyzed) == {"big", "small", "plain"}
+        # the foreign key small -> big was added by the mover once both tables were complete
+        assert any("FOREIGN KEY" in s for s in report.post_applied)
         with psycopg.connect(target) as conn:
             analyzed = dict(
                 conn.execute(
@@ -359,3 +361,20 @@ def test_primary_keys_are_deferred_past_a_function_body_without_group_by() -> No
     assert defer_primary_keys(pre) == ([pre[0], pre[2]], [pre[1]])
     grouped = pre[2].replace("FROM s.t;", "FROM s.t GROUP BY id;")
     assert defer_primary_keys([*pre[:2], grouped]) == ([*pre[:2], grouped], [])
+
+
+def test_a_foreign_key_onto_a_table_not_copied_is_left_to_post(pg: Cluster, source: str) -> None:
+    target = _db(pg, "pipeline_target_fk")
+    try:
+        bundle = ddl.extract(source, ["shop"], "fk")
+        pre, keys = defer_primary_keys(bundle.pre)
+        with psycopg.connect(target) as conn:
+            ddl.apply(conn, pre, allowed_schemas={"shop_fk"})
+        groups, prefix = per_table_builds(keys + bundle.post, {"shop_fk"}, "shop_fk")
+        assert any("FOREIGN KEY" in s for s in groups["small"])
+        report = copy_schema(
+            source, target, "shop", "shop_fk", tables=["small"], post=TablePost(groups, prefix)
+        )
+        assert report.post_applied and not any("FOREIGN KEY" in s for s in report.post_applied)
+    finally:
+        _drop(pg, "pipeline_target_fk")

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from restore_assets.core.mover.builds import IndexBuild, key_as_index, plan_builds
+from restore_assets.core.mover.builds import (
+    ForeignKeyBuild,
+    IndexBuild,
+    key_as_index,
+    plan_builds,
+    split_foreign_keys,
+)
 
 
 def test_primary_key_becomes_a_unique_index_and_an_attachment() -> None:
@@ -73,3 +79,16 @@ def test_a_derived_statement_outside_the_schema_is_not_used() -> None:
     original = "ALTER TABLE ONLY s.t ADD CONSTRAINT t_pkey PRIMARY KEY (id)"
     plan = plan_builds([original], "elsewhere")
     assert plan.indexes == [] and plan.final == [original]
+
+
+def test_foreign_keys_onto_the_schema_are_set_apart_with_their_settings() -> None:
+    statements = [
+        "SET default_tablespace = ''",
+        "CREATE INDEX t_u_idx ON s.t USING btree (u_id)",
+        "ALTER TABLE ONLY s.t ADD CONSTRAINT t_u_fkey FOREIGN KEY (u_id) REFERENCES s.u(id)",
+        "ALTER TABLE ONLY s.t ADD CONSTRAINT t_x_fkey FOREIGN KEY (x_id) REFERENCES other.x(id)",
+    ]
+    own, keys = split_foreign_keys(statements, "s")
+    assert own == [statements[0], statements[1], statements[3]]
+    assert keys == [ForeignKeyBuild("u", statements[2], [statements[0], statements[2]])]
+    assert split_foreign_keys([statements[0], statements[2]], "s")[0] == []

@@ -216,12 +216,23 @@ def per_table_builds(
     maintenance_work_mem: str = "256MB",
 ) -> tuple[dict[str, list[str]], list[str]]:
     """Guard all of post, then the first wave's builds of `schema`'s tables by table name, and the
-    session prefix to run before each group: what a mover runs as soon as a table is copied."""
+    session prefix to run before each group: what a mover runs as soon as a table is copied.
+
+    A group ends with the foreign keys of its table (each after the settings in force for it): the
+    mover adds one once both its tables are complete; what the mover does not run, post does.
+    """
     guard(statements, allowed_schemas)
     plan = plan_post(statements)
     prefix = [*plan.session, f"SET LOCAL maintenance_work_mem = '{_mem(maintenance_work_mem)}'"]
     head = f"{schema}."
     groups = {k[len(head) :]: v for k, v in plan.per_table.items() if k.startswith(head)}
+    settings: list[str] = []
+    for statement in plan.foreign_keys:
+        kind, node = _node(statement)
+        if _is_session(kind, node):
+            settings.append(statement)
+        elif node["relation"].get("schemaname") == schema:
+            groups.setdefault(node["relation"]["relname"], []).extend([*settings, statement])
     return groups, prefix
 
 

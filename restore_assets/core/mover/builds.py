@@ -33,15 +33,60 @@ class IndexBuild:
 
 
 @dataclass
+class ForeignKeyBuild:
+    """A foreign key of the table onto `referenced` (a table of the same schema): added once both
+    are complete."""
+
+    referenced: str
+    statement: str
+    statements: list[str]  # the settings in force for it, then the statement
+
+
+@dataclass
 class TableBuilds:
     """The builds of one table: independent index builds, then one final transaction."""
 
     indexes: list[IndexBuild] = field(default_factory=list)
     final: list[str] = field(default_factory=list)  # settings, key attachments, the rest
+    foreign_keys: list[ForeignKeyBuild] = field(default_factory=list)
+
+
+def split_foreign_keys(
+    statements: list[str], schema: str
+) -> tuple[list[str], list[ForeignKeyBuild]]:
+    """A table's builds without its foreign keys onto tables of `schema` (empty when only settings
+    are left), and those keys."""
+    own: list[str] = []
+    keys: list[ForeignKeyBuild] = []
+    settings: list[str] = []
+    work = False
+    for statement in statements:
+        kind, node = _stmt(statement)
+        if kind and is_setting(statement):
+            settings.append(statement)
+            own.append(statement)
+            continue
+        cmds = node.get("cmds") or [] if kind == "AlterTableStmt" else []
+        con = cmds[0].get("AlterTableCmd", {}).get("def", {}).get("Constraint", {}) if cmds else {}
+        ref = con.get("pktable") or {}
+        if (
+            len(cmds) == 1
+            and con.get("contype") == "CONSTR_FOREIGN"
+            and ref.get("schemaname") == schema
+        ):
+            keys.append(ForeignKeyBuild(ref["relname"], statement, [*settings, statement]))
+            continue
+        own.append(statement)
+        work = True
+    return (own if work else []), keys
 
 
 def _stmt(statement: str) -> tuple[str, dict]:
-    stmt = json.loads(parser.parse_sql_json(statement))["stmts"][0]["stmt"]
+    """The statement's node kind and node; ("", {}) for what does not parse (the server says why)."""
+    try:
+        stmt = json.loads(parser.parse_sql_json(statement))["stmts"][0]["stmt"]
+    except parser.ParseError:
+        return "", {}
     kind = next(iter(stmt))
     return kind, stmt[kind]
 
@@ -112,11 +157,11 @@ def plan_builds(statements: list[str], schema: str) -> TableBuilds:
     settings: list[str] = []
     final_work = False
     for statement in statements:
-        if is_setting(statement):
+        kind, node = _stmt(statement)
+        if kind and is_setting(statement):
             settings.append(statement)
             plan.final.append(statement)
             continue
-        kind, node = _stmt(statement)
         if kind == "IndexStmt":
             plan.indexes.append(IndexBuild(node.get("idxname", ""), [*settings, statement]))
             continue

@@ -30,7 +30,12 @@ from psycopg.errors import Error as PsycopgError
 
 from restore_assets.core.ddl.apply import apply
 from restore_assets.core.errors import CopyError
-from restore_assets.core.mover.builds import TableBuilds, plan_builds
+from restore_assets.core.mover.builds import (
+    ForeignKeyBuild,
+    TableBuilds,
+    plan_builds,
+    split_foreign_keys,
+)
 from restore_assets.core.mover.plan import TablePlan, plan_schema
 
 log = logging.getLogger(__name__)
@@ -325,10 +330,15 @@ def _relation_blocks(conn: psycopg.Connection, schema: str, tables: list[str]) -
 
 
 def _table_builds(plan: TablePlan, statements: list[str], parallel_bytes: int) -> TableBuilds:
-    """A large table's builds cut to run side by side; a small table's in one transaction."""
-    if statements and plan.size_bytes >= parallel_bytes > 0:
-        return plan_builds(statements, plan.target_schema)
-    return TableBuilds(final=list(statements))
+    """A large table's builds cut to run side by side; a small table's in one transaction; its
+    foreign keys onto tables of the schema apart."""
+    own, foreign_keys = split_foreign_keys(statements, plan.target_schema)
+    if own and plan.size_bytes >= parallel_bytes > 0:
+        builds = plan_builds(own, plan.target_schema)
+    else:
+        builds = TableBuilds(final=own)
+    builds.foreign_keys = foreign_keys
+    return builds
 
 
 @dataclass
@@ -407,6 +417,19 @@ def copy_schema(
         order = itertools.count()
         building: dict[str, _Building] = {}
         unbuilt = [len(plans) if post is not None else 0]  # tables whose builds have not ended
+        # foreign keys between two tables copied here: added once both are complete, one at a
+        # time per table (each locks both of its tables)
+        names = {p.table for p in plans}
+        keys_waiting = [
+            (table, key)
+            for table, b in builds.items()
+            for key in b.foreign_keys
+            if key.referenced in names
+        ]
+        keys_ready: list[tuple[str, ForeignKeyBuild]] = []
+        keys_left = [len(keys_waiting)]
+        locked: set[str] = set()
+        complete_tables: set[str] = set()
 
         def should_stop() -> bool:
             return failed.is_set() or (cancel is not None and cancel.is_set())
@@ -510,14 +533,41 @@ def copy_schema(
                 else:
                     fail(f"copy worker failed: {_server_message(exc)}")
 
-        def next_job() -> tuple[_Building, list[str] | None] | None:
+        def free_key() -> tuple[str, ForeignKeyBuild] | None:
+            """A ready foreign key whose two tables no other key holds (the caller holds the lock)."""
+            for i, (table, key) in enumerate(keys_ready):
+                if table not in locked and key.referenced not in locked:
+                    locked.update((table, key.referenced))
+                    return keys_ready.pop(i)
+            return None
+
+        def next_job() -> tuple[_Building, list[str] | ForeignKeyBuild | None] | None:
             with lock:
-                while not jobs and unbuilt[0] > 0 and not should_stop():
+                while not should_stop():
+                    key = free_key()
+                    if key is not None:
+                        return building[key[0]], key[1]
+                    if jobs:
+                        *_rank, table, statements = heapq.heappop(jobs)
+                        return building[table], statements
+                    if unbuilt[0] == 0 and keys_left[0] == 0:
+                        return None
                     wake.wait(1.0)
-                if should_stop() or not jobs:
-                    return None
-                *_rank, table, statements = heapq.heappop(jobs)
-                return building[table], statements
+                return None
+
+        def add_key(conn: psycopg.Connection, state: _Building, key: ForeignKeyBuild) -> None:
+            """One foreign key between two complete tables."""
+            assert post is not None
+            try:
+                apply(conn, post.prefix + key.statements, lock_timeout=post.lock_timeout)
+            finally:
+                with lock:
+                    locked.difference_update((state.plan.table, key.referenced))
+                    wake.notify_all()
+            with lock:
+                report.post_applied.append(key.statement)
+                keys_left[0] -= 1
+                wake.notify_all()
 
         def build_one(conn: psycopg.Connection, state: _Building, statements: list[str]) -> None:
             """One index build of a table; its final step is queued after the last one."""
@@ -542,10 +592,17 @@ def copy_schema(
             with lock:
                 state.done.post_statements = len(state.statements)
                 state.done.post_seconds = round(time.monotonic() - state.started, 6)
-                report.post_applied += state.statements
+                own = {k.statement for k in state.builds.foreign_keys}
+                report.post_applied += [s for s in state.statements if s not in own]
                 report.analyzed.append(state.plan.table)
                 complete(state.done)
                 unbuilt[0] -= 1
+                complete_tables.add(state.plan.table)
+                for entry in [
+                    e for e in keys_waiting if {e[0], e[1].referenced} <= complete_tables
+                ]:
+                    keys_waiting.remove(entry)
+                    keys_ready.append(entry)
                 wake.notify_all()
 
         def builder() -> None:
@@ -561,6 +618,8 @@ def copy_schema(
                         _configure(conn, _TARGET_SETTINGS)
                     if statements is None:
                         build_final(conn, state)
+                    elif isinstance(statements, ForeignKeyBuild):
+                        add_key(conn, state, statements)
                     else:
                         build_one(conn, state, statements)
                     state = None
