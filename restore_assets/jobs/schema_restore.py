@@ -52,9 +52,22 @@ class RestoreRequestConfig(launchpad_form(RestoreRequest)):
     )
 
 
-@strict_config_mapping(RestoreRequestConfig)
+def request_of(config: dict[str, Any]) -> dict[str, Any]:
+    """The core request of a launchpad config: its request fields, the empty ones left out."""
+    return {
+        k: v
+        for k, v in config.items()
+        if k in RestoreRequest.model_fields and v not in (None, [], "")
+    }
+
+
+@strict_config_mapping(
+    RestoreRequestConfig, check=lambda val: RestoreRequest.parse(request_of(val))
+)
 def request_as_run_config(val: dict[str, Any]) -> dict[str, Any]:
-    """Map the top-level request typed in the launchpad to the validate op's config."""
+    """Map the top-level request typed in the launchpad to the validate op's config; what the request
+    model checks without the server (empty database or schemas, a time without zone, both or neither
+    of restore_time and snapshot_id, names PostgreSQL would truncate) is refused before a run exists."""
     return {
         "ops": {"validate_request": {"config": val}},
         "loggers": {"console": {"config": {"log_level": "INFO"}}},
@@ -100,8 +113,7 @@ def validate_request(
     """Phase 1: validate the request against the server before anything is created; record it.
 
     A refused request yields no output: the run ends FAILURE with the refusal (`reject_run`)."""
-    raw = config.model_dump(exclude={"compare", "detach_cleanup"})
-    raw = {k: v for k, v in raw.items() if v not in (None, [], "")}
+    raw = request_of(config.model_dump())
     refusal = reexecution_refusal(context.run)
     if refusal:  # the parent's restore is not resumed: its record and resources stay its own
         raise dg.Failure(description=refusal, allow_retries=False)

@@ -11,6 +11,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict
 from pydantic_core import PydanticUndefined
 
+from restore_assets.core.errors import InvalidRequest
 from restore_assets.core.keys import unknown_keys_message
 
 
@@ -55,11 +56,19 @@ def launchpad_form(
     )
 
 
+REFUSED_BEFORE_RUN = "Request refused before a run exists"
+
+
 def strict_config_mapping(
     config_cls: type[dg.Config],
+    check: Callable[[dict[str, Any]], object] | None = None,
 ) -> Callable[[Callable[[dict[str, Any]], dict[str, Any]]], dg.ConfigMapping]:
     """Like `dg.config_mapping(config_schema=config_cls.to_config_schema())`, but an unknown key is
-    refused with the nearest valid key named (Dagster's own message lists the fields, no hint)."""
+    refused with the nearest valid key named (Dagster's own message lists the fields, no hint).
+
+    `check` (the core model's static checks, no server) raising InvalidRequest refuses the config
+    too. Dagster runs the mapping when it builds the plan, before it creates the run: a launchpad
+    launch is refused with no run (the launchpad shows the message in its error dialog)."""
     fields = config_cls.to_config_schema().as_field().config_type.fields
 
     def decorate(fn: Callable[[dict[str, Any]], dict[str, Any]]) -> dg.ConfigMapping:
@@ -67,6 +76,13 @@ def strict_config_mapping(
             message = unknown_keys_message(f"the {config_cls.__name__} config", val, fields)
             if message:
                 raise dg.DagsterInvalidConfigError(message, [], val)
+            if check is not None:
+                try:
+                    check(val)
+                except InvalidRequest as exc:
+                    raise dg.DagsterInvalidConfigError(
+                        f"{REFUSED_BEFORE_RUN}: {exc}", [], val
+                    ) from None
             return fn(val)
 
         # Permissive: the unknown key reaches `mapped`, which names the nearest valid one

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import psycopg
 import pytest
+import requests
 
 from tests.e2e import dagster_web
 from tests.e2e.dagster_web import gql
@@ -28,6 +29,7 @@ query Status($runId: ID!) {
   runOrError(runId: $runId) { __typename ... on Run { status } }
 }
 """
+RUNS = "{ runsOrError { ... on Runs { results { runId } } } }"
 LOGS = """
 query Logs($runId: ID!) {
   logsForRun(runId: $runId) { ... on EventConnection { events {
@@ -66,6 +68,15 @@ def test_launchpad_config_runs_schema_restore(webserver, demo_fleet):
         "runConfigData": run_config,
         "mode": "default",
     }
+    # what the request model checks alone (a time without zone) is refused before a run exists
+    bad = {**params, "runConfigData": {**run_config, "restore_time": "2026-01-01T00:00"}}
+    # (the webserver answers a PythonError result with HTTP 500; the launchpad shows its message)
+    answer = requests.post(url, json={"query": LAUNCH, "variables": {"params": bad}}, timeout=60)
+    refused = answer.json()["data"]["launchRun"]
+    assert refused["__typename"] == "PythonError", refused
+    assert "Request refused before a run exists" in refused["message"]
+    assert "has no time zone" in refused["message"]
+    assert gql(url, RUNS)["runsOrError"]["results"] == []
     launched = gql(url, LAUNCH, {"params": params})["launchRun"]
     assert launched["__typename"] == "LaunchRunSuccess", launched
     run_id = launched["run"]["runId"]

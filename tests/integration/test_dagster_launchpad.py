@@ -1,6 +1,6 @@
-"""The schema_restore launchpad: described fields, a default skeleton, refusals in the first op
-(a FAILURE run tagged `rejected`: one message, no stack trace, no cleanup run), the failing phase's
-op marked failed, tenant tags on runs."""
+"""The schema_restore launchpad: described fields, a default skeleton, static refusals before a run
+exists, server refusals in the first op (a FAILURE run tagged `rejected`: one message, no stack
+trace, no cleanup run), the failing phase's op marked failed, tenant tags on runs."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import yaml
 from restore_assets.backends.factory import build_services
 from restore_assets.jobs.resources import RestoreBackend
 from restore_assets.jobs.schema_restore import cleanup_after_failure, schema_restore
+from restore_assets.jobs.strict import REFUSED_BEFORE_RUN
 from restore_assets.jobs.tags import (
     DATABASE_TAG,
     REFUSED,
@@ -48,9 +49,15 @@ def test_the_default_launchpad_config_is_a_skeleton_dagster_accepts():
     from dagster_graphql.schema.run_config import default_values_yaml_from_type_snap
 
     schema, root = _root_config_snap()
+    from dagster._config import validate_config_from_snap
+
     default = yaml.safe_load(default_values_yaml_from_type_snap(schema, root))
     assert {"database", "schemas", "restore_time", "snapshot_id"} <= set(default)
-    assert dg.validate_run_config(schema_restore, default)  # no red in the launchpad
+    # no red in the launchpad's editor (it checks the config schema) ...
+    assert validate_config_from_snap(schema, root.key, default).success
+    # ... and launched as it is, the empty skeleton is refused before a run exists
+    with pytest.raises(dg.DagsterInvalidConfigError, match=REFUSED_BEFORE_RUN):
+        dg.validate_run_config(schema_restore, default)
 
 
 def _launch(instance: dg.DagsterInstance, root: str, config: dict) -> dg.ExecuteInProcessResult:
@@ -85,6 +92,24 @@ def _errors(instance: dg.DagsterInstance, run_id: str) -> list[str]:
             },
             "has no time zone",
         ),
+        ({"database": "tenant_a", "schemas": ["customer_a1"]}, "exactly one of restore_time or"),
+        ({"database": "tenant_a", "schemas": [], "snapshot_id": "s-1"}, "at least one schema"),
+    ],
+)
+def test_what_the_request_model_checks_alone_is_refused_before_a_run_exists(
+    tmp_path, request_config, message
+):
+    instance = dg.DagsterInstance.ephemeral()
+    with pytest.raises(dg.DagsterInvalidConfigError, match=REFUSED_BEFORE_RUN) as refused:
+        _launch(instance, str(tmp_path), request_config)
+    assert message in str(refused.value)
+    assert instance.get_runs() == []  # Dagster resolves the config before it creates the run
+
+
+# checks that need the server: refused in the first op, as a run
+@pytest.mark.parametrize(
+    ("request_config", "message"),
+    [
         (
             {
                 "database": "tenant_a",

@@ -100,7 +100,12 @@ def test_cli_refuses_a_backend_yaml_typo_without_a_trace(tmp_path: Path, capsys)
         (
             request_as_run_config,
             RestoreRequestConfig,
-            {"database": "tenant_a", "schemas": ["customer_a1"], "suffix": "x"},
+            {
+                "database": "tenant_a",
+                "schemas": ["customer_a1"],
+                "snapshot_id": "s-1",
+                "suffix": "x",
+            },
             "sufix",
             "suffix",
         ),
