@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from psycopg.errors import Error as PsycopgError
+
 
 class RestoreError(Exception):
     """Base class of every error this project raises on purpose."""
@@ -25,3 +27,13 @@ class GuardViolation(DdlError):
 
 class CopyError(RestoreError):
     """The data mover failed to copy a table."""
+
+
+def server_message(exc: BaseException) -> str:
+    """The server's primary message (and detail) of a psycopg error, else str(exc)."""
+    if isinstance(exc, PsycopgError) and exc.diag.message_primary:
+        msg = exc.diag.message_primary
+        if exc.diag.message_detail:
+            msg += f" ({exc.diag.message_detail})"
+        return msg
+    return str(exc).strip() or type(exc).__name__

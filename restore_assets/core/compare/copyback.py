@@ -15,10 +15,10 @@ from restore_assets.core.compare.engine import (
     begin_read_only,
     connect,
     read_catalogs,
-    server_message,
     translate,
 )
 from restore_assets.core.compare.model import CompareError, CopyBackRefused
+from restore_assets.core.errors import server_message
 
 
 @dataclass

@@ -23,22 +23,13 @@ from restore_assets.core.compare.model import (
     TableComparison,
 )
 from restore_assets.core.compare.rows import PartialResult, RowTask, merge, plan_table, run_task
+from restore_assets.core.errors import server_message
 
 log = logging.getLogger(__name__)
 
 WORK_MEM = "256MB"
 # Upper bound of connections one comparison opens when the caller does not choose.
 MAX_PARALLEL = 8
-
-
-def server_message(exc: BaseException) -> str:
-    """The server's primary message (and detail) of a psycopg error, else str(exc)."""
-    if isinstance(exc, PsycopgError) and exc.diag.message_primary:
-        msg = exc.diag.message_primary
-        if exc.diag.message_detail:
-            msg += f" ({exc.diag.message_detail})"
-        return msg
-    return str(exc).strip() or type(exc).__name__
 
 
 def translate(exc: BaseException, what: str) -> CompareError:

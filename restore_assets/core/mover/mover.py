@@ -29,7 +29,7 @@ from psycopg import sql
 from psycopg.errors import Error as PsycopgError
 
 from restore_assets.core.ddl.apply import apply
-from restore_assets.core.errors import CopyError
+from restore_assets.core.errors import CopyError, server_message
 from restore_assets.core.mover.builds import (
     ForeignKeyBuild,
     TableBuilds,
@@ -175,15 +175,6 @@ def _truncate_if_empty(cur: psycopg.Cursor, plan: TablePlan) -> bool:
         return False
     cur.execute(sql.SQL("TRUNCATE ONLY {}").format(name))
     return True
-
-
-def _server_message(exc: BaseException) -> str:
-    if isinstance(exc, PsycopgError) and exc.diag.message_primary:
-        msg = exc.diag.message_primary
-        if exc.diag.message_detail:
-            msg += f" ({exc.diag.message_detail})"
-        return msg
-    return str(exc).strip() or type(exc).__name__
 
 
 def _block_filter(blocks: tuple[int, int | None] | None) -> sql.Composable:
@@ -381,7 +372,7 @@ def copy_schema(
     try:
         coord = psycopg.connect(source_dsn)
     except PsycopgError as exc:
-        raise CopyError(f"cannot connect to the source database: {_server_message(exc)}") from exc
+        raise CopyError(f"cannot connect to the source database: {server_message(exc)}") from exc
     with coord:
         coord.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         coord.read_only = True
@@ -505,7 +496,7 @@ def copy_schema(
                     except PsycopgError as exc:
                         raise CopyError(
                             "cannot SET session_replication_role = replica on the target"
-                            f" ({_server_message(exc)}): connect as a superuser or a role"
+                            f" ({server_message(exc)}): connect as a superuser or a role"
                             " granted SET on that parameter"
                         ) from exc
                     while (item := next_item()) is not None:
@@ -528,10 +519,10 @@ def copy_schema(
                     fail(
                         f"copy of {item.plan.schema}.{item.plan.table} into"
                         f" {item.plan.target_schema}.{item.plan.table} failed:"
-                        f" {_server_message(exc)}"
+                        f" {server_message(exc)}"
                     )
                 else:
-                    fail(f"copy worker failed: {_server_message(exc)}")
+                    fail(f"copy worker failed: {server_message(exc)}")
 
         def free_key() -> tuple[str, ForeignKeyBuild] | None:
             """A ready foreign key whose two tables no other key holds (the caller holds the lock)."""
@@ -630,7 +621,7 @@ def copy_schema(
                     if state is not None
                     else ""
                 )
-                fail(f"post builds{where} failed: {_server_message(exc)}")
+                fail(f"post builds{where} failed: {server_message(exc)}")
             finally:
                 if conn is not None:
                     conn.close()
@@ -665,6 +656,6 @@ def copy_schema(
         try:
             _durable(target_dsn)
         except PsycopgError as exc:
-            raise CopyError(f"cannot commit the copy durably: {_server_message(exc)}") from exc
+            raise CopyError(f"cannot commit the copy durably: {server_message(exc)}") from exc
     report.tables.sort(key=lambda t: t.table)
     return report

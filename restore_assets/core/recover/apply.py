@@ -18,7 +18,7 @@ from psycopg import sql
 from psycopg.errors import Error as PsycopgError
 
 from restore_assets.core.compare.catalog import schema_oid
-from restore_assets.core.compare.engine import server_message
+from restore_assets.core.errors import server_message
 from restore_assets.core.recover.model import (
     Key,
     RecoveryPlan,
