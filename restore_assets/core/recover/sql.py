@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,6 +147,33 @@ def q(conn: psycopg.Connection, stmt: sql.Composable) -> list[tuple]:
     return conn.execute(stmt).fetchall()
 
 
+def _conflicts(
+    conn: psycopg.Connection,
+    keys: list[list[str]],
+    uniques: list[tuple],
+    statement: Callable[[list[str]], sql.Composable | None],
+    kind: Callable[[bool], str],
+) -> list[dict[str, Any]]:
+    """Each unique key's conflicts: `statement(cols)` selects (our key, the live row's key) pairs."""
+    if not keys:
+        return []
+    out: list[dict[str, Any]] = []
+    for name, primary, cols in uniques:
+        stmt = statement(cols)
+        if stmt is None:
+            continue
+        for key, live_key in q(conn, stmt):
+            out.append(
+                {
+                    "key": list(key),
+                    "constraint": name,
+                    "kind": kind(primary),
+                    "live_key": list(live_key),
+                }
+            )
+    return out
+
+
 def insert_conflicts(
     conn: psycopg.Connection,
     s: TablePair,
@@ -153,13 +181,11 @@ def insert_conflicts(
     uniques: list[tuple],
 ) -> list[dict[str, Any]]:
     """Rows to insert whose primary or unique key values a live row holds now."""
-    if not keys:
-        return []
-    out: list[dict[str, Any]] = []
-    for name, primary, cols in uniques:
+
+    def statement(cols: list[str]) -> sql.Composable | None:
         if any(s.rt.column(c) is None for c in cols):
-            continue
-        stmt = sql.SQL("SELECT {rk}, {lk} FROM {r} JOIN {l} ON {eq} WHERE {sel} ORDER BY 1").format(
+            return None
+        return sql.SQL("SELECT {rk}, {lk} FROM {r} JOIN {l} ON {eq} WHERE {sel} ORDER BY 1").format(
             rk=key_text("r", s.key),
             lk=key_text("l", s.key),
             r=from_(s.restored_schema, s.rt, "r"),
@@ -167,16 +193,10 @@ def insert_conflicts(
             eq=match("r", cols, "l", cols, s.same(cols)),
             sel=in_keys("r", keys, s.key, s.types(s.rt)),
         )
-        for rk, lk in q(conn, stmt):
-            out.append(
-                {
-                    "key": list(rk),
-                    "constraint": name,
-                    "kind": "primary key" if primary else "unique",
-                    "live_key": list(lk),
-                }
-            )
-    return out
+
+    return _conflicts(
+        conn, keys, uniques, statement, lambda primary: "primary key" if primary else "unique"
+    )
 
 
 def update_conflicts(
@@ -187,12 +207,10 @@ def update_conflicts(
     uniques: list[tuple],
 ) -> list[dict[str, Any]]:
     """Rows to set back whose restored unique values another live row holds now."""
-    if not keys:
-        return []
-    out: list[dict[str, Any]] = []
-    for name, _primary, cols in uniques:
+
+    def statement(cols: list[str]) -> sql.Composable | None:
         if not set(cols) & set(columns) or any(s.rt.column(c) is None for c in cols):
-            continue
+            return None
         # the row's values after the update: restored for the columns set back, live for the rest
         after = sql.SQL(" AND ").join(
             _eq(
@@ -202,7 +220,7 @@ def update_conflicts(
             )
             for c in cols
         )
-        stmt = sql.SQL(
+        return sql.SQL(
             "SELECT {lk}, {ok} FROM {r} JOIN {l} ON {eq} JOIN {o} ON {after} AND NOT ({same})"
             " WHERE {sel} ORDER BY 1"
         ).format(
@@ -216,11 +234,8 @@ def update_conflicts(
             same=match("o", s.key, "l", s.key, [True] * len(s.key)),
             sel=in_keys("r", keys, s.key, s.types(s.rt)),
         )
-        for lk, ok in q(conn, stmt):
-            out.append(
-                {"key": list(lk), "constraint": name, "kind": "unique", "live_key": list(ok)}
-            )
-    return out
+
+    return _conflicts(conn, keys, uniques, statement, lambda _primary: "unique")
 
 
 def live_hashes(conn: psycopg.Connection, s: TablePair, keys: list[list[str]]) -> dict[Key, int]:
