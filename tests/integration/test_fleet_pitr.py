@@ -115,6 +115,9 @@ def test_pitr_between_snapshots_sees_only_commits_before_t(history: History, res
     # no TCP listener: only a unix socket in a directory the server user alone can enter
     assert execute(dsn, "SHOW listen_addresses")[0][0] == ""
     assert execute(dsn, "SHOW unix_socket_directories")[0][0] == db.host
+    # a throwaway copy: it does not wait for the disk; production does
+    assert execute(dsn, "SHOW fsync")[0][0] == "off"
+    assert execute(history.fleet.production_dsn(), "SHOW fsync")[0][0] == "on"
 
 
 def test_pitr_after_newest_snapshot_uses_it(history: History, restore):

@@ -145,6 +145,17 @@ def provision(
     )
 
 
+# Nothing of a temporary instance is kept, and after a crash the cleanup removes it: its replay,
+# restartpoints and end-of-recovery checkpoint need not wait for the disk (it is never a production
+# server: prepare_recovery configures temporary instances only).
+THROWAWAY_SETTINGS = {
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "checkpoint_timeout": "'1h'",
+    "max_wal_size": "'16GB'",
+}
+
+
 def prepare_recovery(
     fleet: LocalFleet,
     cluster: pg.Cluster,
@@ -157,6 +168,7 @@ def prepare_recovery(
         (cluster.datadir / name).unlink(missing_ok=True)
     settings = {
         **pg.BASE_SETTINGS,
+        **THROWAWAY_SETTINGS,
         "archive_mode": "off",
         "archive_command": "''",
         "restore_command": pg.quote_setting(restore_cmd),
