@@ -12,25 +12,37 @@ from restore_assets.core.audit import NotOwner, check_restore_id, process_owner
 from restore_assets.core.errors import RestoreError
 from restore_assets.core.schema_restore.services import SCHEMA_RESOURCE
 
+# catalogs of the objects a schema holds, each with its namespace column
+NAMESPACED = (
+    ("pg_class", "relnamespace"),
+    ("pg_type", "typnamespace"),
+    ("pg_proc", "pronamespace"),
+    ("pg_constraint", "connamespace"),
+    ("pg_collation", "collnamespace"),
+    ("pg_operator", "oprnamespace"),
+)
+# catalogs of dependents that belong to a table (pg_identify_object names no schema), with the
+# table's column
+ON_TABLE = (
+    ("pg_attrdef", "adrelid"),
+    ("pg_rewrite", "ev_class"),
+    ("pg_trigger", "tgrelid"),
+    ("pg_policy", "polrelid"),
+)
+
+
+def _regclass(catalog: str) -> sql.Composable:
+    return sql.SQL("{}::regclass").format(sql.Literal(f"pg_catalog.{catalog}"))
+
+
 # objects outside the schemas that depend on an object inside them (views, foreign keys, defaults,
 # triggers, policies, columns of their types): the schema of each dependent is resolved from its
 # table where pg_identify_object leaves it empty; an unresolved one counts as outside
-DEPENDENTS = """
+DEPENDENTS = sql.SQL("""
 WITH ns AS (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = ANY(%(schemas)s)),
 ours AS (
   SELECT 'pg_catalog.pg_namespace'::regclass AS classid, oid AS objid FROM ns
-  UNION ALL SELECT 'pg_catalog.pg_class'::regclass, oid FROM pg_catalog.pg_class
-    WHERE relnamespace IN (SELECT oid FROM ns)
-  UNION ALL SELECT 'pg_catalog.pg_type'::regclass, oid FROM pg_catalog.pg_type
-    WHERE typnamespace IN (SELECT oid FROM ns)
-  UNION ALL SELECT 'pg_catalog.pg_proc'::regclass, oid FROM pg_catalog.pg_proc
-    WHERE pronamespace IN (SELECT oid FROM ns)
-  UNION ALL SELECT 'pg_catalog.pg_constraint'::regclass, oid FROM pg_catalog.pg_constraint
-    WHERE connamespace IN (SELECT oid FROM ns)
-  UNION ALL SELECT 'pg_catalog.pg_collation'::regclass, oid FROM pg_catalog.pg_collation
-    WHERE collnamespace IN (SELECT oid FROM ns)
-  UNION ALL SELECT 'pg_catalog.pg_operator'::regclass, oid FROM pg_catalog.pg_operator
-    WHERE oprnamespace IN (SELECT oid FROM ns)
+{ours}
 ),
 deps AS (
   SELECT DISTINCT d.classid, d.objid, d.objsubid
@@ -40,25 +52,28 @@ deps AS (
 placed AS (
   SELECT pg_catalog.pg_describe_object(classid, objid, objsubid) AS what,
     CASE classid
-      WHEN 'pg_catalog.pg_attrdef'::regclass THEN (SELECT c.relnamespace
-        FROM pg_catalog.pg_attrdef a JOIN pg_catalog.pg_class c ON c.oid = a.adrelid
-        WHERE a.oid = objid)
-      WHEN 'pg_catalog.pg_rewrite'::regclass THEN (SELECT c.relnamespace
-        FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class
-        WHERE r.oid = objid)
-      WHEN 'pg_catalog.pg_trigger'::regclass THEN (SELECT c.relnamespace
-        FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
-        WHERE t.oid = objid)
-      WHEN 'pg_catalog.pg_policy'::regclass THEN (SELECT c.relnamespace
-        FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
-        WHERE p.oid = objid)
+{on_table}
       ELSE (SELECT n.oid FROM pg_catalog.pg_namespace n
         WHERE n.nspname = (pg_catalog.pg_identify_object(classid, objid, objsubid)).schema)
     END AS nsp
   FROM deps
 )
 SELECT what FROM placed WHERE nsp IS NULL OR nsp NOT IN (SELECT oid FROM ns) ORDER BY what
-"""
+""").format(
+    ours=sql.SQL("\n").join(
+        sql.SQL("  UNION ALL SELECT {}, oid FROM {} WHERE {} IN (SELECT oid FROM ns)").format(
+            _regclass(catalog), sql.Identifier("pg_catalog", catalog), sql.Identifier(column)
+        )
+        for catalog, column in NAMESPACED
+    ),
+    on_table=sql.SQL("\n").join(
+        sql.SQL(
+            "      WHEN {} THEN (SELECT c.relnamespace FROM {} x"
+            " JOIN pg_catalog.pg_class c ON c.oid = x.{} WHERE x.oid = objid)"
+        ).format(_regclass(catalog), sql.Identifier("pg_catalog", catalog), sql.Identifier(column))
+        for catalog, column in ON_TABLE
+    ),
+)
 
 LOCK_TABLES = """
 SELECT n.nspname, c.relname FROM pg_catalog.pg_class c
