@@ -88,7 +88,10 @@ def test_foreign_keys_onto_the_schema_are_set_apart_with_their_settings() -> Non
         "ALTER TABLE ONLY s.t ADD CONSTRAINT t_u_fkey FOREIGN KEY (u_id) REFERENCES s.u(id)",
         "ALTER TABLE ONLY s.t ADD CONSTRAINT t_x_fkey FOREIGN KEY (x_id) REFERENCES other.x(id)",
     ]
-    own, keys = split_foreign_keys(statements, "s")
+    own, keys = split_foreign_keys(statements, "s", "t")
     assert own == [statements[0], statements[1], statements[3]]
     assert keys == [ForeignKeyBuild("u", statements[2], [statements[0], statements[2]])]
-    assert split_foreign_keys([statements[0], statements[2]], "s")[0] == []
+    assert split_foreign_keys([statements[0], statements[2]], "s", "t")[0] == []
+    # a key onto the table itself stays with its builds (its final step, after its own keys)
+    parent = "ALTER TABLE ONLY s.t ADD CONSTRAINT t_p_fkey FOREIGN KEY (p) REFERENCES s.t(id)"
+    assert split_foreign_keys([parent], "s", "t") == ([parent], [])

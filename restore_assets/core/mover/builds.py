@@ -52,10 +52,10 @@ class TableBuilds:
 
 
 def split_foreign_keys(
-    statements: list[str], schema: str
+    statements: list[str], schema: str, table: str
 ) -> tuple[list[str], list[ForeignKeyBuild]]:
-    """A table's builds without its foreign keys onto tables of `schema` (empty when only settings
-    are left), and those keys."""
+    """A table's builds without its foreign keys onto other tables of `schema` (empty when only
+    settings are left), and those keys; a key onto the table itself stays, after its own keys."""
     own: list[str] = []
     keys: list[ForeignKeyBuild] = []
     settings: list[str] = []
@@ -69,11 +69,8 @@ def split_foreign_keys(
         cmds = node.get("cmds") or [] if kind == "AlterTableStmt" else []
         con = cmds[0].get("AlterTableCmd", {}).get("def", {}).get("Constraint", {}) if cmds else {}
         ref = con.get("pktable") or {}
-        if (
-            len(cmds) == 1
-            and con.get("contype") == "CONSTR_FOREIGN"
-            and ref.get("schemaname") == schema
-        ):
+        onto = ref.get("relname") if ref.get("schemaname") == schema else None
+        if len(cmds) == 1 and con.get("contype") == "CONSTR_FOREIGN" and onto not in (None, table):
             keys.append(ForeignKeyBuild(ref["relname"], statement, [*settings, statement]))
             continue
         own.append(statement)

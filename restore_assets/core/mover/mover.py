@@ -323,7 +323,7 @@ def _relation_blocks(conn: psycopg.Connection, schema: str, tables: list[str]) -
 def _table_builds(plan: TablePlan, statements: list[str], parallel_bytes: int) -> TableBuilds:
     """A large table's builds cut to run side by side; a small table's in one transaction; its
     foreign keys onto tables of the schema apart."""
-    own, foreign_keys = split_foreign_keys(statements, plan.target_schema)
+    own, foreign_keys = split_foreign_keys(statements, plan.target_schema, plan.table)
     if own and plan.size_bytes >= parallel_bytes > 0:
         builds = plan_builds(own, plan.target_schema)
     else:
