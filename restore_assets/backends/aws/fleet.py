@@ -39,6 +39,24 @@ INSTANCE = "rds-instance"
 AURORA = "aurora-cluster"
 SUPPORTED_ENGINES = ("postgres", "aurora-postgresql")
 
+# how check_target names the snapshots of each topology (the right kind, the wrong one, the owner key)
+SNAPSHOT_WORDS = {
+    AURORA: {
+        "right": "DB cluster snapshot (describe-db-cluster-snapshots)",
+        "wrong": "DB instance snapshot",
+        "source": "Aurora cluster",
+        "unknown": "cluster snapshot",
+        "owner": "DBClusterIdentifier",
+    },
+    INSTANCE: {
+        "right": "DB snapshot (describe-db-snapshots)",
+        "wrong": "DB cluster snapshot",
+        "source": "RDS instance",
+        "unknown": "DB snapshot",
+        "owner": "DBInstanceIdentifier",
+    },
+}
+
 EndpointOverride = Callable[[str, int], tuple[str, int]]
 """(host, port) -> (host, port): where to really connect (tests map RDS names to local servers)."""
 
@@ -232,26 +250,22 @@ class AwsFleet:
         ident = self.cfg.source_identifier
         if target.snapshot_id:
             sid = target.snapshot_id
-            if src["topology"] == AURORA:
-                found = self._cluster_snapshots(sid)
-                if not found:
-                    if self._instance_snapshots(sid):
-                        raise InvalidRequest(
-                            f"snapshot {sid!r} is a DB instance snapshot but source {ident} is an"
-                            " Aurora cluster: give a DB cluster snapshot (describe-db-cluster-snapshots)"
-                        )
-                    raise InvalidRequest(f"unknown cluster snapshot {sid!r} of {ident}")
-                snap, owner = found[0], found[0].get("DBClusterIdentifier")
-            else:
-                found = self._instance_snapshots(sid)
-                if not found:
-                    if self._cluster_snapshots(sid):
-                        raise InvalidRequest(
-                            f"snapshot {sid!r} is a DB cluster snapshot but source {ident} is an RDS"
-                            " instance: give a DB snapshot (describe-db-snapshots)"
-                        )
-                    raise InvalidRequest(f"unknown DB snapshot {sid!r} of {ident}")
-                snap, owner = found[0], found[0].get("DBInstanceIdentifier")
+            aurora = src["topology"] == AURORA
+            right, wrong = (
+                (self._cluster_snapshots, self._instance_snapshots)
+                if aurora
+                else (self._instance_snapshots, self._cluster_snapshots)
+            )
+            words = SNAPSHOT_WORDS[src["topology"]]
+            found = right(sid)
+            if not found:
+                if wrong(sid):
+                    raise InvalidRequest(
+                        f"snapshot {sid!r} is a {words['wrong']} but source {ident} is an"
+                        f" {words['source']}: give a {words['right']}"
+                    )
+                raise InvalidRequest(f"unknown {words['unknown']} {sid!r} of {ident}")
+            snap, owner = found[0], found[0].get(words["owner"])
             if owner and owner.lower() != ident.lower():
                 raise InvalidRequest(
                     f"snapshot {sid!r} is a snapshot of {owner}, not of the source {ident}"
@@ -261,14 +275,7 @@ class AwsFleet:
                     f"snapshot {sid!r} is {snap.get('Status')!r}: wait until it is available"
                 )
             return self._snapshot_point(snap)
-        t = target.restore_time
-        if t is None or t.tzinfo is None:
-            raise InvalidRequest("restore time must be an ISO 8601 timestamp with a time zone")
-        now = datetime.now(UTC)
-        if t > now:
-            raise InvalidRequest(
-                f"restore time {t.isoformat()} is in the future (now {now.isoformat()})"
-            )
+        t = target.past_time()
         window = self._window()
         if window.earliest is None or window.latest is None:
             raise InvalidRequest(
