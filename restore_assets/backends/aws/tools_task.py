@@ -13,7 +13,8 @@ import logging
 import secrets as _random
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Self
 
 import psycopg
 
@@ -104,39 +105,38 @@ def database_of(dsn: str) -> str:
     return str(psycopg.conninfo.conninfo_to_dict(dsn).get("dbname") or "postgres")
 
 
-class EcsDdlTask:
+@dataclass
+class TaskRole:
+    """The pg tools task in one role, bound to a restore (and a stage) before it runs."""
+
+    cfg: AwsConfig
+    artifacts: S3Artifacts
+    launcher: TaskLauncher
+    restore_id: str | None = None
+    record: RecordResource | None = None
+    stage: str = ""
+    what: ClassVar[str] = "the pg tools task"
+
+    def bind_restore(self, restore_id: str, record: RecordResource, stage: str = "") -> Self:
+        """This role bound to one restore and stage (a DDL task's extract, pre or post)."""
+        return replace(self, restore_id=restore_id, record=record, stage=stage)
+
+    def _remote(self, error: type[RestoreError]) -> RemoteTasks:
+        if self.restore_id is None:
+            raise error(f"{self.what} must be bound to a restore (phases bind it)")
+        return RemoteTasks(self.cfg, self.artifacts, self.launcher, self.restore_id, self.record)
+
+
+class EcsDdlTask(TaskRole):
     """The DdlTask protocol in the pg tools task: extract (pg_dump 15 + pglast), apply pre/post."""
 
-    def __init__(
-        self,
-        cfg: AwsConfig,
-        artifacts: S3Artifacts,
-        launcher: TaskLauncher,
-        restore_id: str | None = None,
-        record: RecordResource | None = None,
-        stage: str = "",
-    ) -> None:
-        self.cfg = cfg
-        self.artifacts = artifacts
-        self.launcher = launcher
-        self.restore_id = restore_id
-        self.record = record
-        self.stage = stage
-
-    def bind_restore(self, restore_id: str, record: RecordResource, stage: str = "") -> EcsDdlTask:
-        """This DDL task bound to one restore and stage (extract, pre or post)."""
-        return EcsDdlTask(self.cfg, self.artifacts, self.launcher, restore_id, record, stage)
-
-    def _remote(self) -> RemoteTasks:
-        if self.restore_id is None:
-            raise DdlError("the ECS DDL task must be bound to a restore (phases bind it)")
-        return RemoteTasks(self.cfg, self.artifacts, self.launcher, self.restore_id, self.record)
+    what = "the ECS DDL task"
 
     def extract(self, dsn: str, schemas: list[str], suffix: str) -> Any:
         """Dump, split and rename in the task (from the temporary secret); the DdlBundle it stored."""
         from restore_assets.core.ddl import DdlBundle
 
-        remote = self._remote()
+        remote = self._remote(DdlError)
         spec = {"database": database_of(dsn), "schemas": list(schemas), "suffix": suffix}
         remote.run("extract", spec, DdlError)
         data = json.loads(self.artifacts.get(remote.restore_id, BUNDLE_ARTIFACT))
@@ -153,7 +153,7 @@ class EcsDdlTask:
         from restore_assets.core import ddl
 
         ddl.guard(statements, allowed_schemas)
-        remote = self._remote()
+        remote = self._remote(DdlError)
         mode = "apply-post" if self.stage == "post" else "apply-pre"
         spec = {
             "database": database_of(dsn),
@@ -172,28 +172,10 @@ class EcsDdlTask:
         return {"statements": len(statements)}
 
 
-class EcsCopyMover:
+class EcsCopyMover(TaskRole):
     """The Mover protocol for `mover: copy`: the parallel COPY mover runs inside the task."""
 
-    def __init__(
-        self,
-        cfg: AwsConfig,
-        artifacts: S3Artifacts,
-        launcher: TaskLauncher,
-        restore_id: str | None = None,
-        record: RecordResource | None = None,
-    ) -> None:
-        self.cfg = cfg
-        self.artifacts = artifacts
-        self.launcher = launcher
-        self.restore_id = restore_id
-        self.record = record
-
-    def bind_restore(
-        self, restore_id: str, record: RecordResource, stage: str = ""
-    ) -> EcsCopyMover:
-        """This mover bound to one restore."""
-        return EcsCopyMover(self.cfg, self.artifacts, self.launcher, restore_id, record)
+    what = "the ECS copy mover"
 
     def copy(
         self,
@@ -207,9 +189,7 @@ class EcsCopyMover:
         """Copy one schema in the task (temporary secret -> production secret); its CopyReport."""
         from restore_assets.core.mover import CopyReport, TableCopy
 
-        if self.restore_id is None:
-            raise CopyError("the ECS copy mover must be bound to a restore (phases bind it)")
-        remote = RemoteTasks(self.cfg, self.artifacts, self.launcher, self.restore_id, self.record)
+        remote = self._remote(CopyError)
         spec = {
             "database": database_of(source_dsn),
             "schema": schema,
