@@ -20,6 +20,7 @@ from restore_assets.backends.factory import build_services
 from restore_assets.core.schema_restore import cleanup
 from restore_assets.jobs.launch import run_schema_restore
 from tests.aws.conftest import World
+from tests.aws.doubles import moto_instance
 
 pytestmark = pytest.mark.aws
 
@@ -40,15 +41,7 @@ def _tags(value: str, style: str = "Key") -> list[dict[str, str]]:
 
 
 def _instance(world: World, ident: str, tags: list[dict[str, str]]) -> None:
-    world.rds.create_db_instance(
-        DBInstanceIdentifier=ident,
-        Engine="postgres",
-        DBInstanceClass="db.t3.micro",
-        MasterUsername="postgres",
-        MasterUserPassword="not-used-here",
-        AllocatedStorage=20,
-        Tags=tags,
-    )
+    moto_instance(world.rds, ident, tags)
 
 
 def _exists(world: World, ident: str) -> bool:
