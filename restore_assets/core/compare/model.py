@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from restore_assets.core.errors import RestoreError
@@ -44,20 +44,11 @@ class TableComparison:
 
     def to_dict(self) -> dict[str, Any]:
         """The table's entry of the JSON report."""
-        return {
-            "rows_restored": self.rows_restored,
-            "rows_live": self.rows_live,
-            "only_in_restored": self.only_in_restored,
-            "only_in_live": self.only_in_live,
-            "changed": self.changed,
-            "changed_columns": dict(self.changed_columns),
-            "samples": {k: list(self.samples.get(k, [])) for k in SAMPLE_KINDS},
-            "has_primary_key": self.has_primary_key,
-            "key_columns": list(self.key_columns),
-            "compared_columns": list(self.compared_columns),
-            "seconds": round(self.seconds, 3),
-            "details": dict(self.details),
-        }
+        out = asdict(self)
+        del out["table"]  # the report's key
+        out["samples"] = {k: list(self.samples.get(k, [])) for k in SAMPLE_KINDS}
+        out["seconds"] = round(self.seconds, 3)
+        return out
 
 
 @dataclass
