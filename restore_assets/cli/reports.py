@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from restore_assets.cli.common import add_command
-from restore_assets.cli.report_server import DEFAULT_HOST, DEFAULT_PORT, URL_ENV, report_server
 from restore_assets.core.errors import RestoreError
+from restore_assets.core.report_server import DEFAULT_HOST, DEFAULT_PORT, URL_ENV, report_server
 
 
 def cmd_serve_reports(args: argparse.Namespace) -> int:

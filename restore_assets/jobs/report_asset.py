@@ -13,7 +13,7 @@ from typing import Any
 
 import dagster as dg
 
-from restore_assets.cli.report_server import report_url
+from restore_assets.core.report_server import report_url
 
 TENANT_SCHEMAS = dg.DynamicPartitionsDefinition(name="tenant_schemas")
 REPORT_ASSET = "comparison_report"

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 
 from restore_assets.backends.local.pg import free_port
-from restore_assets.cli.report_server import URL_ENV, report_server
+from restore_assets.core.report_server import URL_ENV, report_server
 from tests.e2e.dagster_web import gql, webserver
 
 pytestmark = pytest.mark.e2e

@@ -16,7 +16,7 @@ import requests
 from psycopg import sql
 
 from restore_assets.backends.local.pg import free_port
-from restore_assets.cli.report_server import URL_ENV, report_server
+from restore_assets.core.report_server import URL_ENV, report_server
 from restore_assets.jobs import schema_restore as schema_restore_module
 from restore_assets.jobs.report_asset import REPORT_ASSET, TENANT_SCHEMAS
 from restore_assets.jobs.resources import RestoreBackend
