@@ -4,9 +4,12 @@ $DAGSTER_HOME's when it is set, else the fleet root's `<root>/dagster`."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import logging
 import os
 import shutil
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,16 +35,48 @@ def fleet_dagster_home(root: str | Path) -> Path:
     return home
 
 
+class InProcessInstance(dg.DagsterInstance):
+    """The persistent instance of the runs this process executes.
+
+    At every run start Dagster applies the instance's `python_logs` settings with
+    `logging.config.dictConfig`, even when there are none, and dictConfig closes every logging
+    handler of the process: two restores executing in one process (threads) then deadlock on the
+    logging locks. With no `python_logs` settings this instance skips that step; with some, it
+    applies them as Dagster does."""
+
+    def get_yaml_python_handlers(self) -> Sequence[logging.Handler]:
+        """The handlers of the instance's python_logs settings (none when it has none)."""
+        if not self.get_python_log_dagster_handler_config():
+            return []
+        return super().get_yaml_python_handlers()
+
+
+_OPENING = threading.Lock()
+
+
+def _persistent(home: str | Path) -> dg.DagsterInstance:
+    """Open the instance of a Dagster home. Opening creates its SQLite tables the first time, which
+    two openers at once would both try: one opener at a time, in this process and across processes."""
+    from dagster._core.instance.ref import InstanceRef
+    from dagster._serdes import ConfigurableClassData
+
+    with _OPENING, open(Path(home) / ".restore-assets-open.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        ref = InstanceRef.from_dir(str(home))
+        if ref.custom_instance_class_data is None:  # an instance_class of the operator's is kept
+            cls = ConfigurableClassData(__name__, InProcessInstance.__name__, "{}\n")
+            ref = ref._replace(custom_instance_class_data=cls)
+        return dg.DagsterInstance.from_ref(ref)
+
+
 @contextlib.contextmanager
 def dagster_instance(root: str | Path | None = None) -> Iterator[dg.DagsterInstance]:
     """The persistent instance of $DAGSTER_HOME when it is set, else of the fleet root's home
     (`dagster dev` started on the same home shows the runs, its sensors see them); ephemeral only
     when neither is known."""
-    if os.environ.get("DAGSTER_HOME"):
-        with dg.DagsterInstance.get() as instance:
-            yield instance
-    elif root:
-        with dg.DagsterInstance.from_config(str(fleet_dagster_home(root))) as instance:
+    home = os.environ.get("DAGSTER_HOME") or (fleet_dagster_home(root) if root else None)
+    if home:
+        with _persistent(home) as instance:
             yield instance
     else:
         with dg.DagsterInstance.ephemeral() as instance:

@@ -3,6 +3,7 @@ the fleet root's `<root>/dagster` (made with the shipped dagster.yaml)."""
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,7 +12,7 @@ import dagster as dg
 import psycopg
 import pytest
 
-from restore_assets.jobs.in_process import INSTANCE_SETTINGS
+from restore_assets.jobs.in_process import INSTANCE_SETTINGS, InProcessInstance, dagster_instance
 from restore_assets.jobs.launch import run_schema_restore
 from restore_assets.jobs.tags import DATABASE_TAG, RESTORE_ID_TAG, SCHEMAS_TAG
 
@@ -83,3 +84,26 @@ def test_without_dagster_home_a_cli_restore_is_a_run_of_the_fleet_root_instance(
     finally:
         with psycopg.connect(demo_fleet.production_dsn("tenant_a"), autocommit=True) as conn:
             conn.execute("DROP SCHEMA IF EXISTS customer_a2_roothome CASCADE")
+
+
+def test_restores_of_one_process_open_the_fleet_root_instance_at_once(tmp_path: Path, monkeypatch):
+    """Threads opening a new home together (Dagster creates its SQLite tables on first open) get
+    one instance each; it adds no logging.config step at run start (that deadlocks two threads)."""
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    errors: list[str] = []
+
+    def open_it() -> None:
+        try:
+            with dagster_instance(tmp_path) as instance:
+                assert isinstance(instance, InProcessInstance) and instance.is_persistent
+                assert instance.get_yaml_python_handlers() == []
+                instance.get_runs()
+        except Exception as exc:  # noqa: BLE001 - collected for the assertion below
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=open_it) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
