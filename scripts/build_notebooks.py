@@ -1,5 +1,5 @@
-"""Write the packaged notebooks comparison_report.ipynb and schema_restore_runbook.ipynb
-(restore_assets/notebook_files/, shipped as package data) from their cell sources."""
+"""Write the packaged notebooks (comparison report; schema restore, recovery and server restore
+runbooks) into restore_assets/notebook_files/, shipped as package data, from their cell sources."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ COMPARISON = [
         "%matplotlib inline\n"
         "import matplotlib.pyplot as plt\n"
         "from IPython.display import HTML, Markdown, display\n"
-        "from restore_assets import report\n"
+        "from restore_assets.core import report\n"
         "comparison = json.loads(Path(comparison_json).read_text())\n"
         "audit = json.loads(Path(audit_json).read_text()) if audit_json and Path(audit_json).exists() else {}\n"
         "display(HTML('<style>.ra-table td, .ra-table th {padding: 2px 10px; text-align: right} .ra-table td:first-child {text-align: left}</style>'))"
@@ -121,7 +121,7 @@ RUNBOOK = [
         "from pathlib import Path\n"
         "import yaml\n"
         "from IPython.display import HTML, Markdown, display\n"
-        "from restore_assets import report\n"
+        "from restore_assets.core import report\n"
         "from restore_assets.backends.factory import build_services\n"
         "from restore_assets.jobs.launch import plan_schema_restore, run_schema_restore\n"
         "config = yaml.safe_load(Path(config_file).read_text()) if config_file else {}\n"
@@ -224,11 +224,11 @@ RECOVERY = [
         "from pathlib import Path\n"
         "import yaml\n"
         "from IPython.display import HTML, Markdown, display\n"
-        "from restore_assets import report\n"
+        "from restore_assets.core import report\n"
         "from restore_assets.backends.factory import build_services\n"
         "from restore_assets.core.compare import compare_schemas\n"
         "from restore_assets.core.recover.plan import Options\n"
-        "from restore_assets.core.compare import recover_run\n"
+        "from restore_assets.core.recover import run as recover_run\n"
         "config = yaml.safe_load(Path(config_file).read_text()) if config_file else {}\n"
         "config.update({'backend': backend, 'root': str(Path(root).resolve()), 'html_report': False})\n"
         "services = build_services(config)\n"
@@ -298,10 +298,115 @@ RECOVERY = [
 ]
 
 
+SERVER_RESTORE = [
+    new_markdown_cell(
+        "# Instance restore runbook\n"
+        "\n"
+        "Restores the whole database server **in place** from a snapshot, keeping its identifier, endpoint and\n"
+        "DSN: the original is renamed (`<id>-old-<suffix>`; locally `data.old-<suffix>`), the snapshot is\n"
+        "restored under the original name with all of its configuration, and the renamed original is removed\n"
+        "only once the restored one is available and verified (on AWS with a final snapshot). A failure at any\n"
+        "step puts the original back under its name. On a fleet backed up by pgBackRest the server can\n"
+        "instead be restored to a point in time (`restore_time`).\n"
+        "\n"
+        "1. Set the parameters below (or pass them with `papermill -p`).\n"
+        "2. Run the pre-flight: it shows what will happen and the configuration that will be preserved, and\n"
+        "   **stops** unless `confirm = True`.\n"
+        "3. With `confirm = True` the `instance_restore` job runs in this process; the result is shown at the end\n"
+        "   and recorded in the audit log (`restore-assets history --restore-id ...`)."
+    ),
+    parameters_cell(
+        "# Parameters (papermill: -p name value)\n"
+        'root = ""  # local fleet root (backend local); default $RESTORE_ASSETS_ROOT\n'
+        'backend = "local"  # local | aws\n'
+        'config_file = ""  # backend YAML (aws:, alerts:, instance_restore:)\n'
+        'task = "db_restore"  # db_restore | create_snapshot (take a snapshot first, restore from it)\n'
+        'snapshot_id = ""  # the snapshot to restore (task db_restore)\n'
+        'restore_time = ""  # or a point in time, ISO 8601 with zone (pgBackRest fleets; not with snapshot_id)\n'
+        'identifier = ""  # RDS instance or cluster (aws; default aws.source_identifier)\n'
+        'snapshot_identifier = ""  # name of the snapshot task create_snapshot takes\n'
+        'suffix = ""  # the original is renamed <id>-old-<suffix> (default: UTC time)\n'
+        "keep_old = False  # keep the renamed original\n"
+        "skip_final_snapshot = False  # aws: delete the renamed original without a final snapshot\n"
+        "confirm = False  # nothing destructive happens unless True"
+    ),
+    new_code_cell(
+        "import json\n"
+        "\n"
+        "from restore_assets.backends.factory import default_root\n"
+        "from restore_assets.jobs.instance_restore import plan_instance_restore_job, run_instance_restore_job\n"
+        "\n"
+        'request = {"task": task}\n'
+        "for key, value in {\n"
+        '    "snapshot_id": snapshot_id,\n'
+        '    "restore_time": restore_time,\n'
+        '    "identifier": identifier,\n'
+        '    "snapshot_identifier": snapshot_identifier,\n'
+        '    "suffix": suffix,\n'
+        "}.items():\n"
+        "    if value:\n"
+        "        request[key] = value\n"
+        "if keep_old:\n"
+        '    request["keep_old"] = True\n'
+        "if skip_final_snapshot:\n"
+        '    request["skip_final_snapshot"] = True\n'
+        'backend_config = {"backend": backend, "root": root or default_root(), "config_file": config_file}\n'
+        'print("request:", json.dumps(request))'
+    ),
+    new_markdown_cell(
+        "## Pre-flight\n"
+        "\n"
+        "Read-only: checks the server, the snapshot and every name the restore will use, and shows the\n"
+        "configuration the restored server keeps. Nothing is changed."
+    ),
+    new_code_cell(
+        "plan = plan_instance_restore_job(request, backend_config)\n"
+        "print(f\"{plan['task']} of {plan['identifier']} ({plan['topology']})\")\n"
+        'for i, step in enumerate(plan["steps"], 1):\n'
+        '    print(f"  {i}. {step}")\n'
+        'print("configuration that will be preserved:")\n'
+        'print(json.dumps(plan["preserved_configuration"], indent=2, default=str))\n'
+        'for member in plan["members"]:\n'
+        '    print("member:", json.dumps(member, default=str))\n'
+        'for warning in plan["warnings"]:\n'
+        '    print("WARNING:", warning)\n'
+        'print("PLAN_JSON: " + json.dumps(plan, default=str))'
+    ),
+    new_code_cell(
+        "if not confirm:\n"
+        "    raise RuntimeError(\n"
+        '        "pre-flight only: nothing was changed. Check the plan above, then re-run with confirm=True"\n'
+        '        " (papermill -p confirm True) to restore."\n'
+        "    )"
+    ),
+    new_markdown_cell(
+        "## Restore\n"
+        "\n"
+        "Runs the `instance_restore` job in this process (every step recorded in the audit log; a failure rolls\n"
+        "back and alerts)."
+    ),
+    new_code_cell(
+        "result = run_instance_restore_job(request, backend_config)\n"
+        "print(f\"{result.get('kind', 'instance_restore')} {result['restore_id']}: {result['status']}\")\n"
+        'if result.get("cause"):\n'
+        '    print("cause:", result["cause"])\n'
+        'for step, info in (result.get("steps") or {}).items():\n'
+        '    if not info.get("not_requested"):\n'
+        '        state = "ok" if info["ok"] else ("skipped" if info["skipped"] else "FAILED")\n'
+        "        print(f\"  {step:<10} {state:<8} {info['seconds']:>7.1f}s\")\n"
+        'print("RESULT_JSON: " + json.dumps(result, default=str))'
+    ),
+    new_code_cell(
+        'assert result["status"] == "succeeded", (\n'
+        "    f\"instance restore {result['status']}: {result.get('cause')}\"\n"
+        ")"
+    ),
+]
+
+
 if __name__ == "__main__":
     save("comparison_report.ipynb", COMPARISON)
     save("schema_restore_runbook.ipynb", RUNBOOK)
     save("recovery_runbook.ipynb", RECOVERY)
-    print(
-        "wrote", NOTEBOOKS / "comparison_report.ipynb", NOTEBOOKS / "schema_restore_runbook.ipynb"
-    )
+    save("instance_restore_runbook.ipynb", SERVER_RESTORE)
+    print("wrote the notebooks under", NOTEBOOKS)

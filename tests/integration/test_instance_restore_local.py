@@ -29,6 +29,7 @@ from restore_assets.jobs.instance_restore import (
 )
 from tests import faults
 from tests.conftest import REPO, scratch_dir
+from tests.notebooks.runbook import marked, notebook_text
 from tests.unit.test_alerts import SlackStandIn, slack_stand_in
 
 pytestmark = pytest.mark.integration
@@ -358,25 +359,6 @@ def test_cli_snapshot_plan_and_refusal(prod: Prod) -> None:
 
 # ---------------------------------------------------------------------------- runbook notebook
 NOTEBOOK = REPO / "restore_assets" / "notebook_files" / "instance_restore_runbook.ipynb"
-
-
-def notebook_text(path: Path) -> str:
-    """Every stream output and error of an executed notebook, as one text."""
-    nb = json.loads(path.read_text())
-    texts = []
-    for cell in nb["cells"]:
-        for out in cell.get("outputs", []):
-            if out.get("output_type") == "stream":
-                texts.append("".join(out["text"]))
-            elif out.get("output_type") == "error":
-                texts.append(f"{out['ename']}: {out['evalue']}")
-    return "\n".join(texts)
-
-
-def marked(text: str, marker: str) -> dict:
-    """The JSON a notebook printed after a marker such as RESULT_JSON:."""
-    line = next(line for line in text.splitlines() if line.startswith(marker))
-    return json.loads(line[len(marker) :])
 
 
 def run_runbook(prod: Prod, out: Path, **parameters: Any) -> Path:
