@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -10,10 +11,56 @@ from pathlib import Path
 
 import pytest
 
+from restore_assets.backends.local import cluster as fleet_cluster
+from restore_assets.backends.local import pg as pg_module
 from restore_assets.backends.local.pg import Cluster, start_new_cluster
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus"
+
+
+# Test clusters are thrown away: they need not wait for the disk. Only clusters this test process
+# creates get this (fixtures, fleets made in-process); the product's own settings keep fsync on, and
+# a test that checks them creates its cluster inside `product_settings()`.
+FAST_SETTINGS = {"fsync": "off", "synchronous_commit": "off"}
+NO_SYNC_PROGRAMS = ("initdb", "pg_basebackup")  # both skip their final fsync with --no-sync
+_SETTINGS = (pg_module.BASE_SETTINGS, fleet_cluster.PRODUCTION_SETTINGS)
+_PRODUCT = ([dict(d) for d in _SETTINGS], pg_module.run_server_cmd)
+
+
+def _run_without_sync(args: list[str], *rest, **kwargs):
+    """pg.run_server_cmd, with --no-sync added to initdb and pg_basebackup."""
+    if Path(args[0]).name in NO_SYNC_PROGRAMS and "--no-sync" not in args:
+        args = [*args, "--no-sync"]
+    return _PRODUCT[1](args, *rest, **kwargs)
+
+
+def _use(settings: list[dict[str, str]], run) -> None:
+    for target, values in zip(_SETTINGS, settings, strict=True):
+        target.clear()
+        target.update(values)
+    pg_module.run_server_cmd = run
+
+
+@contextlib.contextmanager
+def product_settings() -> Iterator[None]:
+    """Clusters created inside get the product's own settings (fsync on), not the test ones."""
+    before = ([dict(d) for d in _SETTINGS], pg_module.run_server_cmd)
+    _use(*_PRODUCT)
+    try:
+        yield
+    finally:
+        _use(*before)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fast_test_clusters() -> Iterator[None]:
+    """Every cluster the session creates runs without fsync (throwaway data)."""
+    _use([{**d, **FAST_SETTINGS} for d in _PRODUCT[0]], _run_without_sync)
+    try:
+        yield
+    finally:
+        _use(*_PRODUCT)
 
 
 def scratch_dir(prefix: str) -> Path:

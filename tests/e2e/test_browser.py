@@ -45,9 +45,11 @@ TAGS = "query T($id: ID!) { runOrError(runId: $id) { ... on Run { tags { key val
 playwright_api = pytest.importorskip("playwright.sync_api")
 
 
-@pytest.fixture
-def ui(demo_fleet, tmp_path) -> Iterator[dict]:
-    """dagster-webserver over the demo fleet plus the report server; yields their addresses."""
+@pytest.fixture(scope="module")
+def ui(demo_fleet, tmp_path_factory) -> Iterator[dict]:
+    """dagster-webserver over the demo fleet plus the report server, one for the module's tests
+    (each test reads only its own run); yields their addresses."""
+    tmp_path = tmp_path_factory.mktemp("ui")
     artifacts = Path(demo_fleet.root) / "artifacts"
     artifacts.mkdir(exist_ok=True)
     reports = report_server(artifacts, "127.0.0.1", free_port())
@@ -61,7 +63,7 @@ def ui(demo_fleet, tmp_path) -> Iterator[dict]:
         reports.server_close()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     """Debian's chromium, headless, through Playwright (no downloaded browser)."""
     with playwright_api.sync_playwright() as p:

@@ -13,7 +13,7 @@ import pytest
 from restore_assets.backends.local.fleet import LocalFleet
 from restore_assets.backends.protocols import RestoreTarget, Snapshot, TempDatabase
 from restore_assets.core.errors import FleetError
-from tests.conftest import scratch_dir
+from tests.conftest import product_settings, scratch_dir
 from tests.integration.fleet_helpers import commit, execute, mark, postmasters_under
 
 pytestmark = pytest.mark.integration
@@ -49,7 +49,8 @@ def history() -> Iterator[History]:
     base = scratch_dir("ra-fleet-pitr-")
     fleet = LocalFleet(base / "fleet")
     try:
-        dsn = fleet.up()
+        with product_settings():  # production as the product configures it (fsync on), see below
+            dsn = fleet.up()
         execute(
             dsn,
             "CREATE TABLE items (id serial PRIMARY KEY, label text NOT NULL,"
