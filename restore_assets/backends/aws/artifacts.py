@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -14,22 +15,15 @@ from restore_assets.core.errors import RestoreError
 log = logging.getLogger("restore_assets.aws")
 
 
+@dataclass(eq=False)
 class S3Artifacts:
     """Keeps each restore's DDL files, task specs/results and reports under one S3 prefix."""
 
-    def __init__(
-        self,
-        client: Any,
-        bucket: str,
-        prefix: str = "restores/",
-        sse: str = "AES256",
-        kms_key_id: str | None = None,
-    ) -> None:
-        self.client = client
-        self.bucket = bucket
-        self.prefix = prefix
-        self.sse = sse
-        self.kms_key_id = kms_key_id
+    client: Any
+    bucket: str
+    prefix: str = "restores/"
+    sse: str = "AES256"
+    kms_key_id: str | None = None
 
     def key(self, restore_id: str, name: str) -> str:
         """The object key of one artifact; refuses names that leave the restore's prefix."""

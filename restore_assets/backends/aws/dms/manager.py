@@ -7,6 +7,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from restore_assets.backends.aws.clients import error_code, is_not_found
@@ -32,26 +33,19 @@ TABLE_OK_STATES = ("Table completed",)
 INSTANCE_BUSY = ("creating", "modifying", "upgrading", "rebooting", "maintenance")
 
 
+@dataclass(eq=False)
 class DmsManager:
     """Creates, waits for and deletes the DMS objects of one restore (all tagged with its id)."""
 
-    def __init__(
-        self,
-        cfg: AwsConfig,
-        client: Any,
-        restore_id: str | None = None,
-        record: RecordResource | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.cfg = cfg
-        self.client = client
-        self.restore_id = restore_id
-        self.record = record
-        self.sleep = sleep
+    cfg: AwsConfig
+    client: Any
+    restore_id: str | None = None
+    record: RecordResource | None = None
+    sleep: Callable[[float], None] = time.sleep
 
     def bind_restore(self, restore_id: str, record: RecordResource, stage: str = "") -> DmsManager:
         """This manager bound to one restore (its id names and tags everything it creates)."""
-        return DmsManager(self.cfg, self.client, restore_id, record, self.sleep)
+        return replace(self, restore_id=restore_id, record=record)
 
     def _record(self, kind: str, ident: str, details: dict[str, Any]) -> None:
         if self.record is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError, WaiterError
@@ -66,21 +67,15 @@ def status(item: Mapping[str, Any] | None) -> str | None:
     return str(item.get("DBInstanceStatus") or item.get("Status") or "").lower()
 
 
+@dataclass(eq=False)
 class Rds:
     """One RDS client with the time limits of a server restore (timeout, poll delay, sleep)."""
 
-    def __init__(
-        self,
-        client: Any,
-        *,
-        timeout: float = 3600,
-        poll: float = 30,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.client = client
-        self.timeout = timeout
-        self.poll = poll
-        self.sleep = sleep
+    client: Any
+    _: KW_ONLY
+    timeout: float = 3600
+    poll: float = 30
+    sleep: Callable[[float], None] = time.sleep
 
     # ------------------------------------------------------------------ describe
     def _one(self, call: Callable[..., dict[str, Any]], key: str, **params: Any) -> Any:
