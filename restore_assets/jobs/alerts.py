@@ -103,13 +103,13 @@ def make_alert_sensors(
     default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING,
 ) -> list[dg.SensorDefinition]:
     """Failure, cancellation and success alert sensors over the given jobs."""
+    watch: dict[str, Any] = {
+        "monitored_jobs": list(monitored_jobs),
+        "default_status": default_status,
+        "minimum_interval_seconds": 30,
+    }
 
-    @dg.run_failure_sensor(
-        name="alert_on_failure",
-        monitored_jobs=list(monitored_jobs),
-        default_status=default_status,
-        minimum_interval_seconds=30,
-    )
+    @dg.run_failure_sensor(name="alert_on_failure", **watch)
     def alert_on_failure(
         context: dg.RunFailureSensorContext, backend: RestoreBackend
     ) -> dg.SkipReason | None:
@@ -118,32 +118,29 @@ def make_alert_sensors(
             context, backend, run_event(context.dagster_run, "failed", failure_cause(context))
         )
 
-    @dg.run_status_sensor(
-        name="alert_on_cancel",
-        run_status=dg.DagsterRunStatus.CANCELED,
-        monitored_jobs=list(monitored_jobs),
-        default_status=default_status,
-        minimum_interval_seconds=30,
-    )
-    def alert_on_cancel(
-        context: dg.RunStatusSensorContext, backend: RestoreBackend
-    ) -> dg.SkipReason | None:
-        """Alert when a restore-assets run is canceled (terminated from the UI)."""
-        return send(context, backend, run_event(context.dagster_run, "canceled"))
+    def status_sensor(
+        name: str, status: dg.DagsterRunStatus, word: str, description: str
+    ) -> dg.SensorDefinition:
+        @dg.run_status_sensor(name=name, run_status=status, description=description, **watch)
+        def alert(
+            context: dg.RunStatusSensorContext, backend: RestoreBackend
+        ) -> dg.SkipReason | None:
+            return send(context, backend, run_event(context.dagster_run, word))
 
-    @dg.run_status_sensor(
-        name="alert_on_success",
-        run_status=dg.DagsterRunStatus.SUCCESS,
-        monitored_jobs=list(monitored_jobs),
-        default_status=default_status,
-        minimum_interval_seconds=30,
-    )
-    def alert_on_success(
-        context: dg.RunStatusSensorContext, backend: RestoreBackend
-    ) -> dg.SkipReason | None:
-        """Alert when a restore-assets run succeeds (only with alerts.on_success: true)."""
-        return send(context, backend, run_event(context.dagster_run, "succeeded"))
+        return alert
 
+    alert_on_cancel = status_sensor(
+        "alert_on_cancel",
+        dg.DagsterRunStatus.CANCELED,
+        "canceled",
+        "Alert when a restore-assets run is canceled (terminated from the UI).",
+    )
+    alert_on_success = status_sensor(
+        "alert_on_success",
+        dg.DagsterRunStatus.SUCCESS,
+        "succeeded",
+        "Alert when a restore-assets run succeeds (only with alerts.on_success: true).",
+    )
     return [alert_on_failure, alert_on_cancel, alert_on_success]
 
 
