@@ -77,12 +77,16 @@ def crash_sensors(
 ) -> tuple[dg.SensorDefinition, dg.SensorDefinition]:
     """Sensors that launch request_job for a run of job that failed, crashed or was terminated."""
 
+    watch: dict[str, Any] = {
+        "monitored_jobs": [job],
+        "request_job": request_job,
+        "default_status": dg.DefaultSensorStatus.RUNNING,
+        "minimum_interval_seconds": 30,
+    }
+
     @dg.run_failure_sensor(
         name=failure_name,
-        monitored_jobs=[job],
-        request_job=request_job,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        minimum_interval_seconds=30,
+        **watch,
         description=f"Launch {request_job.name} for a {job.name} run that failed or crashed",
     )
     def on_failure(context: dg.RunFailureSensorContext) -> dg.RunRequest | dg.SkipReason:
@@ -93,10 +97,7 @@ def crash_sensors(
     @dg.run_status_sensor(
         name=termination_name,
         run_status=dg.DagsterRunStatus.CANCELED,
-        monitored_jobs=[job],
-        request_job=request_job,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        minimum_interval_seconds=30,
+        **watch,
         description=f"Launch {request_job.name} for a {job.name} run terminated from the UI",
     )
     def on_termination(context: dg.RunStatusSensorContext) -> dg.RunRequest | dg.SkipReason:
