@@ -42,8 +42,8 @@ from psycopg import sql
 
 from restore_assets.backends.factory import build_services
 from restore_assets.backends.local import pg
+from restore_assets.backends.local.dsn import without_password
 from restore_assets.backends.local.fleet import LocalFleet
-from restore_assets.backends.local.pg import without_password
 from restore_assets.backends.protocols import RestoreTarget
 from restore_assets.demo import seed
 from restore_assets.jobs.launch import run_schema_restore

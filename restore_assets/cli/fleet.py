@@ -39,7 +39,7 @@ def cmd_fleet_adopt(args: argparse.Namespace) -> None:
     """Point the fleet at an existing self-managed cluster."""
     import getpass
 
-    from restore_assets.backends.local.fleet import mask_dsn
+    from restore_assets.backends.local.dsn import mask_dsn
     from restore_assets.core.errors import FleetError, InvalidRequest
 
     fleet = _fleet(args)

@@ -14,6 +14,7 @@ import psycopg
 
 from restore_assets.backends.local import pg, selective
 from restore_assets.backends.local.archive import last_commit_in, segments_in
+from restore_assets.backends.local.dsn import connect, password_env, without_password
 from restore_assets.backends.local.sources import Databases, FleetSource, Materialized
 from restore_assets.backends.local.tablespaces import relocate_tablespaces, tablespace_mapping
 from restore_assets.backends.protocols import RestoreTarget, Snapshot
@@ -44,7 +45,7 @@ def server_times(dsn: str, texts: list[str]) -> list[datetime | None]:
     """
     if not texts:
         return []
-    with pg.connect(dsn) as conn:
+    with connect(dsn) as conn:
         conn.execute(
             "SELECT pg_catalog.set_config('TimeZone', current_setting('log_timezone'), false)"
         )
@@ -118,13 +119,13 @@ class BaseBackupSource(FleetSource):
         dsn = self.fleet.production_dsn()
         # which oid is which database, for selective provisioning (before and after the backup)
         dbmap_before = selective.database_map(dsn)
-        env = pg.password_env(dsn) if self.cfg.mode == "adopted" else {}
+        env = password_env(dsn) if self.cfg.mode == "adopted" else {}
         try:
             pg.run_server_cmd(
                 [
                     pg.pg_bin("pg_basebackup"),
                     "-d",
-                    pg.without_password(dsn),  # the password goes in PGPASSWORD
+                    without_password(dsn),  # the password goes in PGPASSWORD
                     "-D",
                     str(target),
                     "-Fp",

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from restore_assets.backends.local import pg
+from restore_assets.backends.local.dsn import connect, mask_dsn
 from restore_assets.backends.local.manifest import MANIFEST_FILE
 from restore_assets.backends.local.pgbackrest import BACKUP_TYPES, MANAGED_STANZA, managed_paths
 from restore_assets.backends.local.sources import open_source
@@ -189,7 +190,7 @@ def _start_existing(fleet: LocalFleet) -> str:
     cfg = fleet.config()
     if cfg.mode == "adopted":
         check_adopted_reachable(cfg)
-        return pg.mask_dsn(cfg.dsn or "")
+        return mask_dsn(cfg.dsn or "")
     cluster = fleet.production_cluster()
     if not cluster.is_running():
         if pg.port_in_use(cluster.port):
@@ -282,7 +283,7 @@ def adopt_pgbackrest(
     source = open_source(fleet, cfg)  # refuses a bad stanza name before anything is created
 
     def check(cfg: FleetConfig) -> None:
-        with pg.connect(cfg.dsn or "") as conn:
+        with connect(cfg.dsn or "") as conn:
             archive_command = conn.execute("SHOW archive_command").fetchone()[0]
         source.check_adoptable(archive_command)
 
@@ -309,7 +310,7 @@ def _write_pgpass(fleet: LocalFleet, dsn: str, password: str) -> str:
 
 def check_adopted_reachable(cfg: FleetConfig) -> None:
     """Refuse an adopted cluster the tool cannot connect to, or whose WAL cannot serve a PITR."""
-    with pg.connect(cfg.dsn or "") as conn:
+    with connect(cfg.dsn or "") as conn:
         wal_level = conn.execute("SHOW wal_level").fetchone()[0]
     if wal_level not in ("replica", "logical"):
         raise InvalidRequest(

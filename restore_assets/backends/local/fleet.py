@@ -20,8 +20,8 @@ import psycopg
 
 from restore_assets.backends.local import archive, cluster, pg, temporary
 from restore_assets.backends.local.cluster import FleetConfig
+from restore_assets.backends.local.dsn import mask_dsn
 from restore_assets.backends.local.manifest import Manifest
-from restore_assets.backends.local.pg import mask_dsn
 from restore_assets.backends.local.pgbackrest_source import PgBackRestSource
 from restore_assets.backends.local.sources import BackupSource, open_source
 from restore_assets.backends.protocols import RecordResource, Snapshot, Source

@@ -17,6 +17,7 @@ import psycopg
 
 from restore_assets.backends.local import pg
 from restore_assets.backends.local.archive import base_for
+from restore_assets.backends.local.dsn import mask_dsn
 from restore_assets.backends.local.fleet import LocalFleet
 from restore_assets.backends.local.server_restore import base_backup, pgbackrest_delta
 from restore_assets.backends.local.server_restore import rollback as rollback_
@@ -119,8 +120,6 @@ class LocalInstanceBackend:
 
     def _describe_pgbackrest(self, stanza: str) -> Described:
         """An adopted server backed up by a pgBackRest stanza: it can be snapshotted only."""
-        from restore_assets.backends.local.fleet import mask_dsn
-
         dsn = self.fleet.production_dsn()
         details: dict[str, Any] = {"running": False, "pgbackrest": True, "snapshot_only": True}
         version = None
