@@ -2,7 +2,7 @@
 drill name, checked against live, measured (RTO, RPO, phases) as `restore_drill` materializations."""
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import dagster as dg
@@ -11,7 +11,7 @@ from pydantic import Field
 from restore_assets.core.schema_restore.drill import DrillResult, run_drill
 from restore_assets.jobs.report_asset import TENANT_SCHEMAS, partition_key
 from restore_assets.jobs.resources import RestoreBackend
-from restore_assets.jobs.schedules import checked_cron, env_target
+from restore_assets.jobs.schedules import env_target, stopped_schedule
 from restore_assets.jobs.tags import CONCURRENCY_TAG, TARGET_TAG
 
 DRILL_ASSET = "restore_drill"
@@ -158,32 +158,29 @@ def make_drill_schedule(
     cron: str | None = None, env: Mapping[str, str] | None = None
 ) -> dg.ScheduleDefinition:
     """The restore drill schedule (STOPPED by default) on a cron from the argument or environment."""
-    env = os.environ if env is None else env
-    cron = checked_cron(cron or env.get(DRILL_CRON_ENV) or DEFAULT_DRILL_CRON, DRILL_CRON_ENV)
 
-    @dg.schedule(
-        name="restore_drill_schedule",
-        cron_schedule=cron,
-        job=restore_drill,
-        default_status=dg.DefaultScheduleStatus.STOPPED,
-    )
-    def restore_drill_schedule(
-        context: dg.ScheduleEvaluationContext,
-    ) -> dg.RunRequest | dg.SkipReason:
+    def request(env: Mapping[str, str], stamp: Callable[[], str]) -> dg.RunRequest | dg.SkipReason:
         """Drill the configured schemas."""
         cfg = drill_run_config(env)
         if cfg is None:
             return dg.SkipReason(f"set {DRILL_DATABASE_ENV} and {DRILL_SCHEMAS_ENV} to run drills")
         drill = cfg["ops"]["run_restore_drill"]["config"]
-        stamp = context.scheduled_execution_time.strftime("%Y%m%dT%H%M")
         target = f"{drill['database']}.{','.join(drill['schemas'])}"
         return dg.RunRequest(
-            run_key=f"drill-{stamp}",
+            run_key=f"drill-{stamp()}",
             run_config=cfg,
             tags={"restore-assets/scheduled": "true", TARGET_TAG: target[:250]},
         )
 
-    return restore_drill_schedule
+    return stopped_schedule(
+        "restore_drill_schedule",
+        restore_drill,
+        cron,
+        env,
+        DRILL_CRON_ENV,
+        DEFAULT_DRILL_CRON,
+        request,
+    )
 
 
 restore_drill_schedule = make_drill_schedule()

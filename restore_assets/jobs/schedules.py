@@ -11,7 +11,7 @@
 """
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import dagster as dg
@@ -43,6 +43,33 @@ def checked_cron(value: str, variable: str) -> str:
     return value
 
 
+def stopped_schedule(
+    name: str,
+    job: dg.JobDefinition,
+    cron: str | None,
+    env: Mapping[str, str] | None,
+    cron_env: str,
+    default_cron: str,
+    request: Callable[[Mapping[str, str], Callable[[], str]], dg.RunRequest | dg.SkipReason],
+) -> dg.ScheduleDefinition:
+    """A STOPPED schedule of job (cron: argument, cron_env, default); request(env, stamp) per tick."""
+    # the time zone comes from TIMEZONE_ENV (default UTC); stamp() is the tick's time for run keys
+    env = os.environ if env is None else env
+    cron = checked_cron(cron or env.get(cron_env) or default_cron, cron_env)
+
+    @dg.schedule(
+        name=name,
+        cron_schedule=cron,
+        job=job,
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        execution_timezone=env.get(TIMEZONE_ENV) or "UTC",
+    )
+    def tick(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+        return request(env, lambda: context.scheduled_execution_time.strftime("%Y%m%dT%H%M"))
+
+    return tick
+
+
 def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -61,28 +88,18 @@ def make_snapshot_schedule(
     cron: str | None = None, env: Mapping[str, str] | None = None
 ) -> dg.ScheduleDefinition:
     """The snapshot schedule (STOPPED by default) on a cron from the argument or the environment."""
-    env = os.environ if env is None else env
-    cron = checked_cron(
-        cron or env.get(SNAPSHOT_CRON_ENV) or DEFAULT_SNAPSHOT_CRON, SNAPSHOT_CRON_ENV
-    )
 
-    @dg.schedule(
-        name="snapshot_schedule",
-        cron_schedule=cron,
-        job=snapshot,
-        default_status=dg.DefaultScheduleStatus.STOPPED,
-        execution_timezone=env.get(TIMEZONE_ENV) or "UTC",
-    )
-    def snapshot_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    def request(env: Mapping[str, str], stamp: Callable[[], str]) -> dg.RunRequest:
         """Take a snapshot on a schedule (identifier and export from the environment)."""
-        stamp = context.scheduled_execution_time.strftime("%Y%m%dT%H%M")
         return dg.RunRequest(
-            run_key=f"snapshot-{stamp}",
+            run_key=f"snapshot-{stamp()}",
             run_config=snapshot_run_config(env),
             tags={"restore-assets/scheduled": "true"},
         )
 
-    return snapshot_schedule
+    return stopped_schedule(
+        "snapshot_schedule", snapshot, cron, env, SNAPSHOT_CRON_ENV, DEFAULT_SNAPSHOT_CRON, request
+    )
 
 
 # ---------------------------------------------------------------------------- staging refresh
@@ -172,31 +189,27 @@ def make_staging_schedule(
     cron: str | None = None, env: Mapping[str, str] | None = None
 ) -> dg.ScheduleDefinition:
     """The weekly staging refresh schedule (STOPPED by default)."""
-    env = os.environ if env is None else env
-    cron = checked_cron(cron or env.get(STAGING_CRON_ENV) or DEFAULT_STAGING_CRON, STAGING_CRON_ENV)
 
-    @dg.schedule(
-        name="staging_refresh_schedule",
-        cron_schedule=cron,
-        job=staging_refresh,
-        default_status=dg.DefaultScheduleStatus.STOPPED,
-        execution_timezone=env.get(TIMEZONE_ENV) or "UTC",
-    )
-    def staging_refresh_schedule(
-        context: dg.ScheduleEvaluationContext,
-    ) -> dg.RunRequest | dg.SkipReason:
+    def request(env: Mapping[str, str], stamp: Callable[[], str]) -> dg.RunRequest | dg.SkipReason:
         """Refresh the staging copy of the configured schemas."""
         cfg = staging_run_config(env)
         if cfg is None:
             return dg.SkipReason(
                 f"set {STAGING_DATABASE_ENV} and {STAGING_SCHEMAS_ENV} to refresh a staging copy"
             )
-        stamp = context.scheduled_execution_time.strftime("%Y%m%dT%H%M")
         return dg.RunRequest(
-            run_key=f"staging-{stamp}", run_config=cfg, tags={"restore-assets/scheduled": "true"}
+            run_key=f"staging-{stamp()}", run_config=cfg, tags={"restore-assets/scheduled": "true"}
         )
 
-    return staging_refresh_schedule
+    return stopped_schedule(
+        "staging_refresh_schedule",
+        staging_refresh,
+        cron,
+        env,
+        STAGING_CRON_ENV,
+        DEFAULT_STAGING_CRON,
+        request,
+    )
 
 
 snapshot_schedule = make_snapshot_schedule()
