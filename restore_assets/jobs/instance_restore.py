@@ -5,6 +5,7 @@ carried to the always-run finish op, which rolls back (delete the half-restored 
 original back, alert) when a step from set_aside on failed, writes the audit status and fails the run.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
@@ -74,6 +75,18 @@ def _ctx(
     return run["restore_id"], InstancePlan.from_dict(run["plan"])
 
 
+def _step(
+    context: dg.OpExecutionContext,
+    run: dict,
+    backend: RestoreBackend,
+    step: Callable[..., PhaseResult],
+    *inputs: Any,
+) -> PhaseResult:
+    """One step of the run for its op: the owner check, the step (services, id, plan, inputs), metadata."""
+    rid, plan = _ctx(run, context, backend)
+    return report(context, step(services_for(backend), rid, plan, *inputs))
+
+
 def validate_op_body(
     context: dg.OpExecutionContext,
     raw: dict[str, Any],
@@ -121,8 +134,7 @@ def take_snapshot_step(
     context: dg.OpExecutionContext, run: dict, backend: RestoreBackend
 ) -> PhaseResult:
     """Take a snapshot and wait until it is available (create_snapshot tasks only)."""
-    rid, plan = _ctx(run, context, backend)
-    return report(context, steps.snapshot_step(services_for(backend), rid, plan))
+    return _step(context, run, backend, steps.snapshot_step)
 
 
 @dg.op(out=dg.Out(PhaseResult))
@@ -130,9 +142,7 @@ def export_snapshot_step(
     context: dg.OpExecutionContext, run: dict, snap: PhaseResult, backend: RestoreBackend
 ) -> PhaseResult:
     """Export the new snapshot to S3 and follow the export to its end (when asked)."""
-    rid, plan = _ctx(run, context, backend)
-    services = services_for(backend)
-    return report(context, steps.export_step(services, rid, plan, snap))
+    return _step(context, run, backend, steps.export_step, snap)
 
 
 @dg.op(out=dg.Out(PhaseResult))
@@ -144,9 +154,7 @@ def set_aside_original(
     backend: RestoreBackend,
 ) -> PhaseResult:
     """Rename the original to <identifier>-old-<suffix> and wait."""
-    rid, plan = _ctx(run, context, backend)
-    services = services_for(backend)
-    return report(context, steps.set_aside_step(services, rid, plan, [snap, exported]))
+    return _step(context, run, backend, steps.set_aside_step, [snap, exported])
 
 
 @dg.op(out=dg.Out(PhaseResult))
@@ -158,9 +166,7 @@ def restore_in_place(
     backend: RestoreBackend,
 ) -> PhaseResult:
     """Restore the snapshot under the original identifier with all of its configuration."""
-    rid, plan = _ctx(run, context, backend)
-    services = services_for(backend)
-    return report(context, steps.restore_step(services, rid, plan, snap, aside))
+    return _step(context, run, backend, steps.restore_step, snap, aside)
 
 
 @dg.op(out=dg.Out(PhaseResult))
@@ -168,9 +174,7 @@ def wait_for_restored(
     context: dg.OpExecutionContext, run: dict, restored: PhaseResult, backend: RestoreBackend
 ) -> PhaseResult:
     """Wait until the restored server and every member are available; verify it."""
-    rid, plan = _ctx(run, context, backend)
-    services = services_for(backend)
-    return report(context, steps.wait_step(services, rid, plan, restored))
+    return _step(context, run, backend, steps.wait_step, restored)
 
 
 @dg.op(out=dg.Out(PhaseResult))
@@ -178,9 +182,7 @@ def delete_renamed_original(
     context: dg.OpExecutionContext, run: dict, ready: PhaseResult, backend: RestoreBackend
 ) -> PhaseResult:
     """Delete the renamed original (final snapshot first unless skipped), or keep it."""
-    rid, plan = _ctx(run, context, backend)
-    services = services_for(backend)
-    return report(context, steps.delete_old_step(services, rid, plan, ready))
+    return _step(context, run, backend, steps.delete_old_step, ready)
 
 
 def finish_op_body(
