@@ -630,10 +630,12 @@ def copy_schema(
             threading.Thread(target=worker, name=f"copy-{schema}-{i}", daemon=True)
             for i in range(min(workers, len(queue)))
         ]
-        if post is not None:
+        if post is not None and plans:
+            # as many builders as workers, even for one table: its index builds run side by side
+            # (a builder connects at its first job)
             threads += [
                 threading.Thread(target=builder, name=f"build-{schema}-{i}", daemon=True)
-                for i in range(min(workers, len(plans)))
+                for i in range(workers)
             ]
         for t in threads:
             t.start()
