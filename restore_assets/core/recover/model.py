@@ -124,18 +124,8 @@ class RecoveryPlan:
         return {"tables": tables, "totals": totals, "refused": self.refused}
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready plan (with its SQL)."""
-        return {
-            "recovery_id": self.recovery_id,
-            "restore_id": self.restore_id,
-            "database": self.database,
-            "generated_at": self.generated_at,
-            "options": asdict(self.options),
-            "summary": self.summary(),
-            "schemas": [asdict(s) for s in self.schemas],
-            "refused": self.refused,
-            "sql": self.sql,
-        }
+        """JSON-ready plan (with its SQL), its summary first."""
+        return {"summary": self.summary(), **asdict(self)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RecoveryPlan:
