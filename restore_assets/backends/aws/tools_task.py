@@ -24,6 +24,7 @@ from restore_assets.backends.aws.ecs import TaskFailed, TaskLauncher
 from restore_assets.backends.aws.secrets import redact
 from restore_assets.backends.protocols import RecordResource
 from restore_assets.core.errors import CopyError, DdlError, RestoreError
+from restore_assets.core.schema_restore.services import SchemaCopy
 
 log = logging.getLogger("restore_assets.aws")
 
@@ -177,24 +178,16 @@ class EcsCopyMover(TaskRole):
 
     what = "the ECS copy mover"
 
-    def copy(
-        self,
-        source_dsn: str,
-        target_dsn: str,
-        schema: str,
-        target_schema: str,
-        tables: list[str] | None,
-        progress: Callable[[Any], None] | None,
-    ) -> Any:
+    def copy(self, job: SchemaCopy, progress: Callable[[Any], None] | None) -> Any:
         """Copy one schema in the task (temporary secret -> production secret); its CopyReport."""
         from restore_assets.core.mover import CopyReport, TableCopy
 
         remote = self._remote(CopyError)
         spec = {
-            "database": database_of(source_dsn),
-            "schema": schema,
-            "target_schema": target_schema,
-            "tables": tables,
+            "database": database_of(job.source_dsn),
+            "schema": job.schema,
+            "target_schema": job.target_schema,
+            "tables": job.tables,
             "workers": self.cfg.copy_workers,
         }
         result = remote.run("copy", spec, CopyError)

@@ -11,6 +11,7 @@ from restore_assets.core import ddl
 from restore_assets.core.ddl.parallel import apply_post
 from restore_assets.core.mover import copy_schema
 from restore_assets.core.mover.mover import TablePost
+from restore_assets.core.schema_restore.services import SchemaCopy
 
 
 class LocalDdlTask:
@@ -56,23 +57,16 @@ class CopyMover:
         self.workers = workers
 
     def copy(
-        self,
-        source_dsn: str,
-        target_dsn: str,
-        schema: str,
-        target_schema: str,
-        tables: list[str] | None,
-        progress: Callable[[Any], None] | None,
-        post: TablePost | None = None,
+        self, job: SchemaCopy, progress: Callable[[Any], None] | None, post: TablePost | None = None
     ) -> Any:
         """Copy every (or the listed) table of a schema (and build each as it ends); the CopyReport."""
         return copy_schema(
-            source_dsn,
-            target_dsn,
-            schema,
-            target_schema,
+            job.source_dsn,
+            job.target_dsn,
+            job.schema,
+            job.target_schema,
             workers=self.workers,
-            tables=tables,
+            tables=job.tables,
             progress=progress,
             post=post,
         )

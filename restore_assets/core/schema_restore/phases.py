@@ -21,6 +21,7 @@ from restore_assets.core.runner import PhaseResult, close_run, first_failure, ti
 from restore_assets.core.schema_restore.services import (
     ARTIFACT_RESOURCE,
     SCHEMA_RESOURCE,
+    SchemaCopy,
     Services,
     bound,
     recorder,
@@ -303,6 +304,7 @@ def copy_schema(
     source = services.fleet.temp_dsn(temp, plan.request.database)
     target = services.fleet.production_dsn(plan.request.database)
     tables = plan.tables.get(schema) if plan.tables is not None else None
+    job = SchemaCopy(source, target, schema, plan.targets[schema], tables)
     mover = bound(services, services.mover, temp.restore_id, "copy")
     if post is not None and getattr(mover, "pipelines_post", False):
         from restore_assets.core.ddl.parallel import per_table_builds
@@ -311,10 +313,8 @@ def copy_schema(
         groups, prefix = per_table_builds(post, set(plan.targets.values()), plan.targets[schema])
         lock_timeout = str(getattr(services.ddl, "lock_timeout", "5s"))
         table_post = TablePost(groups, prefix, lock_timeout=lock_timeout)
-        return mover.copy(
-            source, target, schema, plan.targets[schema], tables, progress, post=table_post
-        )
-    return mover.copy(source, target, schema, plan.targets[schema], tables, progress)
+        return mover.copy(job, progress, post=table_post)
+    return mover.copy(job, progress)
 
 
 # ---------------------------------------------------------------------------- phase 8b

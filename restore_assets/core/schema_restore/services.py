@@ -50,18 +50,21 @@ class DdlTask(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class SchemaCopy:
+    """What a mover copies: one schema of the temporary server into its restored schema."""
+
+    source_dsn: str  # the temporary server's database
+    target_dsn: str  # the production database
+    schema: str
+    target_schema: str
+    tables: list[str] | None = None  # None: every table
+
+
 class Mover(Protocol):
     """Copies the rows of one schema from the temporary server into the restored schema."""
 
-    def copy(
-        self,
-        source_dsn: str,
-        target_dsn: str,
-        schema: str,
-        target_schema: str,
-        tables: list[str] | None,
-        progress: Callable[[Any], None] | None,
-    ) -> Any:
+    def copy(self, job: SchemaCopy, progress: Callable[[Any], None] | None) -> Any:
         """Copy every (or the listed) table; return a CopyReport."""
         ...
 

@@ -14,6 +14,7 @@ from restore_assets.backends.aws.dms.settings import lob_settings
 from restore_assets.backends.aws.tools_task import database_of
 from restore_assets.backends.protocols import RecordResource
 from restore_assets.core.errors import CopyError
+from restore_assets.core.schema_restore.services import SchemaCopy
 
 
 class DmsMover:
@@ -27,18 +28,12 @@ class DmsMover:
         """This mover bound to one restore."""
         return DmsMover(self.manager.bind_restore(restore_id, record, stage), self.cfg)
 
-    def copy(
-        self,
-        source_dsn: str,
-        target_dsn: str,
-        schema: str,
-        target_schema: str,
-        tables: list[str] | None,
-        progress: Callable[[Any], None] | None,
-    ) -> Any:
+    def copy(self, job: SchemaCopy, progress: Callable[[Any], None] | None) -> Any:
         """Copy every (or the listed) table of a schema with a DMS full-load task; a CopyReport."""
         from restore_assets.core.mover import CopyReport, TableCopy, plan_schema
 
+        source_dsn, tables = job.source_dsn, job.tables
+        schema, target_schema = job.schema, job.target_schema
         m = self.manager
         if m.restore_id is None:
             raise CopyError("the DMS mover must be bound to a restore (phases bind it)")
