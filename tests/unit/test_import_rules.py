@@ -26,6 +26,8 @@ INTERFACES = (
     "restore_assets.jobs.launch",
     "restore_assets.demo",
 )
+# the interfaces proper: the adapter's jobs never import these
+USER_FACING = ("restore_assets.cli", "restore_assets.demo")
 LOCAL = "restore_assets.backends.local"
 AWS = "restore_assets.backends.aws"
 CORE = "restore_assets.core"
@@ -94,6 +96,8 @@ def rule_breaks(imp: Import) -> list[str]:
     if not adapter and not _is_interface(m):  # core and backends
         if any(_under(t, a) for a in ADAPTERS) or _is_interface(t):
             broken.append("core and backends import no adapter (jobs/) and no interface (CLI)")
+    if adapter and not _is_interface(m) and any(_under(t, i) for i in USER_FACING):
+        broken.append("jobs/ imports no interface (cli/, demo/)")
     if (_under(m, LOCAL) and _under(t, AWS)) or (_under(m, AWS) and _under(t, LOCAL)):
         broken.append("backends/local and backends/aws do not import each other")
     # `from restore_assets.backends import protocols` also names the bare package: not a backend
@@ -143,6 +147,11 @@ def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
         ("backends/aws/r.py", "import dagster_pipes\n", "only jobs/"),
         ("backends/local/f.py", "from ..aws import fleet\n", "do not import each other"),
         ("backends/aws/f.py", "from restore_assets.backends.local import pg\n", "each other"),
+        (
+            "jobs/report_asset.py",
+            "from restore_assets.cli.common import emit\n",
+            "no interface (cli/",
+        ),
         (
             "core/ddl/extract.py",
             "from restore_assets.backends.local.pg import pg_bin\n",
