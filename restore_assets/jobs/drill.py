@@ -2,7 +2,7 @@
 drill name, checked against live, measured (RTO, RPO, phases) as `restore_drill` materializations."""
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
@@ -159,27 +159,21 @@ def make_drill_schedule(
 ) -> dg.ScheduleDefinition:
     """The restore drill schedule (STOPPED by default) on a cron from the argument or environment."""
 
-    def request(env: Mapping[str, str], stamp: Callable[[], str]) -> dg.RunRequest | dg.SkipReason:
-        """Drill the configured schemas."""
-        cfg = drill_run_config(env)
-        if cfg is None:
-            return dg.SkipReason(f"set {DRILL_DATABASE_ENV} and {DRILL_SCHEMAS_ENV} to run drills")
+    def target(cfg: dict[str, Any]) -> dict[str, str]:
         drill = cfg["ops"]["run_restore_drill"]["config"]
-        target = f"{drill['database']}.{','.join(drill['schemas'])}"
-        return dg.RunRequest(
-            run_key=f"drill-{stamp()}",
-            run_config=cfg,
-            tags={"restore-assets/scheduled": "true", TARGET_TAG: target[:250]},
-        )
+        return {TARGET_TAG: f"{drill['database']}.{','.join(drill['schemas'])}"[:250]}
 
     return stopped_schedule(
         "restore_drill_schedule",
+        "drill",
         restore_drill,
         cron,
         env,
         DRILL_CRON_ENV,
         DEFAULT_DRILL_CRON,
-        request,
+        drill_run_config,
+        f"set {DRILL_DATABASE_ENV} and {DRILL_SCHEMAS_ENV} to run drills",
+        target,
     )
 
 

@@ -45,15 +45,19 @@ def checked_cron(value: str, variable: str) -> str:
 
 def stopped_schedule(
     name: str,
+    key: str,
     job: dg.JobDefinition,
     cron: str | None,
     env: Mapping[str, str] | None,
     cron_env: str,
     default_cron: str,
-    request: Callable[[Mapping[str, str], Callable[[], str]], dg.RunRequest | dg.SkipReason],
+    run_config: Callable[[Mapping[str, str]], dict[str, Any] | None],
+    skip: str = "",
+    tags: Callable[[dict[str, Any]], dict[str, str]] | None = None,
 ) -> dg.ScheduleDefinition:
-    """A STOPPED schedule of job (cron: argument, cron_env, default); request(env, stamp) per tick."""
-    # the time zone comes from TIMEZONE_ENV (default UTC); stamp() is the tick's time for run keys
+    """A STOPPED schedule of job: each tick runs run_config(env) keyed `<key>-<time>`, or skips."""
+    # cron: the argument, cron_env or the default; time zone: TIMEZONE_ENV (default UTC); a tick
+    # whose run_config(env) is None is skipped with `skip`; tags(config) adds tags to the run
     env = os.environ if env is None else env
     cron = checked_cron(cron or env.get(cron_env) or default_cron, cron_env)
 
@@ -65,7 +69,15 @@ def stopped_schedule(
         execution_timezone=env.get(TIMEZONE_ENV) or "UTC",
     )
     def tick(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
-        return request(env, lambda: context.scheduled_execution_time.strftime("%Y%m%dT%H%M"))
+        config = run_config(env)
+        if config is None:
+            return dg.SkipReason(skip)
+        stamp = context.scheduled_execution_time.strftime("%Y%m%dT%H%M")
+        return dg.RunRequest(
+            run_key=f"{key}-{stamp}",
+            run_config=config,
+            tags={"restore-assets/scheduled": "true", **(tags(config) if tags else {})},
+        )
 
     return tick
 
@@ -88,17 +100,15 @@ def make_snapshot_schedule(
     cron: str | None = None, env: Mapping[str, str] | None = None
 ) -> dg.ScheduleDefinition:
     """The snapshot schedule (STOPPED by default) on a cron from the argument or the environment."""
-
-    def request(env: Mapping[str, str], stamp: Callable[[], str]) -> dg.RunRequest:
-        """Take a snapshot on a schedule (identifier and export from the environment)."""
-        return dg.RunRequest(
-            run_key=f"snapshot-{stamp()}",
-            run_config=snapshot_run_config(env),
-            tags={"restore-assets/scheduled": "true"},
-        )
-
     return stopped_schedule(
-        "snapshot_schedule", snapshot, cron, env, SNAPSHOT_CRON_ENV, DEFAULT_SNAPSHOT_CRON, request
+        "snapshot_schedule",
+        "snapshot",
+        snapshot,
+        cron,
+        env,
+        SNAPSHOT_CRON_ENV,
+        DEFAULT_SNAPSHOT_CRON,
+        snapshot_run_config,
     )
 
 
@@ -189,26 +199,16 @@ def make_staging_schedule(
     cron: str | None = None, env: Mapping[str, str] | None = None
 ) -> dg.ScheduleDefinition:
     """The weekly staging refresh schedule (STOPPED by default)."""
-
-    def request(env: Mapping[str, str], stamp: Callable[[], str]) -> dg.RunRequest | dg.SkipReason:
-        """Refresh the staging copy of the configured schemas."""
-        cfg = staging_run_config(env)
-        if cfg is None:
-            return dg.SkipReason(
-                f"set {STAGING_DATABASE_ENV} and {STAGING_SCHEMAS_ENV} to refresh a staging copy"
-            )
-        return dg.RunRequest(
-            run_key=f"staging-{stamp()}", run_config=cfg, tags={"restore-assets/scheduled": "true"}
-        )
-
     return stopped_schedule(
         "staging_refresh_schedule",
+        "staging",
         staging_refresh,
         cron,
         env,
         STAGING_CRON_ENV,
         DEFAULT_STAGING_CRON,
-        request,
+        staging_run_config,
+        f"set {STAGING_DATABASE_ENV} and {STAGING_SCHEMAS_ENV} to refresh a staging copy",
     )
 
 
