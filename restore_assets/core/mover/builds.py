@@ -13,6 +13,7 @@ with the attachments, in dump order. Each statement keeps the settings in force 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from pglast import parser
@@ -58,14 +59,8 @@ def split_foreign_keys(
     settings are left), and those keys; a key onto the table itself stays, after its own keys."""
     own: list[str] = []
     keys: list[ForeignKeyBuild] = []
-    settings: list[str] = []
     work = False
-    for statement in statements:
-        kind, node = _stmt(statement)
-        if kind and is_setting(statement):
-            settings.append(statement)
-            own.append(statement)
-            continue
+    for statement, kind, node, settings in _with_settings(statements, own):
         cmds = node.get("cmds") or [] if kind == "AlterTableStmt" else []
         con = cmds[0].get("AlterTableCmd", {}).get("def", {}).get("Constraint", {}) if cmds else {}
         ref = con.get("pktable") or {}
@@ -76,6 +71,21 @@ def split_foreign_keys(
         own.append(statement)
         work = True
     return (own if work else []), keys
+
+
+def _with_settings(
+    statements: list[str], kept: list[str]
+) -> Iterator[tuple[str, str, dict, list[str]]]:
+    """Each statement but the settings, with its node kind, node and the settings in force for it
+    (dump order); the settings are appended to `kept` as they come (they run there too)."""
+    settings: list[str] = []
+    for statement in statements:
+        kind, node = _stmt(statement)
+        if kind and is_setting(statement):
+            settings.append(statement)
+            kept.append(statement)
+            continue
+        yield statement, kind, node, settings
 
 
 def _stmt(statement: str) -> tuple[str, dict]:
@@ -151,14 +161,8 @@ def plan_builds(statements: list[str], schema: str) -> TableBuilds:
     """Cut one table's builds (settings interleaved, dump order) into parallel index builds and a
     final transaction; derived statements must pass the guard for `schema`, else the original runs."""
     plan = TableBuilds()
-    settings: list[str] = []
     final_work = False
-    for statement in statements:
-        kind, node = _stmt(statement)
-        if kind and is_setting(statement):
-            settings.append(statement)
-            plan.final.append(statement)
-            continue
+    for statement, kind, node, settings in _with_settings(statements, plan.final):
         if kind == "IndexStmt":
             plan.indexes.append(IndexBuild(node.get("idxname", ""), [*settings, statement]))
             continue
