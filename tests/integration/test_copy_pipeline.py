@@ -18,7 +18,7 @@ from restore_assets.core.ddl.parallel import (
     per_table_builds,
 )
 from restore_assets.core.errors import CopyError
-from restore_assets.core.mover import copy_schema, mover
+from restore_assets.core.mover import copy_schema, table_copy
 from restore_assets.core.mover.mover import TablePost
 
 pytestmark = pytest.mark.integration
@@ -282,7 +282,7 @@ def test_partitioned_table_keys_deferred_and_attached(pg: Cluster) -> None:
 def test_side_by_side_builds_and_frozen_copies_give_the_source_back(
     pg: Cluster, source: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(mover, "FREEZE_BYTES", 0)
+    monkeypatch.setattr(table_copy, "FREEZE_BYTES", 0)
     target = _db(pg, "pipeline_target_side")
     try:
         # every table's keys and indexes cut into builds side by side, every table copied whole
@@ -308,7 +308,7 @@ def test_side_by_side_builds_and_frozen_copies_give_the_source_back(
 def test_a_target_table_holding_rows_is_not_truncated(
     pg: Cluster, source: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(mover, "FREEZE_BYTES", 0)
+    monkeypatch.setattr(table_copy, "FREEZE_BYTES", 0)
     target = _db(pg, "pipeline_target_rows")
     try:
         bundle = ddl.extract(source, ["shop"], "rows")

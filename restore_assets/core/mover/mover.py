@@ -18,11 +18,9 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 
 import psycopg
 from psycopg import sql
@@ -30,318 +28,30 @@ from psycopg.errors import Error as PsycopgError
 
 from restore_assets.core.ddl.apply import apply
 from restore_assets.core.errors import CopyError, server_message
-from restore_assets.core.mover.builds import (
-    ForeignKeyBuild,
-    TableBuilds,
-    plan_builds,
-    split_foreign_keys,
-)
+from restore_assets.core.mover.builds import ForeignKeyBuild
+from restore_assets.core.mover.model import CopyReport, TableCopy, TablePost
 from restore_assets.core.mover.plan import TablePlan, plan_schema
+from restore_assets.core.mover.schedule import (
+    PARALLEL_BUILD_BYTES,
+    SPLIT_BYTES,
+    _Building,
+    _index_costs,
+    _Item,
+    _relation_blocks,
+    _table_builds,
+    _work_items,
+)
+from restore_assets.core.mover.table_copy import (
+    _TARGET_SETTINGS,
+    _configure,
+    _copy_table,
+    _durable,
+    _Stopped,
+)
+
+__all__ = ["CopyReport", "TableCopy", "TablePost", "copy_schema"]
 
 log = logging.getLogger(__name__)
-
-# Bytes gathered from the source before one write to the target.
-CHUNK_BYTES = 256 * 1024
-
-# Tables larger than this are copied as block ranges in parallel (at most `workers` ranges).
-SPLIT_BYTES = 128 * 1024 * 1024
-
-# A table is cut into ranges only when larger than this many times its even share of the schema.
-STRAGGLER = 1.5
-
-# Tables at least this large are loaded with COPY FREEZE (smaller: not worth the extra TRUNCATE).
-FREEZE_BYTES = 8 * 1024 * 1024
-
-# Tables at least this large get their index builds side by side; a smaller table's builds run in
-# one transaction (one round trip: many small tables are not slowed by it).
-PARALLEL_BUILD_BYTES = 32 * 1024 * 1024
-
-# Session settings that make text COPY output parse identically on the other side, and make row
-# level security raise an error instead of silently leaving rows out.
-_SESSION_SETTINGS = {
-    "row_security": "off",
-    "client_encoding": "UTF8",
-    "DateStyle": "ISO, YMD",
-    "IntervalStyle": "postgres",
-    "TimeZone": "UTC",
-    "extra_float_digits": "3",
-    "bytea_output": "hex",
-    "statement_timeout": "0",
-    "lock_timeout": "0",
-    "idle_in_transaction_session_timeout": "0",
-}
-
-# Target sessions only. Safe: copy_schema ends with a synchronous commit (see _durable).
-_TARGET_SETTINGS = {"synchronous_commit": "off"}
-
-
-@dataclass
-class TableCopy:
-    """What was copied for one table."""
-
-    schema: str
-    table: str
-    target_schema: str
-    rows: int
-    bytes: int
-    seconds: float
-    format: str  # 'binary' | 'text'
-    parts: int = 1  # block ranges copied in parallel
-    post_statements: int = 0  # index/constraint builds run right after the copy
-    post_seconds: float = 0.0  # their time plus VACUUM ANALYZE
-    frozen: bool = False  # loaded with COPY FREEZE into the table truncated in its transaction
-
-
-@dataclass
-class TablePost:
-    """The post builds of each table, run by the mover as soon as that table is copied."""
-
-    statements: dict[str, list[str]]  # table name (in the target schema) -> statements
-    prefix: list[str] = field(default_factory=list)  # session settings before each batch
-    lock_timeout: str = "5s"
-    vacuum: bool = True  # VACUUM (ANALYZE) each table after its builds
-
-
-@dataclass
-class CopyReport:
-    """The outcome of copying one schema."""
-
-    tables: list[TableCopy] = field(default_factory=list)
-    seconds: float = 0.0
-    errors: list[str] = field(default_factory=list)
-    post_applied: list[str] = field(default_factory=list)  # post statements the mover ran
-    analyzed: list[str] = field(default_factory=list)  # tables it vacuumed and analyzed
-
-    @property
-    def total_rows(self) -> int:
-        """Rows copied over all tables."""
-        return sum(t.rows for t in self.tables)
-
-    @property
-    def total_bytes(self) -> int:
-        """COPY stream bytes moved over all tables."""
-        return sum(t.bytes for t in self.tables)
-
-    @property
-    def table_count(self) -> int:
-        """Number of tables copied."""
-        return len(self.tables)
-
-    def to_dict(self) -> dict:
-        """A JSON-ready dictionary (for audit records and op metadata)."""
-        return {
-            "tables": [asdict(t) for t in self.tables],
-            "seconds": self.seconds,
-            "errors": list(self.errors),
-            "post_applied": len(self.post_applied),
-            "analyzed": len(self.analyzed),
-            "total_rows": self.total_rows,
-            "total_bytes": self.total_bytes,
-            "table_count": self.table_count,
-        }
-
-
-class _Stopped(Exception):
-    """Raised inside a worker when another worker failed or the caller cancelled."""
-
-
-def _configure(conn: psycopg.Connection, extra: dict[str, str] | None = None) -> None:
-    for name, value in {**_SESSION_SETTINGS, **(extra or {})}.items():
-        conn.execute("SELECT set_config(%s, %s, false)", (name, value))
-
-
-def _durable(target_dsn: str) -> None:
-    """Commit one transaction that holds an xid, synchronously: the WAL of every earlier
-    asynchronous commit of the mover is flushed with it."""
-    with psycopg.connect(target_dsn) as conn:
-        conn.execute("SELECT pg_catalog.txid_current()")
-
-
-def _truncate_if_empty(cur: psycopg.Cursor, plan: TablePlan) -> bool:
-    """TRUNCATE the target table inside the copy's transaction (so COPY may FREEZE) when that can
-    lose nothing: locked, provably empty, referenced by no foreign key. True when it did."""
-    name = sql.Identifier(plan.target_schema, plan.table)
-    cur.execute(sql.SQL("LOCK TABLE ONLY {} IN ACCESS EXCLUSIVE MODE").format(name))
-    cur.execute(
-        sql.SQL(
-            "SELECT NOT EXISTS (SELECT FROM ONLY {})"
-            " AND NOT EXISTS (SELECT FROM pg_catalog.pg_constraint WHERE confrelid = %s::regclass)"
-            " AND pg_catalog.has_table_privilege(%s::regclass, 'TRUNCATE')"
-        ).format(name),
-        (name.as_string(cur), name.as_string(cur)),
-    )
-    row = cur.fetchone()
-    if not (row and row[0]):
-        return False
-    cur.execute(sql.SQL("TRUNCATE ONLY {}").format(name))
-    return True
-
-
-def _block_filter(blocks: tuple[int, int | None] | None) -> sql.Composable:
-    """A WHERE clause selecting the rows of a block range (a TID range scan), or nothing."""
-    if blocks is None:
-        return sql.SQL("")
-    first, end = blocks
-    clause = sql.SQL(" WHERE ctid >= {}::tid").format(sql.Literal(f"({first},0)"))
-    if end is not None:
-        clause += sql.SQL(" AND ctid < {}::tid").format(sql.Literal(f"({end},0)"))
-    return clause
-
-
-def _copy_table(
-    src: psycopg.Connection,
-    tgt: psycopg.Connection,
-    plan: TablePlan,
-    should_stop: Callable[[], bool],
-    blocks: tuple[int, int | None] | None = None,
-    freeze: bool = False,
-) -> TableCopy:
-    """Stream one table (or one block range of it) from src to tgt inside one target transaction;
-    with `freeze`, a whole table is loaded frozen when _truncate_if_empty allows it."""
-    cols = sql.SQL(", ").join(sql.Identifier(c) for c in plan.columns)
-    fmt = sql.SQL("binary" if plan.format == "binary" else "text")
-    src_name = sql.Identifier(plan.schema, plan.table)
-    tgt_name = sql.Identifier(plan.target_schema, plan.table)
-    where = _block_filter(blocks)
-    if plan.columns:
-        copy_out = sql.SQL("COPY (SELECT {} FROM ONLY {}{}) TO STDOUT (FORMAT {})").format(
-            cols, src_name, where, fmt
-        )
-        into: sql.Composable = sql.SQL("{} ({})").format(tgt_name, cols)
-    else:
-        copy_out = sql.SQL("COPY (SELECT FROM ONLY {}{}) TO STDOUT (FORMAT {})").format(
-            src_name, where, fmt
-        )
-        into = tgt_name
-
-    started = time.monotonic()
-    nbytes = 0
-    with tgt.transaction(), tgt.cursor() as tcur, src.cursor() as scur:
-        frozen = (
-            freeze
-            and blocks is None
-            and plan.size_bytes >= FREEZE_BYTES
-            and _truncate_if_empty(tcur, plan)
-        )
-        copy_in = sql.SQL("COPY {} FROM STDIN (FORMAT {}{})").format(
-            into, fmt, sql.SQL(", FREEZE") if frozen else sql.SQL("")
-        )
-        # Open the target side first: a missing or mismatched target table fails before any
-        # data is read from the source.
-        with tcur.copy(copy_in) as cin, scur.copy(copy_out) as cout:
-            buf = bytearray()
-            for data in cout:
-                buf += data
-                if len(buf) >= CHUNK_BYTES:
-                    if should_stop():
-                        raise _Stopped()
-                    cin.write(buf)
-                    nbytes += len(buf)
-                    buf = bytearray()
-            if buf:
-                cin.write(buf)
-                nbytes += len(buf)
-        rows = tcur.rowcount
-    return TableCopy(
-        schema=plan.schema,
-        table=plan.table,
-        target_schema=plan.target_schema,
-        rows=max(rows, 0),
-        bytes=nbytes,
-        seconds=round(time.monotonic() - started, 6),
-        format=plan.format,
-        frozen=frozen,
-    )
-
-
-@dataclass
-class _Item:
-    """One unit of work: a whole table, or one block range of a split table."""
-
-    plan: TablePlan
-    blocks: tuple[int, int | None] | None = None
-
-
-def _work_items(
-    plans: list[TablePlan], blocks: dict[str, int], workers: int, split_bytes: int
-) -> list[_Item]:
-    """Whole tables, and block ranges (up to `workers`) of a table that would hold the copy up.
-
-    A table is cut only when it is larger than split_bytes and than STRAGGLER times its even share
-    of the schema (the total over the workers): copied whole, it is loaded frozen, so tables of
-    comparable sizes are each copied whole, side by side, as pgcopydb does.
-    """
-    share = sum(p.size_bytes for p in plans) / workers
-    items: list[_Item] = []
-    for plan in plans:
-        nblocks = blocks.get(plan.table, 0)
-        limit = max(split_bytes, share)
-        parts = 1
-        if split_bytes > 0 and plan.size_bytes > max(split_bytes, STRAGGLER * share):
-            parts = min(workers, math.ceil(plan.size_bytes / limit), nblocks)
-        if parts <= 1:
-            items.append(_Item(plan))
-            continue
-        step = math.ceil(nblocks / parts)
-        for i in range(parts):
-            # the last range is open-ended: nothing past the block count at plan time is missed
-            end = None if i == parts - 1 else (i + 1) * step
-            items.append(_Item(plan, (i * step, end)))
-    return items
-
-
-# How much longer than a btree an index of the same size takes to build, by access method.
-_BUILD_WEIGHT = {"gin": 8, "gist": 8, "spgist": 4}
-
-
-def _index_costs(conn: psycopg.Connection, schema: str) -> dict[tuple[str, str], int]:
-    """(table, index) -> the index's size on the source, weighted by how slow its kind is to build
-    (a restored index keeps its name): the order of the builds, nothing else."""
-    rows = conn.execute(
-        "SELECT t.relname, i.relname, pg_catalog.pg_relation_size(i.oid)"
-        " * CASE a.amname WHEN 'gin' THEN %s WHEN 'gist' THEN %s WHEN 'spgist' THEN %s ELSE 1 END"
-        " FROM pg_catalog.pg_index x JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid"
-        " JOIN pg_catalog.pg_am a ON a.oid = i.relam"
-        " JOIN pg_catalog.pg_class t ON t.oid = x.indrelid"
-        " JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace WHERE n.nspname = %s",
-        (_BUILD_WEIGHT["gin"], _BUILD_WEIGHT["gist"], _BUILD_WEIGHT["spgist"], schema),
-    ).fetchall()
-    return {(table, index): int(size) for table, index, size in rows}
-
-
-def _relation_blocks(conn: psycopg.Connection, schema: str, tables: list[str]) -> dict[str, int]:
-    rows = conn.execute(
-        "SELECT c.relname, (pg_catalog.pg_relation_size(c.oid)"
-        " / pg_catalog.current_setting('block_size')::int)::bigint"
-        " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE n.nspname = %s AND c.relname = ANY(%s)",
-        (schema, tables),
-    ).fetchall()
-    return {name: int(n) for name, n in rows}
-
-
-def _table_builds(plan: TablePlan, statements: list[str], parallel_bytes: int) -> TableBuilds:
-    """A large table's builds cut to run side by side; a small table's in one transaction; its
-    foreign keys onto tables of the schema apart."""
-    own, foreign_keys = split_foreign_keys(statements, plan.target_schema, plan.table)
-    if own and plan.size_bytes >= parallel_bytes > 0:
-        builds = plan_builds(own, plan.target_schema)
-    else:
-        builds = TableBuilds(final=own)
-    builds.foreign_keys = foreign_keys
-    return builds
-
-
-@dataclass
-class _Building:
-    """A copied table whose builds are under way."""
-
-    plan: TablePlan
-    done: TableCopy
-    builds: TableBuilds
-    statements: list[str]
-    started: float
-    open_indexes: int = 0
 
 
 def copy_schema(
