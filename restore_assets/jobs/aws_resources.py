@@ -18,9 +18,14 @@ from pydantic import Field
 
 from restore_assets.backends.aws.clients import SERVICES, AwsClients, aws_client
 from restore_assets.backends.aws.config import AwsConfig
-from restore_assets.backends.aws.ecs import EcsTaskLauncher, TaskFailed, TaskRun, run_task_params
+from restore_assets.backends.aws.ecs import (
+    EcsTaskLauncher,
+    TaskCall,
+    TaskFailed,
+    TaskRun,
+    run_task_params,
+)
 from restore_assets.backends.aws.ecs_tasks import RecordingEcs, stop_restore_tasks
-from restore_assets.backends.protocols import RecordResource
 
 
 class AwsServiceResource(ResourceWithBoto3Configuration):
@@ -90,23 +95,16 @@ class PipesEcsLauncher:
             )
         return self._logs_client
 
-    def run(
-        self,
-        command: list[str],
-        environment: dict[str, str],
-        *,
-        restore_id: str,
-        timeout: float,
-        record: RecordResource | None = None,
-    ) -> TaskRun:
+    def run(self, call: TaskCall) -> TaskRun:
         """Run the task through Pipes, bounded by timeout; TaskFailed on a non-zero exit code."""
-        ecs = RecordingEcs(self.client, record, self.cfg.ecs_cluster, restore_id)
+        command, restore_id, timeout = call.command, call.restore_id, call.timeout
+        ecs = RecordingEcs(self.client, call.record, self.cfg.ecs_cluster, restore_id)
         pipes = PipesECSClient(
             client=ecs,  # type: ignore[arg-type]
             message_reader=PipesCloudWatchMessageReader(client=self.logs_client),
             forward_termination=True,
         )
-        params = run_task_params(self.cfg, command, environment, restore_id)
+        params = run_task_params(self.cfg, command, call.environment, restore_id)
         try:
             invocation = pipes.run(
                 context=self.context,

@@ -39,18 +39,21 @@ class TaskRun:
     metadata: dict[str, Any] | None = None
 
 
+@dataclass(frozen=True)
+class TaskCall:
+    """One run of the pg tools container: command, environment, restore, time limit, recorder."""
+
+    command: list[str]
+    environment: dict[str, str]
+    restore_id: str
+    timeout: float
+    record: RecordResource | None = None  # records the task so cleanup can stop it
+
+
 class TaskLauncher(Protocol):
     """Runs the pg tools container with a command and environment; raises TaskFailed unless it exits 0."""
 
-    def run(
-        self,
-        command: list[str],
-        environment: dict[str, str],
-        *,
-        restore_id: str,
-        timeout: float,
-        record: RecordResource | None = None,
-    ) -> TaskRun:
+    def run(self, call: TaskCall) -> TaskRun:
         """Run one task to completion within the time limit."""
         ...
 
@@ -169,18 +172,10 @@ class EcsTaskLauncher:
         code = check_stopped_task(tasks[0], self.cfg.ecs_container_name)
         return TaskRun(task_arn, code)
 
-    def run(
-        self,
-        command: list[str],
-        environment: dict[str, str],
-        *,
-        restore_id: str,
-        timeout: float,
-        record: RecordResource | None = None,
-    ) -> TaskRun:
+    def run(self, call: TaskCall) -> TaskRun:
         """submit + wait."""
-        arn = self.submit(command, environment, restore_id, record)
-        return self.wait(arn, timeout)
+        arn = self.submit(call.command, call.environment, call.restore_id, call.record)
+        return self.wait(arn, call.timeout)
 
 
 def stop_task(client: Any, task_arn: str, details: dict[str, Any]) -> None:

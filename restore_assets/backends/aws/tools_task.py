@@ -20,7 +20,7 @@ import psycopg
 
 from restore_assets.backends.aws.artifacts import S3Artifacts
 from restore_assets.backends.aws.config import AwsConfig, temp_secret_name
-from restore_assets.backends.aws.ecs import TaskFailed, TaskLauncher
+from restore_assets.backends.aws.ecs import TaskCall, TaskFailed, TaskLauncher
 from restore_assets.backends.aws.secrets import redact
 from restore_assets.backends.protocols import RecordResource
 from restore_assets.core.errors import CopyError, DdlError, RestoreError
@@ -80,9 +80,7 @@ class RemoteTasks:
         env = task_environment(self.cfg, rid)
         log.info("restore %s: running the pg tools task (%s)", rid, mode)
         try:
-            self.launcher.run(
-                command, env, restore_id=rid, timeout=self.cfg.waiter_timeout_s, record=self.record
-            )
+            self.launcher.run(TaskCall(command, env, rid, self.cfg.waiter_timeout_s, self.record))
         except TaskFailed as exc:
             cause = self._result_error(result_name)
             raise error(redact(f"{mode} task failed: {cause or exc}")) from None
