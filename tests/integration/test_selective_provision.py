@@ -75,6 +75,9 @@ def _writer(fleet: LocalFleet, stop: threading.Event, count: list[int]) -> None:
         )
         execute(tenant, "INSERT INTO t2.items (label) VALUES (%s)", (f"w{i}",))
         execute(tenant, "UPDATE t1.items SET label = label || '+' WHERE id = %s", (i % 20 + 1,))
+        # the other schema of the same database (zero-filled when t1 alone is restored)
+        execute(tenant, "UPDATE t3.bulk SET v = md5(v) WHERE id %% 40 = %s", (i % 40,))
+        execute(tenant, "INSERT INTO t3.bulk (v) SELECT md5(g::text) FROM generate_series(1, 50) g")
         count[0] = i
 
 
@@ -99,6 +102,26 @@ def scene() -> Iterator[Scene]:
                 tenant,
                 f"INSERT INTO {schema}.items (label) SELECT 'seed' || g FROM generate_series(1, 500) g",
             )
+        # t3: another tenant of the same database, with a TOASTed column, an index, a table
+        # rewritten and one truncated after the snapshot, and one never touched again
+        execute(tenant, "CREATE SCHEMA t3")
+        execute(
+            tenant,
+            "CREATE TABLE t3.bulk (id serial PRIMARY KEY, v text NOT NULL, doc text)",
+        )
+        execute(
+            tenant,
+            "INSERT INTO t3.bulk (v, doc) SELECT md5(g::text), CASE WHEN g %% 100 = 0 THEN"
+            " (SELECT string_agg(md5((g * 1000 + k)::text), '') FROM generate_series(1, 200) k)"
+            " END FROM generate_series(1, 30000) g",
+        )
+        execute(tenant, "CREATE INDEX ON t3.bulk (v)")
+        for name in ("cold", "rw", "tr"):
+            execute(
+                tenant,
+                f"CREATE TABLE t3.{name} AS SELECT g AS id, md5(g::text) AS v"
+                " FROM generate_series(1, 20000) g",
+            )
         execute(other, "CREATE TABLE big (id serial PRIMARY KEY, payload text NOT NULL)")
         execute(
             other,
@@ -118,6 +141,14 @@ def scene() -> Iterator[Scene]:
             # all-visible marks: WAL records that carry no image of the heap page (replay finds
             # a zero-filled page it cannot apply them to)
             execute(other, "VACUUM vac")
+            # the other schema: a VACUUM, a rewrite, a TRUNCATE, a new table
+            execute(tenant, "VACUUM t3.bulk")
+            execute(tenant, "ALTER TABLE t3.rw ALTER COLUMN id SET DATA TYPE bigint")
+            execute(tenant, "TRUNCATE t3.tr")
+            execute(tenant, "INSERT INTO t3.tr SELECT g, 'again' FROM generate_series(1, 10) g")
+            execute(
+                tenant, "CREATE TABLE t3.after_snap AS SELECT g AS id FROM generate_series(1, 77) g"
+            )
             execute(
                 tenant,
                 "CREATE TABLE t1.after_snap AS SELECT g AS id FROM generate_series(1, 300) g",
@@ -306,7 +337,8 @@ def test_plan_and_audit_name_the_path(scene: Scene):
     request = {"database": TENANT_DB, "schemas": ["t1"], "restore_time": scene.t.isoformat()}
     config = {"root": str(fleet.root)}
     planned = plan_schema_restore(request, config)["would_create"][0]["provisioning"]
-    assert planned == {"mode": "selective", "zero_filled_databases": [OTHER_DB]}
+    assert planned["path"] == "schemas" and planned["zero_filled_databases"] == [OTHER_DB]
+    assert planned["zero_filled_schemas"] == 2  # t2 and t3
     forced = plan_schema_restore({**request, "full_provision": True}, config)
     assert forced["would_create"][0]["provisioning"]["mode"] == "full"
     out = run_schema_restore({**request, "suffix": "audited"}, config, compare=False)
@@ -315,7 +347,96 @@ def test_plan_and_audit_name_the_path(scene: Scene):
     prov = next(p for p in rec["phases"] if p["phase"] == "provision")["metadata"]
     path = prov["details"]["provisioning"]
     assert path["mode"] == "selective" and path["zero_filled_databases"] == [OTHER_DB]
+    assert path["path"] == "schemas" and path["zero_filled_relations"] > 0
     assert path["bytes_copied"] > 0 and path["bytes_zero_filled"] > 0
     assert rec["inputs"]["full_provision"] is False
     restored = table_sums(fleet.production_dsn(TENANT_DB))
     assert restored["t1_audited.items"][0] == restored["t1.items"][0] - 1  # all but 'after-t'
+
+
+def _dump(dsn: str, schema: str) -> str:
+    """pg_dump --schema of the temporary instance (as the tool runs it), without its header."""
+    from restore_assets.backends.local import pg
+
+    out = pg.run_server_cmd(
+        [pg.pg_bin("pg_dump"), "--schema", schema, "--no-owner", "-d", dsn]
+    ).stdout
+    # comments and pg_dump's random \restrict key differ between two runs
+    keep = (line for line in out.splitlines() if not line.startswith(("--", "\\restrict", "\\unr")))
+    return "\n".join(keep)
+
+
+def test_schema_path_equals_full_pitr_at_t(scene: Scene):
+    """Restoring t1 alone: t2's and t3's relations in tenantdb are zero-filled too; t1 at T is the
+    same as from a full copy, and pg_dump of t1 reads nothing zero-filled."""
+    fleet = scene.fleet
+    target = RestoreTarget(restore_time=scene.t)
+    sel = fleet.provision("sch-eq", target, databases=[TENANT_DB], schemas=["t1"])
+    try:
+        full = fleet.provision("sch-full", target)
+        try:
+            prov = sel.details["provisioning"]
+            assert prov["path"] == "schemas", prov
+            assert prov["zero_filled_schemas"] == 2 and prov["zero_filled_relations"] >= 8
+            assert full.details["provisioning"]["path"] == "full"
+            sums = table_sums(fleet.temp_dsn(full, TENANT_DB))
+            t1 = {k: v for k, v in sums.items() if k.startswith("t1.")}
+            sel_dsn = fleet.temp_dsn(sel, TENANT_DB)
+            for name, expected in t1.items():
+                schema, table = name.split(".")
+                got = execute(
+                    sel_dsn,
+                    f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text),"
+                    f' \'\')) FROM "{schema}"."{table}" t',
+                )[0]
+                assert tuple(got) == expected, name
+            assert t1["t1.after_snap"][0] == 300
+            assert _dump(sel_dsn, "t1") == _dump(fleet.temp_dsn(full, TENANT_DB), "t1")
+            # replay met zero-filled pages of t3 only (its VACUUM), never of t1
+            filenodes = dict(
+                execute(
+                    fleet.temp_dsn(full, TENANT_DB),
+                    "SELECT c.relname, c.relfilenode::int FROM pg_class c"
+                    " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 't1'",
+                )
+            )
+            log = Path(sel.details["log"]).read_text()
+            for f in filenodes.values():
+                assert f"of relation base/{scene.tenant_oid}/{f} " not in log
+            # the untouched table of t3 is a hole of its full size; t3.rw was rewritten after the
+            # snapshot (its new file is built by replay), t3.after_snap created after it
+            snap_cold = _snapshot_filenode(fleet, "t3", "cold")
+            data = Path(sel.details["dir"]) / "data" / "base" / str(scene.tenant_oid)
+            f = data / str(snap_cold)
+            assert f.stat().st_size > 0 and f.stat().st_blocks == 0
+            assert sums["t3.rw"][0] == 20000 and sums["t3.tr"][0] == 10
+            assert sums["t3.after_snap"][0] == 77
+        finally:
+            fleet.delete_temp("sch-full")
+    finally:
+        fleet.delete_temp("sch-eq")
+    assert postmasters_under(fleet.temp_root) == []
+
+
+def _snapshot_filenode(fleet: LocalFleet, schema: str, table: str) -> int:
+    """The relfilenode a table had at the snapshot (from its relation map)."""
+    snap = fleet.snapshots()[0]
+    relmap = json.loads((fleet.backup_dir / f"{snap.id}.relmap.json").read_text())
+    for db in relmap.values():
+        for f, (owner, kind, name) in db["relations"].items():
+            if owner == schema and kind == "r" and name == f"{schema}.{table}":
+                return int(f)
+    raise AssertionError(f"{schema}.{table} not in the relation map")
+
+
+def test_snapshot_records_the_relation_map(scene: Scene):
+    snap = scene.fleet.snapshots()[0]
+    path = scene.fleet.backup_dir / f"{snap.id}.relmap.json"
+    assert path.stat().st_mode & 0o777 == 0o600
+    db = json.loads(path.read_text())[str(scene.tenant_oid)]
+    owners = {tuple(v) for v in db["relations"].values()}
+    assert ("t3", "r", "t3.bulk") in owners and ("t3", "i", "t3.bulk_v_idx") in owners
+    assert ("t1", "S", "t1.items_id_seq") in owners
+    # bulk's TOAST table and its index belong to t3
+    assert sum(1 for s, k, n in owners if s == "t3" and n.startswith("pg_toast.")) >= 2
+    assert db["depends"] == {}

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from restore_assets.backends.local import selective
+from restore_assets.backends.local.pgbackrest import check_invalid_pages
+from restore_assets.core.errors import FleetError
 from tests.conftest import scratch_dir
 
 
@@ -100,3 +102,60 @@ def test_full_provision_flag_reaches_the_request():
     )
     assert default.full_provision is False and forced.full_provision is True
     assert forced.to_dict()["full_provision"] is True  # the audit record's inputs say so
+
+
+RELMAP = {
+    "16384": {
+        "relations": {
+            "1259": ["pg_catalog", "r", "pg_catalog.pg_class"],
+            "16400": ["t1", "r", "t1.items"],
+            "16401": ["t1", "i", "t1.items_pkey"],
+            "16402": ["t2", "r", "t2.items"],
+            "16403": ["t2", "t", "pg_toast.pg_toast_16402"],
+            "16404": ["t3", "r", "t3.bulk"],
+            "16405": ["pg_catalog", "r", "pg_catalog.pg_class"],  # a catalog after VACUUM FULL
+        },
+        "depends": {"t4": ["t2"]},
+    }
+}
+
+
+def test_schemas_zero_fill_other_schemas_relations(tmp_path: Path):
+    snap, meta = snapshot(tmp_path, [1, 4, 5, 16384, 16385], MAP)
+    relmap = tmp_path / "snap.relmap.json"
+    relmap.write_text(json.dumps(RELMAP))
+    d = selective.decide(snap, meta, ["tenant"], "on", ["t1"], relmap)
+    assert d.path == "schemas" and d.zero_files == {16384: {16402, 16403, 16404}}
+    assert d.to_dict()["zero_filled_schemas"] == 2 and d.to_dict()["zero_filled_relations"] == 3
+    # a schema depending on another schema: the whole database is copied
+    d = selective.decide(snap, meta, ["tenant"], "on", ["t4"], relmap)
+    assert d.path == "databases" and "depend on schema(s) t2" in d.schema_reason
+    # no relation map (an older snapshot): database level
+    relmap.unlink()
+    d = selective.decide(snap, meta, ["tenant"], "on", ["t1"], relmap)
+    assert d.path == "databases" and "no relation map" in d.to_dict()["schemas_copied_because"]
+
+
+def test_copy_zero_fills_other_schemas_forks_but_not_init_forks(shared_tmp: Path):
+    snap, _meta = snapshot(shared_tmp, [16384], MAP)
+    d = snap / "base" / "16384"
+    for name in ("16402_fsm", "16402_vm", "16402.1", "16402_init", "16400_vm", "pg_filenode.map"):
+        (d / name).write_bytes(b"\x03" * 8192)
+    dst = shared_tmp / "copy"
+    counts = selective.copy_snapshot(snap, dst, set(), {16384: {16402, 16400}})
+    out = dst / "base" / "16384"
+    for name in ("16400", "16402_fsm", "16402_vm", "16402.1", "16400_vm"):
+        assert (out / name).stat().st_blocks == 0 and (out / name).stat().st_size > 0, name
+    for name in ("16402_init", "pg_filenode.map", "PG_VERSION"):
+        assert (out / name).read_bytes() == (d / name).read_bytes(), name
+    assert counts["files_zero_filled"] == 5
+
+
+def test_invalid_page_of_a_kept_relation_fails(tmp_path: Path):
+    log = tmp_path / "log"
+    ok = "WARNING:  page 3 of relation base/16384/16402 is uninitialized\n"
+    log.write_text(ok + "WARNING:  page 0 of relation base/16385/1 does not exist\n")
+    check_invalid_pages(log, {16385}, {16384: {16402}})
+    log.write_text(ok + "WARNING:  page 1 of relation base/16384/16400 is uninitialized\n")
+    with pytest.raises(FleetError, match="16400"):
+        check_invalid_pages(log, {16385}, {16384: {16402}})

@@ -115,10 +115,13 @@ class BaseBackupSource(FleetSource):
         keep = self.cfg.mode == "adopted"
         self.fleet.manifest.record(target, keep=keep)
         self.fleet.manifest.record(backups / f"{snap_id}.json", keep=keep)
+        self.fleet.manifest.record(self._relmap_file(snap_id), keep=keep)
         started = datetime.now(UTC)
         dsn = self.fleet.production_dsn()
         # which oid is which database, for selective provisioning (before and after the backup)
         dbmap_before = selective.database_map(dsn)
+        # and which relation file is which schema's, per database (the same, before and after)
+        relmap_before = selective.relation_map(self.fleet.production_dsn, dbmap_before["databases"])
         env = password_env(dsn) if self.cfg.mode == "adopted" else {}
         try:
             pg.run_server_cmd(
@@ -151,8 +154,16 @@ class BaseBackupSource(FleetSource):
         }
         meta["size_bytes"] = dir_size(target)
         meta.update(selective.stable_map(dbmap_before, selective.database_map(dsn)))
+        relmap_after = selective.relation_map(self.fleet.production_dsn, meta["databases"])
+        selective.write_relation_map(
+            self._relmap_file(snap_id), selective.stable_relations(relmap_before, relmap_after)
+        )
         (backups / f"{snap_id}.json").write_text(json.dumps(meta))
         return self._from_sidecar(target)
+
+    def _relmap_file(self, snap_id: str) -> Path:
+        """The snapshot's relation map (relfilenode -> schema, per database), beside it."""
+        return self.backup_dir / f"{snap_id}.relmap.json"
 
     def _label_times(self, texts: list[str]) -> list[dict[str, datetime]]:
         """START/STOP TIME of backup labels or history files, read back by the production server.
@@ -241,6 +252,8 @@ class BaseBackupSource(FleetSource):
         meta = self.backup_dir / f"{snap.id}.json"
         if self.fleet.manifest.owns(meta):
             self.fleet.manifest.remove(meta)
+        if self.fleet.manifest.owns(self._relmap_file(snap.id)):
+            self.fleet.manifest.remove(self._relmap_file(snap.id))
 
     # ------------------------------------------------------------------ archived WAL
     def is_archived(self, segment: str, last_archived_wal: str | None) -> bool:
@@ -255,17 +268,29 @@ class BaseBackupSource(FleetSource):
 
     # ------------------------------------------------------------------ temporary instances
     def _decide(
-        self, base: Snapshot, databases: list[str] | None, fpw: str | None
+        self,
+        base: Snapshot,
+        databases: list[str] | None,
+        fpw: str | None,
+        schemas: list[str] | None = None,
     ) -> selective.Decision:
         src = self.backup_dir / base.id
-        return selective.decide(src, self.backup_dir / f"{base.id}.json", databases, fpw)
+        meta, relmap = self.backup_dir / f"{base.id}.json", self._relmap_file(base.id)
+        return selective.decide(src, meta, databases, fpw, schemas, relmap)
 
-    def plan_provisioning(self, base: Snapshot, databases: list[str] | None) -> dict[str, Any]:
-        """Selective or full copy of the snapshot, and why."""
-        return self._decide(base, databases, None).to_dict()
+    def plan_provisioning(
+        self, base: Snapshot, databases: list[str] | None, schemas: list[str] | None = None
+    ) -> dict[str, Any]:
+        """Selective (other schemas, other databases) or full copy of the snapshot, and why."""
+        return self._decide(base, databases, None, schemas).to_dict()
 
     def materialize(
-        self, cluster: pg.Cluster, base: Snapshot, target: RestoreTarget, databases: Databases
+        self,
+        cluster: pg.Cluster,
+        base: Snapshot,
+        target: RestoreTarget,
+        databases: Databases,
+        schemas: list[str] | None = None,
     ) -> Materialized:
         """Copy a plain snapshot into the data directory: selectively when it can, else in full."""
         src = self.backup_dir / base.id
@@ -275,10 +300,12 @@ class BaseBackupSource(FleetSource):
                 fpw = selective.database_map(self.fleet.production_dsn())["full_page_writes"]
             except psycopg.Error:
                 fpw = None  # production down: the snapshot's record decides
-        decision = self._decide(base, databases, fpw)
+        decision = self._decide(base, databases, fpw, schemas)
         t0 = time.monotonic()
         if decision.mode == "selective":
-            counts = selective.copy_snapshot(src, cluster.datadir, decision.zero_oids)
+            counts = selective.copy_snapshot(
+                src, cluster.datadir, decision.zero_oids, decision.zero_files
+            )
         else:
             pg.run_server_cmd(["cp", "-a", str(src), str(cluster.datadir)])
             counts = {"bytes_copied": base.size_bytes, "bytes_zero_filled": 0}
@@ -289,7 +316,9 @@ class BaseBackupSource(FleetSource):
         }
         relocate_tablespaces(cluster.datadir, src)
         restore_command = f"cp {pg.shell_arg(self.archive_dir)}/%f %p"
-        return Materialized(restore_command, provisioning, set(decision.zero_oids))
+        return Materialized(
+            restore_command, provisioning, set(decision.zero_oids), decision.zero_files
+        )
 
     def left_out_oids(self, dsn: str, databases: list[str] | None, made: Materialized) -> set[int]:
         """The databases the copy zero-filled (known from the snapshot's map)."""

@@ -87,6 +87,12 @@ class LocalFleet:
         return True
 
     @property
+    def selective_schemas(self) -> bool:
+        """True: provision also takes the restored schemas (a plain snapshot's copy then leaves
+        other schemas' relations out, see `selective`; pgBackRest stays at the database level)."""
+        return True
+
+    @property
     def manifest(self) -> Manifest:
         """What the tool created for this fleet: the only paths it deletes."""
         return Manifest(self.root)

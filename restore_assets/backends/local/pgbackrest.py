@@ -31,6 +31,7 @@ INVALID_PAGE = re.compile(
     r"WARNING:\s+page \d+ of relation (?:(?:base|pg_tblspc/\d+/[^/\s]+)/(?P<db>\d+)/|global/)"
     r"\S+ (?:is uninitialized|does not exist)|WARNING:\s+invalid page[^\n]*"
 )
+RELATION_IN_LOG = re.compile(r"of relation \S*/(\d+)(?:_[a-z]+)?(?:\.\d+)? ")
 STANZA_OPTION = re.compile(r"--stanza[= ]([A-Za-z0-9_.-]+)")
 
 
@@ -107,11 +108,14 @@ def excluded_oids(dsn: str, included: list[str]) -> list[int]:
     return [int(r[0]) for r in rows]
 
 
-def check_invalid_pages(logfile: Path, left_out: set[int]) -> None:
-    """Fail when replay reported an invalid page outside the databases --db-include left out.
+def check_invalid_pages(
+    logfile: Path, left_out: set[int], zero_files: dict[int, set[int]] | None = None
+) -> None:
+    """Fail when replay reported an invalid page outside the databases --db-include left out
+    (and, in a restored database, outside the relfilenodes zero_files names: other schemas').
 
     With ignore_invalid_pages on (pgBackRest's advice for a selective restore), PostgreSQL only
-    warns about pages it could not replay; one in a restored database means its copy is wrong.
+    warns about pages it could not replay; one in a restored relation means its copy is wrong.
     """
     try:
         text = logfile.read_text(errors="replace")
@@ -120,8 +124,12 @@ def check_invalid_pages(logfile: Path, left_out: set[int]) -> None:
     bad = []
     for m in INVALID_PAGE.finditer(text):
         oid = m.group("db")
-        if oid is None or int(oid) not in left_out:
-            bad.append(m.group(0).strip())
+        if oid is not None and int(oid) in left_out:
+            continue
+        f = RELATION_IN_LOG.search(m.group(0))
+        if oid is not None and f and int(f.group(1)) in (zero_files or {}).get(int(oid), set()):
+            continue
+        bad.append(m.group(0).strip())
     if bad:
         raise FleetError(
             "recovery met invalid pages in a restored database (the selective restore is not"

@@ -136,12 +136,19 @@ class PgBackRestSource(FleetSource):
             self.fleet.manifest.remove(scratch)
 
     # ------------------------------------------------------------------ temporary instances
-    def plan_provisioning(self, base: Snapshot, databases: list[str] | None) -> dict[str, Any]:
-        """--db-include of the restored database, or a full restore."""
+    def plan_provisioning(
+        self, base: Snapshot, databases: list[str] | None, schemas: list[str] | None = None
+    ) -> dict[str, Any]:
+        """--db-include of the restored database, or a full restore (schemas: database level)."""
         return {"mode": "selective" if databases else "full", "by": "pgbackrest"}
 
     def materialize(
-        self, cluster: pg.Cluster, base: Snapshot, target: RestoreTarget, databases: Databases
+        self,
+        cluster: pg.Cluster,
+        base: Snapshot,
+        target: RestoreTarget,
+        databases: Databases,
+        schemas: list[str] | None = None,
     ) -> Materialized:
         """pgbackrest restore of the base into the cluster's (new) directory."""
         pg.give_to_server_user(cluster.datadir)

@@ -16,7 +16,8 @@ page they touch (VACUUM's all-visible marks, ``REGBUF_NO_IMAGE``): on a zero-fil
 cannot apply them and PostgreSQL stops with "WAL contains references to invalid pages" (tested).
 So, as pgBackRest advises for ``--db-include``, a selective copy recovers with
 ``ignore_invalid_pages = on``, and after promotion the server log is read: an invalid page in any
-database that was not zero-filled fails the provision (``pgbackrest.check_invalid_pages``).
+database that was not zero-filled, or of a relation that was not (the schema path, below), fails
+the provision (``pgbackrest.check_invalid_pages``).
 Zero-filled databases may hold inconsistent pages afterwards: they are never read.
 
 The restored database is always copied whole, so its data at T is the same as from a full copy.
@@ -25,6 +26,15 @@ tool connects only to the restored database, and after promotion every zero-fill
 marked ``datallowconn = false`` (``ALTER DATABASE ... ALLOW_CONNECTIONS false`` is impossible
 during recovery, so it is done right after). A connection to one is impossible either way: its
 zero-filled relation map fails it ("pg_filenode.map contains invalid data"; tested).
+
+Other schemas of the restored database (the "schemas" path): the snapshot also records, per
+database, relfilenode -> (schema, relkind, relation) of the relations with a file in base/<oid>/
+and which schemas depend on another schema's objects (`relation_map`, read before and after the
+backup; `<snapshot>.relmap.json`, 0600). Restoring schemas S then zero-fills the main/fsm/vm forks
+of other schemas' relations in the map too; the catalogs, init forks, S's relations and anything
+not in the map (created or rewritten since) are copied. Replay is as above, and an invalid page of
+a relfilenode that was not zero-filled fails the provision. S depending on another schema, or no
+map: the database is copied whole ("databases" path).
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ import json
 import os
 import re
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +69,81 @@ def database_map(dsn: str) -> dict[str, Any]:
     return {"databases": {name: int(oid) for name, oid in rows}, "full_page_writes": fpw}
 
 
+# Each relation with its own file in base/<db>/: its relfilenode, the schema it belongs to (a TOAST
+# table and its index belong to their table's schema, an index to its table's), relkind and name.
+RELATIONS = """
+SELECT c.relfilenode::bigint, coalesce(own_n.nspname, n.nspname), c.relkind::text,
+       n.nspname || '.' || c.relname
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid
+LEFT JOIN pg_catalog.pg_class own ON own.reltoastrelid = coalesce(i.indrelid, c.oid)
+LEFT JOIN pg_catalog.pg_namespace own_n ON own_n.oid = own.relnamespace
+WHERE c.relfilenode <> 0 AND pg_catalog.pg_relation_filepath(c.oid) LIKE 'base/%'
+"""
+# Schemas whose user objects depend (pg_depend) on user objects of another schema: a type, a
+# function, a sequence, a table a foreign key or an SQL-standard body references.
+DEPENDS = """
+SELECT DISTINCT o.schema, r.schema
+FROM pg_catalog.pg_depend d,
+     LATERAL pg_catalog.pg_identify_object(d.classid, d.objid, 0) o,
+     LATERAL pg_catalog.pg_identify_object(d.refclassid, d.refobjid, 0) r
+WHERE d.objid >= 16384 AND d.refobjid >= 16384 AND d.refclassid <> 0
+  AND o.schema IS NOT NULL AND r.schema IS NOT NULL AND o.schema <> r.schema
+  AND r.schema NOT IN ('pg_catalog', 'pg_toast', 'information_schema')
+  AND o.schema NOT IN ('pg_catalog', 'pg_toast', 'information_schema')
+"""
+SYSTEM_SCHEMAS = ("pg_catalog", "pg_toast", "information_schema")
+RELATION_FILE = re.compile(r"^(\d+)(?:_(?:fsm|vm))?(?:\.\d+)?$")  # main, fsm, vm forks (not _init)
+
+
+def relation_map(dsn_of: Callable[[str], str], databases: dict[str, int]) -> dict[str, Any]:
+    """Per database oid: relfilenode -> [schema, relkind, relation], and cross-schema dependencies."""
+    out: dict[str, Any] = {}
+    for name, oid in sorted(databases.items()):
+        if name == "template0":
+            continue
+        try:
+            with psycopg.connect(dsn_of(name), connect_timeout=10) as conn:
+                rels = conn.execute(RELATIONS).fetchall()
+                deps = conn.execute(DEPENDS).fetchall()
+        except psycopg.OperationalError:
+            continue  # a database that admits no connection: it has no map (copied whole)
+        depends: dict[str, list[str]] = {}
+        for schema, other in deps:
+            depends.setdefault(schema, []).append(other)
+        out[str(oid)] = {
+            "relations": {str(f): [s, k, r] for f, s, k, r in rels},
+            "depends": {s: sorted(o) for s, o in depends.items()},
+        }
+    return out
+
+
+def stable_relations(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """Relations with the same file before and after the backup (the others are not in the map,
+    so they are copied in full); dependencies of either read."""
+    out: dict[str, Any] = {}
+    for oid, b in before.items():
+        a = after.get(oid)
+        if a is None:
+            continue
+        rels = {f: v for f, v in a["relations"].items() if b["relations"].get(f) == v}
+        depends = {
+            s: sorted(set(b["depends"].get(s, [])) | set(a["depends"].get(s, [])))
+            for s in set(b["depends"]) | set(a["depends"])
+        }
+        out[oid] = {"relations": rels, "depends": depends}
+    return out
+
+
+def write_relation_map(path: Path, relmap: dict[str, Any]) -> None:
+    """The relation map beside the snapshot, readable by its owner only (0600)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(relmap, fh)
+    os.chmod(path, 0o600)
+
+
 def stable_map(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     """The map of a snapshot: databases with the same oid before and after the backup."""
     dbs = {n: o for n, o in after["databases"].items() if before["databases"].get(n) == o}
@@ -67,27 +153,49 @@ def stable_map(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass
 class Decision:
-    """Which path a provision takes: selective (with the oids to zero-fill) or full (and why)."""
+    """Which path a provision takes: other schemas and databases zero-filled ("schemas"), other
+    databases only ("databases"), or a full copy ("full"); and why not a narrower one."""
 
     mode: str  # "selective" | "full"
     reason: str = ""
     zero_oids: set[int] = field(default_factory=set)
     zero_names: list[str] = field(default_factory=list)
+    # database oid -> relfilenodes of other schemas' relations in base/<oid>/ (zero-filled)
+    zero_files: dict[int, set[int]] = field(default_factory=dict)
+    zero_schemas: int = 0
+    schema_reason: str = ""  # why the other schemas are copied although schemas were given
+
+    @property
+    def path(self) -> str:
+        """ "schemas", "databases" or "full"."""
+        if self.mode != "selective":
+            return "full"
+        return "schemas" if self.zero_files else "databases"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for the plan and the audit record."""
-        out: dict[str, Any] = {"mode": self.mode}
+        out: dict[str, Any] = {"mode": self.mode, "path": self.path}
         if self.reason:
             out["reason"] = self.reason
         if self.mode == "selective":
             out["zero_filled_databases"] = sorted(self.zero_names)
+        if self.zero_files:
+            out["zero_filled_schemas"] = self.zero_schemas
+            out["zero_filled_relations"] = sum(len(f) for f in self.zero_files.values())
+        if self.schema_reason:
+            out["schemas_copied_because"] = self.schema_reason
         return out
 
 
 def decide(
-    snapshot_dir: Path, meta_file: Path, databases: list[str] | None, production_fpw: str | None
+    snapshot_dir: Path,
+    meta_file: Path,
+    databases: list[str] | None,
+    production_fpw: str | None,
+    schemas: list[str] | None = None,
+    relmap_file: Path | None = None,
 ) -> Decision:
-    """Selective when the snapshot's database map allows it, else full with the reason."""
+    """Selective when the snapshot's maps allow it, else full with the reason."""
     if not databases:
         return Decision("full", "full provisioning requested")
     try:
@@ -115,9 +223,52 @@ def decide(
         and oid >= FIRST_NORMAL_OID
         and by_oid[oid] not in SYSTEM_DATABASES
     }
-    if not zero:
-        return Decision("full", "no other user database to leave out")
-    return Decision("selective", zero_oids=zero, zero_names=[by_oid[o] for o in zero])
+    zero_files, zero_schemas, why = _other_schemas(keep, schemas, relmap_file)
+    if not zero and not zero_files:
+        return Decision(
+            "full", "no other user database to leave out" + (f" ({why})" if why else "")
+        )
+    return Decision(
+        "selective",
+        zero_oids=zero,
+        zero_names=[by_oid[o] for o in zero],
+        zero_files=zero_files,
+        zero_schemas=zero_schemas,
+        schema_reason=why,
+    )
+
+
+def _other_schemas(
+    keep: set[int], schemas: list[str] | None, relmap_file: Path | None
+) -> tuple[dict[int, set[int]], int, str]:
+    """The relfilenodes of other schemas' relations to zero-fill in the restored database, how
+    many schemas they belong to, and the reason when none can be."""
+    if not schemas:
+        return {}, 0, ""
+    if len(keep) != 1 or relmap_file is None:
+        return {}, 0, "no relation map for these databases"
+    try:
+        relmap = json.loads(relmap_file.read_text())
+    except (OSError, ValueError):
+        return {}, 0, "the snapshot has no relation map (not taken by this version)"
+    (oid,) = keep
+    db = relmap.get(str(oid))
+    if not isinstance(db, dict):
+        return {}, 0, "the relation map does not hold the restored database"
+    wanted = set(schemas)
+    deps = sorted({o for s in wanted for o in db.get("depends", {}).get(s, [])} - wanted)
+    if deps:
+        return {}, 0, f"the restored schemas depend on schema(s) {', '.join(deps[:5])}"
+    files, owners = set(), set()
+    for f, (schema, _kind, _name) in db.get("relations", {}).items():
+        # anything not in the map (created or rewritten after it was read) is copied
+        if schema in wanted or schema in SYSTEM_SCHEMAS or int(f) < FIRST_NORMAL_OID:
+            continue
+        files.add(int(f))
+        owners.add(schema)
+    if not files:
+        return {}, 0, "no relation of another schema in the map"
+    return {oid: files}, len(owners), ""
 
 
 def _database_oids(snapshot_dir: Path) -> set[int]:
@@ -131,22 +282,35 @@ def _database_oids(snapshot_dir: Path) -> set[int]:
     return out
 
 
-def copy_snapshot(src: Path, dst: Path, zero_oids: set[int]) -> dict[str, int]:
-    """Copy a snapshot directory, zero-filling (sparse) the files of the given databases.
+def copy_snapshot(
+    src: Path, dst: Path, zero_oids: set[int], zero_files: dict[int, set[int]] | None = None
+) -> dict[str, int]:
+    """Copy a snapshot directory, zero-filling (sparse) the files of the given databases and, in
+    `base/<oid>/`, the main/fsm/vm forks of the given relfilenodes (other schemas' relations).
 
-    Whatever holds no zero-filled database is copied by `cp -a` as the server user (as a full
-    copy is); symbolic links stay links (pg_tblspc is re-pointed afterwards); everything is owned
-    by the server user. Returns bytes copied, bytes zero-filled and files zero-filled.
+    Whatever holds nothing zero-filled is copied by `cp -a` as the server user (as a full copy
+    is); symbolic links stay links (pg_tblspc is re-pointed afterwards); everything is owned by
+    the server user. Returns bytes copied, bytes zero-filled and files zero-filled.
     """
     zero_dirs = {
         os.path.relpath(d, src)
         for d in [*(src / "base").glob("*"), *(src / "tablespaces").glob("*/PG_*/*")]
         if d.name.isdigit() and int(d.name) in zero_oids and not d.is_symlink() and d.is_dir()
     }
-    ancestors = {str(Path(z).parents[i]) for z in zero_dirs for i in range(len(Path(z).parts) - 1)}
+    some = {f"base/{oid}": files for oid, files in (zero_files or {}).items() if files}
+    walk = zero_dirs | set(some)
+    ancestors = {str(Path(z).parents[i]) for z in walk for i in range(len(Path(z).parts) - 1)}
+    ancestors |= set(some)
     counts = {"bytes_copied": 0, "bytes_zero_filled": 0, "files_zero_filled": 0}
-    _copy_dir(src, dst, "", zero_dirs, ancestors, counts)
+    _copy_dir(src, dst, "", _Zero(zero_dirs, ancestors, some), counts)
     return counts
+
+
+@dataclass
+class _Zero:
+    dirs: set[str]  # whole directories zero-filled
+    ancestors: set[str]  # directories walked (they hold something zero-filled)
+    files: dict[str, set[int]]  # directory -> relfilenodes whose forks are zero-filled
 
 
 def _own(path: Path) -> None:
@@ -155,23 +319,29 @@ def _own(path: Path) -> None:
         os.lchown(path, user.uid, user.gid)
 
 
-def _copy_dir(
-    src: Path, dst: Path, rel: str, zero: set[str], ancestors: set[str], counts: dict[str, int]
-) -> None:
+def _copy_dir(src: Path, dst: Path, rel: str, zero: _Zero, counts: dict[str, int]) -> None:
     os.mkdir(dst, stat.S_IMODE(src.stat().st_mode) if rel else 0o700)
     _own(dst)
     batch = []
+    some = zero.files.get(rel, set())
     for entry in sorted(os.scandir(src), key=lambda e: e.name):
         r = os.path.join(rel, entry.name) if rel else entry.name
-        if entry.is_dir(follow_symlinks=False) and r in zero:
+        if entry.is_dir(follow_symlinks=False) and r in zero.dirs:
             _zero_fill(Path(entry.path), dst / entry.name, counts)
-        elif entry.is_dir(follow_symlinks=False) and r in ancestors:
-            _copy_dir(Path(entry.path), dst / entry.name, r, zero, ancestors, counts)
+        elif entry.is_dir(follow_symlinks=False) and r in zero.ancestors:
+            _copy_dir(Path(entry.path), dst / entry.name, r, zero, counts)
+        elif some and _is_fork_of(entry, some):
+            _zero_file(entry, dst / entry.name, counts)
         else:
             batch.append(entry.path)
             counts["bytes_copied"] += _size(Path(entry.path))
-    if batch:
-        pg.run_server_cmd(["cp", "-a", "--", *batch, str(dst)])
+    for i in range(0, len(batch), 500):
+        pg.run_server_cmd(["cp", "-a", "--", *batch[i : i + 500], str(dst)])
+
+
+def _is_fork_of(entry: os.DirEntry[str], relfilenodes: set[int]) -> bool:
+    m = RELATION_FILE.match(entry.name)
+    return bool(m) and int(m.group(1)) in relfilenodes and entry.is_file(follow_symlinks=False)
 
 
 def _zero_fill(src: Path, dst: Path, counts: dict[str, int]) -> None:
@@ -180,19 +350,24 @@ def _zero_fill(src: Path, dst: Path, counts: dict[str, int]) -> None:
     _own(dst)
     for entry in os.scandir(src):
         st = entry.stat(follow_symlinks=False)
-        d = dst / entry.name
         if not stat.S_ISREG(st.st_mode) or entry.name in KEEP_NAMES:
             pg.run_server_cmd(["cp", "-a", "--", entry.path, str(dst)])
             counts["bytes_copied"] += _size(Path(entry.path))
             continue
-        fd = os.open(d, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IMODE(st.st_mode))
-        try:
-            os.ftruncate(fd, st.st_size)  # a hole: no block is written
-        finally:
-            os.close(fd)
-        _own(d)
-        counts["bytes_zero_filled"] += st.st_size
-        counts["files_zero_filled"] += 1
+        _zero_file(entry, dst / entry.name, counts)
+
+
+def _zero_file(entry: os.DirEntry[str], d: Path, counts: dict[str, int]) -> None:
+    """A sparse file of the same size and mode, holding no block."""
+    st = entry.stat(follow_symlinks=False)
+    fd = os.open(d, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IMODE(st.st_mode))
+    try:
+        os.ftruncate(fd, st.st_size)  # a hole: no block is written
+    finally:
+        os.close(fd)
+    _own(d)
+    counts["bytes_zero_filled"] += st.st_size
+    counts["files_zero_filled"] += 1
 
 
 def _size(path: Path) -> int:

@@ -34,6 +34,8 @@ class Materialized:
     restore_command: str  # how recovery fetches archived WAL
     provisioning: dict[str, Any]  # details["provisioning"]: mode, by, bytes copied, seconds
     zero_oids: set[int] = field(default_factory=set)  # left-out databases known before recovery
+    # restored database oid -> relfilenodes of other schemas' relations zero-filled in it
+    zero_files: dict[int, set[int]] = field(default_factory=dict)
 
     @property
     def selective(self) -> bool:
@@ -87,14 +89,22 @@ class BackupSource(Protocol):
         """Time of the last commit in the archived WAL."""
         ...
 
-    def plan_provisioning(self, base: Snapshot, databases: list[str] | None) -> dict[str, Any]:
+    def plan_provisioning(
+        self, base: Snapshot, databases: list[str] | None, schemas: list[str] | None = None
+    ) -> dict[str, Any]:
         """How provision would materialise this snapshot (nothing is done)."""
         ...
 
     def materialize(
-        self, cluster: pg.Cluster, base: Snapshot, target: RestoreTarget, databases: Databases
+        self,
+        cluster: pg.Cluster,
+        base: Snapshot,
+        target: RestoreTarget,
+        databases: Databases,
+        schemas: list[str] | None = None,
     ) -> Materialized:
-        """Make the temporary instance's data directory from a snapshot."""
+        """Make the temporary instance's data directory from a snapshot (with the files of only
+        the given databases and, where the source can, only the given schemas)."""
         ...
 
     def left_out_oids(self, dsn: str, databases: list[str] | None, made: Materialized) -> set[int]:

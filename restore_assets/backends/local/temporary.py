@@ -95,12 +95,15 @@ def provision(
     record: RecordResource | None = None,
     timeout: float = 300,
     databases: list[str] | None = None,
+    schemas: list[str] | None = None,
 ) -> TempDatabase:
     """Restore a temporary cluster on a free port from a snapshot or to a point in time.
 
     Databases (when given) are the only ones whose files are restored: pgBackRest's
     `--db-include`, or a selective copy of a plain snapshot (`selective`; a full copy when the
     snapshot does not allow it). The others exist in the catalog but cannot be connected to.
+    Schemas (when given with one database) narrow a plain snapshot's copy to them: other schemas'
+    relations are zero-filled too (`selective`), unless the snapshot's relation map forbids it.
     `details["provisioning"]` says which path was taken and the bytes copied and zero-filled.
     """
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", restore_id):
@@ -111,7 +114,7 @@ def provision(
     base = _base_of(fleet, target, point)
     cluster = _new_workdir(fleet, restore_id, base, record)
     try:
-        made = fleet.source.materialize(cluster, base, target, databases)
+        made = fleet.source.materialize(cluster, base, target, databases, schemas)
         provisioning = made.provisioning
         prepare_recovery(fleet, cluster, target, made.restore_command, made.recovery_settings())
         t0 = time.monotonic()
@@ -121,7 +124,7 @@ def provision(
         provisioning["recovery_seconds"] = round(time.monotonic() - t0, 3)
         if made.selective:
             zero = fleet.source.left_out_oids(cluster.dsn(), databases, made)
-            check_invalid_pages(cluster.logfile, zero)
+            check_invalid_pages(cluster.logfile, zero, made.zero_files)
             provisioning["connections_barred"] = selective.close_zero_filled(
                 cluster.dsn(), zero, databases or []
             )
@@ -214,6 +217,7 @@ def plan_resources(fleet: LocalFleet, plan: Any) -> list[dict[str, Any]]:
     base = _base_of(fleet, target, plan.restore_point)
     free = shutil.disk_usage(fleet.root).free
     databases = None if plan.request.full_provision else [plan.request.database]
+    schemas = None if plan.request.full_provision else sorted(plan.targets)
     out: list[dict[str, Any]] = [
         {
             "kind": TEMP_KIND,
@@ -222,7 +226,7 @@ def plan_resources(fleet: LocalFleet, plan: Any) -> list[dict[str, Any]]:
             if target.snapshot_id
             else f"to {plan.restore_point.isoformat()}",
             "disk_bytes": base.size_bytes,
-            "provisioning": fleet.source.plan_provisioning(base, databases),
+            "provisioning": fleet.source.plan_provisioning(base, databases, schemas),
             "free_disk_bytes": free,
             "enough_disk": free > 2 * base.size_bytes,
             "port": "a free port on 127.0.0.1",

@@ -122,11 +122,13 @@ def provision(services: Services, restore_id: str, plan: RestorePlan) -> TempDat
 
     # only the target database's files (pgBackRest --db-include, or a selective copy of a plain
     # snapshot), unless the request asks for a full copy
-    only = (
+    only: dict[str, list[str]] = (
         {"databases": [plan.request.database]}
         if getattr(services.fleet, "selective_databases", False) and not plan.request.full_provision
         else {}
     )
+    if only and getattr(services.fleet, "selective_schemas", False):
+        only["schemas"] = sorted(plan.targets)  # other schemas' relations left out too
     return services.fleet.provision(
         restore_id,
         plan.request.target,
