@@ -5,7 +5,7 @@ the application's own transactions take them), so readers go on while writers wa
 re-checks the plan against live under those locks (a key inserted meanwhile, a row changed
 again) and applies the conflict policy or refuses. Before writing it copies the live versions of
 every row it will update into `<schema>_undo_<suffix>`, and records the rows it inserts there;
-`undo_recovery` puts them back, refusing when live moved since.
+`undo.undo_recovery` puts them back, refusing when live moved since.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from psycopg.errors import Error as PsycopgError
 
 from restore_assets.core.compare.catalog import schema_oid
 from restore_assets.core.errors import server_message
+from restore_assets.core.recover.conflicts import skip_rows
 from restore_assets.core.recover.model import (
     Key,
     RecoveryPlan,
@@ -26,16 +27,14 @@ from restore_assets.core.recover.model import (
     SchemaPlan,
     TablePlan,
 )
-from restore_assets.core.recover.plan import sides_for, skip_rows
+from restore_assets.core.recover.plan import sides_for
 from restore_assets.core.recover.sql import (
     TablePair,
     from_,
     in_keys,
     insert_conflicts,
-    key_text,
     live_hashes,
     match,
-    read_foreign_keys,
     read_unique_keys,
     row_hash,
     update_conflicts,
@@ -172,7 +171,8 @@ def schema_statements(plan: SchemaPlan, sides: dict[str, TablePair]) -> list[Sta
     return out
 
 
-def _session(conn: psycopg.Connection, plan_options: Any, triggers: bool) -> None:
+def begin_session(conn: psycopg.Connection, plan_options: Any, triggers: bool) -> None:
+    """Transaction-local timeouts, no row security, and triggers off unless `triggers`."""
     for name, value in (
         ("lock_timeout", plan_options.lock_timeout),
         ("statement_timeout", plan_options.statement_timeout),
@@ -189,7 +189,8 @@ def _session(conn: psycopg.Connection, plan_options: Any, triggers: bool) -> Non
         conn.execute("SELECT pg_catalog.set_config('session_replication_role', 'replica', true)")
 
 
-def _lock(conn: psycopg.Connection, plans: list[SchemaPlan]) -> None:
+def lock_live(conn: psycopg.Connection, plans: list[SchemaPlan]) -> None:
+    """Lock the live tables the plans write (SHARE ROW EXCLUSIVE), parents first."""
     names = [sql.Identifier(p.live_schema, t) for p in plans for t in p.order]
     if names:
         conn.execute(
@@ -303,12 +304,12 @@ def apply_plan(
     current = "the database"
     try:
         with psycopg.connect(dsn, autocommit=True) as conn, conn.transaction():
-            _session(conn, plan.options, plan.options.triggers)
+            begin_session(conn, plan.options, plan.options.triggers)
             xid = conn.execute("SELECT pg_catalog.txid_current()").fetchone()[0]  # type: ignore[index]
             if on_start is not None:
                 on_start(int(xid))
             schemas = [p for p in plan.schemas if p.order]
-            _lock(conn, schemas)
+            lock_live(conn, schemas)
             for splan in schemas:
                 sides = sides_for(conn, splan)
                 moved += _recheck(conn, splan, sides, plan.options.on_conflict)
@@ -333,148 +334,3 @@ def apply_plan(
                 splan.tables[name].skipped
             )
     return {"tables": counts, "moved_since_plan": moved, "undo_schemas": oids, "sql": executed}
-
-
-def _external_references(
-    conn: psycopg.Connection, plan: SchemaPlan, sides: dict[str, TablePair]
-) -> list[str]:
-    """Live rows (not inserted by the recovery) referencing rows it inserted."""
-    out = []
-    for fk in read_foreign_keys(conn, plan.live_schema):
-        if fk.parent not in plan.order or not plan.tables[fk.parent].inserts:
-            continue
-        child_lt = sides[fk.child].lt if fk.child in sides else _live_table(conn, plan, fk.child)
-        if child_lt is None or not child_lt.primary_key:
-            continue
-        ckey = list(child_lt.primary_key)
-        exclude = sql.SQL("")
-        if fk.child in plan.order:
-            # rows the recovery wrote itself: deleted by the undo, or given back their earlier
-            # version (which existed before the recovery, so it cannot reference its inserts)
-            exclude = sql.SQL(" AND NOT EXISTS (SELECT 1 FROM {uc} AS uc WHERE {eq})").format(
-                uc=sql.Identifier(plan.undo_schema, fk.child),
-                eq=match("uc", ckey, "c", ckey, [True] * len(ckey)),
-            )
-        stmt = sql.SQL(
-            "SELECT count(*) FROM {c} JOIN {u} AS u ON u.{a} = 'inserted' AND {eq} WHERE true{ex}"
-        ).format(
-            c=from_(plan.live_schema, child_lt, "c"),
-            u=sql.Identifier(plan.undo_schema, fk.parent),
-            a=sql.Identifier(ACTION),
-            eq=match("c", fk.child_columns, "u", fk.parent_columns, [True] * len(fk.child_columns)),
-            ex=exclude,
-        )
-        n = conn.execute(stmt).fetchone()[0]  # type: ignore[index]
-        if n:
-            out.append(
-                f"{n} row(s) of {plan.live_schema}.{fk.child} added since the recovery reference"
-                f" rows it inserted into {fk.parent} ({fk.name})"
-            )
-    return out
-
-
-def _live_table(conn: psycopg.Connection, plan: SchemaPlan, name: str) -> Any:
-    from restore_assets.core.compare.catalog import read_schema
-
-    return read_schema(conn, plan.live_schema).tables.get(name)
-
-
-def undo_recovery(
-    dsn: str,
-    plan: RecoveryPlan,
-    undo_oids: dict[str, int],
-    *,
-    triggers: bool = False,
-) -> dict[str, Any]:
-    """Put back what an applied plan changed, from its undo schemas; refuse if live moved since."""
-    counts: dict[str, dict[str, int]] = {}
-    try:
-        with psycopg.connect(dsn, autocommit=True) as conn, conn.transaction():
-            _session(conn, plan.options, triggers)
-            schemas = [p for p in plan.schemas if p.order]
-            for p in schemas:
-                oid = schema_oid(conn, p.undo_schema)
-                if oid is None or oid != undo_oids.get(p.undo_schema):
-                    raise RecoveryRefused(
-                        f"undo schema {p.undo_schema} is missing or is not the one recovery"
-                        f" {plan.recovery_id} created (recorded oid {undo_oids.get(p.undo_schema)},"
-                        f" found {oid}): nothing was changed"
-                    )
-            _lock(conn, schemas)
-            problems: list[str] = []
-            all_sides = {p.live_schema: sides_for(conn, p) for p in schemas}
-            for p in schemas:
-                sides = all_sides[p.live_schema]
-                for name in p.order:
-                    tp = p.tables[name]
-                    stmt = sql.SQL(
-                        "SELECT {k} FROM {u} AS u LEFT JOIN {l} ON {eq}"
-                        " WHERE {lk} IS NULL OR {h} IS DISTINCT FROM u.{after} LIMIT 10"
-                    ).format(
-                        k=key_text("u", tp.key),
-                        u=sql.Identifier(p.undo_schema, name),
-                        l=from_(p.live_schema, sides[name].lt, "l"),
-                        eq=match("u", tp.key, "l", tp.key, [True] * len(tp.key)),
-                        lk=sql.Identifier("l", tp.key[0]),
-                        h=row_hash("l", tp.all_columns),
-                        after=sql.Identifier(AFTER),
-                    )
-                    for (k,) in conn.execute(stmt):
-                        problems.append(
-                            f"{p.live_schema}.{name} {dict(zip(tp.key, k, strict=True))} changed"
-                            " or was deleted since the recovery"
-                        )
-                problems += _external_references(conn, p, sides)
-            if problems:
-                raise RecoveryRefused(
-                    "undo refused, live moved since the recovery and putting the rows back would"
-                    " lose those writes: " + "; ".join(problems[:10]) + ". Nothing was changed"
-                )
-            for p in schemas:
-                sides = all_sides[p.live_schema]
-                for name in p.order:
-                    tp, side = p.tables[name], sides[name]
-                    cols = settable(side)
-                    entry = counts.setdefault(
-                        f"{p.live_schema}.{name}", {"restored": 0, "deleted": 0}
-                    )
-                    if cols:
-                        cur = conn.execute(
-                            sql.SQL(
-                                "UPDATE {l} SET {sets} FROM {u} AS u WHERE u.{a} = 'updated'"
-                                " AND {eq}"
-                            ).format(
-                                l=from_(p.live_schema, side.lt, "l"),
-                                sets=sql.SQL(", ").join(
-                                    sql.SQL("{} = u.{}").format(
-                                        sql.Identifier(c), sql.Identifier(c)
-                                    )
-                                    for c in cols
-                                ),
-                                u=sql.Identifier(p.undo_schema, name),
-                                a=sql.Identifier(ACTION),
-                                eq=match("l", tp.key, "u", tp.key, [True] * len(tp.key)),
-                            )
-                        )
-                        entry["restored"] += max(cur.rowcount, 0)
-                for name in reversed(p.order):
-                    tp, side = p.tables[name], sides[name]
-                    cur = conn.execute(
-                        sql.SQL(
-                            "DELETE FROM {l} USING {u} AS u WHERE u.{a} = 'inserted' AND {eq}"
-                        ).format(
-                            l=from_(p.live_schema, side.lt, "l"),
-                            u=sql.Identifier(p.undo_schema, name),
-                            a=sql.Identifier(ACTION),
-                            eq=match("l", tp.key, "u", tp.key, [True] * len(tp.key)),
-                        )
-                    )
-                    counts[f"{p.live_schema}.{name}"]["deleted"] += max(cur.rowcount, 0)
-    except RecoveryRefused:
-        raise
-    except PsycopgError as exc:
-        raise RecoveryRefused(
-            f"undo of recovery {plan.recovery_id} failed and was rolled back, nothing was"
-            f" changed: {server_message(exc)}"
-        ) from exc
-    return {"tables": counts}

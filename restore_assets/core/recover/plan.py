@@ -13,7 +13,7 @@ import psycopg
 from psycopg import sql
 from psycopg.errors import Error as PsycopgError
 
-from restore_assets.core.compare.copyback import _check_columns, _same_type
+from restore_assets.core.compare.copyback import _check_columns
 from restore_assets.core.compare.engine import (
     connect,
     read_catalogs,
@@ -21,9 +21,16 @@ from restore_assets.core.compare.engine import (
     translate,
 )
 from restore_assets.core.compare.model import CompareError
+from restore_assets.core.recover.closure import (
+    key_lists,
+    missing_children,
+    missing_parents,
+    planned_links,
+    write_order,
+)
+from restore_assets.core.recover.conflicts import resolve_conflicts
 from restore_assets.core.recover.model import (
     ON_CONFLICT,
-    ForeignKey,
     Key,
     Options,
     RecoveryPlan,
@@ -34,7 +41,6 @@ from restore_assets.core.recover.model import (
 from restore_assets.core.recover.sql import (
     TablePair,
     from_,
-    in_keys,
     insert_conflicts,
     key_text,
     match,
@@ -119,131 +125,6 @@ def _changed_keys(conn: psycopg.Connection, s: TablePair, cols: list[str]) -> li
     return [(tuple(r[0]), int(r[1])) for r in q(conn, stmt)]
 
 
-def _lists(keys: set[Key] | list[Key]) -> list[list[str]]:
-    return [list(k) for k in sorted(keys)]
-
-
-def _parents_of(
-    conn: psycopg.Connection, fk: ForeignKey, child: TablePair, parent: TablePair, keys: set[Key]
-) -> tuple[list[Key], int]:
-    """Parents in the restored copy, missing in live, of the child rows (and how many are nowhere)."""
-    if not keys:
-        return [], 0
-    rsame = [True] * len(fk.child_columns)
-    stmt = sql.SQL(
-        "SELECT {pk}, {pr_found} FROM {cr}"
-        " LEFT JOIN {pr} ON {pr_eq}"
-        " WHERE {sel} AND {notnull}"
-        " AND NOT EXISTS (SELECT 1 FROM {pl} WHERE {pl_eq})"
-    ).format(
-        pk=key_text("pr", parent.key),
-        pr_found=sql.SQL("{} IS NOT NULL").format(sql.Identifier("pr", parent.key[0])),
-        cr=from_(child.restored_schema, child.rt, "cr"),
-        pr=from_(parent.restored_schema, parent.rt, "pr"),
-        pr_eq=match("pr", fk.parent_columns, "cr", fk.child_columns, rsame),
-        sel=in_keys("cr", _lists(keys), child.key, child.types(child.rt)),
-        notnull=sql.SQL(" AND ").join(
-            sql.SQL("{} IS NOT NULL").format(sql.Identifier("cr", c)) for c in fk.child_columns
-        ),
-        pl=from_(parent.live_schema, parent.lt, "pl"),
-        pl_eq=match(
-            "pl",
-            fk.parent_columns,
-            "cr",
-            fk.child_columns,
-            [
-                _same_type(parent.lt.column(p), child.rt.column(c))  # type: ignore[arg-type]
-                for p, c in zip(fk.parent_columns, fk.child_columns, strict=True)
-            ],
-        ),
-    )
-    found: list[Key] = []
-    nowhere = 0
-    for k, ok in q(conn, stmt):
-        if ok:
-            found.append(tuple(k))
-        else:
-            nowhere += 1
-    return found, nowhere
-
-
-def _children_of(
-    conn: psycopg.Connection, fk: ForeignKey, child: TablePair, parent: TablePair, keys: set[Key]
-) -> list[Key]:
-    """Child rows in the restored copy, missing in live, referencing the parent rows."""
-    if not keys:
-        return []
-    stmt = sql.SQL(
-        "SELECT DISTINCT {ck} FROM {cr} JOIN {pr} ON {eq} WHERE {sel}"
-        " AND NOT EXISTS (SELECT 1 FROM {cl} WHERE {cl_eq})"
-    ).format(
-        ck=key_text("cr", child.key),
-        cr=from_(child.restored_schema, child.rt, "cr"),
-        pr=from_(parent.restored_schema, parent.rt, "pr"),
-        eq=match("pr", fk.parent_columns, "cr", fk.child_columns, [True] * len(fk.child_columns)),
-        sel=in_keys("pr", _lists(keys), parent.key, parent.types(parent.rt)),
-        cl=from_(child.live_schema, child.lt, "cl"),
-        cl_eq=match("cr", child.key, "cl", child.key, child.same(child.key)),
-    )
-    return [tuple(r[0]) for r in q(conn, stmt)]
-
-
-def _edges(
-    conn: psycopg.Connection,
-    fk: ForeignKey,
-    child: TablePair,
-    parent: TablePair,
-    ckeys: set[Key],
-    pkeys: set[Key],
-) -> list[tuple[Key, Key]]:
-    """(child key, parent key) pairs among planned rows linked by the foreign key."""
-    if not ckeys or not pkeys:
-        return []
-    stmt = sql.SQL("SELECT {ck}, {pk} FROM {cr} JOIN {pr} ON {eq} WHERE {cs} AND {ps}").format(
-        ck=key_text("cr", child.key),
-        pk=key_text("pr", parent.key),
-        cr=from_(child.restored_schema, child.rt, "cr"),
-        pr=from_(parent.restored_schema, parent.rt, "pr"),
-        eq=match("pr", fk.parent_columns, "cr", fk.child_columns, [True] * len(fk.child_columns)),
-        cs=in_keys("cr", _lists(ckeys), child.key, child.types(child.rt)),
-        ps=in_keys("pr", _lists(pkeys), parent.key, parent.types(parent.rt)),
-    )
-    return [(tuple(a), tuple(b)) for a, b in q(conn, stmt)]
-
-
-def _order(tables: list[str], fks: list[ForeignKey]) -> tuple[list[str], list[str], str | None]:
-    """Tables parents first; the deferrable foreign keys that must be deferred; a refusal."""
-    edges = [f for f in fks if f.child in tables and f.parent in tables and f.child != f.parent]
-    remaining = set(tables)
-    order: list[str] = []
-    defer: list[str] = []
-    active = list(edges)
-    while remaining:
-        ready = sorted(
-            t for t in remaining if not any(e.child == t and e.parent in remaining for e in active)
-        )
-        if ready:
-            order += ready
-            remaining -= set(ready)
-            continue
-        cyc = [e for e in active if e.child in remaining and e.parent in remaining]
-        deferrable = [e for e in cyc if e.deferrable]
-        if not deferrable:
-            names = ", ".join(f"{e.name} ({e.child} -> {e.parent})" for e in cyc)
-            return (
-                order + sorted(remaining),
-                defer,
-                (
-                    f"the foreign keys {names} form a cycle and none is DEFERRABLE: rows cannot be"
-                    " inserted in any order; make one of them DEFERRABLE or recover these rows by hand"
-                ),
-            )
-        defer.append(deferrable[0].name)
-        active.remove(deferrable[0])
-    # self-referencing keys need no order: a single INSERT checks them at its end (or deferred)
-    return order, defer, None
-
-
 def plan_schema(
     conn: psycopg.Connection,
     live_schema: str,
@@ -308,7 +189,7 @@ def plan_schema(
             writers = set(new_ins[fk.child])
             if set(fk.child_columns) & set(set_cols.get(fk.child, [])):
                 writers |= new_upd[fk.child]
-            parents, nowhere = _parents_of(conn, fk, child, parent, writers)
+            parents, nowhere = missing_parents(conn, fk, child, parent, writers)
             if nowhere:
                 unresolved[fk.name] = unresolved.get(fk.name, 0) + nowhere
             for k in parents:
@@ -316,7 +197,7 @@ def plan_schema(
                     inserts[fk.parent][k] = f"referenced by {fk.child} ({fk.name})"
                     reasons[fk.parent].setdefault(("up", fk.name, fk.child), []).append(k)
                     found[fk.parent].add(k)
-            for k in _children_of(conn, fk, child, parent, new_ins[fk.parent]):
+            for k in missing_children(conn, fk, child, parent, new_ins[fk.parent]):
                 if k not in inserts[fk.child]:
                     inserts[fk.child][k] = f"references a re-inserted {fk.parent} ({fk.name})"
                     reasons[fk.child].setdefault(("down", fk.name, fk.parent), []).append(k)
@@ -330,7 +211,7 @@ def plan_schema(
         )
 
     touched = [n for n in sides if inserts[n] or updates[n]]
-    order, defer, cycle = _order(touched, fks)
+    order, defer, cycle = write_order(touched, fks)
     tables: dict[str, TablePlan] = {}
     for name in order:
         s = sides[name]
@@ -344,7 +225,7 @@ def plan_schema(
             update_columns=list(set_cols.get(name, [])),
             all_columns=[c.name for c in s.lt.columns],
             overriding=any(c.identity == "a" for c in s.lt.columns if c.name in ins_cols),
-            inserts=_lists(list(inserts[name])),
+            inserts=key_lists(list(inserts[name])),
             updates=[list(k) for k in sorted(updates[name])],
             update_hashes=[updates[name][k] for k in sorted(updates[name])],
         )
@@ -362,7 +243,7 @@ def plan_schema(
                     ),
                     "fk": fk_name,
                     "count": len(keys),
-                    "keys": _lists(keys)[:LISTED_KEYS],
+                    "keys": key_lists(keys)[:LISTED_KEYS],
                 }
             )
         if updates[name]:
@@ -382,7 +263,7 @@ def plan_schema(
         if fk.child in tables and fk.parent in tables:
             c, p = tables[fk.child], tables[fk.parent]
             ckeys = {tuple(k) for k in c.inserts} | {tuple(k) for k in c.updates}
-            for ck, pk in _edges(
+            for ck, pk in planned_links(
                 conn, fk, sides[fk.child], sides[fk.parent], ckeys, {tuple(k) for k in p.inserts}
             ):
                 if ck != pk or fk.child != fk.parent:
@@ -405,74 +286,6 @@ def plan_schema(
     )
     refusal = cycle or resolve_conflicts(plan, options.on_conflict)
     return plan, refusal
-
-
-def resolve_conflicts(plan: SchemaPlan, policy: str) -> str | None:
-    """Apply the conflict policy to the plan (skip, overwrite or fail); return a refusal or None."""
-    problems = []
-    skip: dict[str, dict[Key, str]] = {}
-    for t in plan.tables.values():
-        for c in t.conflicts:
-            desc = (
-                f"{plan.live_schema}.{t.table} {dict(zip(t.key, c['key'], strict=True))} collides"
-                f" on {c['constraint']} with live row"
-                f" {dict(zip(t.key, c['live_key'], strict=True))}"
-            )
-            same_row = c["kind"] == "primary key"
-            if policy == "fail":
-                problems.append(desc)
-            elif policy == "overwrite" and not same_row:
-                problems.append(
-                    desc + " (overwrite only replaces the live row with the same primary key)"
-                )
-            elif policy == "overwrite":
-                k = tuple(c["key"])
-                if list(k) in t.inserts:
-                    t.inserts.remove(list(k))
-                    t.overwrites.append(list(k))
-            else:
-                skip.setdefault(t.table, {})[tuple(c["key"])] = f"conflict on {c['constraint']}"
-    if problems:
-        hint = (
-            "choose --on-conflict skip (leave these rows out) or overwrite (replace the live row"
-            " with the same key), or change the live rows first"
-        )
-        return f"{len(problems)} conflict(s): " + "; ".join(problems[:10]) + f". {hint}"
-    skip_rows(plan, skip)
-    return None
-
-
-def skip_rows(plan: SchemaPlan, skip: dict[str, dict[Key, str]]) -> None:
-    """Leave rows out of the plan, and every planned row that depends on them through a key."""
-    pending = [(t, k, why) for t, ks in skip.items() for k, why in ks.items()]
-    done: set[tuple[str, Key]] = set()
-    while pending:
-        table, key, why = pending.pop()
-        if (table, key) in done:
-            continue
-        done.add((table, key))
-        tp = plan.tables[table]
-        lk = list(key)
-        if lk in tp.inserts:
-            tp.inserts.remove(lk)
-        elif lk in tp.overwrites:
-            tp.overwrites.remove(lk)
-        elif lk in tp.updates:
-            i = tp.updates.index(lk)
-            del tp.updates[i], tp.update_hashes[i]
-        else:
-            continue
-        tp.skipped.append({"key": lk, "reason": why})
-        for child in plan.tables.values():
-            for ck, ptable, pk in child.depends:
-                if ptable == table and tuple(pk) == key:
-                    pending.append(
-                        (
-                            child.table,
-                            tuple(ck),
-                            f"depends on {table} {dict(zip(tp.key, lk, strict=True))} ({why})",
-                        )
-                    )
 
 
 def plan_recovery(

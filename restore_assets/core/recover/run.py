@@ -16,7 +16,7 @@ from restore_assets.core.compare.catalog import schema_oid
 from restore_assets.core.compare.details import cut_value
 from restore_assets.core.compare.engine import begin_read_only
 from restore_assets.core.compare.model import CompareError
-from restore_assets.core.recover.apply import apply_plan, undo_recovery
+from restore_assets.core.recover.apply import apply_plan
 from restore_assets.core.recover.plan import (
     Options,
     RecoveryPlan,
@@ -25,6 +25,7 @@ from restore_assets.core.recover.plan import (
     sides_for,
 )
 from restore_assets.core.recover.sql import from_, in_keys, match
+from restore_assets.core.recover.undo import undo_recovery
 
 KIND = "row_recovery"
 UNDO_KIND = "row_recovery_undo"
