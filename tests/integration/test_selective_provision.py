@@ -122,6 +122,11 @@ def scene() -> Iterator[Scene]:
                 f"CREATE TABLE t3.{name} AS SELECT g AS id, md5(g::text) AS v"
                 " FROM generate_series(1, 20000) g",
             )
+        # a view of t1 over t3 (its definition is dumped, t3's data never read) and t4, whose
+        # foreign key to t3 makes a restore of t4 copy the whole database
+        execute(tenant, "CREATE VIEW t1.over_t3 AS SELECT id, v FROM t3.cold WHERE id < 10")
+        execute(tenant, "CREATE SCHEMA t4")
+        execute(tenant, "CREATE TABLE t4.refs (id int PRIMARY KEY REFERENCES t3.bulk (id))")
         execute(other, "CREATE TABLE big (id serial PRIMARY KEY, payload text NOT NULL)")
         execute(
             other,
@@ -338,7 +343,11 @@ def test_plan_and_audit_name_the_path(scene: Scene):
     config = {"root": str(fleet.root)}
     planned = plan_schema_restore(request, config)["would_create"][0]["provisioning"]
     assert planned["path"] == "schemas" and planned["zero_filled_databases"] == [OTHER_DB]
-    assert planned["zero_filled_schemas"] == 2  # t2 and t3
+    assert planned["zero_filled_schemas"] == 3  # t2, t3 and t4
+    # t4's foreign key to t3: the schema path falls back to copying tenantdb whole
+    t4 = plan_schema_restore({**request, "schemas": ["t4"]}, config)["would_create"][0]
+    assert t4["provisioning"]["path"] == "databases"
+    assert "depend on schema(s) t3" in t4["provisioning"]["schemas_copied_because"]
     forced = plan_schema_restore({**request, "full_provision": True}, config)
     assert forced["would_create"][0]["provisioning"]["mode"] == "full"
     out = run_schema_restore({**request, "suffix": "audited"}, config, compare=False)
@@ -377,7 +386,7 @@ def test_schema_path_equals_full_pitr_at_t(scene: Scene):
         try:
             prov = sel.details["provisioning"]
             assert prov["path"] == "schemas", prov
-            assert prov["zero_filled_schemas"] == 2 and prov["zero_filled_relations"] >= 8
+            assert prov["zero_filled_schemas"] == 3 and prov["zero_filled_relations"] >= 8
             assert full.details["provisioning"]["path"] == "full"
             sums = table_sums(fleet.temp_dsn(full, TENANT_DB))
             t1 = {k: v for k, v in sums.items() if k.startswith("t1.")}
@@ -391,7 +400,9 @@ def test_schema_path_equals_full_pitr_at_t(scene: Scene):
                 )[0]
                 assert tuple(got) == expected, name
             assert t1["t1.after_snap"][0] == 300
-            assert _dump(sel_dsn, "t1") == _dump(fleet.temp_dsn(full, TENANT_DB), "t1")
+            dumped = _dump(sel_dsn, "t1")
+            assert "CREATE VIEW t1.over_t3" in dumped
+            assert dumped == _dump(fleet.temp_dsn(full, TENANT_DB), "t1")
             # replay met zero-filled pages of t3 only (its VACUUM), never of t1
             filenodes = dict(
                 execute(
@@ -439,4 +450,4 @@ def test_snapshot_records_the_relation_map(scene: Scene):
     assert ("t1", "S", "t1.items_id_seq") in owners
     # bulk's TOAST table and its index belong to t3
     assert sum(1 for s, k, n in owners if s == "t3" and n.startswith("pg_toast.")) >= 2
-    assert db["depends"] == {}
+    assert db["depends"] == {"t4": ["t3"]}  # the foreign key; not t1's view (its data is not read)
