@@ -1,8 +1,8 @@
 """Provisioning benchmark: a small tenant's restore with selective provisioning against a full copy.
 
 One managed local fleet: a tenant schema of --tenant-mb MB in database `tenant_db`, and --other-mb
-MB of other tenants' data in database `others_db` (and, with --same-db-mb, in other schemas of
-`tenant_db`; those are copied by both paths: only other databases are zero-filled). One snapshot,
+MB of other tenants' data in database `others_db` (and, with --same-db-mb, in another schema of
+`tenant_db`; selective provisioning zero-fills both, the "schemas" path). One snapshot,
 then writes to every database (a hot 1% of rows updated, three times, and inserts; every 97th row
 with --spread-writes), then the restore point T, then more writes.
 
