@@ -24,7 +24,7 @@ from restore_assets.backends.aws.ecs import TaskCall, TaskFailed, TaskLauncher
 from restore_assets.backends.aws.secrets import redact
 from restore_assets.backends.protocols import RecordResource
 from restore_assets.core.errors import CopyError, DdlError, RestoreError
-from restore_assets.core.schema_restore.services import SchemaCopy
+from restore_assets.core.schema_restore.services import DdlBatch, SchemaCopy
 
 log = logging.getLogger("restore_assets.aws")
 
@@ -141,34 +141,26 @@ class EcsDdlTask(TaskRole):
         data = json.loads(self.artifacts.get(remote.restore_id, BUNDLE_ARTIFACT))
         return DdlBundle(**data)
 
-    def apply(
-        self,
-        dsn: str,
-        statements: list[str],
-        allowed_schemas: set[str],
-        on_start: Callable[[int], None],
-    ) -> None:
+    def apply(self, batch: DdlBatch, on_start: Callable[[int], None]) -> None:
         """Guard here, then apply in the task with the production secret (one transaction)."""
         from restore_assets.core import ddl
 
-        ddl.guard(statements, allowed_schemas)
+        ddl.guard(batch.statements, batch.allowed_schemas)
         remote = self._remote(DdlError)
         mode = "apply-post" if self.stage == "post" else "apply-pre"
         spec = {
-            "database": database_of(dsn),
-            "statements": list(statements),
-            "allowed_schemas": sorted(allowed_schemas),
+            "database": database_of(batch.dsn),
+            "statements": list(batch.statements),
+            "allowed_schemas": sorted(batch.allowed_schemas),
         }
         result = remote.run(mode, spec, DdlError)
         if result.get("xid") is not None:
             on_start(int(result["xid"]))
 
-    def apply_post(
-        self, dsn: str, statements: list[str], allowed_schemas: set[str]
-    ) -> dict[str, int]:
+    def apply_post(self, batch: DdlBatch) -> dict[str, int]:
         """Guard here, then apply post in the task (its apply-post mode)."""
-        self.apply(dsn, statements, allowed_schemas, lambda _xid: None)
-        return {"statements": len(statements)}
+        self.apply(batch, lambda _xid: None)
+        return {"statements": len(batch.statements)}
 
 
 class EcsCopyMover(TaskRole):

@@ -11,7 +11,7 @@ from restore_assets.core import ddl
 from restore_assets.core.ddl.parallel import apply_post
 from restore_assets.core.mover import copy_schema
 from restore_assets.core.mover.mover import TablePost
-from restore_assets.core.schema_restore.services import SchemaCopy
+from restore_assets.core.schema_restore.services import DdlBatch, SchemaCopy
 
 
 class LocalDdlTask:
@@ -25,26 +25,22 @@ class LocalDdlTask:
         """A DdlBundle of the schemas, renamed to `<schema>_<suffix>`."""
         return ddl.extract(dsn, schemas, suffix)
 
-    def apply(
-        self,
-        dsn: str,
-        statements: list[str],
-        allowed_schemas: set[str],
-        on_start: Callable[[int], None],
-    ) -> None:
+    def apply(self, batch: DdlBatch, on_start: Callable[[int], None]) -> None:
         """Guard, then apply statements in one transaction; on_start gets its xid before anything runs."""
-        ddl.guard(statements, allowed_schemas)
-        with psycopg.connect(dsn) as conn:
+        ddl.guard(batch.statements, batch.allowed_schemas)
+        with psycopg.connect(batch.dsn) as conn:
             xid = conn.execute("SELECT pg_catalog.txid_current()").fetchone()[0]
             on_start(int(xid))
-            ddl.apply(conn, statements, lock_timeout=self.lock_timeout)
+            ddl.apply(conn, batch.statements, lock_timeout=self.lock_timeout)
 
-    def apply_post(
-        self, dsn: str, statements: list[str], allowed_schemas: set[str]
-    ) -> dict[str, int]:
+    def apply_post(self, batch: DdlBatch) -> dict[str, int]:
         """Guard, then apply post: per-table index and key builds in parallel, then the rest."""
         return apply_post(
-            dsn, statements, allowed_schemas, workers=self.workers, lock_timeout=self.lock_timeout
+            batch.dsn,
+            batch.statements,
+            batch.allowed_schemas,
+            workers=self.workers,
+            lock_timeout=self.lock_timeout,
         )
 
 

@@ -21,6 +21,7 @@ from restore_assets.core.runner import PhaseResult, close_run, first_failure, ti
 from restore_assets.core.schema_restore.services import (
     ARTIFACT_RESOURCE,
     SCHEMA_RESOURCE,
+    DdlBatch,
     SchemaCopy,
     Services,
     bound,
@@ -181,7 +182,7 @@ def apply_pre(
 
     pre = deferred_pre(services, bundle)[0]
     bound(services, services.ddl, restore_id, "pre").apply(
-        dsn, pre, set(plan.targets.values()), on_start
+        DdlBatch(dsn, pre, set(plan.targets.values())), on_start
     )
     with psycopg.connect(dsn) as conn:
         oids = dict(
@@ -234,7 +235,7 @@ def apply_post(
     built = {s for r in copies for s in getattr(r, "post_applied", [])}
     # settings stay: the remaining statements need the ones in force for them in dump order
     statements = [s for s in pipeline_post(services, bundle) if s not in built or is_setting(s)]
-    waves = task.apply_post(dsn, statements, allowed)
+    waves = task.apply_post(DdlBatch(dsn, statements, allowed))
     vacuumed = {
         (t.target_schema, t.table)
         for r in copies

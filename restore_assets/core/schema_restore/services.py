@@ -26,6 +26,15 @@ PHASES = (
 )
 
 
+@dataclass(frozen=True)
+class DdlBatch:
+    """Statements to run on one database, each guarded to stay inside the allowed schemas."""
+
+    dsn: str
+    statements: list[str]
+    allowed_schemas: set[str]
+
+
 class DdlTask(Protocol):
     """Extracts the DDL of schemas from a server and applies statements to one (subprocess or ECS)."""
 
@@ -33,19 +42,11 @@ class DdlTask(Protocol):
         """A DdlBundle (pre, post, full, warnings) of the schemas, renamed to `<schema>_<suffix>`."""
         ...
 
-    def apply(
-        self,
-        dsn: str,
-        statements: list[str],
-        allowed_schemas: set[str],
-        on_start: Callable[[int], None],
-    ) -> None:
+    def apply(self, batch: DdlBatch, on_start: Callable[[int], None]) -> None:
         """Guard and apply statements in one transaction; on_start gets the transaction's xid."""
         ...
 
-    def apply_post(
-        self, dsn: str, statements: list[str], allowed_schemas: set[str]
-    ) -> dict[str, int]:
+    def apply_post(self, batch: DdlBatch) -> dict[str, int]:
         """Guard and apply the post statements (per-table builds may run in parallel)."""
         ...
 
