@@ -22,7 +22,7 @@ CORPUS = REPO.parent / "shared" / "corpus"
 # Test clusters are thrown away: they need not wait for the disk. Only clusters this test process
 # creates get this (fixtures, fleets made in-process); the product's own settings keep fsync on, and
 # a test that checks them creates its cluster inside `product_settings()`.
-FAST_SETTINGS = {"fsync": "off", "synchronous_commit": "off"}
+FAST_SETTINGS = {"fsync": "off"}  # commits still wait for their WAL write (tests read LSNs)
 NO_SYNC_PROGRAMS = ("initdb", "pg_basebackup")  # both skip their final fsync with --no-sync
 _SETTINGS = (pg_module.BASE_SETTINGS, fleet_cluster.PRODUCTION_SETTINGS)
 _PRODUCT = ([dict(d) for d in _SETTINGS], pg_module.run_server_cmd)
