@@ -107,8 +107,8 @@ def relation_map(dsn_of: Callable[[str], str], databases: dict[str, int]) -> dic
             with psycopg.connect(dsn_of(name), connect_timeout=10) as conn:
                 rels = conn.execute(RELATIONS).fetchall()
                 deps = conn.execute(DEPENDS).fetchall()
-        except psycopg.OperationalError:
-            continue  # a database that admits no connection: it has no map (copied whole)
+        except psycopg.Error:
+            continue  # a database we cannot connect to or read: no map (copied whole)
         depends: dict[str, list[str]] = {}
         for schema, other in deps:
             depends.setdefault(schema, []).append(other)
