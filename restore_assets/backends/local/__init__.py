@@ -32,7 +32,7 @@ def services(config: Mapping[str, Any]) -> Any:
     from restore_assets.backends.local.fleet import LocalFleet
     from restore_assets.backends.local.manifest import Manifest
     from restore_assets.backends.local.tasks import CopyMover, LocalDdlTask
-    from restore_assets.core.schema_restore.phases import Services
+    from restore_assets.core.schema_restore.services import Services
 
     root = root_of(config)
     audit = audit_log(config)
