@@ -27,7 +27,6 @@ from tests.integration.fleet_helpers import commit, execute, mark, postmasters_u
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(shutil.which("pgbackrest") is None, reason="pgbackrest not installed"),
 ]
 
 REPO = Path(__file__).resolve().parents[2]

@@ -32,7 +32,6 @@ from tests.integration.fleet_helpers import commit, execute, mark
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(shutil.which("pgbackrest") is None, reason="pgbackrest not installed"),
 ]
 
 

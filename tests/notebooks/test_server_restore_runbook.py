@@ -56,8 +56,7 @@ def test_restore_time_on_a_base_backup_fleet_is_refused_before_any_change(
 @pytest.fixture(scope="module")
 def pgbr_fleet() -> Iterator[LocalFleet]:
     """A managed fleet backed up by its own pgBackRest stanza: items in one full backup."""
-    if shutil.which("pgbackrest") is None:
-        pytest.skip("pgbackrest not installed")
+    assert shutil.which("pgbackrest"), "pgbackrest is missing: `make setup` installs it"
     root = scratch_dir("ra-nb-pgbr-")
     fleet = LocalFleet(root / "fleet")
     fleet.up(pgbackrest=True)
