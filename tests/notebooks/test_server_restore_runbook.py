@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -68,6 +69,11 @@ def pgbr_fleet() -> Iterator[LocalFleet]:
         )
         commit(fleet.production_dsn("app"), "seed")
         fleet.snapshot("full")
+        # pgBackRest stamps a backup's stop in whole seconds: the window opens at that second, so
+        # the tests' points in time come after it
+        snap = fleet.snapshots()[-1]
+        while datetime.now(UTC) <= (snap.completed_at or snap.created_at):
+            time.sleep(0.1)
         yield fleet
     finally:
         fleet.down(purge=True)
