@@ -19,6 +19,12 @@ from restore_assets.jobs.tags import DATABASE_TAG, RESTORE_ID_TAG, SCHEMAS_TAG
 pytestmark = pytest.mark.integration
 
 
+def committed_after(fleet) -> None:
+    """A commit after the restore point, so the archive reaches past it (a quiet fleet has none)."""
+    with psycopg.connect(fleet.production_dsn(), autocommit=True) as conn:
+        conn.execute("SELECT pg_catalog.txid_current()")
+
+
 def test_a_cli_restore_is_a_run_of_the_dagster_home_instance(
     demo_fleet, tmp_path: Path, monkeypatch
 ):
@@ -28,6 +34,7 @@ def test_a_cli_restore_is_a_run_of_the_dagster_home_instance(
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     point = datetime.now(UTC)
     time.sleep(0.1)
+    committed_after(demo_fleet)
     out = run_schema_restore(
         {
             "database": "tenant_a",
@@ -60,6 +67,7 @@ def test_without_dagster_home_a_cli_restore_is_a_run_of_the_fleet_root_instance(
     home = Path(demo_fleet.root) / "dagster"
     point = datetime.now(UTC)
     time.sleep(0.1)
+    committed_after(demo_fleet)
     out = run_schema_restore(
         {
             "database": "tenant_a",
