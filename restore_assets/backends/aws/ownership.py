@@ -52,14 +52,23 @@ def expected_owner(kind: str, identifier: str, details: Mapping[str, Any]) -> st
     return str(rid)
 
 
+def _other_owner(
+    tag_list: Iterable[Mapping[str, Any]] | None, restore_id: str, untagged: str
+) -> str | None:
+    """None when the tags name restore_id; else what they carry instead (`untagged`: no tag)."""
+    found = tag_value(tag_list)
+    if found == restore_id:
+        return None
+    return untagged if found is None else f"the tag of restore {found!r}"
+
+
 def check_owned(
     kind: str, identifier: str, tag_list: Iterable[Mapping[str, Any]] | None, restore_id: str
 ) -> None:
     """Raise NotOwned unless the tags carry `restore-assets:restore-id=<restore_id>`."""
-    found = tag_value(tag_list)
-    if found == restore_id:
+    what = _other_owner(tag_list, restore_id, "no restore-assets:restore-id tag")
+    if what is None:
         return
-    what = "no restore-assets:restore-id tag" if found is None else f"the tag of restore {found!r}"
     message = (
         f"{kind} {identifier} carries {what}, not {restore_id!r}: not deleted"
         " (a resource of the same name that this restore did not create)"
@@ -72,11 +81,9 @@ def check_free(
     kind: str, identifier: str, tag_list: Iterable[Mapping[str, Any]] | None, restore_id: str
 ) -> None:
     """For an identifier that exists: allow it only when it is this restore's own resource."""
-    found = tag_value(tag_list)
-    if found == restore_id:
-        return
-    owner = "no restore-assets tag" if found is None else f"the tag of restore {found!r}"
-    raise IdentifierTaken(
-        f"{kind} {identifier} already exists ({owner}): nothing was created; choose another"
-        " restore id or aws.temp_identifier_prefix, or remove that resource yourself"
-    )
+    owner = _other_owner(tag_list, restore_id, "no restore-assets tag")
+    if owner is not None:
+        raise IdentifierTaken(
+            f"{kind} {identifier} already exists ({owner}): nothing was created; choose another"
+            " restore id or aws.temp_identifier_prefix, or remove that resource yourself"
+        )
