@@ -11,6 +11,7 @@ from typing import Any, TextIO
 
 import psycopg
 
+from restore_assets.core.mover.model import CopiedTotals
 from restore_assets.core.schema_restore.services import PHASES
 
 ESTIMATES = """
@@ -46,21 +47,11 @@ class TableProgress:
 
 
 @dataclass
-class CopyProgress:
+class CopyProgress(CopiedTotals):
     """The copy of some schemas at one moment, with an ETA when a rate is known."""
 
     tables: list[TableProgress] = field(default_factory=list)
     seconds: float = 0.0
-
-    @property
-    def rows(self) -> int:
-        """Rows copied so far."""
-        return sum(t.rows for t in self.tables)
-
-    @property
-    def bytes(self) -> int:
-        """Bytes copied so far."""
-        return sum(t.bytes for t in self.tables)
 
     @property
     def estimated_rows(self) -> int:
@@ -69,17 +60,19 @@ class CopyProgress:
 
     def eta(self) -> float | None:
         """Seconds left at the rate so far; None before any row has moved."""
-        if self.rows <= 0 or self.seconds <= 0:
+        rows = self.total_rows
+        if rows <= 0 or self.seconds <= 0:
             return None
-        return max(0.0, (self.estimated_rows - self.rows) / (self.rows / self.seconds))
+        return max(0.0, (self.estimated_rows - rows) / (rows / self.seconds))
 
     def summary(self) -> str:
         """One line: rows of estimated rows, bytes, ETA."""
-        pct = f" ({100 * self.rows / self.estimated_rows:.0f}%)" if self.estimated_rows else ""
+        rows, estimated = self.total_rows, self.estimated_rows
+        pct = f" ({100 * rows / estimated:.0f}%)" if estimated else ""
         eta = self.eta()
         left = f", ETA {eta:.0f}s" if eta is not None else ""
         return (
-            f"{self.rows:,}/{self.estimated_rows:,} rows{pct}, {_size(self.bytes)}"
+            f"{rows:,}/{estimated:,} rows{pct}, {_size(self.total_bytes)}"
             f" in {self.seconds:.0f}s{left}"
         )
 
@@ -198,7 +191,7 @@ class LiveProgress:
         watcher = self.watcher() if rec and rec.get("status") == "running" else None
         if watcher is not None and out and out[-1].startswith(("copy", "pre", "post")):
             progress = watcher.sample()
-            if progress.rows:
+            if progress.total_rows:
                 out.append(f"  copy: {progress.summary()}")
                 for t in progress.tables:
                     state = "copying" if t.copying else ("done" if t.rows else "waiting")

@@ -43,7 +43,7 @@ def test_the_copy_watcher_counts_copied_rows_against_the_live_estimate(fresh_db:
     assert (by_table["t"].rows, by_table["t"].estimated_rows) == (400, 1000)
     assert by_table["t"].bytes > 0 and not by_table["t"].copying
     assert (by_table["u"].rows, by_table["u"].estimated_rows) == (0, 10)
-    assert progress.rows == 400 and progress.estimated_rows == 1010
+    assert progress.total_rows == 400 and progress.estimated_rows == 1010
     assert progress.eta() is not None and progress.eta() > 0
     assert "400/1,010 rows (40%)" in progress.summary()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -32,15 +33,10 @@ class TablePost:
     vacuum: bool = True  # VACUUM (ANALYZE) each table after its builds
 
 
-@dataclass
-class CopyReport:
-    """The outcome of copying one schema."""
+class CopiedTotals:
+    """Sums over `tables`, each with `rows` and `bytes`: of a copy report or a progress sample."""
 
-    tables: list[TableCopy] = field(default_factory=list)
-    seconds: float = 0.0
-    errors: list[str] = field(default_factory=list)
-    post_applied: list[str] = field(default_factory=list)  # post statements the mover ran
-    analyzed: list[str] = field(default_factory=list)  # tables it vacuumed and analyzed
+    tables: list[Any]
 
     @property
     def total_rows(self) -> int:
@@ -51,6 +47,17 @@ class CopyReport:
     def total_bytes(self) -> int:
         """COPY stream bytes moved over all tables."""
         return sum(t.bytes for t in self.tables)
+
+
+@dataclass
+class CopyReport(CopiedTotals):
+    """The outcome of copying one schema."""
+
+    tables: list[TableCopy] = field(default_factory=list)
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+    post_applied: list[str] = field(default_factory=list)  # post statements the mover ran
+    analyzed: list[str] = field(default_factory=list)  # tables it vacuumed and analyzed
 
     @property
     def table_count(self) -> int:
