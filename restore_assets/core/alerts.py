@@ -142,6 +142,20 @@ class SmtpChannel(Channel):
     timeout: float = DEFAULT_TIMEOUT
     name: str = "smtp"
 
+    @classmethod
+    def from_settings(cls, smtp: Mapping[str, Any], timeout: float) -> SmtpChannel:
+        """The channel of an `alerts.smtp` mapping (host, from and to required)."""
+        return cls(
+            host=str(smtp["host"]),
+            port=int(smtp.get("port", 25)),
+            sender=str(smtp["from"]),
+            to=recipients(smtp["to"]),
+            starttls=bool(smtp.get("starttls", False)),
+            username=smtp.get("username"),
+            password_env=smtp.get("password_env"),
+            timeout=timeout,
+        )
+
     def describe(self) -> str:
         """Server and recipients."""
         return f"smtp {self.host}:{self.port} -> {', '.join(self.to)}"
@@ -225,10 +239,18 @@ def recipients(value: Any) -> list[str]:
     return [str(v) for v in value or []]
 
 
-def built(section: str, needs: str, make: Callable[[], Channel]) -> list[Channel]:
-    """[make()], or [] with the malformed `alerts.<section>` logged (never raised)."""
+def built(
+    alerts: Mapping[str, Any],
+    section: str,
+    needs: str,
+    make: Callable[[Mapping[str, Any]], Channel],
+) -> list[Channel]:
+    """[make(alerts[section])]; [] when it is not set, or with a malformed one logged (never raised)."""
+    settings = alerts.get(section)
+    if not settings:
+        return []
     try:
-        return [make()]
+        return [make(settings)]
     except (KeyError, TypeError, ValueError) as exc:
         log.error("alerts.%s needs %s (%s missing or invalid): left out", section, needs, exc)
         return []
@@ -259,22 +281,9 @@ def notifier_from_config(
             log.error("alerts: %s is not set: no Slack alerts", alerts["slack_webhook_url_env"])
     if url:
         channels.append(SlackChannel(str(url), timeout))
-    smtp = alerts.get("smtp")
-    if smtp:
-        channels += built(
-            "smtp",
-            "host, from and to",
-            lambda: SmtpChannel(
-                host=str(smtp["host"]),
-                port=int(smtp.get("port", 25)),
-                sender=str(smtp["from"]),
-                to=recipients(smtp["to"]),
-                starttls=bool(smtp.get("starttls", False)),
-                username=smtp.get("username"),
-                password_env=smtp.get("password_env"),
-                timeout=timeout,
-            ),
-        )
+    channels += built(
+        alerts, "smtp", "host, from and to", lambda smtp: SmtpChannel.from_settings(smtp, timeout)
+    )
     for build in builders:
         try:
             channels.extend(build(alerts, timeout))

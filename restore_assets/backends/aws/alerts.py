@@ -51,6 +51,18 @@ class SesChannel(AwsChannel):
     to: list[str]
     name: str = "ses"
 
+    @classmethod
+    def from_settings(
+        cls, ses: Mapping[str, Any], timeout: float, region: str | None
+    ) -> SesChannel:
+        """The channel of an `alerts.ses` mapping (from and to required; its region, else region)."""
+        return cls(
+            sender=str(ses["from"]),
+            to=recipients(ses["to"]),
+            region=ses.get("region_name") or region,
+            timeout=timeout,
+        )
+
     def describe(self) -> str:
         """Sender and recipients."""
         return f"ses {self.sender} -> {', '.join(self.to)}"
@@ -94,19 +106,9 @@ def aws_channels(region: str | None = None) -> ChannelBuilder:
     """The builder of the SES and SNS channels of an `alerts:` mapping (default region given)."""
 
     def build(alerts: Mapping[str, Any], timeout: float) -> list[Channel]:
-        channels: list[Channel] = []
-        ses = alerts.get("ses")
-        if ses:
-            channels += built(
-                "ses",
-                "from and to",
-                lambda: SesChannel(
-                    sender=str(ses["from"]),
-                    to=recipients(ses["to"]),
-                    region=ses.get("region_name") or region,
-                    timeout=timeout,
-                ),
-            )
+        channels = built(
+            alerts, "ses", "from and to", lambda ses: SesChannel.from_settings(ses, timeout, region)
+        )
         if alerts.get("sns_topic_arn"):
             channels.append(
                 SnsChannel(
