@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from restore_assets.core.server_restore.model import Described
 
 Record = Callable[[str, str, dict[str, Any]], None]
 """Callback (kind, identifier, details) that records a resource in the audit log before it is used."""
+
+
+@dataclass(frozen=True)
+class InPlaceRestore:
+    """What a backend restores in place: the original, the snapshot, the run's names, the recorder."""
+
+    source: Described  # the original server, as validate described it
+    snapshot: dict[str, Any]  # the one just taken, or the one the request named
+    names: dict[str, Any]  # every name the run uses (checked before any call)
+    record: Record  # records the restored target before it is relied on
 
 
 class InstanceBackend(Protocol):
@@ -50,9 +61,7 @@ class InstanceBackend(Protocol):
         """Move the original out of the way (rename it) and wait until it is done."""
         ...
 
-    def restore(
-        self, source: Described, snapshot: dict[str, Any], names: dict[str, Any], record: Record
-    ) -> dict[str, Any]:
+    def restore(self, job: InPlaceRestore) -> dict[str, Any]:
         """Restore the snapshot under the original's name with the original's configuration."""
         ...
 

@@ -28,7 +28,7 @@ from restore_assets.core.runner import (
     timings,
 )
 from restore_assets.core.server_restore.model import InstancePlan, InstanceRequest
-from restore_assets.core.server_restore.protocols import InstanceBackend, Record
+from restore_assets.core.server_restore.protocols import InPlaceRestore, InstanceBackend, Record
 
 KIND_RESTORE = "instance_restore"
 KIND_SNAPSHOT = "snapshot"
@@ -260,7 +260,8 @@ def restore_step(
     record = _recorder(services, restore_id)
 
     def work() -> Any:
-        return services.backend.restore(plan.source, the_snapshot(plan, snap), plan.names, record)
+        snapshot = the_snapshot(plan, snap)
+        return services.backend.restore(InPlaceRestore(plan.source, snapshot, plan.names, record))
 
     return _step(services, restore_id, "restore", plan.request.restores, work, [aside])
 

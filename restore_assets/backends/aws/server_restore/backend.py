@@ -31,7 +31,7 @@ from restore_assets.core.server_restore.model import (
     renamed_identifier,
     rollback_snapshot_identifier,
 )
-from restore_assets.core.server_restore.protocols import Record
+from restore_assets.core.server_restore.protocols import InPlaceRestore, Record
 
 
 class AwsInstanceBackend:
@@ -200,11 +200,9 @@ class AwsInstanceBackend:
         """Rename the original (and every cluster member) to `<name>-old-<suffix>`; wait."""
         return swap.set_aside(self.rds, source, names, record)
 
-    def restore(
-        self, source: Described, snapshot: dict[str, Any], names: dict[str, Any], record: Record
-    ) -> dict[str, Any]:
+    def restore(self, job: InPlaceRestore) -> dict[str, Any]:
         """Restore under the original identifier; for a cluster also its members, writer first."""
-        return swap.restore(self.rds, self.params, source, snapshot, names, record)
+        return swap.restore(self.rds, self.params, job)
 
     def wait_restored(
         self, source: Described, names: dict[str, Any], timeout: float

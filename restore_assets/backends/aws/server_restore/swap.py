@@ -15,7 +15,7 @@ from restore_assets.backends.aws.server_restore.config import (
 from restore_assets.backends.aws.server_restore.rds import Rds, status
 from restore_assets.core.errors import FleetError
 from restore_assets.core.server_restore.model import Described
-from restore_assets.core.server_restore.protocols import Record
+from restore_assets.core.server_restore.protocols import InPlaceRestore, Record
 
 RENAMED_KIND = "rds-renamed-original"
 RESTORED_KIND = "rds-restored-target"
@@ -39,23 +39,17 @@ def set_aside(rds: Rds, source: Described, names: dict[str, Any], record: Record
     return {"renamed": names["renamed"], "members": names.get("member_renames", {})}
 
 
-def restore(
-    rds: Rds,
-    params: CallParameters,
-    source: Described,
-    snapshot: dict[str, Any],
-    names: dict[str, Any],
-    record: Record,
-) -> dict[str, Any]:
+def restore(rds: Rds, params: CallParameters, job: InPlaceRestore) -> dict[str, Any]:
     """Restore under the original identifier; for a cluster also its members, writer first."""
-    record(
-        RESTORED_KIND, source.identifier, {"snapshot": snapshot["id"], "topology": source.topology}
+    source, snapshot_id, names = job.source, job.snapshot["id"], job.names
+    job.record(
+        RESTORED_KIND, source.identifier, {"snapshot": snapshot_id, "topology": source.topology}
     )
     if source.topology == "instance":
-        call = with_restore_tag(params.instance_restore(source, snapshot["id"]), names)
+        call = with_restore_tag(params.instance_restore(source, snapshot_id), names)
         out = rds.client.restore_db_instance_from_db_snapshot(**call)["DBInstance"]
         return {"status": status(out), "parameters": sorted(call)}
-    call = with_restore_tag(params.cluster_restore(source, snapshot["id"]), names)
+    call = with_restore_tag(params.cluster_restore(source, snapshot_id), names)
     rds.client.restore_db_cluster_from_snapshot(**call)
     rds.wait_available("cluster", source.identifier)
     created = []

@@ -38,7 +38,7 @@ from restore_assets.backends.local.server_restore.recovery import (
 from restore_assets.backends.protocols import RestoreTarget
 from restore_assets.core.errors import FleetError, InvalidRequest
 from restore_assets.core.server_restore.model import Described
-from restore_assets.core.server_restore.protocols import Record
+from restore_assets.core.server_restore.protocols import InPlaceRestore, Record
 
 PGBACKREST_INSTANCE_RESTORE = (
     "a server restore is not available on a pgBackRest fleet that adopts a server the tool does"
@@ -296,16 +296,14 @@ class LocalInstanceBackend:
         """Archive the last WAL, stop production, rename its data directory to data.old-<suffix>."""
         return set_aside_.set_aside(self, self._production(), names, record)
 
-    def restore(
-        self, source: Described, snapshot: dict[str, Any], names: dict[str, Any], record: Record
-    ) -> dict[str, Any]:
+    def restore(self, job: InPlaceRestore) -> dict[str, Any]:
         """Copy the base backup in place, keep production's configuration, recover, promote.
 
         On a pgBackRest fleet: `pgbackrest restore --delta` into a copy of the set-aside directory.
         """
-        if source.config.get("pgbackrest_stanza"):
-            return pgbackrest_delta.restore(self, source, snapshot, names, record)
-        return base_backup.restore(self, source, snapshot, names, record)
+        if job.source.config.get("pgbackrest_stanza"):
+            return pgbackrest_delta.restore(self, job)
+        return base_backup.restore(self, job)
 
     def wait_restored(
         self, source: Described, names: dict[str, Any], timeout: float

@@ -16,8 +16,7 @@ from restore_assets.backends.local.server_restore.recovery import (
     recover_and_promote,
 )
 from restore_assets.core.errors import FleetError
-from restore_assets.core.server_restore.model import Described
-from restore_assets.core.server_restore.protocols import Record
+from restore_assets.core.server_restore.protocols import InPlaceRestore
 
 if TYPE_CHECKING:
     from restore_assets.backends.local.server_restore.backend import LocalInstanceBackend
@@ -55,21 +54,15 @@ def _clear_partial_conflict(
     return name
 
 
-def restore(
-    backend: LocalInstanceBackend,
-    source: Described,
-    snapshot: dict[str, Any],
-    names: dict[str, Any],
-    record: Record,
-) -> dict[str, Any]:
+def restore(backend: LocalInstanceBackend, job: InPlaceRestore) -> dict[str, Any]:
     """Copy the base backup in place, keep production's configuration, recover, promote."""
-    fleet = backend.fleet
-    port = int(source.config["port"])
+    fleet, snapshot, names = backend.fleet, job.snapshot, job.names
+    port = int(job.source.config["port"])
     datadir = Path(names["datadir"])
     aside = Path(names["renamed_dir"])
     if datadir.exists():
         raise FleetError(f"{datadir} exists: the original was not set aside")
-    record(RESTORED_KIND, IDENTIFIER, {"datadir": str(datadir), "snapshot": snapshot["id"]})
+    job.record(RESTORED_KIND, IDENTIFIER, {"datadir": str(datadir), "snapshot": snapshot["id"]})
     fleet.manifest.record(datadir)  # a rollback removes the restored directory only
     pg.run_server_cmd(["cp", "-a", snapshot["path"], str(datadir)])
     copy_config_files(aside, datadir)

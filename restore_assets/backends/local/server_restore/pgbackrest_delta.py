@@ -23,7 +23,7 @@ from restore_assets.backends.local.server_restore.recovery import (
 from restore_assets.backends.protocols import RestoreTarget
 from restore_assets.core.errors import FleetError, InvalidRequest
 from restore_assets.core.server_restore.model import Described
-from restore_assets.core.server_restore.protocols import Record
+from restore_assets.core.server_restore.protocols import InPlaceRestore
 
 if TYPE_CHECKING:
     from restore_assets.backends.local.fleet import LocalFleet
@@ -79,28 +79,22 @@ def _seed(aside: Path, datadir: Path) -> None:
     pg.run_server_cmd(["mkdir", "-m", "700", "-p", str(datadir / "pg_wal" / "archive_status")])
 
 
-def restore(
-    backend: LocalInstanceBackend,
-    source: Described,
-    snapshot: dict[str, Any],
-    names: dict[str, Any],
-    record: Record,
-) -> dict[str, Any]:
+def restore(backend: LocalInstanceBackend, job: InPlaceRestore) -> dict[str, Any]:
     """Seed a copy of the set-aside directory, `pgbackrest restore --delta` into it, recover
     to the backup's consistent point or to the point in time, promote; archiving held."""
-    fleet = backend.fleet
-    port = int(source.config["port"])
+    fleet, names = backend.fleet, job.names
+    port = int(job.source.config["port"])
     datadir = Path(names["datadir"])
     aside = Path(names["renamed_dir"])
-    label = snapshot["id"]
-    restore_time = snapshot.get("restore_time")
+    label = job.snapshot["id"]
+    restore_time = job.snapshot.get("restore_time")
     source_repo = fleet.pgbackrest
     if source_repo is None:
         raise FleetError("this fleet has no pgBackRest stanza any more")
     if os.path.lexists(datadir):
         raise FleetError(f"{datadir} exists: the original was not set aside")
     tablespaces = datadir.parent / f"tablespaces-{names['suffix']}"
-    record(
+    job.record(
         RESTORED_KIND,
         IDENTIFIER,
         {"datadir": str(datadir), "snapshot": label, "by": "pgbackrest restore --delta"},
