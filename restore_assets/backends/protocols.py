@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from restore_assets.core.errors import InvalidRequest
+from restore_assets.core.jsonable import json_ready
 
 
 @dataclass(frozen=True)
@@ -22,10 +23,7 @@ class Snapshot:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        d = asdict(self)
-        d["created_at"] = self.created_at.isoformat()
-        d["completed_at"] = self.completed_at.isoformat() if self.completed_at else None
-        return d
+        return json_ready(self)
 
 
 @dataclass(frozen=True)
@@ -37,10 +35,7 @@ class RestoreWindow:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {
-            "earliest": self.earliest.isoformat() if self.earliest else None,
-            "latest": self.latest.isoformat() if self.latest else None,
-        }
+        return json_ready(self)
 
 
 @dataclass(frozen=True)
@@ -82,13 +77,7 @@ class Source:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {
-            "identifier": self.identifier,
-            "topology": self.topology,
-            "engine_version": self.engine_version,
-            "window": self.window.to_dict(),
-            "snapshots": [s.to_dict() for s in self.snapshots],
-        }
+        return json_ready(self)
 
 
 @dataclass

@@ -14,6 +14,7 @@ from restore_assets.backends.protocols import Fleet, RestoreTarget
 from restore_assets.core.ddl.extensions import extension_refusal, extensions_in
 from restore_assets.core.ddl.names import check_identifier_length, default_suffix, target_name
 from restore_assets.core.errors import InvalidRequest
+from restore_assets.core.jsonable import json_ready
 from restore_assets.core.keys import StrictModel
 
 
@@ -231,14 +232,7 @@ class RestorePlan:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {
-            "request": self.request.to_dict(),
-            "restore_point": self.restore_point.isoformat(),
-            "suffix": self.suffix,
-            "targets": dict(self.targets),
-            "tables": self.tables,
-            "left_out_foreign_keys": list(self.left_out_foreign_keys),
-        }
+        return json_ready(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RestorePlan:
