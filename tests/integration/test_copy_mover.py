@@ -12,7 +12,7 @@ from psycopg import sql
 
 from restore_assets.backends.local.pg import Cluster
 from restore_assets.core.errors import CopyError
-from restore_assets.core.mover import TableCopy, copy_schema, plan_schema
+from restore_assets.core.mover import TableCopy, copy_schema, plan_schema, table_copy
 
 pytestmark = pytest.mark.integration
 
@@ -333,3 +333,80 @@ def test_cancel_between_tables_keeps_what_was_done(dbs: tuple[str, str]) -> None
         )
     assert [t.table for t in info.value.report.tables] == [done[0].table]  # type: ignore[attr-defined]
     assert checksum(target, "tenant_cancel2", done[0].table)[0] == done[0].rows > 0
+
+
+def test_pump_streams_rows_in_chunks_and_reports_a_server_error_mid_copy(
+    dbs: tuple[str, str],
+) -> None:
+    """The source's rows arrive whole and in order; an error after some rows is the server's own
+    (its class and message), and the source connection is closed, not left mid-COPY."""
+    source, _ = dbs
+    chunks: list[bytes] = []
+    with psycopg.connect(source) as src:
+        out = sql.SQL(
+            "COPY (SELECT g, repeat('x', 100) FROM generate_series(1, 20000) g) TO STDOUT"
+        )
+        nbytes = table_copy._pump(src, out, lambda b: chunks.append(bytes(b)), lambda: False)
+        data = b"".join(chunks)
+        assert nbytes == len(data)
+        assert len(chunks) >= 2 and len(chunks[0]) >= table_copy.CHUNK_BYTES
+        assert data.splitlines()[0] == b"1\t" + b"x" * 100
+        assert data.splitlines()[-1].startswith(b"20000\t") and len(data.splitlines()) == 20000
+        # the connection is usable after a complete COPY
+        assert src.execute("SELECT 41 + 1").fetchone() == (42,)
+        failing = sql.SQL("COPY (SELECT 1 / (5000 - g) FROM generate_series(1, 10000) g) TO STDOUT")
+        with pytest.raises(psycopg.errors.DivisionByZero, match="division by zero"):
+            table_copy._pump(src, failing, lambda b: None, lambda: False)
+        assert src.closed
+    with psycopg.connect(source) as src:
+        missing = sql.SQL("COPY {} TO STDOUT").format(sql.Identifier("no_such_schema", "t"))
+        with pytest.raises(psycopg.errors.InvalidSchemaName, match="no_such_schema"):
+            table_copy._pump(src, missing, lambda b: None, lambda: False)
+        assert src.closed
+
+
+def test_source_backend_killed_mid_copy_fails_the_copy_and_keeps_no_rows(
+    pg: Cluster,
+) -> None:
+    """A source server session that dies during a table's COPY fails the mover with the table
+    named; the target transaction rolls back, so the target table holds no partial rows."""
+    source = make_db(pg, "copy_kill_source")
+    target = make_db(pg, "copy_kill_target")
+    try:
+        for dsn, rows in ((source, 300_000), (target, 0)):
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute("CREATE SCHEMA big")
+                conn.execute("CREATE TABLE big.t (id int, pad text)")
+                if rows:
+                    conn.execute(
+                        "INSERT INTO big.t SELECT g, repeat(md5(g::text), 8)"
+                        " FROM generate_series(1, %s) g",
+                        (rows,),
+                    )
+        killed: list[int] = []
+
+        def kill_when_copying(done: threading.Event) -> None:
+            with psycopg.connect(source, autocommit=True) as admin:
+                while not done.is_set() and not killed:
+                    for (pid,) in admin.execute(
+                        "SELECT pid FROM pg_stat_activity WHERE query LIKE 'COPY (SELECT%%big%%'"
+                        " AND pid <> pg_backend_pid()"
+                    ).fetchall():
+                        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                        killed.append(pid)
+
+        done = threading.Event()
+        killer = threading.Thread(target=kill_when_copying, args=(done,))
+        killer.start()
+        try:
+            with pytest.raises(CopyError, match=r"copy of big\.t into big\.t failed"):
+                copy_schema(source, target, "big", "big", workers=1, split_bytes=0)
+        finally:
+            done.set()
+            killer.join()
+        assert killed
+        with psycopg.connect(target) as conn:
+            assert conn.execute("SELECT count(*) FROM big.t").fetchone() == (0,)
+    finally:
+        drop_db(pg, "copy_kill_source")
+        drop_db(pg, "copy_kill_target")

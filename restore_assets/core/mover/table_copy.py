@@ -7,11 +7,13 @@ transaction can lose nothing (locked, empty, referenced by no foreign key, TRUNC
 
 from __future__ import annotations
 
+import select
 import time
 from collections.abc import Callable
 
 import psycopg
-from psycopg import sql
+from psycopg import pq, sql
+from psycopg.errors import error_from_result
 
 from restore_assets.core.mover.model import TableCopy
 from restore_assets.core.mover.plan import TablePlan
@@ -88,6 +90,77 @@ def _block_filter(blocks: tuple[int, int | None] | None) -> sql.Composable:
     return clause
 
 
+def _wait_result(pgconn: pq.abc.PGconn) -> pq.abc.PGresult | None:
+    """The next result of the query in flight, waiting on the socket (the GIL is released)."""
+    while pgconn.is_busy():
+        select.select([pgconn.socket], [], [])
+        pgconn.consume_input()
+    return pgconn.get_result()
+
+
+def _check(src: psycopg.Connection, result: pq.abc.PGresult | None, status: pq.ExecStatus) -> None:
+    """Raise the server's error unless `result` has `status`."""
+    if result is None or result.status != status:
+        if result is not None and result.status == pq.ExecStatus.FATAL_ERROR:
+            raise error_from_result(result, encoding=src.info.encoding)
+        raise psycopg.OperationalError(
+            f"COPY from the source: unexpected {getattr(result, 'status', 'end of results')}"
+        )
+
+
+def _pump(
+    src: psycopg.Connection,
+    copy_out: sql.Composable,
+    write: Callable[[bytearray], None],
+    should_stop: Callable[[], bool],
+) -> int:
+    """Run `copy_out` (a COPY ... TO STDOUT) on src and hand its data to `write` in chunks of about
+    CHUNK_BYTES; the number of bytes.
+
+    libpq returns one row per call: the rows are read straight from the connection, without one
+    Python generator step per row, and waits happen on the socket with the GIL released, so the
+    other workers' threads keep running. On any error the source connection is closed (it is left
+    mid-COPY); the caller's worker stops.
+    """
+    pgconn = src.pgconn
+    nbytes = 0
+    try:
+        pgconn.send_query(copy_out.as_bytes(src))
+        _check(src, _wait_result(pgconn), pq.ExecStatus.COPY_OUT)
+        get = pgconn.get_copy_data
+        fd = pgconn.socket
+        buf = bytearray()
+        while True:
+            size, data = get(1)
+            if size > 0:
+                buf += data
+                if len(buf) >= CHUNK_BYTES:
+                    if should_stop():
+                        raise _Stopped()
+                    write(buf)
+                    nbytes += len(buf)
+                    buf = bytearray()
+            elif size == 0:
+                select.select([fd], [], [])
+                pgconn.consume_input()
+            elif size == -1:
+                break
+            else:
+                raise psycopg.OperationalError(
+                    f"COPY from the source failed: {pgconn.get_error_message()}"
+                )
+        if buf:
+            write(buf)
+            nbytes += len(buf)
+        _check(src, _wait_result(pgconn), pq.ExecStatus.COMMAND_OK)
+        if _wait_result(pgconn) is not None:
+            raise psycopg.OperationalError("COPY from the source: more results than expected")
+    except BaseException:
+        src.close()
+        raise
+    return nbytes
+
+
 def _copy_table(
     src: psycopg.Connection,
     tgt: psycopg.Connection,
@@ -115,8 +188,7 @@ def _copy_table(
         into = tgt_name
 
     started = time.monotonic()
-    nbytes = 0
-    with tgt.transaction(), tgt.cursor() as tcur, src.cursor() as scur:
+    with tgt.transaction(), tgt.cursor() as tcur:
         frozen = (
             freeze
             and blocks is None
@@ -128,19 +200,8 @@ def _copy_table(
         )
         # Open the target side first: a missing or mismatched target table fails before any
         # data is read from the source.
-        with tcur.copy(copy_in) as cin, scur.copy(copy_out) as cout:
-            buf = bytearray()
-            for data in cout:
-                buf += data
-                if len(buf) >= CHUNK_BYTES:
-                    if should_stop():
-                        raise _Stopped()
-                    cin.write(buf)
-                    nbytes += len(buf)
-                    buf = bytearray()
-            if buf:
-                cin.write(buf)
-                nbytes += len(buf)
+        with tcur.copy(copy_in) as cin:
+            nbytes = _pump(src, copy_out, cin.write, should_stop)
         rows = tcur.rowcount
     return TableCopy(
         schema=plan.schema,
