@@ -230,6 +230,13 @@ class RestorePlan:
     tables: dict[str, list[str]] | None = None
     left_out_foreign_keys: list[str] = field(default_factory=list)
 
+    @classmethod
+    def at_point(cls, request: RestoreRequest, point: datetime) -> RestorePlan:
+        """The plan of a request at its restore point: suffix and target schema names resolved."""
+        suffix = request.suffix or default_suffix(point)
+        targets = {s: target_name(s, suffix) for s in request.schemas}
+        return cls(request=request, restore_point=point, suffix=suffix, targets=targets)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return json_ready(self)
@@ -292,17 +299,13 @@ def plan_restore(request: RestoreRequest, fleet: Fleet) -> RestorePlan:
         raise InvalidRequest(f"cannot reach the production server: {str(exc).strip()}") from None
     if not found:
         raise InvalidRequest(f"unknown database {request.database!r} on the production server")
-    point = fleet.check_target(request.target)
-    suffix = request.suffix or default_suffix(point)
-    targets = {s: target_name(s, suffix) for s in request.schemas}
-    tables: dict[str, list[str]] | None = None
-    left_out: list[str] = []
+    plan = RestorePlan.at_point(request, fleet.check_target(request.target))
     with psycopg.connect(fleet.production_dsn(request.database), connect_timeout=10) as conn:
         existing = {
             r[0]
             for r in conn.execute(
                 "SELECT nspname FROM pg_catalog.pg_namespace WHERE nspname = ANY(%s)",
-                (list(request.schemas) + list(targets.values()),),
+                (list(request.schemas) + list(plan.targets.values()),),
             )
         }
         missing = [s for s in request.schemas if s not in existing]
@@ -310,7 +313,7 @@ def plan_restore(request: RestoreRequest, fleet: Fleet) -> RestorePlan:
             raise InvalidRequest(
                 f"unknown schema(s) in database {request.database!r}: {', '.join(missing)}"
             )
-        clash = [t for t in targets.values() if t in existing]
+        clash = [t for t in plan.targets.values() if t in existing]
         if clash:
             raise InvalidRequest(
                 f"target schema(s) already exist: {', '.join(clash)} — drop them or choose another --suffix"
@@ -330,7 +333,7 @@ def plan_restore(request: RestoreRequest, fleet: Fleet) -> RestorePlan:
                 f"--tablespace-map names unknown tablespace(s): {', '.join(sorted(set(mapped) - known))}"
             )
         if request.tables:
-            tables = {}
+            plan.tables = {}
             for s in request.schemas:
                 present = {
                     r[0]
@@ -343,15 +346,8 @@ def plan_restore(request: RestoreRequest, fleet: Fleet) -> RestorePlan:
                 unknown = [t for t in request.tables if t not in present]
                 if unknown:
                     raise InvalidRequest(f"unknown table(s) in schema {s!r}: {', '.join(unknown)}")
-                tables[s], dangling = table_closure(
+                plan.tables[s], dangling = table_closure(
                     conn, s, request.tables, request.include_dependencies
                 )
-                left_out += dangling
-    return RestorePlan(
-        request=request,
-        restore_point=point,
-        suffix=suffix,
-        targets=targets,
-        tables=tables,
-        left_out_foreign_keys=left_out,
-    )
+                plan.left_out_foreign_keys += dangling
+    return plan
