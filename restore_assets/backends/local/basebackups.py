@@ -15,9 +15,9 @@ import psycopg
 from restore_assets.backends.local import pg, selective
 from restore_assets.backends.local.archive import last_commit_in, segments_in
 from restore_assets.backends.local.dsn import connect, password_env, without_password
-from restore_assets.backends.local.sources import Databases, FleetSource, Materialized
+from restore_assets.backends.local.sources import FleetSource, Materialization, Materialized
 from restore_assets.backends.local.tablespaces import relocate_tablespaces, tablespace_mapping
-from restore_assets.backends.protocols import RestoreTarget, Snapshot
+from restore_assets.backends.protocols import Snapshot
 from restore_assets.core.errors import FleetError, InvalidRequest
 
 BACKUP_HISTORY = re.compile(r"^[0-9A-F]{24}\.[0-9A-F]{8}\.backup$")
@@ -284,23 +284,17 @@ class BaseBackupSource(FleetSource):
         """Selective (other schemas, other databases) or full copy of the snapshot, and why."""
         return self._decide(base, databases, None, schemas).to_dict()
 
-    def materialize(
-        self,
-        cluster: pg.Cluster,
-        base: Snapshot,
-        target: RestoreTarget,
-        databases: Databases,
-        schemas: list[str] | None = None,
-    ) -> Materialized:
+    def materialize(self, job: Materialization) -> Materialized:
         """Copy a plain snapshot into the data directory: selectively when it can, else in full."""
+        cluster, base = job.cluster, job.base
         src = self.backup_dir / base.id
         fpw = None
-        if databases:
+        if job.databases:
             try:
                 fpw = selective.database_map(self.fleet.production_dsn())["full_page_writes"]
             except psycopg.Error:
                 fpw = None  # production down: the snapshot's record decides
-        decision = self._decide(base, databases, fpw, schemas)
+        decision = self._decide(base, job.databases, fpw, job.schemas)
         t0 = time.monotonic()
         if decision.mode == "selective":
             counts = selective.copy_snapshot(

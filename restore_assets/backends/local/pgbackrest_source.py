@@ -23,8 +23,8 @@ from restore_assets.backends.local.pgbackrest import (
     stop_restore,
     write_managed_config,
 )
-from restore_assets.backends.local.sources import Databases, FleetSource, Materialized
-from restore_assets.backends.protocols import RestoreTarget, Snapshot
+from restore_assets.backends.local.sources import FleetSource, Materialization, Materialized
+from restore_assets.backends.protocols import Snapshot
 from restore_assets.core.errors import FleetError, InvalidRequest
 
 if TYPE_CHECKING:
@@ -142,24 +142,18 @@ class PgBackRestSource(FleetSource):
         """--db-include of the restored database, or a full restore (schemas: database level)."""
         return {"mode": "selective" if databases else "full", "by": "pgbackrest"}
 
-    def materialize(
-        self,
-        cluster: pg.Cluster,
-        base: Snapshot,
-        target: RestoreTarget,
-        databases: Databases,
-        schemas: list[str] | None = None,
-    ) -> Materialized:
+    def materialize(self, job: Materialization) -> Materialized:
         """pgbackrest restore of the base into the cluster's (new) directory."""
-        pg.give_to_server_user(cluster.datadir)
-        os.chmod(cluster.datadir, 0o700)
+        datadir, databases = job.cluster.datadir, job.databases
+        pg.give_to_server_user(datadir)
+        os.chmod(datadir, 0o700)
         self.repo.restore(
-            cluster.datadir,
-            base.id,
-            target,
+            datadir,
+            job.base.id,
+            job.target,
             databases,
             self.process_max,
-            cluster.datadir.parent / "tablespaces",
+            datadir.parent / "tablespaces",
         )
         # pgBackRest's advice for --db-include: PostgreSQL >= 13 ignores the zeroed pages of
         # left-out databases (the log is checked for the restored one after promotion)
@@ -167,7 +161,7 @@ class PgBackRestSource(FleetSource):
             "mode": "selective" if databases else "full",
             "by": "pgbackrest --db-include" if databases else "pgbackrest restore",
         }
-        return Materialized(self.repo.restore_command(cluster.datadir), provisioning)
+        return Materialized(self.repo.restore_command(datadir), provisioning)
 
     def left_out_oids(self, dsn: str, databases: list[str] | None, made: Materialized) -> set[int]:
         """Every user database --db-include left out, by the restored copy's catalog."""

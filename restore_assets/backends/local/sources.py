@@ -27,6 +27,18 @@ SELECTIVE_RECOVERY = {"ignore_invalid_pages": "on", "autovacuum": "off"}
 Databases = list[str] | None  # the databases a temporary instance restores (None: every one)
 
 
+@dataclass(frozen=True)
+class Materialization:
+    """What a source makes a temporary instance's data directory from: a snapshot, the target
+    recovery will reach, and the databases and schemas to restore (None: every one)."""
+
+    cluster: pg.Cluster  # the temporary instance whose data directory is made
+    base: Snapshot
+    target: RestoreTarget
+    databases: Databases = None
+    schemas: list[str] | None = None  # narrows the copy where the source can
+
+
 @dataclass
 class Materialized:
     """A temporary instance's data directory as a source made it, before recovery."""
@@ -95,14 +107,7 @@ class BackupSource(Protocol):
         """How provision would materialise this snapshot (nothing is done)."""
         ...
 
-    def materialize(
-        self,
-        cluster: pg.Cluster,
-        base: Snapshot,
-        target: RestoreTarget,
-        databases: Databases,
-        schemas: list[str] | None = None,
-    ) -> Materialized:
+    def materialize(self, job: Materialization) -> Materialized:
         """Make the temporary instance's data directory from a snapshot (with the files of only
         the given databases and, where the source can, only the given schemas)."""
         ...

@@ -16,6 +16,7 @@ from restore_assets.backends.local import pg, selective
 from restore_assets.backends.local.archive import base_for, check_target
 from restore_assets.backends.local.cluster import server_dir
 from restore_assets.backends.local.pgbackrest import check_invalid_pages
+from restore_assets.backends.local.sources import Materialization
 from restore_assets.backends.protocols import RecordResource, RestoreTarget, Snapshot, TempDatabase
 from restore_assets.core.errors import FleetError, InvalidRequest
 
@@ -114,7 +115,7 @@ def provision(
     base = _base_of(fleet, target, point)
     cluster = _new_workdir(fleet, restore_id, base, record)
     try:
-        made = fleet.source.materialize(cluster, base, target, databases, schemas)
+        made = fleet.source.materialize(Materialization(cluster, base, target, databases, schemas))
         provisioning = made.provisioning
         prepare_recovery(fleet, cluster, target, made.restore_command, made.recovery_settings())
         t0 = time.monotonic()
