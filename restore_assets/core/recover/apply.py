@@ -27,7 +27,6 @@ from restore_assets.core.recover.model import (
     SchemaPlan,
     TablePlan,
 )
-from restore_assets.core.recover.plan import sides_for
 from restore_assets.core.recover.sql import (
     TablePair,
     from_,
@@ -37,6 +36,7 @@ from restore_assets.core.recover.sql import (
     match,
     read_unique_keys,
     row_hash,
+    sides_for,
     update_conflicts,
 )
 

@@ -21,6 +21,7 @@ from restore_assets.core.compare.engine import (
     translate,
 )
 from restore_assets.core.compare.model import CompareError
+from restore_assets.core.recover.apply import plan_sql
 from restore_assets.core.recover.closure import (
     key_lists,
     missing_children,
@@ -315,8 +316,6 @@ def plan_recovery(
             raise
         except PsycopgError as exc:
             raise translate(exc, "planning the recovery failed") from exc
-        from restore_assets.core.recover.apply import plan_sql
-
         out = RecoveryPlan(
             recovery_id=recovery_id,
             restore_id=restore_id,
@@ -339,17 +338,3 @@ def undo_schema_name(live_schema: str, suffix: str) -> str:
             " with a shorter restore id suffix"
         )
     return name
-
-
-def sides_for(conn: psycopg.Connection, plan: SchemaPlan) -> dict[str, TablePair]:
-    """The table pairs of a schema plan, read again from the catalog (in the caller's transaction)."""
-    live, restored = read_catalogs(conn, plan.live_schema, plan.restored_schema)
-    out = {}
-    for name in plan.order:
-        rt, lt = restored.tables.get(name), live.tables.get(name)
-        if rt is None or lt is None:
-            raise RecoveryRefused(
-                f"{plan.live_schema}.{name} or its restored copy is gone since the plan was made"
-            )
-        out[name] = TablePair(name, rt, lt, plan.live_schema, plan.restored_schema)
-    return out

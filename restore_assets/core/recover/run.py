@@ -22,9 +22,8 @@ from restore_assets.core.recover.plan import (
     RecoveryPlan,
     RecoveryRefused,
     plan_recovery,
-    sides_for,
 )
-from restore_assets.core.recover.sql import from_, in_keys, match
+from restore_assets.core.recover.sql import from_, in_keys, match, sides_for
 from restore_assets.core.recover.undo import undo_recovery
 
 KIND = "row_recovery"

@@ -12,8 +12,9 @@ from psycopg import sql
 
 from restore_assets.core.compare.catalog import Table, schema_oid
 from restore_assets.core.compare.copyback import _eq, _from, _same_type
+from restore_assets.core.compare.engine import read_catalogs
 from restore_assets.core.compare.rows import _row_hash
-from restore_assets.core.recover.model import ForeignKey, Key
+from restore_assets.core.recover.model import ForeignKey, Key, RecoveryRefused, SchemaPlan
 
 _FKS_SQL = """
 SELECT con.conname, c.relname, p.relname, con.condeferrable,
@@ -140,6 +141,20 @@ class TablePair:
             assert col is not None
             out.append([col.base_type_schema, col.base_type_name])
         return out
+
+
+def sides_for(conn: psycopg.Connection, plan: SchemaPlan) -> dict[str, TablePair]:
+    """The table pairs of a schema plan, read again from the catalog (in the caller's transaction)."""
+    live, restored = read_catalogs(conn, plan.live_schema, plan.restored_schema)
+    out = {}
+    for name in plan.order:
+        rt, lt = restored.tables.get(name), live.tables.get(name)
+        if rt is None or lt is None:
+            raise RecoveryRefused(
+                f"{plan.live_schema}.{name} or its restored copy is gone since the plan was made"
+            )
+        out[name] = TablePair(name, rt, lt, plan.live_schema, plan.restored_schema)
+    return out
 
 
 def q(conn: psycopg.Connection, stmt: sql.Composable) -> list[tuple]:

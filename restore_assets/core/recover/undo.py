@@ -18,7 +18,6 @@ from restore_assets.core.compare.catalog import schema_oid
 from restore_assets.core.errors import server_message
 from restore_assets.core.recover.apply import ACTION, AFTER, begin_session, lock_live, settable
 from restore_assets.core.recover.model import RecoveryPlan, RecoveryRefused, SchemaPlan
-from restore_assets.core.recover.plan import sides_for
 from restore_assets.core.recover.sql import (
     TablePair,
     from_,
@@ -26,6 +25,7 @@ from restore_assets.core.recover.sql import (
     match,
     read_foreign_keys,
     row_hash,
+    sides_for,
 )
 
 
