@@ -286,7 +286,7 @@ def _split_tokens(dump_sql: str) -> list[str]:
         toks = parser.scan(dump_sql)
     except parser.ParseError as exc:
         raise DdlError(f"the dump cannot be tokenized: {exc}") from exc
-    out: list[str] = []
+    pieces: list[str] = []  # the text between top-level ';', blank ones included
     start = 0
     atomic = 0  # nesting inside BEGIN ATOMIC ... END (CASE ... END nests too)
     for i, tok in enumerate(toks):
@@ -298,12 +298,10 @@ def _split_tokens(dump_sql: str) -> list[str]:
         elif atomic and name == "END_P":
             atomic -= 1
         elif name == "ASCII_59" and not atomic:
-            if dump_sql[start : tok.start].strip():
-                out.append(dump_sql[start : tok.start])
+            pieces.append(dump_sql[start : tok.start])
             start = tok.end + 1
-    if dump_sql[start:].strip():
-        out.append(dump_sql[start:])
-    return out
+    pieces.append(dump_sql[start:])
+    return [piece for piece in pieces if piece.strip()]
 
 
 def build_bundle(
