@@ -23,7 +23,7 @@ def restore_progress(
         yield None
         return
     from restore_assets.backends.factory import build_services
-    from restore_assets.core.ddl.names import default_suffix, target_name
+    from restore_assets.core.request import RestorePlan, RestoreRequest
 
     services = build_services(backend_config)
     watcher: list[CopyWatcher] = []
@@ -40,10 +40,9 @@ def restore_progress(
             if not rec or not rec.get("restore_point"):
                 return None
             point = datetime.fromisoformat(rec["restore_point"])
-            suffix = request.get("suffix") or default_suffix(point)
-            targets = {s: target_name(s, suffix) for s in request["schemas"]}
-            dsn = services.fleet.production_dsn(request["database"])
-            watcher.append(CopyWatcher(dsn, targets))
+            plan = RestorePlan.at_point(RestoreRequest.parse(request), point)
+            dsn = services.fleet.production_dsn(plan.request.database)
+            watcher.append(CopyWatcher(dsn, plan.targets))
         return watcher[0]
 
     with LiveProgress(stream, record, copy_watcher) as live:
