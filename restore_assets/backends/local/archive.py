@@ -24,9 +24,28 @@ WAL_SEGMENT = re.compile(r"^[0-9A-F]{24}$")
 WALDUMP_TIME = re.compile(r"desc: (?:COMMIT|ABORT) (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) UTC")
 
 
+# (directory, identities of the newest segments) -> the last commit in them: a restore asks for the
+# window up to three times (the request's check, validate, provision), and archived segments do
+# not change; a new, replaced or growing segment has another identity, so it is read again
+_LAST_COMMITS: dict[tuple, datetime | None] = {}
+
+
+def _identity(path: Path) -> tuple | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (path.name, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 def last_commit_in(directory: Path, segments: list[str]) -> datetime | None:
     """Time of the last commit in the newest of these WAL segments of a directory (pg_waldump)."""
-    for seg in reversed(segments[-8:]):
+    newest = segments[-8:]
+    key = (str(directory), tuple(_identity(directory / seg) for seg in newest))
+    if key in _LAST_COMMITS:
+        return _LAST_COMMITS[key]
+    found_at = None
+    for seg in reversed(newest):
         proc = subprocess.run(
             [pg.pg_bin("pg_waldump"), "--path", str(directory), "--rmgr=Transaction", seg],
             capture_output=True,
@@ -37,8 +56,12 @@ def last_commit_in(directory: Path, segments: list[str]) -> datetime | None:
         )
         found = WALDUMP_TIME.findall(proc.stdout)
         if found:
-            return datetime.fromisoformat(found[-1]).replace(tzinfo=UTC)
-    return None
+            found_at = datetime.fromisoformat(found[-1]).replace(tzinfo=UTC)
+            break
+    if len(_LAST_COMMITS) >= 64:
+        _LAST_COMMITS.clear()
+    _LAST_COMMITS[key] = found_at
+    return found_at
 
 
 def segments_in(directory: Path) -> list[str]:

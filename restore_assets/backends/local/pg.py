@@ -177,6 +177,10 @@ BASE_SETTINGS = {
 }
 
 
+# wait_promoted: a query on its kept connection every 20 ms; a refused connection retried every 0.2 s
+# (each refusal is a FATAL line in the server's log)
+PROMOTION_POLL_SECONDS, CONNECT_RETRY_SECONDS = 0.02, 0.2
+
 CONNECTION_REFUSALS = (
     "FATAL:  the database system is ",  # starting up, in recovery mode, shutting down, not (yet) accepting connections
     "FATAL:  sorry, too many clients already",
@@ -345,19 +349,29 @@ class Cluster:
         return psycopg.connect(self.dsn(dbname), **kwargs)
 
     def wait_promoted(self, timeout: float, user: str | None = None, what: str = "cluster") -> None:
-        """Wait until the server left recovery; FleetError with its log if it stops or is late."""
+        """Wait until the server left recovery; FleetError with its log if it stops or is late.
+        A poll is a query on one kept connection (a hot standby admits it; promotion keeps it)."""
         deadline = time.monotonic() + timeout
         last: Exception | None = None
-        while time.monotonic() < deadline:
-            if not self.is_running():
-                raise FleetError(f"{what} stopped during recovery: {self.last_log_error()}")
-            try:
-                with self.connect(user=user, connect_timeout=5) as conn:
+        conn: psycopg.Connection | None = None
+        try:
+            while time.monotonic() < deadline:
+                if not self.is_running():
+                    raise FleetError(f"{what} stopped during recovery: {self.last_log_error()}")
+                try:
+                    if conn is None or conn.closed:
+                        conn = self.connect(user=user, connect_timeout=5, autocommit=True)
                     if not conn.execute("SELECT pg_catalog.pg_is_in_recovery()").fetchone()[0]:
                         return
-            except psycopg.OperationalError as exc:
-                last = exc
-            time.sleep(0.2)
+                except psycopg.OperationalError as exc:
+                    last = exc
+                    if conn is not None:
+                        conn.close()
+                    conn = None
+                time.sleep(CONNECT_RETRY_SECONDS if conn is None else PROMOTION_POLL_SECONDS)
+        finally:
+            if conn is not None:
+                conn.close()
         raise FleetError(
             f"{what} on port {self.port} not promoted within {timeout:.0f}s:"
             f" {self.last_log_error() or last}"
