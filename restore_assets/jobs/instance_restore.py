@@ -17,8 +17,17 @@ from restore_assets.core.runner import PhaseResult
 from restore_assets.core.server_restore import steps
 from restore_assets.core.server_restore.model import InstancePlan, InstanceRequest
 from restore_assets.jobs.resources import RestoreBackend
-from restore_assets.jobs.runs import check_owner, crash_sensors, reexecution_refusal, restore_id_of
-from restore_assets.jobs.strict import StrictConfig, launchpad_form, strict_config_mapping
+from restore_assets.jobs.runs import (
+    RestoreIdConfig,
+    check_owner,
+    crash_sensors,
+    for_ended_owner,
+    reexecution_refusal,
+    restore_id_of,
+    restore_id_request,
+)
+from restore_assets.jobs.strict import launchpad_form, strict_config_mapping
+from restore_assets.jobs.thin_ops import report_result, thin_op
 
 KIND_TAG = "restore-assets/kind"
 INFO_CONSOLE = {"console": {"config": {"log_level": "INFO"}}}
@@ -48,25 +57,6 @@ def services_for(backend: RestoreBackend) -> steps.InstanceServices:
     return server_restore_services(backend.settings())
 
 
-def report(context: dg.OpExecutionContext, result: PhaseResult) -> PhaseResult:
-    """Log a step's outcome and attach its metadata to the op's output."""
-    if result.metadata.get("not_requested"):
-        context.log.info(f"step {result.phase}: not part of this task")
-    elif result.ok:
-        context.log.info(f"step {result.phase} done in {result.seconds}s")
-    elif result.skipped:
-        context.log.warning(f"step {result.phase} skipped: an earlier step failed")
-    else:
-        context.log.error(f"step {result.phase} failed: {result.error}")
-    meta: dict[str, Any] = {"ok": result.ok, "seconds": result.seconds}
-    if result.error:
-        meta["error"] = result.error
-    for k, v in result.metadata.items():
-        meta[k] = dg.MetadataValue.json(v) if isinstance(v, dict | list) else v
-    context.add_output_metadata(meta)
-    return result
-
-
 def _ctx(
     run: dict, context: dg.OpExecutionContext, backend: RestoreBackend
 ) -> tuple[str, InstancePlan]:
@@ -84,7 +74,7 @@ def _step(
 ) -> PhaseResult:
     """One step of the run for its op: the owner check, the step (services, id, plan, inputs), metadata."""
     rid, plan = _ctx(run, context, backend)
-    return report(context, step(services_for(backend), rid, plan, *inputs))
+    return report_result(context, step(services_for(backend), rid, plan, *inputs), "step")
 
 
 def validate_op_body(
@@ -129,60 +119,62 @@ def validate_instance_request(
     return validate_op_body(context, raw, backend, steps.KIND_RESTORE, config.restore_id)
 
 
-@dg.op(out=dg.Out(PhaseResult))
-def take_snapshot_step(
-    context: dg.OpExecutionContext, run: dict, backend: RestoreBackend
-) -> PhaseResult:
+def step_op(body: Callable[..., PhaseResult]) -> dg.OpDefinition:
+    """Decorate `body(services, restore id, plan, *upstream)`: the op running it as one step."""
+    return thin_op(
+        body,
+        lambda context, backend, run, inputs: _step(context, run, backend, body, *inputs.values()),
+    )
+
+
+@step_op
+def take_snapshot_step(s: steps.InstanceServices, rid: str, plan: InstancePlan) -> PhaseResult:
     """Take a snapshot and wait until it is available (create_snapshot tasks only)."""
-    return _step(context, run, backend, steps.snapshot_step)
+    return steps.snapshot_step(s, rid, plan)
 
 
-@dg.op(out=dg.Out(PhaseResult))
+@step_op
 def export_snapshot_step(
-    context: dg.OpExecutionContext, run: dict, snap: PhaseResult, backend: RestoreBackend
+    s: steps.InstanceServices, rid: str, plan: InstancePlan, snap: PhaseResult
 ) -> PhaseResult:
     """Export the new snapshot to S3 and follow the export to its end (when asked)."""
-    return _step(context, run, backend, steps.export_step, snap)
+    return steps.export_step(s, rid, plan, snap)
 
 
-@dg.op(out=dg.Out(PhaseResult))
+@step_op
 def set_aside_original(
-    context: dg.OpExecutionContext,
-    run: dict,
+    s: steps.InstanceServices,
+    rid: str,
+    plan: InstancePlan,
     snap: PhaseResult,
     exported: PhaseResult,
-    backend: RestoreBackend,
 ) -> PhaseResult:
     """Rename the original to <identifier>-old-<suffix> and wait."""
-    return _step(context, run, backend, steps.set_aside_step, [snap, exported])
+    return steps.set_aside_step(s, rid, plan, [snap, exported])
 
 
-@dg.op(out=dg.Out(PhaseResult))
+@step_op
 def restore_in_place(
-    context: dg.OpExecutionContext,
-    run: dict,
-    snap: PhaseResult,
-    aside: PhaseResult,
-    backend: RestoreBackend,
+    s: steps.InstanceServices, rid: str, plan: InstancePlan, snap: PhaseResult, aside: PhaseResult
 ) -> PhaseResult:
     """Restore the snapshot under the original identifier with all of its configuration."""
-    return _step(context, run, backend, steps.restore_step, snap, aside)
+    return steps.restore_step(s, rid, plan, snap, aside)
 
 
-@dg.op(out=dg.Out(PhaseResult))
+@step_op
 def wait_for_restored(
-    context: dg.OpExecutionContext, run: dict, restored: PhaseResult, backend: RestoreBackend
+    s: steps.InstanceServices, rid: str, plan: InstancePlan, restored: PhaseResult
 ) -> PhaseResult:
     """Wait until the restored server and every member are available; verify it."""
-    return _step(context, run, backend, steps.wait_step, restored)
+    return steps.wait_step(s, rid, plan, restored)
 
 
-@dg.op(out=dg.Out(PhaseResult))
+@step_op
 def delete_renamed_original(
-    context: dg.OpExecutionContext, run: dict, ready: PhaseResult, backend: RestoreBackend
+    s: steps.InstanceServices, rid: str, plan: InstancePlan, ready: PhaseResult
 ) -> PhaseResult:
     """Delete the renamed original (final snapshot first unless skipped), or keep it."""
-    return _step(context, run, backend, steps.delete_old_step, ready)
+    return steps.delete_old_step(s, rid, plan, ready)
 
 
 def finish_op_body(
@@ -249,32 +241,24 @@ def instance_restore() -> None:
 
 
 # ---------------------------------------------------------------------------- crash recovery
-class RecoverConfig(StrictConfig):
-    """The instance restore run to recover."""
-
-    restore_id: str
-
-
 @dg.op(out=dg.Out(dict))
 def recover_instance(
-    context: dg.OpExecutionContext, config: RecoverConfig, backend: RestoreBackend
+    context: dg.OpExecutionContext, config: RestoreIdConfig, backend: RestoreBackend
 ) -> dict:
     """Roll back (or close) an instance restore that ended without its finish step; idempotent."""
-    from restore_assets.core.audit import NotOwner, check_restore_id
     from restore_assets.core.server_restore.recovery import recover_instance_restore
-    from restore_assets.jobs.runs import owner_run_status
 
-    services = services_for(backend)
-    try:
-        check_restore_id(config.restore_id)
-        status = owner_run_status(context.instance, services.audit.get(config.restore_id))
-        out = recover_instance_restore(services, config.restore_id, run_status=status)
-    except KeyError:
-        context.log.info(f"run {config.restore_id} has no audit record: nothing to recover")
-        return {"restore_id": config.restore_id, "action": "none: no audit record"}
-    except (InvalidRequest, NotOwner) as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from None
-    context.log.info(f"recovery of {config.restore_id}: {out['action']}")
+    rid, services = config.restore_id, services_for(backend)
+    out = for_ended_owner(
+        context,
+        services.audit,
+        rid,
+        lambda status: recover_instance_restore(services, rid, run_status=status),
+    )
+    if out is None:
+        context.log.info(f"run {rid} has no audit record: nothing to recover")
+        return {"restore_id": rid, "action": "none: no audit record"}
+    context.log.info(f"recovery of {rid}: {out['action']}")
     context.add_output_metadata({"recovery": dg.MetadataValue.json(out)})
     if "ROLLBACK FAILED" in (out.get("cause") or ""):
         raise dg.Failure(description=out["cause"], allow_retries=False)
@@ -288,11 +272,7 @@ def instance_recover() -> None:
 
 
 def _recover_request(run: dg.DagsterRun) -> dg.RunRequest:
-    rid = restore_id_of(run)
-    return dg.RunRequest(
-        run_key=f"recover-{rid}",
-        run_config={"ops": {"recover_instance": {"config": {"restore_id": rid}}}},
-    )
+    return restore_id_request("recover_instance", "recover", restore_id_of(run))
 
 
 recover_after_instance_failure, recover_after_instance_termination = crash_sensors(

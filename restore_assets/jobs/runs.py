@@ -1,12 +1,14 @@
-"""What the jobs share about their runs: the restore id of a run, and the sensors that follow a crash."""
+"""What the jobs share about their runs: the restore id of a run, the jobs that act on a restore id
+(cleanup, recovery) and the sensors that launch them after a crash."""
 
 from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
 
-from restore_assets.core.audit import check_restore_id, describe_owner
+from restore_assets.core.audit import NotOwner, check_restore_id, describe_owner
 from restore_assets.core.errors import InvalidRequest
+from restore_assets.jobs.strict import StrictConfig
 from restore_assets.jobs.tags import RESTORE_ID_TAG, is_rejected
 
 
@@ -57,6 +59,38 @@ def owner_run_status(instance: dg.DagsterInstance, record: dict[str, Any]) -> st
     run_id = (record.get("owner") or {}).get("dagster_run_id")
     run = instance.get_run_by_id(run_id) if run_id else None
     return run.status.value if run is not None else None
+
+
+class RestoreIdConfig(StrictConfig):
+    """The restore id to act on (the crash sensors pass the id of the run that ended)."""
+
+    restore_id: str
+
+
+def for_ended_owner(
+    context: dg.OpExecutionContext,
+    audit: Any,
+    restore_id: str,
+    act: Callable[[str | None], dict[str, Any]],
+) -> dict[str, Any] | None:
+    """`act(run status of the owner)` on a restore whose owner has ended; None without a record.
+
+    A malformed id, or an owner that has not ended (`NotOwner`), fails the op without a retry."""
+    try:
+        check_restore_id(restore_id)
+        return act(owner_run_status(context.instance, audit.get(restore_id)))
+    except KeyError:
+        return None
+    except (InvalidRequest, NotOwner) as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+
+
+def restore_id_request(op_name: str, key: str, restore_id: str) -> dg.RunRequest:
+    """A run of a job whose op `op_name` takes the restore id (RestoreIdConfig), keyed `<key>-<id>`."""
+    return dg.RunRequest(
+        run_key=f"{key}-{restore_id}",
+        run_config={"ops": {op_name: {"config": {"restore_id": restore_id}}}},
+    )
 
 
 def checked_restore_id(run: dg.DagsterRun) -> str | dg.SkipReason:

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from restore_assets.backends.release import launch_detached
 from restore_assets.core import runner
-from restore_assets.core.audit import NotOwner, check_restore_id, process_owner
+from restore_assets.core.audit import check_restore_id, process_owner
 from restore_assets.core.errors import InvalidRequest
 from restore_assets.core.progress import CopyWatcher, ticker
 from restore_assets.core.request import RestoreRequest
@@ -23,15 +23,18 @@ from restore_assets.core.schema_restore.services import Services
 from restore_assets.jobs.report_asset import log_reports
 from restore_assets.jobs.resources import RestoreBackend
 from restore_assets.jobs.runs import (
+    RestoreIdConfig,
     check_owner,
     checked_restore_id,
     crash_sensors,
-    owner_run_status,
+    for_ended_owner,
     reexecution_refusal,
     restore_id_of,
+    restore_id_request,
 )
-from restore_assets.jobs.strict import StrictConfig, launchpad_form, strict_config_mapping
+from restore_assets.jobs.strict import launchpad_form, strict_config_mapping
 from restore_assets.jobs.tags import CONCURRENCY_TAG, end_refused_run, reject_run, request_tags
+from restore_assets.jobs.thin_ops import report_result, results_of, thin_op
 
 
 class RestoreRequestConfig(launchpad_form(RestoreRequest)):
@@ -82,28 +85,6 @@ def _services(backend: RestoreBackend, context: dg.OpExecutionContext) -> Servic
 
         attach_pipes((services.ddl, services.mover), context)
     return services
-
-
-def _meta(result: PhaseResult) -> dict[str, Any]:
-    meta: dict[str, Any] = {"ok": result.ok, "seconds": result.seconds}
-    if result.error:
-        meta["error"] = result.error
-    if result.skipped:
-        meta["skipped"] = True
-    for k, v in result.metadata.items():
-        meta[k] = dg.MetadataValue.json(v) if isinstance(v, dict | list) else v
-    return meta
-
-
-def _finish_op(context: dg.OpExecutionContext, result: PhaseResult) -> PhaseResult:
-    if result.ok:
-        context.log.info(f"phase {result.phase} done in {result.seconds}s")
-    elif result.skipped:
-        context.log.warning(f"phase {result.phase} skipped: an earlier phase failed")
-    else:
-        context.log.error(f"phase {result.phase} failed: {result.error}")
-    context.add_output_metadata(_meta(result))
-    return result
 
 
 @dg.op(out=dg.Out(dict, is_required=False))
@@ -175,7 +156,7 @@ def _phase(
             },
             allow_retries=False,
         )
-    return _finish_op(context, result)
+    return report_result(context, result, "phase")
 
 
 FAILED_PHASE = "failed_phase"
@@ -208,67 +189,64 @@ def _text(value: Any) -> str:
     return str(getattr(value, "value", value))
 
 
-@dg.op(out=dg.Out(PhaseResult))
-def detect_topology(
-    context: dg.OpExecutionContext, run: dict, backend: RestoreBackend
-) -> PhaseResult:
+def phase_op(
+    phase: str, metadata: Callable[[Any], dict[str, Any]] | None = None
+) -> Callable[[Callable[..., Any]], dg.OpDefinition]:
+    """Decorate `body(services, restore id, plan, *upstream)`: the op running it as one phase."""
+
+    def decorate(body: Callable[..., Any]) -> dg.OpDefinition:
+        def run_body(
+            context: dg.OpExecutionContext, backend: RestoreBackend, run: dict, inputs: dict
+        ) -> PhaseResult:
+            return _phase(
+                context,
+                backend,
+                run,
+                phase,
+                lambda s, rid, plan: body(s, rid, plan, **inputs),
+                results_of(inputs),
+                metadata,
+            )
+
+        return thin_op(body, run_body)
+
+    return decorate
+
+
+@phase_op("topology", metadata=dict)
+def detect_topology(s: Services, rid: str, _plan: phases.RestorePlan) -> Any:
     """Phase 1b: topology, engine version and restore window of the source."""
-    return _phase(
-        context, backend, run, "topology", lambda s, rid, _p: phases.topology(s, rid), metadata=dict
-    )
+    return phases.topology(s, rid)
 
 
-@dg.op(out=dg.Out(PhaseResult))
+@phase_op("provision", metadata=lambda temp: temp.to_dict())
 def provision_temp_database(
-    context: dg.OpExecutionContext, run: dict, topology: PhaseResult, backend: RestoreBackend
-) -> PhaseResult:
+    s: Services, rid: str, plan: phases.RestorePlan, topology: PhaseResult
+) -> Any:
     """Phase 2: the temporary server at the restore point."""
-    return _phase(
-        context,
-        backend,
-        run,
-        "provision",
-        phases.provision,
-        [topology],
-        metadata=lambda t: t.to_dict(),
-    )
+    return phases.provision(s, rid, plan)
 
 
-@dg.op(out=dg.Out(PhaseResult))
-def extract_ddl(
-    context: dg.OpExecutionContext, run: dict, temp: PhaseResult, backend: RestoreBackend
-) -> PhaseResult:
+def _ddl_metadata(v: dict[str, Any]) -> dict[str, Any]:
+    bundle = v["bundle"]
+    return {
+        "artifacts": v["artifacts"],
+        "pre_statements": len(bundle.pre),
+        "post_statements": len(bundle.post),
+        "warnings": list(bundle.warnings),
+    }
+
+
+@phase_op("ddl", metadata=_ddl_metadata)
+def extract_ddl(s: Services, rid: str, plan: phases.RestorePlan, temp: PhaseResult) -> Any:
     """Phase 3: dump, split and rename the DDL; store pre, post and full as artifacts."""
-    return _phase(
-        context,
-        backend,
-        run,
-        "ddl",
-        lambda s, rid, plan: phases.extract_ddl(s, rid, plan, temp.value),
-        [temp],
-        metadata=lambda v: {
-            "artifacts": v["artifacts"],
-            "pre_statements": len(v["bundle"].pre),
-            "post_statements": len(v["bundle"].post),
-            "warnings": list(v["bundle"].warnings),
-        },
-    )
+    return phases.extract_ddl(s, rid, plan, temp.value)
 
 
-@dg.op(out=dg.Out(PhaseResult))
-def apply_pre_ddl(
-    context: dg.OpExecutionContext, run: dict, ddl: PhaseResult, backend: RestoreBackend
-) -> PhaseResult:
+@phase_op("pre", metadata=dict)
+def apply_pre_ddl(s: Services, rid: str, plan: phases.RestorePlan, ddl: PhaseResult) -> Any:
     """Phase 3b: create the restored schemas' tables and keys in production (one transaction)."""
-    return _phase(
-        context,
-        backend,
-        run,
-        "pre",
-        lambda s, rid, plan: phases.apply_pre(s, rid, plan, ddl.value["bundle"]),
-        [ddl],
-        metadata=dict,
-    )
+    return phases.apply_pre(s, rid, plan, ddl.value["bundle"])
 
 
 @dg.op(out=dg.DynamicOut(dict))
@@ -348,26 +326,12 @@ def log_copy_progress(
     )
 
 
-@dg.op(out=dg.Out(PhaseResult))
+@phase_op("post", metadata=dict)
 def apply_post_ddl(
-    context: dg.OpExecutionContext,
-    run: dict,
-    ddl: PhaseResult,
-    copies: list[PhaseResult],
-    backend: RestoreBackend,
-) -> PhaseResult:
+    s: Services, rid: str, plan: phases.RestorePlan, ddl: PhaseResult, copies: list[PhaseResult]
+) -> Any:
     """Phase 5: constraints, indexes, triggers, views, policies, sequences; refresh; ANALYZE."""
-    return _phase(
-        context,
-        backend,
-        run,
-        "post",
-        lambda s, rid, plan: phases.apply_post(
-            s, plan, ddl.value["bundle"], rid, [c.value for c in copies if c.ok]
-        ),
-        [ddl, *copies],
-        metadata=dict,
-    )
+    return phases.apply_post(s, plan, ddl.value["bundle"], rid, [c.value for c in copies if c.ok])
 
 
 @dg.op(out=dg.Out(dict))
@@ -447,8 +411,10 @@ def compare_restored(
 ) -> PhaseResult:
     """Phase 5b: the comparison report of each restored schema against its live schema (configurable off)."""
     if not run.get("compare", True):
-        return _finish_op(
-            context, PhaseResult("compare", ok=True, value=None, metadata={"disabled": True})
+        return report_result(
+            context,
+            PhaseResult("compare", ok=True, value=None, metadata={"disabled": True}),
+            "phase",
         )
     rid, plan = _ctx(run)
     result = _phase(
@@ -513,37 +479,28 @@ def schema_restore() -> None:
     release_temporary_resources(run, answer)
 
 
-class CleanupConfig(StrictConfig):
-    """The restore id whose leftovers to remove."""
-
-    restore_id: str
-
-
 @dg.op(out=dg.Out(dict))
 def cleanup_restore(
-    context: dg.OpExecutionContext, config: CleanupConfig, backend: RestoreBackend
+    context: dg.OpExecutionContext, config: RestoreIdConfig, backend: RestoreBackend
 ) -> dict:
     """Remove everything a crashed, failed or terminated restore left behind (idempotent).
 
     Only for a restore whose owner has ended: the owner's run status comes from this instance.
     """
-    try:
-        check_restore_id(config.restore_id)
-    except InvalidRequest as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from None
-    services = backend.services()
-    try:
-        status = owner_run_status(context.instance, services.audit.get(config.restore_id))
-        out = restore_cleanup.cleanup_restore(services, config.restore_id, run_status=status)
-    except KeyError:
-        context.log.info(f"restore {config.restore_id} has no audit record: nothing to clean")
+    rid, services = config.restore_id, backend.services()
+    out = for_ended_owner(
+        context,
+        services.audit,
+        rid,
+        lambda status: restore_cleanup.cleanup_restore(services, rid, run_status=status),
+    )
+    if out is None:
+        context.log.info(f"restore {rid} has no audit record: nothing to clean")
         return {"removed": [], "kept": [], "errors": []}
-    except NotOwner as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from None
     context.log.info(f"removed {out['removed']}")
     context.add_output_metadata({"removed": dg.MetadataValue.json(out["removed"])})
     if out["errors"]:
-        raise dg.Failure(description=f"cleanup of {config.restore_id} incomplete: {out['errors']}")
+        raise dg.Failure(description=f"cleanup of {rid} incomplete: {out['errors']}")
     return out
 
 
@@ -557,10 +514,7 @@ def _cleanup_request(run: dg.DagsterRun) -> dg.RunRequest | dg.SkipReason:
     rid = checked_restore_id(run)
     if isinstance(rid, dg.SkipReason):
         return rid
-    return dg.RunRequest(
-        run_key=f"cleanup-{rid}",
-        run_config={"ops": {"cleanup_restore": {"config": {"restore_id": rid}}}},
-    )
+    return restore_id_request("cleanup_restore", "cleanup", rid)
 
 
 cleanup_after_failure, cleanup_after_termination = crash_sensors(
