@@ -26,7 +26,7 @@ from psycopg import sql
 
 from restore_assets.backends.local.pg import Cluster
 from restore_assets.core.ddl import dump_schema_ddl
-from restore_assets.core.ddl.guard import ALLOW, INVENTORY, SKIP
+from restore_assets.core.ddl.inventory import ALLOW, INVENTORY, SKIP
 from tests.integration.test_ddl_fidelity import restore_waves, tablespace_dir  # noqa: F401
 from tests.integration.test_ddl_roundtrip import (  # noqa: F401
     assert_fast_path_agrees,

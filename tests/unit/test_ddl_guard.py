@@ -266,7 +266,7 @@ ALTER PUBLICATION pub2 ADD TABLES IN SCHEMA t1;
 
 
 def test_every_inventory_rule_is_explicit() -> None:
-    from restore_assets.core.ddl.guard import ALLOW, INVENTORY, REFUSE, SKIP, inventory_table
+    from restore_assets.core.ddl.inventory import ALLOW, INVENTORY, REFUSE, SKIP, inventory_table
 
     assert {r.action for r in INVENTORY.values()} == {ALLOW, SKIP, REFUSE}
     assert all(r.why for r in INVENTORY.values() if r.action != ALLOW)
@@ -329,7 +329,7 @@ def test_every_refused_kind_is_refused_with_its_reason_even_inside_the_schema() 
 
     from pglast import parser
 
-    from restore_assets.core.ddl.guard import INVENTORY, REFUSE
+    from restore_assets.core.ddl.inventory import INVENTORY, REFUSE
 
     refused = {k for k, r in INVENTORY.items() if r.action == REFUSE}
     assert refused == set(REFUSED_SAMPLES)

@@ -19,7 +19,8 @@ from restore_assets.core.ddl.classify import (
     owner_only,
     transaction_local,
 )
-from restore_assets.core.ddl.guard import INVENTORY, SchemaCheck, node_violation, text_violation
+from restore_assets.core.ddl.guard import SchemaCheck, node_violation, text_violation
+from restore_assets.core.ddl.inventory import INVENTORY
 from restore_assets.core.ddl.rename import SCHEMA_NAMING_STATEMENTS, Renamer, apply_edits
 from restore_assets.core.ddl.views import note_view_refs
 

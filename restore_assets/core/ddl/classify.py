@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from pglast import parser
 
-from restore_assets.core.ddl.guard import AT_POST, AT_PRE, SKIPPED_KINDS
+from restore_assets.core.ddl.inventory import AT_POST, AT_PRE, SKIPPED_KINDS
 
 SESSION_DROPPED = frozenset(
     {
