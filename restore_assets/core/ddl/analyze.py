@@ -21,7 +21,8 @@ from restore_assets.core.ddl.classify import (
 )
 from restore_assets.core.ddl.guard import SchemaCheck, node_violation, text_violation
 from restore_assets.core.ddl.inventory import INVENTORY
-from restore_assets.core.ddl.rename import SCHEMA_NAMING_STATEMENTS, Renamer, apply_edits
+from restore_assets.core.ddl.rename import SCHEMA_NAMING_STATEMENTS, Renamer
+from restore_assets.core.ddl.tokens import apply_edits
 from restore_assets.core.ddl.views import note_view_refs
 
 # statements renamed with the original statement's parse tree (function bodies, DO blocks)

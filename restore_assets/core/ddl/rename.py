@@ -17,8 +17,8 @@ ambiguity: a two-part column reference (``t1.col``) names a table or alias, not 
   body text (``LANGUAGE sql`` bodies are parsed too, to exclude column references).
 
 Everything else (data strings, comment texts, other schemas, names sharing a prefix) is left
-byte-for-byte as it was. Locations: pglast's scanner reports *character* indexes; the JSON parse
-tree reports *byte* offsets into UTF-8, converted here before use.
+byte-for-byte as it was. Edits are spliced at scanner-token locations (tokens.py); function
+bodies are handled in function_bodies.py, the parse-tree facts collected in tree_facts.py.
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ from __future__ import annotations
 import json
 import re
 from bisect import bisect_left
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from operator import itemgetter
 
 from pglast import parser
 
+from restore_assets.core.ddl.function_bodies import function_body, rewrite_body_token
 from restore_assets.core.ddl.names import (
     ASCII_LOWER,
     decode_string_token,
@@ -40,6 +40,18 @@ from restore_assets.core.ddl.names import (
     quote_ident,
     split_identifier_list,
 )
+from restore_assets.core.ddl.tokens import (
+    COMMA,
+    DOT,
+    LPAREN,
+    RPAREN,
+    Edit,
+    apply_edits,
+    byte_to_char,
+    is_identifier,
+    token_word,
+)
+from restore_assets.core.ddl.tree_facts import NO_FACTS, TreeFacts, collect_facts
 
 REG_TYPES = frozenset(
     {
@@ -73,130 +85,12 @@ SCHEMA_NAMING_STATEMENTS = frozenset(
         "AlterPublicationStmt",
     }
 )
-REWRITTEN_LANGUAGES = frozenset({"sql", "plpgsql"})
-# calls that turn strings into names at run time: a literal naming the schema next to them is
-# dynamic SQL the renamer cannot follow
-DYNAMIC_FUNCTIONS = frozenset(
-    {
-        "format",
-        "quote_ident",
-        "quote_literal",
-        "quote_nullable",
-        "set_config",
-        "to_regclass",
-        "to_regtype",
-        "to_regproc",
-        "to_regprocedure",
-        "to_regnamespace",
-        "to_regoper",
-        "to_regoperator",
-        "to_regcollation",
-    }
-)
 
 _START = itemgetter(0)  # Token.start
 # a reg* literal's value made of two plain identifiers (the SQL lexer could only read it as
 # IDENT '.' IDENT); anything else goes through the scanner
 _SIMPLE_QUALIFIED = re.compile(r"([a-z_][a-z0-9_$]*)\.[a-z_][a-z0-9_$]*\Z").match
-DOT = "ASCII_46"
-COMMA = "ASCII_44"
-LPAREN = "ASCII_40"
-RPAREN = "ASCII_41"
-
-Edit = tuple[int, int, str]
-
-
-def is_identifier(tok: parser.Token) -> bool:
-    """True for tokens that can be a name: identifiers and (any kind of) keywords."""
-    return tok.name == "IDENT" or tok.kind != "NO_KEYWORD"
-
-
-def _identity(offset: int) -> int:
-    return offset
-
-
-def byte_to_char(text: str) -> Callable[[int], int]:
-    """A function mapping byte offsets of text's UTF-8 encoding to character indexes."""
-    if text.isascii():
-        return _identity
-    table: list[int] = []
-    for i, ch in enumerate(text):
-        table.extend([i] * len(ch.encode("utf-8")))
-    table.append(len(text))
-    return lambda offset: table[offset]
-
-
-def apply_edits(text: str, edits: Iterable[Edit]) -> str:
-    """Splice (start, end, replacement) edits (character indexes, end exclusive) into text."""
-    out: list[str] = []
-    pos = 0
-    for start, end, repl in sorted(edits):
-        if start < pos:  # overlapping edits would mean two rules claim one token
-            raise ValueError(f"overlapping edits at {start}")
-        out.append(text[pos:start])
-        out.append(repl)
-        pos = end
-    out.append(text[pos:])
-    return "".join(out)
-
-
-@dataclass
-class TreeFacts:
-    """What the rename needs from one parse tree, collected in a single walk."""
-
-    colref_exclusions: set[int] = field(default_factory=set)  # byte offsets
-    search_path_args: list[int] = field(default_factory=list)  # byte offsets of A_Const values
-    rangevars: list[tuple[str, str]] = field(default_factory=list)
-    typenames: list[tuple[str, str]] = field(default_factory=list)
-
-
-NO_FACTS = TreeFacts()  # shared, never mutated: a statement with nothing to collect
 EMPTY: frozenset[int] = frozenset()
-
-
-def collect_facts(tree: object, *, refs: bool = False) -> TreeFacts:
-    """Walk a JSON parse tree once, collecting column refs, search_path values and references."""
-    facts = TreeFacts()
-    stack = [tree]
-    while stack:
-        node = stack.pop()
-        if type(node) is list:
-            stack.extend(node)
-            continue
-        if type(node) is not dict:
-            continue
-        colref = node.get("ColumnRef")
-        if colref is not None:
-            fields = colref.get("fields", ())
-            loc = colref.get("location", -1)
-            if loc >= 0 and len(fields) != 3:
-                facts.colref_exclusions.add(loc)
-        vset = node.get("VariableSetStmt")
-        if vset is not None and vset.get("name") == "search_path":
-            for arg in vset.get("args", ()):
-                const = arg.get("A_Const")
-                if const is not None and "sval" in const:
-                    facts.search_path_args.append(const.get("location", -1))
-        call = node.get("FuncCall")
-        if call is not None:
-            names = call.get("funcname", ())
-            args = call.get("args", ())
-            if names and names[-1].get("String", {}).get("sval") == "set_config" and len(args) >= 2:
-                first = args[0].get("A_Const", {})
-                second = args[1].get("A_Const")
-                if first.get("sval", {}).get("sval") == "search_path" and second is not None:
-                    facts.search_path_args.append(second.get("location", -1))
-        if refs:
-            if "relname" in node and node.get("schemaname"):
-                facts.rangevars.append((node["schemaname"], node["relname"]))
-            elif "typemod" in node and "names" in node:
-                parts = [n.get("String", {}).get("sval") for n in node["names"]]
-                if len(parts) == 2 and all(parts):
-                    facts.typenames.append((parts[0], parts[1]))
-        for value in node.values():
-            if type(value) is dict or type(value) is list:
-                stack.append(value)
-    return facts
 
 
 class Renamer:
@@ -351,16 +245,13 @@ class Renamer:
             i += 2
         return edits
 
-    def _word(self, text: str, tok: parser.Token) -> str:
-        return text[tok.start : tok.end + 1].lower()
-
     def _reg_type_at(self, text: str, toks: list[parser.Token], j: int) -> str | None:
         """The reg* type named at toks[j] (``regclass`` or ``pg_catalog.regclass``)."""
         n = len(toks)
         if j < n and is_identifier(toks[j]):
-            word = self._word(text, toks[j])
+            word = token_word(text, toks[j])
             if word == "pg_catalog" and j + 2 < n and toks[j + 1].name == DOT:
-                word = self._word(text, toks[j + 2])
+                word = token_word(text, toks[j + 2])
             return word if word in REG_TYPES else None
         return None
 
@@ -372,7 +263,7 @@ class Renamer:
             prev = toks[i - 2]
             if prev.name == "CAST" and i + 1 < n and toks[i + 1].name == "AS":
                 return self._reg_type_at(text, toks, i + 2) is not None
-            if is_identifier(prev) and self._word(text, prev) in SEQUENCE_FUNCTIONS:
+            if is_identifier(prev) and token_word(text, prev) in SEQUENCE_FUNCTIONS:
                 return i + 1 < n and toks[i + 1].name in (COMMA, RPAREN)
         return False
 
@@ -462,7 +353,7 @@ class Renamer:
         body_index = -1
         body: tuple[str, str, int] | None = None
         if kind == "CreateFunctionStmt":
-            body = self._function_body(text, toks, node, conv)
+            body = function_body(text, toks, node, conv)
             if body is not None:
                 body_index = body[2]
         edits, _ = self.token_edits(
@@ -479,107 +370,8 @@ class Renamer:
                         edits.append(edit)
         if body is not None:
             language, fname, index = body
-            edit, body_warnings = self._rewrite_body(text, toks[index], language, fname)
+            edit, body_warnings = rewrite_body_token(self, text, toks[index], language, fname)
             warnings += body_warnings
             if edit:
                 edits.append(edit)
         return (apply_edits(text, edits) if edits else text), warnings
-
-    def _function_body(
-        self, text: str, toks: list[parser.Token], node: dict, conv
-    ) -> tuple[str, str, int] | None:
-        language = "sql"
-        as_loc = None
-        as_items = 0
-        for opt in node.get("options", ()):
-            d = opt.get("DefElem", {})
-            if d.get("defname") == "language":
-                language = d.get("arg", {}).get("String", {}).get("sval", "").lower()
-            elif d.get("defname") == "as":
-                as_loc = d.get("arg_location", -1)
-                as_items = len(d.get("arg", {}).get("List", {}).get("items", ()))
-        if as_loc is None or as_loc < 0:
-            return None
-        start = conv(as_loc)
-        for i, tok in enumerate(toks):
-            if tok.start == start and tok.name == "SCONST":
-                parts = [n.get("String", {}).get("sval", "?") for n in node.get("funcname", ())]
-                fname = ".".join(parts)
-                if as_items != 1:
-                    language = "c-object"
-                return language, fname, i
-        return None
-
-    def _rewrite_body(
-        self, text: str, tok: parser.Token, language: str, fname: str
-    ) -> tuple[Edit | None, list[str]]:
-        raw = text[tok.start : tok.end + 1]
-        decoded = decode_string_token(raw)
-        if decoded is None:
-            if self.mentions(raw):
-                return None, [f"function {fname}: body quoting not supported; not renamed"]
-            return None, []
-        body, style = decoded
-        if not self.mentions(body):
-            return None, []
-        if language not in REWRITTEN_LANGUAGES:
-            return None, [
-                f"function {fname}: LANGUAGE {language} body mentions a restored schema and is"
-                " not rewritten; review it"
-            ]
-        new_body, warnings = self.rewrite_body(body, language, fname)
-        if new_body == body:
-            return None, warnings
-        return (tok.start, tok.end + 1, encode_string(new_body, style)), warnings
-
-    def rewrite_body(self, body: str, language: str, fname: str) -> tuple[str, list[str]]:
-        """Rename qualified references in a sql/plpgsql body; warn about dynamic SQL."""
-        warnings: list[str] = []
-        try:
-            toks = parser.scan(body)
-        except parser.ParseError as exc:
-            return body, [f"function {fname}: body could not be scanned ({exc}); not renamed"]
-        exclude: set[int] = set()
-        if language == "sql":
-            try:
-                tree = json.loads(parser.parse_sql_json(body))
-                conv = byte_to_char(body)
-                exclude = {conv(b) for b in collect_facts(tree).colref_exclusions}
-            except parser.ParseError:
-                pass
-        edits, literal_tokens = self.token_edits(body, toks, exclude)
-        mentioned: list[str] = []  # string literals naming a restored schema
-        qualified_mention = False  # ... as a qualifier ('t1.tab'): SQL text in a string
-        dynamic_code = False  # EXECUTE, format(), quote_ident(), to_regclass()...
-        ambiguous = []
-        for i, t in enumerate(toks):
-            if t.name == "SCONST" and i not in literal_tokens:
-                decoded = decode_string_token(body[t.start : t.end + 1])
-                if decoded and self.mentions(decoded[0]):
-                    mentioned.append(decoded[0])
-                    qualified_mention = qualified_mention or self.mentions_qualified(decoded[0])
-                continue
-            if t.name == "EXECUTE" or (
-                is_identifier(t)
-                and i + 1 < len(toks)
-                and toks[i + 1].name == LPAREN
-                and self._word(body, t) in DYNAMIC_FUNCTIONS
-            ):
-                dynamic_code = True
-            if language == "plpgsql" and self.schema_token(body, t) is not None:
-                before = toks[i - 1].name if i else None
-                after = toks[i + 1].name if i + 1 < len(toks) else None
-                if after != DOT and before != DOT:
-                    ambiguous.append(body[t.start : t.end + 1])
-        if mentioned and (dynamic_code or qualified_mention):
-            sample = mentioned[0].strip().replace("\n", " ")[:80]
-            warnings.append(
-                f"function {fname}: string literal mentions a restored schema (dynamic SQL via"
-                f" EXECUTE/format() is not renamed): {sample!r}"
-            )
-        if ambiguous:
-            warnings.append(
-                f"function {fname}: {ambiguous[0]!r} is also used as a plain name (variable or"
-                " alias?) in the body; qualified references to it were renamed, review them"
-            )
-        return (apply_edits(body, edits) if edits else body), warnings

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from restore_assets.core.ddl.classify import Analysis, Key, SourceKeys
 from restore_assets.core.ddl.names import qualified
-from restore_assets.core.ddl.rename import collect_facts
+from restore_assets.core.ddl.tree_facts import collect_facts
 
 # pre statements whose creation may need a view to exist (BEGIN ATOMIC bodies, row types)
 VIEW_DEPENDENT_KINDS = frozenset(
