@@ -17,7 +17,7 @@ from psycopg import sql
 
 from restore_assets.backends.local.pg import free_port
 from restore_assets.core.report_server import URL_ENV, report_server
-from restore_assets.jobs import schema_restore as schema_restore_module
+from restore_assets.jobs import schema_phases
 from restore_assets.jobs.report_asset import REPORT_ASSET, TENANT_SCHEMAS
 from restore_assets.jobs.resources import RestoreBackend
 from restore_assets.jobs.schema_restore import schema_restore
@@ -68,9 +68,7 @@ def test_a_restore_records_its_report_with_numbers_table_commands_and_a_link_tha
     Path(demo_fleet.root, "artifacts").mkdir(exist_ok=True)
     base, _root = next(servers)
     monkeypatch.setenv(URL_ENV, base)
-    monkeypatch.setattr(
-        schema_restore_module, "COPY_PROGRESS_SECONDS", 0.05
-    )  # demo copies are fast
+    monkeypatch.setattr(schema_phases, "COPY_PROGRESS_SECONDS", 0.05)  # demo copies are fast
     dsn = demo_fleet.production_dsn("tenant_b")
     time.sleep(0.1)
     point = datetime.now(UTC)

@@ -91,7 +91,7 @@ def test_detached_release_removes_the_temporary_server_after_returning(demo_flee
 
 
 def test_a_release_that_never_ran_leaves_the_server_recorded_for_cleanup(demo_fleet, monkeypatch):
-    import restore_assets.jobs.schema_restore as job
+    import restore_assets.jobs.schema_phases as job
 
     # the detached process dies before doing anything (a crash right after the answer)
     monkeypatch.setattr(job, "launch_detached", lambda *_a, **_k: 0)
