@@ -13,6 +13,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import psycopg
@@ -23,7 +24,7 @@ from restore_assets.core.errors import server_message
 from restore_assets.core.mover.builds import ForeignKeyBuild, TableBuilds
 from restore_assets.core.mover.model import TableCopy, TablePost
 from restore_assets.core.mover.plan import TablePlan
-from restore_assets.core.mover.schedule import _Building, _index_costs, _table_builds
+from restore_assets.core.mover.schedule import _index_costs, _table_builds
 from restore_assets.core.mover.table_copy import _TARGET_SETTINGS, _configure
 
 if TYPE_CHECKING:
@@ -32,6 +33,18 @@ if TYPE_CHECKING:
 # What a builder is handed: one index build (its statements), a foreign key, or None: the final
 # step of the table.
 _Job = list[str] | ForeignKeyBuild | None
+
+
+@dataclass
+class _Building:
+    """A copied table whose builds are under way."""
+
+    plan: TablePlan
+    done: TableCopy
+    builds: TableBuilds
+    statements: list[str]  # all of the table's post statements, as given (for the report)
+    started: float
+    open_indexes: int = 0  # index builds not yet ended
 
 
 class Builders:
@@ -71,7 +84,7 @@ class Builders:
         ]
         self.keys_ready: list[tuple[str, ForeignKeyBuild]] = []
         self.keys_left = len(self.keys_waiting)
-        self.locked: set[str] = set()
+        self.locked: set[str] = set()  # the tables of the keys being added
         self.complete_tables: set[str] = set()
 
     def queue(self, plan: TablePlan, done: TableCopy) -> None:

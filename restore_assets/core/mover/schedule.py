@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import psycopg
 
 from restore_assets.core.mover.builds import TableBuilds, plan_builds, split_foreign_keys
-from restore_assets.core.mover.model import TableCopy
 from restore_assets.core.mover.plan import TablePlan
 
 # Tables larger than this are copied as block ranges in parallel (at most `workers` ranges).
@@ -99,15 +98,3 @@ def _table_builds(plan: TablePlan, statements: list[str], parallel_bytes: int) -
         builds = TableBuilds(final=own)
     builds.foreign_keys = foreign_keys
     return builds
-
-
-@dataclass
-class _Building:
-    """A copied table whose builds are under way."""
-
-    plan: TablePlan
-    done: TableCopy
-    builds: TableBuilds
-    statements: list[str]
-    started: float
-    open_indexes: int = 0
