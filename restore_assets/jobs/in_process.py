@@ -84,10 +84,14 @@ def dagster_instance(root: str | Path | None = None) -> Iterator[dg.DagsterInsta
 
 
 def backend_resource(config: dict[str, Any]) -> RestoreBackend:
-    """The `backend` resource of a backend configuration mapping."""
-    kwargs = {k: config[k] for k in RESOURCE_FIELDS if k in config}
+    """The `backend` resource of a backend configuration mapping (unset values: the defaults)."""
+    kwargs = {k: config[k] for k in RESOURCE_FIELDS if config.get(k) is not None}
+    if "root" in kwargs:
+        kwargs["root"] = str(kwargs["root"])
     return RestoreBackend(
-        backend=config.get("backend", "local"), config_file=config.get("config_file", ""), **kwargs
+        backend=config.get("backend") or "local",
+        config_file=str(config.get("config_file") or ""),
+        **kwargs,
     )
 
 

@@ -16,6 +16,7 @@ from restore_assets.core.errors import InvalidRequest
 from restore_assets.core.runner import PhaseResult
 from restore_assets.core.server_restore import steps
 from restore_assets.core.server_restore.model import InstancePlan, InstanceRequest
+from restore_assets.jobs.in_process import backend_resource, first_failure
 from restore_assets.jobs.resources import RestoreBackend
 from restore_assets.jobs.runs import (
     RestoreIdConfig,
@@ -285,15 +286,6 @@ recover_after_instance_failure, recover_after_instance_termination = crash_senso
 
 
 # ---------------------------------------------------------------------------- in process
-def backend_resource(backend_config: dict[str, Any]) -> RestoreBackend:
-    """The RestoreBackend resource of a CLI/notebook backend mapping (backend, root, config_file)."""
-    return RestoreBackend(
-        backend=backend_config.get("backend", "local"),
-        root=str(backend_config.get("root") or ""),
-        config_file=str(backend_config.get("config_file") or ""),
-    )
-
-
 def outcome(job: dg.JobDefinition, run_config: dict, backend_config: dict, rid: str) -> dict:
     """Execute a job in process and return its audit record's summary (status, cause, steps)."""
     resource = backend_resource(backend_config)
@@ -308,7 +300,7 @@ def outcome(job: dg.JobDefinition, run_config: dict, backend_config: dict, rid: 
     except KeyError:
         rec = None
     if rec is None:
-        return {"restore_id": rid, "status": "rejected", "cause": _failure(result)}
+        return {"restore_id": rid, "status": "rejected", "cause": first_failure(result)}
     summary = rec.get("result") or {}
     return {
         **summary,
@@ -319,14 +311,6 @@ def outcome(job: dg.JobDefinition, run_config: dict, backend_config: dict, rid: 
         "dagster_success": result.success,
         "duration_s": rec.get("duration_s"),
     }
-
-
-def _failure(result: Any) -> str:
-    for event in result.all_events:
-        if event.is_failure and event.step_failure_data is not None:
-            err = event.step_failure_data.error
-            return err.message.strip() if err else "failed"
-    return "failed"
 
 
 def run_instance_restore_job(
