@@ -15,13 +15,13 @@ import dagster as dg
 
 from restore_assets.backends.aws.alerts import notifier_from_settings
 from restore_assets.core.alerts import AlertNotifier
-from restore_assets.jobs.instance_restore import KIND_TAG, instance_restore
+from restore_assets.jobs.instance_restore import instance_restore
 from restore_assets.jobs.resources import RestoreBackend
 from restore_assets.jobs.runs import restore_id_of
 from restore_assets.jobs.schedules import staging_refresh
 from restore_assets.jobs.schema_restore import schema_restore
 from restore_assets.jobs.snapshot import snapshot
-from restore_assets.jobs.tags import is_rejected
+from restore_assets.jobs.tags import KIND_TAG, is_rejected
 
 MONITORED_JOBS: list[dg.JobDefinition] = [
     schema_restore,

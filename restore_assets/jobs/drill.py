@@ -12,7 +12,7 @@ from restore_assets.core.schema_restore.drill import DrillResult, run_drill
 from restore_assets.jobs.report_asset import TENANT_SCHEMAS, partition_key
 from restore_assets.jobs.resources import RestoreBackend
 from restore_assets.jobs.schedules import env_target, stopped_schedule
-from restore_assets.jobs.tags import CONCURRENCY_TAG, TARGET_TAG
+from restore_assets.jobs.tags import CONCURRENCY_TAG, KIND_TAG, TARGET_TAG
 
 DRILL_ASSET = "restore_drill"
 DRILL_DATABASE_ENV = "RESTORE_ASSETS_DRILL_DATABASE"
@@ -133,7 +133,7 @@ def run_restore_drill(
     return result.to_dict()
 
 
-@dg.job(tags={"restore-assets/kind": "restore_drill", CONCURRENCY_TAG: "restore"})
+@dg.job(tags={KIND_TAG: "restore_drill", CONCURRENCY_TAG: "restore"})
 def restore_drill() -> None:
     """Restore chosen schemas to the latest point under a drill name, check, measure, drop."""
     run_restore_drill()

@@ -27,11 +27,9 @@ from restore_assets.jobs.runs import (
     restore_id_of,
     restore_id_request,
 )
-from restore_assets.jobs.strict import launchpad_form, strict_config_mapping
+from restore_assets.jobs.strict import INFO_CONSOLE, launchpad_form, strict_config_mapping
+from restore_assets.jobs.tags import KIND_TAG
 from restore_assets.jobs.thin_ops import report_result, thin_op
-
-KIND_TAG = "restore-assets/kind"
-INFO_CONSOLE = {"console": {"config": {"log_level": "INFO"}}}
 
 
 class InstanceRestoreConfig(launchpad_form(InstanceRequest, exclude={"export_s3"})):

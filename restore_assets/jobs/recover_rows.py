@@ -15,6 +15,7 @@ from restore_assets.core.recover.plan import Options, RecoveryPlan
 from restore_assets.core.recover.run import apply, plan
 from restore_assets.jobs.resources import RestoreBackend
 from restore_assets.jobs.strict import StrictConfig, strict_config_mapping
+from restore_assets.jobs.tags import KIND_TAG
 
 OnConflict = Literal["skip", "overwrite", "fail"]
 SQL_PREVIEW = 20_000  # characters of the plan's SQL shown as metadata (the artifact has all of it)
@@ -123,7 +124,7 @@ def apply_recovery(
     return {"applied": True, **out}
 
 
-@dg.job(config=recover_rows_config, tags={"restore-assets/kind": "recover_rows"})
+@dg.job(config=recover_rows_config, tags={KIND_TAG: "recover_rows"})
 def recover_rows() -> None:
     """Recover deleted or changed rows from a schema restore into the live schema."""
     apply_recovery(plan_recovery())

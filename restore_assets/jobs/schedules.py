@@ -18,9 +18,9 @@ import dagster as dg
 
 from restore_assets.core.errors import RestoreError
 from restore_assets.core.schema_restore import staging
-from restore_assets.jobs.instance_restore import KIND_TAG
 from restore_assets.jobs.resources import RestoreBackend
 from restore_assets.jobs.snapshot import snapshot
+from restore_assets.jobs.tags import KIND_TAG
 
 SNAPSHOT_CRON_ENV = "RESTORE_ASSETS_SNAPSHOT_CRON"
 SNAPSHOT_IDENTIFIER_ENV = "RESTORE_ASSETS_SNAPSHOT_IDENTIFIER"

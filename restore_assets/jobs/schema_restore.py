@@ -37,8 +37,14 @@ from restore_assets.jobs.schema_phases import (
     provision_temp_database,
     release_temporary_resources,
 )
-from restore_assets.jobs.strict import launchpad_form, strict_config_mapping
-from restore_assets.jobs.tags import CONCURRENCY_TAG, end_refused_run, reject_run, request_tags
+from restore_assets.jobs.strict import INFO_CONSOLE, launchpad_form, strict_config_mapping
+from restore_assets.jobs.tags import (
+    CONCURRENCY_TAG,
+    KIND_TAG,
+    end_refused_run,
+    reject_run,
+    request_tags,
+)
 
 
 class RestoreRequestConfig(launchpad_form(RestoreRequest)):
@@ -77,7 +83,7 @@ def request_as_run_config(val: dict[str, Any]) -> dict[str, Any]:
     of restore_time and snapshot_id, names PostgreSQL would truncate) is refused before a run exists."""
     return {
         "ops": {"validate_request": {"config": val}},
-        "loggers": {"console": {"config": {"log_level": "INFO"}}},
+        "loggers": INFO_CONSOLE,
     }
 
 
@@ -119,7 +125,7 @@ def validate_request(
 
 @dg.job(
     config=request_as_run_config,
-    tags={"restore-assets/kind": "schema_restore", CONCURRENCY_TAG: "restore"},
+    tags={KIND_TAG: "schema_restore", CONCURRENCY_TAG: "restore"},
     hooks={clean_up_after_failed_phase},
 )
 def schema_restore() -> None:
@@ -162,7 +168,7 @@ def cleanup_restore(
     return out
 
 
-@dg.job(tags={"restore-assets/kind": "cleanup"})
+@dg.job(tags={KIND_TAG: "cleanup"})
 def cleanup() -> None:
     """Remove the leftovers of one restore id: temporary servers, secrets, partial schemas."""
     cleanup_restore()

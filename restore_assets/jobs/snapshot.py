@@ -14,8 +14,6 @@ from restore_assets.core.runner import PhaseResult
 from restore_assets.core.server_restore import steps
 from restore_assets.core.server_restore.model import InstanceRequest
 from restore_assets.jobs.instance_restore import (
-    INFO_CONSOLE,
-    KIND_TAG,
     export_snapshot_step,
     finish_op_body,
     outcome,
@@ -24,7 +22,8 @@ from restore_assets.jobs.instance_restore import (
     validate_op_body,
 )
 from restore_assets.jobs.resources import RestoreBackend
-from restore_assets.jobs.strict import launchpad_form, strict_config_mapping
+from restore_assets.jobs.strict import INFO_CONSOLE, launchpad_form, strict_config_mapping
+from restore_assets.jobs.tags import KIND_TAG
 
 
 class SnapshotConfig(

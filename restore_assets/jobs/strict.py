@@ -57,6 +57,8 @@ def launchpad_form(
 
 
 REFUSED_BEFORE_RUN = "Request refused before a run exists"
+# the loggers of a mapped run config: the launchpad runs log at INFO
+INFO_CONSOLE = {"console": {"config": {"log_level": "INFO"}}}
 
 
 def strict_config_mapping(

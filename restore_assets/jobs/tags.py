@@ -17,6 +17,7 @@ SCHEMAS_TAG = f"{PREFIX}/schemas"
 TARGETS_TAG = f"{PREFIX}/targets"
 RESTORE_POINT_TAG = f"{PREFIX}/restore-point"
 SNAPSHOT_TAG = f"{PREFIX}/snapshot"
+KIND_TAG = f"{PREFIX}/kind"  # what a job does (schema_restore, cleanup, snapshot, ...)
 # dagster.yaml's tag concurrency limits: restores per fleet, and one run per database+schema target
 CONCURRENCY_TAG = f"{PREFIX}/concurrency"
 TARGET_TAG = f"{PREFIX}/target"
