@@ -19,6 +19,10 @@ detached process (`detach_cleanup`). Timed per restore:
 - removal: the detached process's audited removal of the temporary instance;
 - total: request until that removal has finished (the next restore starts only then, so the
   removal never overlaps a timed restore).
+With --cold, the snapshot's files (only those: POSIX_FADV_DONTNEED per file) are dropped from the
+page cache before each restore, so both paths read the snapshot from disk, as they would a snapshot
+larger than memory; without it the snapshot stays cached between restores (on a machine with memory
+to spare, a full copy then moves bytes from memory to memory).
 The audit record's provision metadata must name the path taken (selective / full). Every restored
 schema must equal the first one (per-table row counts and checksums). Medians are printed, then
 the RTO and total ratios; the last line is `ratio: X` = median wall (selective) / median wall (full).
@@ -30,6 +34,7 @@ the RTO and total ratios; the last line is `ratio: X` = median wall (selective) 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import tempfile
@@ -162,6 +167,27 @@ def setup(fleet: LocalFleet, args: argparse.Namespace) -> datetime:
     return t
 
 
+def evict_snapshots(fleet: LocalFleet) -> int:
+    """Drop the snapshots' files from the page cache (each file flushed, then POSIX_FADV_DONTNEED):
+    read from disk by the next restore, as a snapshot larger than memory would be. Only these
+    files: nothing else on the machine loses its cache. Returns the bytes evicted."""
+    total = 0
+    for dirpath, _dirs, files in os.walk(fleet.config().backup_dir):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            except OSError:
+                continue
+            try:
+                os.fdatasync(fd)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                total += os.fstat(fd).st_size
+            finally:
+                os.close(fd)
+    return total
+
+
 def wait_released(fleet: LocalFleet, restore_id: str, timeout: float = 600) -> dict[str, Any]:
     """Wait until the detached process recorded the temporary instance's removal; its phase."""
     audit = build_services({"root": str(fleet.root)}).audit
@@ -242,6 +268,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--rounds", type=int, default=3, help="rounds of (selective, full), at least 3")
     ap.add_argument(
+        "--cold",
+        action="store_true",
+        help="before each restore, drop the snapshot's files (only those) from the page cache",
+    )
+    ap.add_argument(
         "--root", help="scratch directory (default: a new one under /tmp, removed after)"
     )
     args = ap.parse_args(argv)
@@ -258,6 +289,8 @@ def main(argv: list[str] | None = None) -> None:
         for r in range(args.rounds):
             order = ["selective", "full"] if r % 2 == 0 else ["full", "selective"]
             for mode in order:
+                if args.cold:
+                    evict_snapshots(fleet)
                 res = restore_once(fleet, t, mode, f"r{r}{mode[0]}")
                 got = sums(tenant, res["schema"])
                 if reference is None:
