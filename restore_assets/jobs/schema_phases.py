@@ -352,9 +352,16 @@ def compare_restored(
 
 @dg.op(out=dg.Out(dict))
 def release_temporary_resources(
-    context: dg.OpExecutionContext, run: dict, answer: dict, backend: RestoreBackend
+    context: dg.OpExecutionContext, run: dict, answer: dict, copies: list, backend: RestoreBackend
 ) -> dict:
-    """After the answer `succeeded`: remove the temporary server, in this run or a detached process."""
+    """After the answer `succeeded`: remove the temporary server, in this run or a detached process.
+
+    `copies` (the per-schema copies' fan-in, unused here) makes this step a direct consumer of the
+    dynamic collect. Dagster resolves a step two or more hops past a collect only when the plan's
+    steps come in graph order, which a re-execution's step selection does not guarantee; out of
+    order, the run waits on this step at full CPU (a refused re-execution was seen to take ten
+    minutes instead of seconds).
+    """
     rid = run["restore_id"]
     if run.get("detach_cleanup"):
         settings = backend.settings()

@@ -140,7 +140,7 @@ def schema_restore() -> None:
     compared = compare_restored(run, post)
     cleaned = cleanup_resources(run, topo, temp, ddl, pre, copies, post, compared)
     answer = finish_restore(run, cleaned)
-    release_temporary_resources(run, answer)
+    release_temporary_resources(run, answer, copies)
 
 
 @dg.op(out=dg.Out(dict))
