@@ -16,6 +16,7 @@ from typing import Any
 import dagster as dg
 
 from restore_assets.jobs.resources import RestoreBackend
+from restore_assets.jobs.sqlite_storage import pooled_storage_data
 from restore_assets.jobs.tags import RESTORE_ID_TAG
 
 RESOURCE_FIELDS = ("root", "copy_workers", "provision_timeout_s", "lock_timeout", "keep_artifacts")
@@ -66,6 +67,8 @@ def _persistent(home: str | Path) -> dg.DagsterInstance:
         if ref.custom_instance_class_data is None:  # an instance_class of the operator's is kept
             cls = ConfigurableClassData(__name__, InProcessInstance.__name__, "{}\n")
             ref = ref._replace(custom_instance_class_data=cls)
+        # Dagster's stock SQLite storage (the default) becomes the pooled one: same files
+        ref = ref._replace(storage_data=pooled_storage_data(ref.storage_data))
         return dg.DagsterInstance.from_ref(ref)
 
 
