@@ -3,11 +3,13 @@ stock storage, read back across instance objects and by the stock storage, synch
 
 from __future__ import annotations
 
-import os
+import logging
+import time
 from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 
 from restore_assets.jobs import sqlite_storage
@@ -121,16 +123,6 @@ def test_run_engines_are_bounded(tmp_path: Path, monkeypatch):
         storage.dispose()
 
 
-def test_a_store_touches_the_run_file(tmp_path: Path):
-    home = home_of(tmp_path)
-    run_id = run_tiny(home)
-    path = Path(_persistent(home).event_log_storage.path_for_shard(run_id))
-    os.utime(path, (0, 0))
-    with _persistent(home) as instance:
-        instance.report_engine_event("touch", instance.get_run_by_id(run_id))
-    assert path.stat().st_mtime > 0
-
-
 @pytest.mark.parametrize(
     ("module", "cls", "swapped"),
     [
@@ -145,3 +137,35 @@ def test_only_the_stock_sqlite_storage_is_swapped(module: str, cls: str, swapped
     assert (out.class_name == "RestoreSqliteStorage") is swapped
     assert out.config_yaml == data.config_yaml
     assert pooled_storage_data(None) is None
+
+
+def test_a_stock_watcher_sees_the_pooled_writes_live(tmp_path: Path):
+    """The webserver's live view of a run (stock storage, watchdog on the run's .db file)."""
+    base = str(tmp_path / "runs")
+    pooled = PooledSqliteEventLogStorage(base)
+    stock = SqliteEventLogStorage(base)
+    seen: list[str] = []
+
+    def entry(message: str) -> EventLogEntry:
+        """A plain log entry of run `r1`."""
+        return EventLogEntry(
+            error_info=None,
+            level=logging.INFO,
+            user_message=message,
+            run_id="r1",
+            timestamp=time.time(),
+        )
+
+    try:
+        pooled.store_event(entry("first"))
+        stock.watch("r1", None, lambda event, _cursor: seen.append(event.user_message))
+        time.sleep(0.5)  # the observer is running
+        for message in ("second", "third"):
+            pooled.store_event(entry(message))
+            deadline = time.monotonic() + 10
+            while message not in seen and time.monotonic() < deadline:
+                time.sleep(0.05)
+        assert seen[-2:] == ["second", "third"]
+    finally:
+        stock.dispose()
+        pooled.dispose()
