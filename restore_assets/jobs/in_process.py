@@ -57,7 +57,8 @@ _OPENING = threading.Lock()
 
 def _persistent(home: str | Path) -> dg.DagsterInstance:
     """Open the instance of a Dagster home. Opening creates its SQLite tables the first time, which
-    two openers at once would both try: one opener at a time, in this process and across processes."""
+    two openers at once would both try: one opener at a time, in this process and across processes.
+    Dagster's stock SQLite storage is opened with the pooled event log of jobs/sqlite_storage.py."""
     from dagster._core.instance.ref import InstanceRef
     from dagster._serdes import ConfigurableClassData
 
