@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import resource
 import threading
+import time
 import tracemalloc
 from collections.abc import Iterator
 
@@ -410,3 +413,38 @@ def test_source_backend_killed_mid_copy_fails_the_copy_and_keeps_no_rows(
     finally:
         drop_db(pg, "copy_kill_source")
         drop_db(pg, "copy_kill_target")
+
+
+def test_pump_stops_while_the_source_sends_nothing(dbs: tuple[str, str]) -> None:
+    """A source that sends no rows does not hold a stopped copy: the wait checks the stop flag."""
+    source, _ = dbs
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    with psycopg.connect(source) as src:
+        stalled = sql.SQL("COPY (SELECT pg_sleep(60)) TO STDOUT")
+        started = time.monotonic()
+        with pytest.raises(table_copy._Stopped):
+            table_copy._pump(src, stalled, lambda b: None, stop.is_set)
+        assert time.monotonic() - started < 30
+        assert src.closed
+
+
+def test_pump_works_on_a_descriptor_above_1024(dbs: tuple[str, str]) -> None:
+    """The socket is waited on with poll, which has no FD_SETSIZE limit (select has one)."""
+    source, _ = dbs
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"the hard limit on open files ({hard}) is below 1200")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    filler = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        with psycopg.connect(source) as src:
+            assert src.pgconn.socket > 1024
+            out = sql.SQL("COPY (SELECT g FROM generate_series(1, 3) g) TO STDOUT")
+            chunks: list[bytes] = []
+            table_copy._pump(src, out, lambda b: chunks.append(bytes(b)), lambda: False)
+            assert b"".join(chunks) == b"1\n2\n3\n"
+    finally:
+        for fd in filler:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -90,10 +90,24 @@ def _block_filter(blocks: tuple[int, int | None] | None) -> sql.Composable:
     return clause
 
 
-def _wait_result(pgconn: pq.abc.PGconn) -> pq.abc.PGresult | None:
+# How long one wait on the source's socket lasts before the stop flag is checked again.
+POLL_MS = 1000
+
+
+def _poller(pgconn: pq.abc.PGconn) -> select.poll:
+    """A poll object on the connection's socket (poll: no limit on the descriptor's number)."""
+    poller = select.poll()
+    poller.register(pgconn.socket, select.POLLIN)
+    return poller
+
+
+def _wait_result(
+    pgconn: pq.abc.PGconn, poller: select.poll, should_stop: Callable[[], bool]
+) -> pq.abc.PGresult | None:
     """The next result of the query in flight, waiting on the socket (the GIL is released)."""
     while pgconn.is_busy():
-        select.select([pgconn.socket], [], [])
+        if not poller.poll(POLL_MS) and should_stop():
+            raise _Stopped()
         pgconn.consume_input()
     return pgconn.get_result()
 
@@ -119,16 +133,16 @@ def _pump(
 
     libpq returns one row per call: the rows are read straight from the connection, without one
     Python generator step per row, and waits happen on the socket with the GIL released, so the
-    other workers' threads keep running. On any error the source connection is closed (it is left
+    other workers' threads keep running; a wait checks `should_stop` every POLL_MS. On any error the source connection is closed (it is left
     mid-COPY); the caller's worker stops.
     """
     pgconn = src.pgconn
     nbytes = 0
     try:
         pgconn.send_query(copy_out.as_bytes(src))
-        _check(src, _wait_result(pgconn), pq.ExecStatus.COPY_OUT)
+        poller = _poller(pgconn)
+        _check(src, _wait_result(pgconn, poller, should_stop), pq.ExecStatus.COPY_OUT)
         get = pgconn.get_copy_data
-        fd = pgconn.socket
         buf = bytearray()
         while True:
             size, data = get(1)
@@ -141,7 +155,8 @@ def _pump(
                     nbytes += len(buf)
                     buf = bytearray()
             elif size == 0:
-                select.select([fd], [], [])
+                if not poller.poll(POLL_MS) and should_stop():
+                    raise _Stopped()
                 pgconn.consume_input()
             elif size == -1:
                 break
@@ -152,8 +167,8 @@ def _pump(
         if buf:
             write(buf)
             nbytes += len(buf)
-        _check(src, _wait_result(pgconn), pq.ExecStatus.COMMAND_OK)
-        if _wait_result(pgconn) is not None:
+        _check(src, _wait_result(pgconn, poller, should_stop), pq.ExecStatus.COMMAND_OK)
+        if _wait_result(pgconn, poller, should_stop) is not None:
             raise psycopg.OperationalError("COPY from the source: more results than expected")
     except BaseException:
         src.close()
