@@ -202,9 +202,12 @@ def test_a_failure_after_archiving_was_released_keeps_later_restores_on_the_orig
 ) -> None:
     commit(prod.app, "original-1")
     before, timeline = prod.labels(), prod.timeline()
+    known = {s.id for s in prod.fleet.snapshots()}
     with faults.fail_at("delete_old"):
         out = prod.run({"snapshot_id": prod.label})
     assert out["status"] == "failed" and out["rolled_back"] is True, out["cause"]
+    # the abandoned server's post-restore backup, then the original's after the rollback
+    abandoned, original = [s for s in prod.fleet.snapshots() if s.id not in known]
     assert prod.labels() == before and prod.leftovers() == []
     rollback = prod.audit(out["restore_id"])["phases"][-1]
     assert any("above it" in a for a in rollback["metadata"]["actions"]), rollback
@@ -219,6 +222,23 @@ def test_a_failure_after_archiving_was_released_keeps_later_restores_on_the_orig
     finally:
         prod.fleet.delete_temp("after-rollback")
     assert labels == [*before, "original-2"], json.dumps(labels[-5:])
+    # a time after the abandoned backup is consistent and before the original's is: recovery
+    # along the original's timeline starts from a backup of one of its ancestors
+    assert abandoned.completed_at is not None and original.completed_at is not None
+    between = abandoned.completed_at + (original.completed_at - abandoned.completed_at) / 2
+    refused = prod.fleet.source.refused_bases()
+    assert abandoned.id in refused and original.id not in refused, refused
+    temp = prod.fleet.provision("between-backups", RestoreTarget(restore_time=between))
+    try:
+        labels = prod.labels(prod.fleet.temp_dsn(temp, "app"))
+    finally:
+        prod.fleet.delete_temp("between-backups")
+    assert temp.details["snapshot"] not in (abandoned.id, original.id), temp.details
+    assert labels == before, json.dumps(labels[-5:])
+    # the abandoned backup by its label: refused by name before anything is made
+    with pytest.raises(InvalidRequest, match=f"{abandoned.id} cannot be restored.*timeline"):
+        prod.fleet.provision("abandoned", RestoreTarget(snapshot_id=abandoned.id))
+    assert not (prod.fleet.temp_root / "abandoned").exists()
 
 
 def test_cli_plan_by_label_and_refused_time(prod: Prod) -> None:

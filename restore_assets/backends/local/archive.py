@@ -121,7 +121,7 @@ def check_target(fleet: LocalFleet, target: RestoreTarget) -> datetime:
     """Refuse a time in the future or outside the window, or an unknown snapshot; return the point."""
     fleet.source.check_ready()
     if target.snapshot_id:
-        snap = fleet.get_snapshot(target.snapshot_id)
+        snap = usable_snapshot(fleet, target.snapshot_id)
         return snap.completed_at or snap.created_at
     t = target.past_time()
     snaps = fleet.source.snapshots()
@@ -129,7 +129,7 @@ def check_target(fleet: LocalFleet, target: RestoreTarget) -> datetime:
         raise InvalidRequest(
             "no snapshot exists yet: take one with `restore-assets fleet snapshot`"
         )
-    base_for(t, snaps)
+    base_for(t, snaps, fleet.source.refused_bases())
     current = window(fleet)
     archiving = ""
     if current.latest is None or t >= current.latest:
@@ -148,9 +148,17 @@ def check_target(fleet: LocalFleet, target: RestoreTarget) -> datetime:
     return t
 
 
-def base_for(t: datetime, snaps: list[Snapshot]) -> Snapshot:
-    """The newest snapshot consistent at or before t; refused when t is before the first one."""
-    usable = [s for s in snaps if (s.completed_at or s.created_at) <= t]
+def base_for(t: datetime, snaps: list[Snapshot], refused: dict[str, str] | None = None) -> Snapshot:
+    """The newest snapshot consistent at or before t and not refused (id -> why recovery to the
+    latest timeline cannot start from it); refused when t is before the first one."""
+    consistent = [s for s in snaps if (s.completed_at or s.created_at) <= t]
+    usable = [s for s in consistent if s.id not in (refused or {})]
+    if not usable and consistent:
+        why = "; ".join((refused or {})[s.id] for s in consistent[-3:])
+        raise InvalidRequest(
+            f"restore time {t.isoformat()}: no snapshot consistent before it lies on the history"
+            f" of the latest timeline ({why})"
+        )
     if not usable:
         first = snaps[0]
         raise InvalidRequest(
@@ -158,3 +166,12 @@ def base_for(t: datetime, snaps: list[Snapshot]) -> Snapshot:
             f" ({first.id}, consistent from {(first.completed_at or first.created_at).isoformat()})"
         )
     return usable[-1]
+
+
+def usable_snapshot(fleet: LocalFleet, snapshot_id: str) -> Snapshot:
+    """One snapshot by id, refused (with why) when recovery to the latest timeline cannot start from it."""
+    snap = fleet.get_snapshot(snapshot_id)
+    why = fleet.source.refused_bases().get(snap.id)
+    if why:
+        raise InvalidRequest(f"snapshot {snap.id} cannot be restored: {why}")
+    return snap

@@ -33,6 +33,8 @@ INVALID_PAGE = re.compile(
 )
 RELATION_IN_LOG = re.compile(r"of relation \S*/(\d+)(?:_[a-z]+)?(?:\.\d+)? ")
 STANZA_OPTION = re.compile(r"--stanza[= ]([A-Za-z0-9_.-]+)")
+# a line of a timeline history file: parent timeline, the LSN where its child branched off, reason
+HISTORY_LINE = re.compile(r"^\s*(\d+)\s+([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})\b")
 
 
 def binary() -> str:
@@ -145,6 +147,63 @@ def next_older_segment(name: str, segment_bytes: int) -> str | None:
     if number < 0:
         return None
     return f"{tli:08X}{number // per_log:08X}{number % per_log:08X}"
+
+
+def parse_lsn(text: str) -> int:
+    """An LSN as PostgreSQL prints it ('16/B374D848') as a number."""
+    high, low = text.split("/")
+    return (int(high, 16) << 32) | int(low, 16)
+
+
+def history_name(timeline: int) -> str:
+    """The name of a timeline's history file in the WAL archive ('00000005.history')."""
+    return f"{timeline:08X}.history"
+
+
+def ancestry(current: int, history: str | None) -> dict[int, int | None]:
+    """Timelines whose WAL recovery along `current` replays: timeline -> the LSN where the next
+    one branched off it (None for `current` itself), from current's history file."""
+    out: dict[int, int | None] = {}
+    for line in (history or "").splitlines():
+        m = HISTORY_LINE.match(line)
+        if m:
+            out[int(m.group(1))] = (int(m.group(2), 16) << 32) | int(m.group(3), 16)
+    out[current] = None
+    return out
+
+
+def off_history(backups: list[dict[str, Any]], current: int, history: str | None) -> dict[str, str]:
+    """Backups (label -> why) recovery along timeline `current` cannot start from: taken on a
+    timeline that is not an ancestor of it, or on an ancestor past the point current branched off.
+
+    `backups` are `info --output=json` entries: the stop WAL segment's first 8 hex digits name the
+    timeline, `lsn.stop` is where the backup is consistent.
+    """
+    lineage = ancestry(current, history)
+    refused = {}
+    for b in backups:
+        stop_wal = (b.get("archive") or {}).get("stop") or ""
+        if len(stop_wal) < 8:
+            continue  # no timeline to judge by: left to recovery
+        timeline = int(stop_wal[:8], 16)
+        label = b.get("label", "?")
+        if timeline not in lineage:
+            refused[label] = (
+                f"backup {label} is on timeline {timeline}, which is not in the history of the"
+                f" current timeline {current} (it was abandoned: a restore was rolled back or"
+                f" replaced); recovery along timeline {current} cannot start from it"
+            )
+            continue
+        switch = lineage[timeline]
+        stop_lsn = (b.get("lsn") or {}).get("stop")
+        if switch is not None and stop_lsn and parse_lsn(stop_lsn) > switch:
+            refused[label] = (
+                f"backup {label} ends at {stop_lsn} on timeline {timeline}, after timeline"
+                f" {current}'s history left timeline {timeline}"
+                f" (at {switch >> 32:X}/{switch & 0xFFFFFFFF:X}): recovery along timeline"
+                f" {current} cannot start from it"
+            )
+    return refused
 
 
 class PgBackRest:
@@ -305,7 +364,7 @@ class PgBackRest:
         return max(names) if names else None
 
     def fetch_segments(self, names: list[str], dest: Path) -> list[str]:
-        """archive-get each segment into dest; return the ones the repository had."""
+        """archive-get each segment (or history file) into dest; return the ones the repository had."""
         got = []
         for name in names:
             proc = pg.run_server_cmd(

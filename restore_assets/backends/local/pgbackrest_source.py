@@ -18,8 +18,10 @@ from restore_assets.backends.local.pgbackrest import (
     PgBackRest,
     check_archive_command,
     excluded_oids,
+    history_name,
     managed_settings,
     next_older_segment,
+    off_history,
     stop_restore,
     write_managed_config,
 )
@@ -41,6 +43,7 @@ class PgBackRestSource(FleetSource):
     def __init__(self, fleet: LocalFleet, cfg: FleetConfig) -> None:
         super().__init__(fleet, cfg)
         self.repo = PgBackRest(cfg.pgbackrest_stanza or "", cfg.pgbackrest_config)
+        self._histories: dict[int, str] = {}  # timeline -> its history file (never rewritten)
 
     @property
     def process_max(self) -> int:
@@ -99,6 +102,36 @@ class PgBackRestSource(FleetSource):
         if not new:
             raise FleetError("pgbackrest backup succeeded but no new backup is listed by info")
         return new[-1]
+
+    def refused_bases(self) -> dict[str, str]:
+        """Backups (label -> why) on a timeline recovery to the latest one does not pass through,
+        or on an ancestor past its branch point (recovery_target_timeline 'latest' cannot use them)."""
+        info = self.repo.info()
+        newest = self.repo.newest_segment(info)
+        if newest is None:
+            return {}
+        scratch = self.fleet.scratch_dir("wal")
+        try:
+            # the latest timeline as recovery finds it: the newest segment's, then every
+            # history file above it in the archive (a promotion archives its history at once)
+            current = int(newest[:8], 16)
+            while self._history(current + 1, scratch) is not None:
+                current += 1
+            history = self._history(current, scratch) if current > 1 else None
+        finally:
+            self.fleet.manifest.remove(scratch)
+        return off_history(info.get("backup", []), current, history)
+
+    def _history(self, timeline: int, scratch: Path) -> str | None:
+        """A timeline's history file from the repository (archive-get), None when it has none."""
+        if timeline in self._histories:
+            return self._histories[timeline]
+        name = history_name(timeline)
+        if not self.repo.fetch_segments([name], scratch):
+            return None
+        text = (scratch / name).read_text()
+        self._histories[timeline] = text
+        return text
 
     def delete_snapshot(self, snapshot_id: str) -> None:
         """Refused: retention is pgBackRest's job."""

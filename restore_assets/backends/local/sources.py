@@ -89,6 +89,10 @@ class BackupSource(Protocol):
         """Take a snapshot of production and wait for it."""
         ...
 
+    def refused_bases(self) -> dict[str, str]:
+        """Snapshots (id -> why) recovery to the latest timeline cannot start from."""
+        ...
+
     def delete_snapshot(self, snapshot_id: str) -> None:
         """Delete a snapshot the tool took, or refuse."""
         ...
@@ -127,6 +131,10 @@ class FleetSource:
     def __init__(self, fleet: LocalFleet, cfg: FleetConfig) -> None:
         self.fleet = fleet
         self.cfg = cfg
+
+    def refused_bases(self) -> dict[str, str]:
+        """None by default: every snapshot is a base recovery can start from."""
+        return {}
 
 
 def open_source(fleet: LocalFleet, cfg: FleetConfig) -> BackupSource:

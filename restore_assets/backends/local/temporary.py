@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from restore_assets.backends.local import pg, selective
-from restore_assets.backends.local.archive import base_for, check_target
+from restore_assets.backends.local.archive import base_for, check_target, usable_snapshot
 from restore_assets.backends.local.cluster import server_dir
 from restore_assets.backends.local.pgbackrest import check_invalid_pages
 from restore_assets.backends.local.sources import Materialization
@@ -51,9 +51,9 @@ def temp_instances(fleet: LocalFleet) -> list[dict[str, Any]]:
 def _base_of(fleet: LocalFleet, target: RestoreTarget, point: datetime | None) -> Snapshot:
     """The snapshot a restore to this target starts from."""
     if target.snapshot_id:
-        return fleet.get_snapshot(target.snapshot_id)
+        return usable_snapshot(fleet, target.snapshot_id)
     assert point is not None
-    return base_for(point, fleet.snapshots())
+    return base_for(point, fleet.snapshots(), fleet.source.refused_bases())
 
 
 def _new_workdir(

@@ -210,7 +210,8 @@ class LocalInstanceBackend:
             raise InvalidRequest(PITR_NEEDS_PGBACKREST)
         t = datetime.fromisoformat(restore_time)
         self.fleet.check_target(RestoreTarget(restore_time=t))  # window, future, no backup
-        base = base_for(t, self.fleet.snapshots())  # the base the fleet's restores take
+        # the base the fleet's restores take (recovery follows the latest timeline)
+        base = base_for(t, self.fleet.snapshots(), self.fleet.source.refused_bases())
         return {
             **pgbackrest_delta.backup_info(self.fleet, base, source),
             "restore_time": t.isoformat(),
