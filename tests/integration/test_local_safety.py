@@ -60,7 +60,12 @@ def test_purge_removes_what_the_manifest_lists_and_leaves_an_unrelated_file_and_
         snap = fleet.snapshot()
         notes = fleet.root / "notes.txt"  # the user's, written after the fleet was made
         notes.write_text("mine")
-        made = [fleet.root / n for n in ("fleet.json", "artifacts", "production", "backups")]
+        # what a restore's detached release writes (jobs/schema_phases: <root>/logs)
+        (fleet.root / "logs").mkdir()
+        (fleet.root / "logs" / "release-r-1.log").write_text("released")
+        made = [
+            fleet.root / n for n in ("fleet.json", "artifacts", "production", "backups", "logs")
+        ]
         snap_dir = fleet.backup_dir / snap.id
         assert all(p.exists() for p in made)
 
@@ -75,6 +80,10 @@ def test_purge_removes_what_the_manifest_lists_and_leaves_an_unrelated_file_and_
         notes.unlink()
         other = LocalFleet(base / "fleet2")
         other.up()
+        (other.root / "logs").mkdir()
+        other.down(purge=True)
+        assert not other.root.exists()
+        other.up()  # the same root can be used again
         other.down(purge=True)
         assert not other.root.exists()
         assert base.exists()

@@ -25,14 +25,17 @@ if TYPE_CHECKING:
 PGPASS_FILE = "pgpass"
 DATA_BASE_ENV = "RESTORE_ASSETS_DATA_BASE"
 DEFAULT_DATA_BASE = "/var/lib/restore-assets"
-# what the services of a fleet create in its root: the audit log and its journals, and the
-# Dagster home of restores run without DAGSTER_HOME (jobs/in_process); artifacts are made here
+# what the services of a fleet create in its root: the audit log and its journals, the Dagster
+# home of restores run without DAGSTER_HOME (jobs/in_process) and the logs of the detached
+# processes that release a restore's temporary instance after the answer (jobs/schema_phases);
+# artifacts are made here
 ROOT_FILES = (
     "audit.sqlite",
     "audit.sqlite-journal",
     "audit.sqlite-wal",
     "audit.sqlite-shm",
     "dagster",
+    "logs",
 )
 PASSWORD_IN_DSN = (
     "the DSN holds a password, and a command line is visible to every user of this machine"
