@@ -196,6 +196,7 @@ def test_selective_equals_full_pitr_at_t(scene: Scene):
             assert prov["mode"] == "selective"
             assert prov["zero_filled_databases"] == [OTHER_DB]
             assert prov["bytes_zero_filled"] > 0 and prov["connections_barred"] == [OTHER_DB]
+            assert prov["relations_replayed"] > 0 and prov["files_left_out"] > 0
             assert full.details["provisioning"]["mode"] == "full"
             # replay met zero-filled pages (VACUUM's all-visible records) in otherdb only
             log = Path(sel.details["log"]).read_text()
@@ -232,15 +233,19 @@ def test_selective_equals_full_pitr_at_t(scene: Scene):
 
 
 def _assert_other_db_sparse(sel_data: Path, full_data: Path, scene: Scene) -> None:
-    """Untouched files of the other database hold no block; the rest only what replay wrote."""
-    cold = execute(scene.fleet.production_dsn(OTHER_DB), "SELECT pg_relation_filenode('cold')")[0][
+    """Files of the other database that replay never writes are not made; the rest hold only
+    what replay wrote."""
+    other = scene.fleet.production_dsn(OTHER_DB)
+    cold, big = execute(other, "SELECT pg_relation_filenode('cold'), pg_relation_filenode('big')")[
         0
     ]
     d = sel_data / "base" / str(scene.other_oid)
-    f = d / str(cold)
-    assert f.stat().st_size > 0 and f.stat().st_blocks == 0  # never written by replay: a hole
-    with open(f, "rb") as fh:
-        assert fh.read(65536).count(0) == min(65536, f.stat().st_size)
+    assert not (d / str(cold)).exists()  # no WAL after the snapshot touches it: left out
+    assert (full_data / "base" / str(scene.other_oid) / str(cold)).stat().st_size > 0
+    # `big` is written by replay: a file of its size, whose blocks are the pages replay rebuilt
+    assert (d / str(big)).stat().st_size == (
+        full_data / "base" / str(scene.other_oid) / str(big)
+    ).stat().st_size
     sel_blocks = sum(p.stat().st_blocks for p in d.iterdir() if p.is_file())
     full_blocks = sum(
         p.stat().st_blocks
@@ -248,8 +253,10 @@ def _assert_other_db_sparse(sel_data: Path, full_data: Path, scene: Scene) -> No
         if p.is_file()
     )
     full_cold = (full_data / "base" / str(scene.other_oid) / str(cold)).stat().st_blocks
-    # pages replay rebuilt from full-page images take blocks (the writer touched most of `big`)
     assert full_cold > 0 and sel_blocks <= full_blocks - full_cold
+    # its relation map is a zero-filled file of the same size (a connection fails on it)
+    fmap = d / "pg_filenode.map"
+    assert fmap.stat().st_size > 0 and fmap.read_bytes().count(0) == fmap.stat().st_size
     # the restored database is whole: the same files, the same sizes
     mine = sel_data / "base" / str(scene.tenant_oid)
     assert sum(p.stat().st_blocks for p in mine.iterdir()) > 0
@@ -414,12 +421,15 @@ def test_schema_path_equals_full_pitr_at_t(scene: Scene):
             log = Path(sel.details["log"]).read_text()
             for f in filenodes.values():
                 assert f"of relation base/{scene.tenant_oid}/{f} " not in log
-            # the untouched table of t3 is a hole of its full size; t3.rw was rewritten after the
-            # snapshot (its new file is built by replay), t3.after_snap created after it
-            snap_cold = _snapshot_filenode(fleet, "t3", "cold")
+            # the untouched table of t3 is left out (no WAL after the snapshot writes to it), the
+            # written one is a file of its size; t3.rw was rewritten after the snapshot (its new
+            # file is built by replay), t3.after_snap created after it
             data = Path(sel.details["dir"]) / "data" / "base" / str(scene.tenant_oid)
-            f = data / str(snap_cold)
-            assert f.stat().st_size > 0 and f.stat().st_blocks == 0
+            assert not (data / str(_snapshot_filenode(fleet, "t3", "cold"))).exists()
+            bulk = data / str(_snapshot_filenode(fleet, "t3", "bulk"))
+            assert bulk.stat().st_size > 0  # its pages are those replay wrote (its VACUUM: all)
+            with pytest.raises(psycopg.errors.UndefinedFile):
+                execute(sel_dsn, "SELECT count(*) FROM t3.cold")  # an error, never wrong rows
             assert sums["t3.rw"][0] == 20000 and sums["t3.tr"][0] == 10
             assert sums["t3.after_snap"][0] == 77
         finally:

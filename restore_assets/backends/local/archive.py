@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -175,3 +176,87 @@ def usable_snapshot(fleet: LocalFleet, snapshot_id: str) -> Snapshot:
     if why:
         raise InvalidRequest(f"snapshot {snap.id} cannot be restored: {why}")
     return snap
+
+
+# a block reference in pg_waldump's output: rel <tablespace>/<database>/<relfilenode>
+BLOCK_REF = re.compile(rb"rel \d+/(\d+)/(\d+)")
+WALDUMP_TIME_BYTES = re.compile(WALDUMP_TIME.pattern.encode())
+LABEL_START = re.compile(r"^START WAL LOCATION: ([0-9A-F]+/[0-9A-F]+)", re.M)
+LABEL_TIMELINE = re.compile(r"^START TIMELINE: (\d+)", re.M)
+HISTORY_FILE = re.compile(r"^([0-9A-F]{8})\.history$")
+
+
+def relations_replayed(
+    directory: Path,
+    backup_label: str,
+    until: datetime | None,
+    stop: threading.Event | None = None,
+    timeout: float = 600,
+) -> set[tuple[int, int]] | None:
+    """(database oid, relfilenode) of every block that replay from a base backup to `until` (None:
+    to the backup's end) can touch, read with pg_waldump from the archive; None when unknown."""
+    start, tli = LABEL_START.search(backup_label), LABEL_TIMELINE.search(backup_label)
+    if not start or not tli:
+        return None
+    timeline = int(tli.group(1))
+    if any(
+        int(m.group(1), 16) > timeline
+        for f in os.listdir(directory)
+        if (m := HISTORY_FILE.match(f))
+    ):
+        return None  # replay may follow a newer timeline, which pg_waldump does not
+    # pg_waldump prints commit times as 2026-01-02 03:04:05.000006: they compare as strings
+    last = until.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f").encode() if until else None
+    end = _contiguous_end(directory, timeline, start.group(1))
+    if end is None:
+        return None
+    args = [pg.pg_bin("pg_waldump"), "--path", str(directory), "--timeline", str(timeline)]
+    proc = subprocess.Popen(
+        [*args, "--start", start.group(1), "--end", end],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "TZ": "UTC", "LC_ALL": "C"},
+    )
+    found: set[tuple[bytes, bytes]] = set()
+    records = False
+    deadline = time.monotonic() + timeout
+    tail = b""
+    assert proc.stdout is not None
+    try:
+        while chunk := proc.stdout.read(1 << 20):
+            cut = chunk.rfind(b"\n") + 1
+            lines, tail = tail + chunk[:cut], chunk[cut:]
+            records = records or b"rmgr: " in lines
+            found.update(BLOCK_REF.findall(lines))
+            # replay stops before the first commit after the target (or at the backup's end):
+            # what follows in this chunk is read too, a harmless superset
+            if last is None and b"desc: BACKUP_END" in lines:
+                break
+            if last is not None and max(WALDUMP_TIME_BYTES.findall(lines), default=b"") > last:
+                break
+            if time.monotonic() > deadline or (stop is not None and stop.is_set()):
+                return None
+    finally:
+        proc.kill()
+        proc.wait()
+    return {(int(db), int(rel)) for db, rel in found} if records else None
+
+
+def _contiguous_end(directory: Path, timeline: int, start_lsn: str) -> str | None:
+    """The LSN where the archive's WAL from start_lsn on this timeline stops being contiguous
+    (given to pg_waldump, which otherwise waits seconds for a next segment that never comes)."""
+    hi, lo = (int(x, 16) for x in start_lsn.split("/"))
+    first = f"{timeline:08X}{hi:08X}{lo >> 24:08X}"
+    try:
+        size = (directory / first).stat().st_size
+    except OSError:
+        return None
+    if size <= 0 or size & (size - 1):
+        return None
+    per_id = 0x100000000 // size
+    segno = ((hi << 32) | lo) // size
+    names = set(segments_in(directory))
+    while f"{timeline:08X}{(segno + 1) // per_id:08X}{(segno + 1) % per_id:08X}" in names:
+        segno += 1
+    end = (segno + 1) * size
+    return f"{end >> 32:X}/{end & 0xFFFFFFFF:X}"

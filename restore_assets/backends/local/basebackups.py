@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,7 +16,7 @@ from typing import Any
 import psycopg
 
 from restore_assets.backends.local import pg, selective
-from restore_assets.backends.local.archive import last_commit_in, segments_in
+from restore_assets.backends.local.archive import last_commit_in, relations_replayed, segments_in
 from restore_assets.backends.local.dsn import connect, password_env, without_password
 from restore_assets.backends.local.sources import FleetSource, Materialization, Materialized
 from restore_assets.backends.local.tablespaces import relocate_tablespaces, tablespace_mapping
@@ -297,9 +300,23 @@ class BaseBackupSource(FleetSource):
         decision = self._decide(base, job.databases, fpw, job.schemas)
         t0 = time.monotonic()
         if decision.mode == "selective":
-            counts = selective.copy_snapshot(
-                src, cluster.datadir, decision.zero_oids, decision.zero_files
-            )
+            label = (src / "backup_label").read_text(errors="replace")
+            # which relations replay writes to, read from the WAL while the copy runs
+            stop = threading.Event()
+            with ThreadPoolExecutor(1) as pool:
+                scan = pool.submit(
+                    relations_replayed, self.archive_dir, label, job.target.restore_time, stop
+                )
+                try:
+                    counts = selective.copy_snapshot(
+                        src,
+                        cluster.datadir,
+                        decision.zero_oids,
+                        decision.zero_files,
+                        touched=lambda: _result_or_none(scan),
+                    )
+                finally:
+                    stop.set()  # a failed copy does not wait for the scan
         else:
             pg.run_server_cmd(["cp", "-a", str(src), str(cluster.datadir)])
             counts = {"bytes_copied": base.size_bytes, "bytes_zero_filled": 0}
@@ -320,3 +337,11 @@ class BaseBackupSource(FleetSource):
 
     def stop_materializing(self, datadir: Path) -> None:
         """Nothing runs on after a copy: it is a child of the provision."""
+
+
+def _result_or_none(scan: Future[set[tuple[int, int]] | None]) -> set[tuple[int, int]] | None:
+    """The WAL scan's relations, or None when it failed (every zero-filled file is then made)."""
+    try:
+        return scan.result()
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None

@@ -283,14 +283,21 @@ def _database_oids(snapshot_dir: Path) -> set[int]:
 
 
 def copy_snapshot(
-    src: Path, dst: Path, zero_oids: set[int], zero_files: dict[int, set[int]] | None = None
+    src: Path,
+    dst: Path,
+    zero_oids: set[int],
+    zero_files: dict[int, set[int]] | None = None,
+    touched: Callable[[], set[tuple[int, int]] | None] | None = None,
 ) -> dict[str, int]:
     """Copy a snapshot directory, zero-filling (sparse) the files of the given databases and, in
     `base/<oid>/`, the main/fsm/vm forks of the given relfilenodes (other schemas' relations).
 
     Whatever holds nothing zero-filled is copied by `cp -a` as the server user (as a full copy
     is); symbolic links stay links (pg_tblspc is re-pointed afterwards); everything is owned by
-    the server user. Returns bytes copied, bytes zero-filled and files zero-filled.
+    the server user. `touched` (called once the copy is done) names the (database oid,
+    relfilenode) pairs replay can write to; a zero-filled relation's files outside it are not
+    created at all (None: every one is). Returns bytes copied, bytes zero-filled, files
+    zero-filled and files left out.
     """
     zero_dirs = {
         os.path.relpath(d, src)
@@ -301,8 +308,24 @@ def copy_snapshot(
     walk = zero_dirs | set(some)
     ancestors = {str(Path(z).parents[i]) for z in walk for i in range(len(Path(z).parts) - 1)}
     ancestors |= set(some)
-    counts = {"bytes_copied": 0, "bytes_zero_filled": 0, "files_zero_filled": 0}
-    _copy_dir(src, dst, "", _Zero(zero_dirs, ancestors, some), counts)
+    counts = {
+        "bytes_copied": 0,
+        "bytes_zero_filled": 0,
+        "files_zero_filled": 0,
+        "files_left_out": 0,
+    }
+    zero = _Zero(zero_dirs, ancestors, some)
+    _copy_dir(src, dst, "", zero, counts)
+    known = touched() if touched else None
+    if touched:
+        # how many relations replay writes to (-1: unknown, every zero-filled file is made)
+        counts["relations_replayed"] = -1 if known is None else len(known)
+    for entry, path, oid in zero.pending:
+        m = RELATION_FILE.match(entry.name)
+        if known is not None and m and (oid, int(m.group(1))) not in known:
+            counts["files_left_out"] += 1  # replay never writes it: nothing reads it
+            continue
+        _zero_file(entry, path, counts)
     return counts
 
 
@@ -311,6 +334,8 @@ class _Zero:
     dirs: set[str]  # whole directories zero-filled
     ancestors: set[str]  # directories walked (they hold something zero-filled)
     files: dict[str, set[int]]  # directory -> relfilenodes whose forks are zero-filled
+    # files to lay down as sparse files once the copy is done: source, destination, database oid
+    pending: list[tuple[os.DirEntry[str], Path, int]] = field(default_factory=list)
 
 
 def _own(path: Path) -> None:
@@ -327,11 +352,11 @@ def _copy_dir(src: Path, dst: Path, rel: str, zero: _Zero, counts: dict[str, int
     for entry in sorted(os.scandir(src), key=lambda e: e.name):
         r = os.path.join(rel, entry.name) if rel else entry.name
         if entry.is_dir(follow_symlinks=False) and r in zero.dirs:
-            _zero_fill(Path(entry.path), dst / entry.name, counts)
+            _zero_fill(Path(entry.path), dst / entry.name, zero, counts)
         elif entry.is_dir(follow_symlinks=False) and r in zero.ancestors:
             _copy_dir(Path(entry.path), dst / entry.name, r, zero, counts)
         elif some and _is_fork_of(entry, some):
-            _zero_file(entry, dst / entry.name, counts)
+            zero.pending.append((entry, dst / entry.name, int(src.name)))
         else:
             batch.append(entry.path)
             counts["bytes_copied"] += _size(Path(entry.path))
@@ -344,8 +369,8 @@ def _is_fork_of(entry: os.DirEntry[str], relfilenodes: set[int]) -> bool:
     return bool(m) and int(m.group(1)) in relfilenodes and entry.is_file(follow_symlinks=False)
 
 
-def _zero_fill(src: Path, dst: Path, counts: dict[str, int]) -> None:
-    """A database directory whose files are sparse zero-filled files of the same size."""
+def _zero_fill(src: Path, dst: Path, zero: _Zero, counts: dict[str, int]) -> None:
+    """A database directory whose files are to be sparse zero-filled files of the same size."""
     os.mkdir(dst, stat.S_IMODE(src.stat().st_mode))
     _own(dst)
     for entry in os.scandir(src):
@@ -354,7 +379,7 @@ def _zero_fill(src: Path, dst: Path, counts: dict[str, int]) -> None:
             pg.run_server_cmd(["cp", "-a", "--", entry.path, str(dst)])
             counts["bytes_copied"] += _size(Path(entry.path))
             continue
-        _zero_file(entry, dst / entry.name, counts)
+        zero.pending.append((entry, dst / entry.name, int(src.name)))
 
 
 def _zero_file(entry: os.DirEntry[str], d: Path, counts: dict[str, int]) -> None:
