@@ -32,14 +32,16 @@ TENANT_DB = "tenantdb"
 OTHER_DB = "otherdb"
 
 
-def table_sums(dsn: str) -> dict[str, tuple[int, str]]:
-    """schema.table -> (row count, md5 of every row in key order) for every user table."""
+def table_sums(dsn: str, schema: str | None = None) -> dict[str, tuple[int, str]]:
+    """schema.table -> (row count, md5 of every row in key order) for every user table (of one
+    schema when given)."""
     out = {}
     tables = execute(
         dsn,
         "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
         " WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
-        " ORDER BY 1, 2",
+        " AND n.nspname = coalesce(%s, n.nspname) ORDER BY 1, 2",
+        (schema,),
     )
     for schema, table in tables:
         name = f'"{schema}"."{table}"'
@@ -461,3 +463,68 @@ def test_snapshot_records_the_relation_map(scene: Scene):
     # bulk's TOAST table and its index belong to t3
     assert sum(1 for s, k, n in owners if s == "t3" and n.startswith("pg_toast.")) >= 2
     assert db["depends"] == {"t4": ["t3"]}  # the foreign key; not t1's view (its data is not read)
+
+
+def test_replayed_relations_from_the_archive(scene: Scene):
+    """pg_waldump of the replay range names the relations written after the snapshot, not the
+    untouched ones; to the backup's end it names fewer; a newer timeline makes it unknown."""
+    from restore_assets.backends.local.archive import relations_replayed
+
+    fleet = scene.fleet
+    snap = fleet.snapshots()[0]
+    label = (fleet.backup_dir / snap.id / "backup_label").read_text()
+    found = relations_replayed(fleet.archive_dir, label, scene.t)
+    assert found is not None
+    other = fleet.production_dsn(OTHER_DB)
+    cold, big = execute(other, "SELECT pg_relation_filenode('cold'), pg_relation_filenode('big')")[
+        0
+    ]
+    assert (scene.other_oid, big) in found and (scene.other_oid, cold) not in found
+    assert (scene.tenant_oid, _snapshot_filenode(fleet, "t3", "bulk")) in found
+    assert (scene.tenant_oid, _snapshot_filenode(fleet, "t3", "cold")) not in found
+    to_end = relations_replayed(fleet.archive_dir, label, None)
+    assert to_end is not None and len(to_end) < len(found)
+    history = fleet.archive_dir / "00000063.history"  # a timeline recovery could follow
+    history.write_text("1\t0/0\tno reason\n")
+    try:
+        assert relations_replayed(fleet.archive_dir, label, scene.t) is None
+    finally:
+        history.unlink()
+    assert relations_replayed(fleet.archive_dir, "not a backup label", scene.t) is None
+
+
+@pytest.mark.parametrize("hint", ["none", "empty"])
+def test_a_missing_or_wrong_scan_changes_no_data(
+    scene: Scene, hint: str, monkeypatch: pytest.MonkeyPatch
+):
+    """The WAL scan only saves files: unknown (None), every zero-filled file is made as sparse
+    files; wrong (nothing written), every one is left out and replay makes those it writes to.
+    Either way t1 at T is the same as from the scan's own provision."""
+    from restore_assets.backends.local import basebackups
+
+    fleet = scene.fleet
+    target = RestoreTarget(restore_time=scene.t)
+    monkeypatch.setattr(
+        basebackups, "relations_replayed", lambda *a: None if hint == "none" else set()
+    )
+    sel = fleet.provision(f"hint-{hint}", target, databases=[TENANT_DB], schemas=["t1"])
+    try:
+        prov = sel.details["provisioning"]
+        data = Path(sel.details["dir"]) / "data" / "base" / str(scene.other_oid)
+        cold = execute(fleet.production_dsn(OTHER_DB), "SELECT pg_relation_filenode('cold')")[0][0]
+        if hint == "none":
+            assert prov["relations_replayed"] == -1 and prov["files_left_out"] == 0
+            f = data / str(cold)
+            assert f.stat().st_size > 0 and f.stat().st_blocks == 0  # a hole of its full size
+        else:
+            assert prov["relations_replayed"] == 0 and prov["files_left_out"] > 0
+            assert not (data / str(cold)).exists()
+        monkeypatch.undo()
+        ref = fleet.provision(f"hint-ref-{hint}", target, databases=[TENANT_DB], schemas=["t1"])
+        try:
+            got, want = (table_sums(fleet.temp_dsn(db, TENANT_DB), "t1") for db in (sel, ref))
+            assert got == want and got["t1.after_snap"][0] == 300
+        finally:
+            fleet.delete_temp(f"hint-ref-{hint}")
+    finally:
+        fleet.delete_temp(f"hint-{hint}")

@@ -20,12 +20,23 @@ database that was not zero-filled, or of a relation that was not (the schema pat
 the provision (``pgbackrest.check_invalid_pages``).
 Zero-filled databases may hold inconsistent pages afterwards: they are never read.
 
+Files replay never writes are not made at all. While the copy runs, pg_waldump reads the WAL that
+replay will apply (from the backup's start to the first commit after T, or to the backup's end for
+a snapshot target; `archive.relations_replayed`) and names every (database, relfilenode) a record
+touches; a zero-filled relation outside that set is left out (no file), so a database of thousands
+of other tenants costs files for the relations written since the snapshot, not for every one. The
+scan is only a saving: when it cannot tell (a newer timeline in the archive, no label, pg_waldump
+failing), every zero-filled file is made; if it missed a relation, replay creates the file (a page
+image past its end is written after zero pages, a record without one is an invalid page, as
+above), so the data restored is the same either way (tested both ways).
+
 The restored database is always copied whole, so its data at T is the same as from a full copy.
 The temporary instance admits only the tool (peer authentication on a private unix socket), the
 tool connects only to the restored database, and after promotion every zero-filled database is
 marked ``datallowconn = false`` (``ALTER DATABASE ... ALLOW_CONNECTIONS false`` is impossible
 during recovery, so it is done right after). A connection to one is impossible either way: its
-zero-filled relation map fails it ("pg_filenode.map contains invalid data"; tested).
+zero-filled relation map fails it ("pg_filenode.map contains invalid data"; tested). A query of a
+left-out relation of another schema fails ("could not open file"; tested): never wrong rows.
 
 Other schemas of the restored database (the "schemas" path): the snapshot also records, per
 database, relfilenode -> (schema, relkind, relation) of the relations with a file in base/<oid>/
