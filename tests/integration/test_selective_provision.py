@@ -30,6 +30,8 @@ pytestmark = pytest.mark.integration
 
 TENANT_DB = "tenantdb"
 OTHER_DB = "otherdb"
+# every database but the restored one is zero-filled, the system ones included
+LEFT_OUT = sorted([OTHER_DB, "postgres", "template0", "template1"])
 
 
 def table_sums(dsn: str, schema: str | None = None) -> dict[str, tuple[int, str]]:
@@ -196,8 +198,8 @@ def test_selective_equals_full_pitr_at_t(scene: Scene):
         try:
             prov = sel.details["provisioning"]
             assert prov["mode"] == "selective"
-            assert prov["zero_filled_databases"] == [OTHER_DB]
-            assert prov["bytes_zero_filled"] > 0 and prov["connections_barred"] == [OTHER_DB]
+            assert prov["zero_filled_databases"] == LEFT_OUT
+            assert prov["bytes_zero_filled"] > 0 and prov["connections_barred"] == LEFT_OUT
             assert prov["relations_replayed"] > 0 and prov["files_left_out"] > 0
             assert full.details["provisioning"]["mode"] == "full"
             # replay met zero-filled pages (VACUUM's all-visible records) in otherdb only
@@ -218,9 +220,10 @@ def test_selective_equals_full_pitr_at_t(scene: Scene):
             # the other database can no longer be connected to; the full copy still can
             # (its zero-filled relation map refuses a connection even before datallowconn)
             allow = "SELECT datallowconn FROM pg_database WHERE datname = %s"
-            assert execute(fleet.temp_dsn(sel), allow, (OTHER_DB,)) == [(False,)]
-            with pytest.raises(psycopg.OperationalError, match="pg_filenode.map|not currently"):
-                psycopg.connect(fleet.temp_dsn(sel, OTHER_DB)).close()
+            for name in LEFT_OUT:
+                assert execute(fleet.temp_dsn(sel, TENANT_DB), allow, (name,)) == [(False,)]
+                with pytest.raises(psycopg.OperationalError, match="pg_filenode.map|not currently"):
+                    psycopg.connect(fleet.temp_dsn(sel, name)).close()
             assert (
                 execute(fleet.temp_dsn(full, OTHER_DB), "SELECT count(*) FROM cold")[0][0] == 20000
             )
@@ -351,7 +354,7 @@ def test_plan_and_audit_name_the_path(scene: Scene):
     request = {"database": TENANT_DB, "schemas": ["t1"], "restore_time": scene.t.isoformat()}
     config = {"root": str(fleet.root)}
     planned = plan_schema_restore(request, config)["would_create"][0]["provisioning"]
-    assert planned["path"] == "schemas" and planned["zero_filled_databases"] == [OTHER_DB]
+    assert planned["path"] == "schemas" and planned["zero_filled_databases"] == LEFT_OUT
     assert planned["zero_filled_schemas"] == 3  # t2, t3 and t4
     # t4's foreign key to t3: the schema path falls back to copying tenantdb whole
     t4 = plan_schema_restore({**request, "schemas": ["t4"]}, config)["would_create"][0]
@@ -364,7 +367,7 @@ def test_plan_and_audit_name_the_path(scene: Scene):
     rec = build_services(config).audit.get(out["restore_id"])
     prov = next(p for p in rec["phases"] if p["phase"] == "provision")["metadata"]
     path = prov["details"]["provisioning"]
-    assert path["mode"] == "selective" and path["zero_filled_databases"] == [OTHER_DB]
+    assert path["mode"] == "selective" and path["zero_filled_databases"] == LEFT_OUT
     assert path["path"] == "schemas" and path["zero_filled_relations"] > 0
     assert path["bytes_copied"] > 0 and path["bytes_zero_filled"] > 0
     assert rec["inputs"]["full_provision"] is False

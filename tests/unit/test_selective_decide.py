@@ -37,10 +37,13 @@ MAP = {
 }
 
 
-def test_selective_zero_fills_only_other_user_databases(tmp_path: Path):
+def test_selective_zero_fills_every_other_database(tmp_path: Path):
     snap, meta = snapshot(tmp_path, [1, 4, 5, 16384, 16385], MAP)
     d = selective.decide(snap, meta, ["tenant"], "on")
-    assert d.mode == "selective" and d.zero_oids == {16385} and d.zero_names == ["other"]
+    assert d.mode == "selective" and d.zero_oids == {1, 4, 5, 16385}
+    assert d.zero_names == ["other", "postgres", "template0", "template1"]
+    # restoring postgres itself keeps it
+    assert selective.decide(snap, meta, ["postgres"], "on").zero_oids == {1, 4, 16384, 16385}
 
 
 def test_full_when_asked_or_the_snapshot_does_not_allow_it(tmp_path: Path):
@@ -54,11 +57,11 @@ def test_full_when_asked_or_the_snapshot_does_not_allow_it(tmp_path: Path):
     assert "no database map" in selective.decide(snap, meta, ["tenant"], "on").reason
 
 
-def test_a_recreated_system_database_and_unmapped_oids_are_copied(tmp_path: Path):
+def test_unmapped_oids_are_copied(tmp_path: Path):
     dbs = {**MAP["databases"], "postgres": 16386}  # postgres dropped and recreated by the user
     snap, meta = snapshot(tmp_path, [1, 4, 16384, 16385, 16386, 16387], {**MAP, "databases": dbs})
     d = selective.decide(snap, meta, ["tenant"], "on")
-    assert d.zero_oids == {16385}  # 16386 is postgres, 16387 is in no map (made during the backup)
+    assert d.zero_oids == {1, 4, 16385, 16386}  # 16387 is in no map (made during the backup)
 
 
 @pytest.fixture
@@ -87,7 +90,30 @@ def test_copy_lays_zero_filled_databases_down_sparse(shared_tmp: Path):
         "bytes_copied": 65536 + 8192 + 3 + 3,
         "bytes_zero_filled": 65536,
         "files_zero_filled": 1,
+        "files_left_out": 0,
     }
+
+
+def test_copy_leaves_out_files_replay_never_writes(shared_tmp: Path):
+    snap, _meta = snapshot(shared_tmp, [16384, 16385], MAP)
+    other = snap / "base" / "16385"
+    (other / "16401_fsm").write_bytes(b"\x03" * 8192)  # a fork of a relation replay writes
+    (other / "16400_init").write_bytes(b"\x04" * 8192)  # an init fork: always made
+    (other / "pg_filenode.map").write_bytes(b"\x05" * 512)  # not a relation: zero-filled
+    dst = shared_tmp / "copy"
+    counts = selective.copy_snapshot(snap, dst, {16385}, touched=lambda: {(16385, 16401)})
+    out = dst / "base" / "16385"
+    assert not (out / "16400").exists()  # no WAL writes to it: no file
+    assert (out / "16401_fsm").stat().st_size == 8192 and (out / "16401_fsm").stat().st_blocks == 0
+    assert (out / "16400_init").read_bytes() == b"\x00" * 8192  # zero-filled, never left out
+    assert (out / "pg_filenode.map").read_bytes() == b"\x00" * 512
+    assert (dst / "base" / "16384" / "16400").read_bytes() == b"\x01" * 65536  # restored: whole
+    assert counts["files_left_out"] == 1 and counts["relations_replayed"] == 1
+    # the scan could not tell: every file is made
+    shutil.rmtree(dst)
+    counts = selective.copy_snapshot(snap, dst, {16385}, touched=lambda: None)
+    assert (out / "16400").stat().st_size == 65536 and counts["relations_replayed"] == -1
+    assert counts["files_left_out"] == 0 and counts["files_zero_filled"] == 4
 
 
 def test_full_provision_flag_reaches_the_request():

@@ -348,9 +348,16 @@ class Cluster:
         """A psycopg connection to one database of this cluster."""
         return psycopg.connect(self.dsn(dbname), **kwargs)
 
-    def wait_promoted(self, timeout: float, user: str | None = None, what: str = "cluster") -> None:
+    def wait_promoted(
+        self,
+        timeout: float,
+        user: str | None = None,
+        what: str = "cluster",
+        dbname: str = "postgres",
+    ) -> None:
         """Wait until the server left recovery; FleetError with its log if it stops or is late.
-        A poll is a query on one kept connection (a hot standby admits it; promotion keeps it)."""
+        A poll is a query on one kept connection to dbname (a hot standby admits it; promotion
+        keeps it)."""
         deadline = time.monotonic() + timeout
         last: Exception | None = None
         conn: psycopg.Connection | None = None
@@ -360,7 +367,7 @@ class Cluster:
                     raise FleetError(f"{what} stopped during recovery: {self.last_log_error()}")
                 try:
                     if conn is None or conn.closed:
-                        conn = self.connect(user=user, connect_timeout=5, autocommit=True)
+                        conn = self.connect(dbname, user=user, connect_timeout=5, autocommit=True)
                     if not conn.execute("SELECT pg_catalog.pg_is_in_recovery()").fetchone()[0]:
                         return
                 except psycopg.OperationalError as exc:

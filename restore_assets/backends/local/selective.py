@@ -1,11 +1,12 @@
 """Selective provisioning: a temporary copy of a plain base backup holding one database's data.
 
-Only the restored database's relation files are copied; every other user database's files under
+Only the restored database's relation files are copied; every other database's files under
 ``base/<oid>/`` (and ``<tablespace>/PG_*/<oid>/``) are laid down as sparse zero-filled files of the
 same size (``os.truncate`` on a new file), as pgBackRest's ``--db-include`` does. ``global/``,
-``pg_xact``, ``pg_wal`` and everything else outside ``base/`` is copied, and so are the system
-databases (template0, template1, postgres, and any database with an oid below 16384), and each
-zero-filled database's ``PG_VERSION`` (pgBackRest keeps exactly these too).
+``pg_xact``, ``pg_wal`` and everything else outside ``base/`` is copied, and so is each
+zero-filled database's ``PG_VERSION``. Unlike pgBackRest, which keeps them, template0, template1
+and postgres are zero-filled too when not restored: nothing of the temporary instance connects to
+them (the tool's own connections, the promotion wait included, go to the restored database).
 
 Why recovery is safe (PostgreSQL 15; ``full_page_writes`` must be on, at the snapshot and at
 provision, else the copy is full): replay starts at the backup's checkpoint, and the first change
@@ -65,7 +66,6 @@ from psycopg import sql
 from restore_assets.backends.local import pg
 from restore_assets.core.errors import FleetError
 
-SYSTEM_DATABASES = ("template0", "template1", "postgres")
 FIRST_NORMAL_OID = 16384  # oids below are initdb's (template1 = 1, template0/postgres = 4/5)
 KEEP_NAMES = ("PG_VERSION",)
 # a database directory: base/<oid> or tablespaces/<tsoid>/PG_<version>_<catversion>/<oid>
@@ -226,23 +226,16 @@ def decide(
     if not keep <= on_disk:
         return Decision("full", "the snapshot lacks the restored database's directory")
     by_oid = {int(o): n for n, o in dbmap.items()}
-    zero = {
-        oid
-        for oid in on_disk
-        if oid in by_oid  # an oid not in the map (created during the backup) is copied
-        and oid not in keep
-        and oid >= FIRST_NORMAL_OID
-        and by_oid[oid] not in SYSTEM_DATABASES
-    }
+    # every other database, template0, template1 and postgres included (the tool connects to the
+    # restored one only); an oid not in the map (created during the backup) is copied
+    zero = {oid for oid in on_disk if oid in by_oid and oid not in keep}
     zero_files, zero_schemas, why = _other_schemas(keep, schemas, relmap_file)
     if not zero and not zero_files:
-        return Decision(
-            "full", "no other user database to leave out" + (f" ({why})" if why else "")
-        )
+        return Decision("full", "no other database to leave out" + (f" ({why})" if why else ""))
     return Decision(
         "selective",
         zero_oids=zero,
-        zero_names=[by_oid[o] for o in zero],
+        zero_names=sorted(by_oid[o] for o in zero),
         zero_files=zero_files,
         zero_schemas=zero_schemas,
         schema_reason=why,

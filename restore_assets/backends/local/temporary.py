@@ -120,14 +120,16 @@ def provision(
         prepare_recovery(fleet, cluster, target, made.restore_command, made.recovery_settings())
         t0 = time.monotonic()
         cluster.start(timeout=timeout)
-        # the temporary cluster admits the tool on its unix socket (cluster.host), as its role
-        cluster.wait_promoted(timeout, user=fleet.superuser(), what="temporary cluster")
+        # the temporary cluster admits the tool on its unix socket (cluster.host), as its role;
+        # a selective copy is connected to in a restored database only (postgres may be zero-filled)
+        own = databases[0] if made.selective and databases else "postgres"
+        cluster.wait_promoted(timeout, user=fleet.superuser(), what="temporary cluster", dbname=own)
         provisioning["recovery_seconds"] = round(time.monotonic() - t0, 3)
         if made.selective:
-            zero = fleet.source.left_out_oids(cluster.dsn(), databases, made)
+            zero = fleet.source.left_out_oids(cluster.dsn(own), databases, made)
             check_invalid_pages(cluster.logfile, zero, made.zero_files)
             provisioning["connections_barred"] = selective.close_zero_filled(
-                cluster.dsn(), zero, databases or []
+                cluster.dsn(own), zero, databases or []
             )
     except BaseException:
         # nothing usable was made: stop the server and remove its directory (its last log
