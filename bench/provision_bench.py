@@ -2,7 +2,8 @@
 
 One managed local fleet: a tenant schema of --tenant-mb MB in database `tenant_db`, and --other-mb
 MB of other tenants' data in database `others_db` (and, with --same-db-mb, in another schema of
-`tenant_db`; selective provisioning zero-fills both, the "schemas" path). One snapshot,
+`tenant_db`; selective provisioning zero-fills both, the "schemas" path; with --schemas N, N small
+tenants in `tenant_db`, 15 tables of 10 rows each, about 75 relations a tenant). One snapshot,
 then writes to every database (a hot 1% of rows updated, three times, and inserts; every 97th row
 with --spread-writes), then the restore point T, then more writes.
 
@@ -29,6 +30,7 @@ the RTO and total ratios; the last line is `ratio: X` = median wall (selective) 
 
     .venv/bin/python bench/provision_bench.py                         # 50 MB tenant, 2 GB others
     .venv/bin/python bench/provision_bench.py --other-mb 200 --rounds 3   # a quick check
+    .venv/bin/python bench/provision_bench.py --other-mb 0 --schemas 2000 --tenant-mb 5 --cold
 """
 
 from __future__ import annotations
@@ -132,6 +134,24 @@ def sums(dsn: str, schema: str) -> dict[str, tuple]:
     return out
 
 
+def many_schemas(dsn: str, count: int, tables: int = 15) -> None:
+    """count small tenants in the database: schemas small_NNNNN of `tables` tables of 10 rows
+    (each table with its primary key index, its sequence, its TOAST table and index)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for i in range(count):
+            schema = sql.Identifier(f"small_{i:05d}")
+            stmts = [sql.SQL("CREATE SCHEMA {}").format(schema)]
+            for k in range(tables):
+                name = sql.Identifier(f"small_{i:05d}", f"tab{k}")
+                stmts += [
+                    sql.SQL("CREATE TABLE {} (id bigserial PRIMARY KEY, note text)").format(name),
+                    sql.SQL(
+                        "INSERT INTO {} (note) SELECT md5(g::text) FROM generate_series(1, 10) g"
+                    ).format(name),
+                ]
+            conn.execute(sql.SQL("; ").join(stmts))
+
+
 def setup(fleet: LocalFleet, args: argparse.Namespace) -> datetime:
     """The tenant and the others, a snapshot, writes, the restore point T, more writes."""
     dsn = fleet.up()
@@ -145,6 +165,8 @@ def setup(fleet: LocalFleet, args: argparse.Namespace) -> datetime:
         fill(others, f"other_{i}", "events", args.other_mb / parts)
     if args.same_db_mb:
         fill(tenant, "other_same_db", "events", args.same_db_mb)
+    if args.schemas:
+        many_schemas(tenant, args.schemas)
     run(tenant, "CHECKPOINT")
     print(f"setup: data loaded in {time.monotonic() - t0:.1f} s", flush=True)
     t0 = time.monotonic()
@@ -158,6 +180,13 @@ def setup(fleet: LocalFleet, args: argparse.Namespace) -> datetime:
         writes(others, f"other_{i}", "events", spread)
     if args.same_db_mb:
         writes(tenant, "other_same_db", "events", spread)
+    for i in range(0, args.schemas, 50):  # one tenant in 50 of the many small ones writes
+        run(
+            tenant,
+            sql.SQL("INSERT INTO {} (note) SELECT 'w' FROM generate_series(1, 100)").format(
+                sql.Identifier(f"small_{i:05d}", "tab0")
+            ),
+        )
     time.sleep(0.3)
     t = run(dsn, "SELECT clock_timestamp()")[0][0]
     time.sleep(0.3)
@@ -240,6 +269,7 @@ def restore_once(fleet: LocalFleet, t: datetime, mode: str, suffix: str) -> dict
         "total": total,
         "copied": path.get("bytes_copied", 0),
         "zero": path.get("bytes_zero_filled", 0),
+        "left_out": path.get("files_left_out", 0),
         "copy_s": path.get("copy_seconds", 0.0),
         "recovery_s": path.get("recovery_seconds", 0.0),
         "schema": f"{TENANT}_{suffix}",
@@ -260,6 +290,13 @@ def main(argv: list[str] | None = None) -> None:
         type=float,
         default=0,
         help="other tenants in the tenant's database (default 0)",
+    )
+    ap.add_argument(
+        "--schemas",
+        type=int,
+        default=0,
+        help="other tenants as this many small schemas in the tenant's database (15 tables of"
+        " 10 rows each; one in 50 written to after the snapshot)",
     )
     ap.add_argument(
         "--spread-writes",
@@ -306,7 +343,7 @@ def main(argv: list[str] | None = None) -> None:
                     f" recovery {res['recovery_s']:.2f} s), phases {res['phases']:.2f} s,"
                     f" job {res['job']:.2f} s, removal {res['removal']:.2f} s,"
                     f" total {res['total']:.2f} s, copied {res['copied'] / 2**20:.0f} MB,"
-                    f" zero-filled {res['zero'] / 2**20:.0f} MB",
+                    f" zero-filled {res['zero'] / 2**20:.0f} MB, left out {res['left_out']} files",
                     flush=True,
                 )
         print(
