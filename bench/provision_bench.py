@@ -19,7 +19,9 @@ detached process (`detach_cleanup`). Timed per restore:
   job: wall - phases, what the job itself costs (Dagster's run and its event log, the checks);
 - removal: the detached process's audited removal of the temporary instance;
 - total: request until that removal has finished (the next restore starts only then, so the
-  removal never overlaps a timed restore).
+  removal never overlaps a timed restore; after it, an untimed `sync` lets the kernel finish
+  writing back and discarding the removed files, so no restore is timed while the previous
+  one's files are still being flushed).
 With --cold, the snapshot's files (only those: POSIX_FADV_DONTNEED per file) are dropped from the
 page cache before each restore, so both paths read the snapshot from disk, as they would a snapshot
 larger than memory; without it the snapshot stays cached between restores (on a machine with memory
@@ -250,6 +252,9 @@ def restore_once(fleet: LocalFleet, t: datetime, mode: str, suffix: str) -> dict
         raise SystemExit(f"{mode} restore failed: {out['cause']}")
     removal = wait_released(fleet, out["restore_id"])
     total = time.monotonic() - t0
+    # untimed: the kernel writes back and discards (the root file system may be mounted with
+    # `discard`) what this restore wrote and removed, before the next restore is timed
+    os.sync()
     rec = build_services({"root": str(fleet.root)}).audit.get(out["restore_id"])
     prov = next(p for p in rec["phases"] if p["phase"] == "provision")
     # the phases before the answer, each as the runner timed it; the rest of wall is the job's own
