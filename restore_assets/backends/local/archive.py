@@ -7,6 +7,8 @@ import re
 import subprocess
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -192,6 +194,7 @@ def relations_replayed(
     until: datetime | None,
     stop: threading.Event | None = None,
     timeout: float = 600,
+    parts: int = 2,
 ) -> set[tuple[int, int]] | None:
     """(database oid, relfilenode) of every block that replay from a base backup to `until` (None:
     to the backup's end) can touch, read with pg_waldump from the archive; None when unknown."""
@@ -205,58 +208,97 @@ def relations_replayed(
         if (m := HISTORY_FILE.match(f))
     ):
         return None  # replay may follow a newer timeline, which pg_waldump does not
-    # pg_waldump prints commit times as 2026-01-02 03:04:05.000006: they compare as strings
-    last = until.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f").encode() if until else None
-    end = _contiguous_end(directory, timeline, start.group(1))
-    if end is None:
+    hi, lo = (int(x, 16) for x in start.group(1).split("/"))
+    span = _contiguous_span(directory, timeline, (hi << 32) | lo)
+    if span is None:
         return None
-    args = [pg.pg_bin("pg_waldump"), "--path", str(directory), "--timeline", str(timeline)]
-    proc = subprocess.Popen(
-        [*args, "--start", start.group(1), "--end", end],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "TZ": "UTC", "LC_ALL": "C"},
+    # consecutive ranges of whole segments, read by one pg_waldump each, side by side
+    first, end, size = span
+    s0, n = first // size, (end - first + size - 1) // size
+    inner = sorted({(s0 + k * n // parts) * size for k in range(1, parts)})
+    cuts = [first, *(c for c in inner if first < c < end), end]
+    ranges = [(a, b) for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
+    scan = _RangeScan(
+        [pg.pg_bin("pg_waldump"), "--path", str(directory), "--timeline", str(timeline)],
+        # pg_waldump prints commit times as 2026-01-02 03:04:05.000006: they compare as strings
+        until.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f").encode() if until else None,
+        stop or threading.Event(),
+        time.monotonic() + timeout,
     )
-    found: set[tuple[bytes, bytes]] = set()
-    records = False
-    deadline = time.monotonic() + timeout
-    tail = b""
-    assert proc.stdout is not None
-    try:
-        while chunk := proc.stdout.read(1 << 20):
-            cut = chunk.rfind(b"\n") + 1
-            lines, tail = tail + chunk[:cut], chunk[cut:]
-            records = records or b"rmgr: " in lines
-            found.update(BLOCK_REF.findall(lines))
-            # replay stops before the first commit after the target (or at the backup's end):
-            # what follows in this chunk is read too, a harmless superset
-            if last is None and b"desc: BACKUP_END" in lines:
-                break
-            if last is not None and max(WALDUMP_TIME_BYTES.findall(lines), default=b"") > last:
-                break
-            if time.monotonic() > deadline or (stop is not None and stop.is_set()):
-                return None
-    finally:
-        proc.kill()
-        proc.wait()
-    return {(int(db), int(rel)) for db, rel in found} if records else None
+    with ThreadPoolExecutor(len(ranges)) as pool:
+        results = list(pool.map(scan.read, range(len(ranges)), ranges))
+    if any(r is None for r in results) or not scan.records:
+        return None
+    return {(int(db), int(rel)) for found in results if found for db, rel in found}
 
 
-def _contiguous_end(directory: Path, timeline: int, start_lsn: str) -> str | None:
-    """The LSN where the archive's WAL from start_lsn on this timeline stops being contiguous
-    (given to pg_waldump, which otherwise waits seconds for a next segment that never comes)."""
-    hi, lo = (int(x, 16) for x in start_lsn.split("/"))
-    first = f"{timeline:08X}{hi:08X}{lo >> 24:08X}"
-    try:
-        size = (directory / first).stat().st_size
-    except OSError:
+def _lsn(value: int) -> str:
+    return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
+
+
+@dataclass
+class _RangeScan:
+    """pg_waldump over one LSN range of the replay: the block references, until the target."""
+
+    args: list[str]
+    last: bytes | None  # the target as pg_waldump prints times; None: up to the backup's end
+    stop: threading.Event
+    deadline: float
+    reached: int = 1 << 30  # the first range where replay stops: later ones need not be read
+    records: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def read(self, index: int, bounds: tuple[int, int]) -> set[tuple[bytes, bytes]] | None:
+        """The (database, relfilenode) byte pairs of one range; None when it could not be read."""
+        proc = subprocess.Popen(
+            [*self.args, "--start", _lsn(bounds[0]), "--end", _lsn(bounds[1])],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "TZ": "UTC", "LC_ALL": "C"},
+        )
+        found: set[tuple[bytes, bytes]] = set()
+        tail = b""
+        assert proc.stdout is not None
+        try:
+            while chunk := proc.stdout.read(1 << 20):
+                cut = chunk.rfind(b"\n") + 1
+                lines, tail = tail + chunk[:cut], chunk[cut:]
+                if b"rmgr: " in lines:
+                    self.records = True
+                found.update(BLOCK_REF.findall(lines))
+                # replay stops before the first commit after the target (or at the backup's
+                # end): what follows in this chunk is read too, a harmless superset
+                if (self.last is None and b"desc: BACKUP_END" in lines) or (
+                    self.last is not None
+                    and max(WALDUMP_TIME_BYTES.findall(lines), default=b"") > self.last
+                ):
+                    with self.lock:
+                        self.reached = min(self.reached, index)
+                    break
+                if self.reached < index:
+                    break  # an earlier range holds the end of replay: nothing here is replayed
+                if time.monotonic() > self.deadline or self.stop.is_set():
+                    return None
+        finally:
+            proc.kill()
+            proc.wait()
+        return found
+
+
+def _contiguous_span(directory: Path, timeline: int, start: int) -> tuple[int, int, int] | None:
+    """(start, end, segment size): where the archive's WAL from start on this timeline stops
+    being contiguous (given to pg_waldump, which otherwise waits seconds for a next segment)."""
+    segments = set(segments_in(directory))
+
+    def name(segno: int, size: int) -> str:
+        per_id = 0x100000000 // size
+        return f"{timeline:08X}{segno // per_id:08X}{segno % per_id:08X}"
+
+    sizes = {(directory / f).stat().st_size for f in list(segments)[:1]}
+    size = sizes.pop() if sizes else 0
+    if size <= 0 or size & (size - 1) or name(start // size, size) not in segments:
         return None
-    if size <= 0 or size & (size - 1):
-        return None
-    per_id = 0x100000000 // size
-    segno = ((hi << 32) | lo) // size
-    names = set(segments_in(directory))
-    while f"{timeline:08X}{(segno + 1) // per_id:08X}{(segno + 1) % per_id:08X}" in names:
+    segno = start // size
+    while name(segno + 1, size) in segments:
         segno += 1
-    end = (segno + 1) * size
-    return f"{end >> 32:X}/{end & 0xFFFFFFFF:X}"
+    return start, (segno + 1) * size, size
