@@ -531,3 +531,16 @@ def test_a_missing_or_wrong_scan_changes_no_data(
             fleet.delete_temp(f"hint-ref-{hint}")
     finally:
         fleet.delete_temp(f"hint-{hint}")
+
+
+def test_promotion_wait_fails_at_once_on_a_database_that_is_gone(scene: Scene):
+    """The wait connects to the restored database: one dropped before the restore point fails it
+    at once, instead of retrying until the timeout."""
+    from restore_assets.backends.local.pg import Cluster
+    from restore_assets.core.errors import FleetError
+
+    port = int(execute(scene.fleet.production_dsn(), "SHOW port")[0][0])
+    cluster = Cluster(scene.fleet.root / "production" / "data", port)
+    # (waiting out the timeout would say "not promoted within")
+    with pytest.raises(FleetError, match="'no_such_db' does not exist at the restore point"):
+        cluster.wait_promoted(600, dbname="no_such_db")

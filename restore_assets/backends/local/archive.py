@@ -227,9 +227,12 @@ def relations_replayed(
     )
     with ThreadPoolExecutor(len(ranges)) as pool:
         results = list(pool.map(scan.read, range(len(ranges)), ranges))
-    if any(r is None for r in results) or not scan.records:
+    # every range up to the one where replay stops must have been read (a range pg_waldump
+    # could not read would hide its relations)
+    needed = range(min(scan.reached, len(ranges) - 1) + 1)
+    if any(results[i] is None or i not in scan.read_ok for i in needed):
         return None
-    return {(int(db), int(rel)) for found in results if found for db, rel in found}
+    return {(int(db), int(rel)) for i in needed for db, rel in results[i] or ()}
 
 
 def _lsn(value: int) -> str:
@@ -245,7 +248,7 @@ class _RangeScan:
     stop: threading.Event
     deadline: float
     reached: int = 1 << 30  # the first range where replay stops: later ones need not be read
-    records: bool = False
+    read_ok: set[int] = field(default_factory=set)  # ranges that held records
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def read(self, index: int, bounds: tuple[int, int]) -> set[tuple[bytes, bytes]] | None:
@@ -264,7 +267,7 @@ class _RangeScan:
                 cut = chunk.rfind(b"\n") + 1
                 lines, tail = tail + chunk[:cut], chunk[cut:]
                 if b"rmgr: " in lines:
-                    self.records = True
+                    self.read_ok.add(index)
                 found.update(BLOCK_REF.findall(lines))
                 # replay stops before the first commit after the target (or at the backup's
                 # end): what follows in this chunk is read too, a harmless superset

@@ -371,6 +371,11 @@ class Cluster:
                     if not conn.execute("SELECT pg_catalog.pg_is_in_recovery()").fetchone()[0]:
                         return
                 except psycopg.OperationalError as exc:
+                    if f'database "{dbname}" does not exist' in str(exc):
+                        # dropped before the point recovery reaches: waiting cannot help
+                        raise FleetError(
+                            f"{what}: database {dbname!r} does not exist at the restore point"
+                        ) from exc
                     last = exc
                     if conn is not None:
                         conn.close()
