@@ -8,6 +8,7 @@ import re
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -291,35 +292,21 @@ class BaseBackupSource(FleetSource):
         """Copy a plain snapshot into the data directory: selectively when it can, else in full."""
         cluster, base = job.cluster, job.base
         src = self.backup_dir / base.id
-        fpw = None
-        if job.databases:
+        stop = threading.Event()
+        with ThreadPoolExecutor(1) as pool:
+            # which relations replay writes to, read from the WAL while the decision is made and
+            # the copy runs (stopped at once when the copy is full, or fails)
+            scan = pool.submit(
+                relations_replayed,
+                self.archive_dir,
+                _label(src) if job.databases else "",
+                job.target.restore_time,
+                stop,
+            )
             try:
-                fpw = selective.database_map(self.fleet.production_dsn())["full_page_writes"]
-            except psycopg.Error:
-                fpw = None  # production down: the snapshot's record decides
-        decision = self._decide(base, job.databases, fpw, job.schemas)
-        t0 = time.monotonic()
-        if decision.mode == "selective":
-            label = (src / "backup_label").read_text(errors="replace")
-            # which relations replay writes to, read from the WAL while the copy runs
-            stop = threading.Event()
-            with ThreadPoolExecutor(1) as pool:
-                scan = pool.submit(
-                    relations_replayed, self.archive_dir, label, job.target.restore_time, stop
-                )
-                try:
-                    counts = selective.copy_snapshot(
-                        src,
-                        cluster.datadir,
-                        decision.zero_oids,
-                        decision.zero_files,
-                        touched=lambda: _result_or_none(scan),
-                    )
-                finally:
-                    stop.set()  # a failed copy does not wait for the scan
-        else:
-            pg.run_server_cmd(["cp", "-a", str(src), str(cluster.datadir)])
-            counts = {"bytes_copied": base.size_bytes, "bytes_zero_filled": 0}
+                decision, counts, t0 = self._copy(job, src, stop, lambda: _result_or_none(scan))
+            finally:
+                stop.set()
         provisioning = {
             **decision.to_dict(),
             **counts,
@@ -330,6 +317,32 @@ class BaseBackupSource(FleetSource):
         return Materialized(
             restore_command, provisioning, set(decision.zero_oids), decision.zero_files
         )
+
+    def _copy(
+        self,
+        job: Materialization,
+        src: Path,
+        stop_scan: threading.Event,
+        touched: Callable[[], set[tuple[int, int]] | None],
+    ) -> tuple[selective.Decision, dict[str, int], float]:
+        """The path taken, the copy's counts and when it began."""
+        fpw = None
+        if job.databases:
+            try:
+                fpw = selective.database_map(self.fleet.production_dsn())["full_page_writes"]
+            except psycopg.Error:
+                fpw = None  # production down: the snapshot's record decides
+        decision = self._decide(job.base, job.databases, fpw, job.schemas)
+        t0 = time.monotonic()
+        if decision.mode == "selective":
+            counts = selective.copy_snapshot(
+                src, job.cluster.datadir, decision.zero_oids, decision.zero_files, touched
+            )
+        else:
+            stop_scan.set()  # a full copy makes every file: the scan would only take CPU from it
+            pg.run_server_cmd(["cp", "-a", str(src), str(job.cluster.datadir)])
+            counts = {"bytes_copied": job.base.size_bytes, "bytes_zero_filled": 0}
+        return decision, counts, t0
 
     def left_out_oids(self, dsn: str, databases: list[str] | None, made: Materialized) -> set[int]:
         """The databases the copy zero-filled (known from the snapshot's map)."""
@@ -345,3 +358,11 @@ def _result_or_none(scan: Future[set[tuple[int, int]] | None]) -> set[tuple[int,
         return scan.result()
     except (OSError, subprocess.SubprocessError, ValueError):
         return None
+
+
+def _label(snapshot_dir: Path) -> str:
+    """A snapshot's backup_label ("" when unreadable: the WAL scan then cannot tell)."""
+    try:
+        return (snapshot_dir / "backup_label").read_text(errors="replace")
+    except OSError:
+        return ""

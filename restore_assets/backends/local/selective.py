@@ -339,10 +339,10 @@ class _Zero:
     ancestors: set[str]  # directories walked (they hold something zero-filled)
     files: dict[str, set[int]]  # directory -> relfilenodes whose forks are zero-filled
     # files to lay down as sparse files once the copy is done: source, destination, database oid
-    pending: list[tuple[os.DirEntry[str], Path, int]] = field(default_factory=list)
+    pending: list[tuple[os.DirEntry[str], str, int]] = field(default_factory=list)
 
 
-def _own(path: Path) -> None:
+def _own(path: str | Path) -> None:
     user = pg.server_user()
     if not user.is_current:
         os.lchown(path, user.uid, user.gid)
@@ -353,17 +353,20 @@ def _copy_dir(src: Path, dst: Path, rel: str, zero: _Zero, counts: dict[str, int
     _own(dst)
     batch = []
     some = zero.files.get(rel, set())
+    oid = int(src.name) if some else 0
+    out = str(dst)
+    # plain strings, not Path objects, per entry: a database may hold 100,000s of files
     for entry in sorted(os.scandir(src), key=lambda e: e.name):
-        r = os.path.join(rel, entry.name) if rel else entry.name
-        if entry.is_dir(follow_symlinks=False) and r in zero.dirs:
+        r = f"{rel}/{entry.name}" if rel else entry.name
+        if r in zero.dirs and entry.is_dir(follow_symlinks=False):
             _zero_fill(Path(entry.path), dst / entry.name, zero, counts)
-        elif entry.is_dir(follow_symlinks=False) and r in zero.ancestors:
+        elif r in zero.ancestors and entry.is_dir(follow_symlinks=False):
             _copy_dir(Path(entry.path), dst / entry.name, r, zero, counts)
         elif some and _is_fork_of(entry, some):
-            zero.pending.append((entry, dst / entry.name, int(src.name)))
+            zero.pending.append((entry, f"{out}/{entry.name}", oid))
         else:
             batch.append(entry.path)
-            counts["bytes_copied"] += _size(Path(entry.path))
+            counts["bytes_copied"] += _entry_size(entry)
     for i in range(0, len(batch), 500):
         pg.run_server_cmd(["cp", "-a", "--", *batch[i : i + 500], str(dst)])
 
@@ -377,16 +380,17 @@ def _zero_fill(src: Path, dst: Path, zero: _Zero, counts: dict[str, int]) -> Non
     """A database directory whose files are to be sparse zero-filled files of the same size."""
     os.mkdir(dst, stat.S_IMODE(src.stat().st_mode))
     _own(dst)
+    oid, out = int(src.name), str(dst)
     for entry in os.scandir(src):
         st = entry.stat(follow_symlinks=False)
         if not stat.S_ISREG(st.st_mode) or entry.name in KEEP_NAMES:
-            pg.run_server_cmd(["cp", "-a", "--", entry.path, str(dst)])
-            counts["bytes_copied"] += _size(Path(entry.path))
+            pg.run_server_cmd(["cp", "-a", "--", entry.path, out])
+            counts["bytes_copied"] += _entry_size(entry)
             continue
-        zero.pending.append((entry, dst / entry.name, int(src.name)))
+        zero.pending.append((entry, f"{out}/{entry.name}", oid))
 
 
-def _zero_file(entry: os.DirEntry[str], d: Path, counts: dict[str, int]) -> None:
+def _zero_file(entry: os.DirEntry[str], d: str, counts: dict[str, int]) -> None:
     """A sparse file of the same size and mode, holding no block."""
     st = entry.stat(follow_symlinks=False)
     fd = os.open(d, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IMODE(st.st_mode))
@@ -397,6 +401,13 @@ def _zero_file(entry: os.DirEntry[str], d: Path, counts: dict[str, int]) -> None
     _own(d)
     counts["bytes_zero_filled"] += st.st_size
     counts["files_zero_filled"] += 1
+
+
+def _entry_size(entry: os.DirEntry[str]) -> int:
+    """Bytes of a directory entry: a file's size, a directory's files' total, 0 for a link."""
+    if entry.is_dir(follow_symlinks=False):
+        return _size(Path(entry.path))
+    return 0 if entry.is_symlink() else entry.stat(follow_symlinks=False).st_size
 
 
 def _size(path: Path) -> int:
