@@ -304,14 +304,10 @@ class BaseBackupSource(FleetSource):
                 stop,
             )
             try:
-                decision, counts, t0 = self._copy(job, src, stop, lambda: _result_or_none(scan))
+                decision, counts = self._copy(job, src, stop, lambda: _result_or_none(scan))
             finally:
                 stop.set()
-        provisioning = {
-            **decision.to_dict(),
-            **counts,
-            "copy_seconds": round(time.monotonic() - t0, 3),
-        }
+        provisioning = {**decision.to_dict(), **counts}
         relocate_tablespaces(cluster.datadir, src)
         restore_command = f"cp {pg.shell_arg(self.archive_dir)}/%f %p"
         return Materialized(
@@ -324,8 +320,8 @@ class BaseBackupSource(FleetSource):
         src: Path,
         stop_scan: threading.Event,
         touched: Callable[[], set[tuple[int, int]] | None],
-    ) -> tuple[selective.Decision, dict[str, int], float]:
-        """The path taken, the copy's counts and when it began."""
+    ) -> tuple[selective.Decision, dict[str, Any]]:
+        """The path taken, and the copy's counts and seconds."""
         fpw = None
         if job.databases:
             try:
@@ -342,7 +338,7 @@ class BaseBackupSource(FleetSource):
             stop_scan.set()  # a full copy makes every file: the scan would only take CPU from it
             pg.run_server_cmd(["cp", "-a", str(src), str(job.cluster.datadir)])
             counts = {"bytes_copied": job.base.size_bytes, "bytes_zero_filled": 0}
-        return decision, counts, t0
+        return decision, {**counts, "copy_seconds": round(time.monotonic() - t0, 3)}
 
     def left_out_oids(self, dsn: str, databases: list[str] | None, made: Materialized) -> set[int]:
         """The databases the copy zero-filled (known from the snapshot's map)."""
