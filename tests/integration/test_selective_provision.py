@@ -56,6 +56,15 @@ def table_sums(dsn: str, schema: str | None = None) -> dict[str, tuple[int, str]
     return out
 
 
+@pytest.fixture(autouse=True)
+def scan_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The copy waits for the WAL scan here (its budget is 1 ms a file: a loaded test machine could
+    finish the copy first, and the files would be made, as they safely may)."""
+    from restore_assets.backends.local import selective
+
+    monkeypatch.setattr(selective, "SCAN_WAIT_PER_FILE", 1.0)
+
+
 @dataclass
 class Scene:
     """A fleet with a tenant database and another database, written to between snapshot and T."""

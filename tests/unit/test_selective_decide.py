@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -101,7 +102,7 @@ def test_copy_leaves_out_files_replay_never_writes(shared_tmp: Path):
     (other / "16400_init").write_bytes(b"\x04" * 8192)  # an init fork: always made
     (other / "pg_filenode.map").write_bytes(b"\x05" * 512)  # not a relation: zero-filled
     dst = shared_tmp / "copy"
-    counts = selective.copy_snapshot(snap, dst, {16385}, touched=lambda: {(16385, 16401)})
+    counts = selective.copy_snapshot(snap, dst, {16385}, touched=scan({(16385, 16401)}))
     out = dst / "base" / "16385"
     assert not (out / "16400").exists()  # no WAL writes to it: no file
     assert (out / "16401_fsm").stat().st_size == 8192 and (out / "16401_fsm").stat().st_blocks == 0
@@ -111,9 +112,22 @@ def test_copy_leaves_out_files_replay_never_writes(shared_tmp: Path):
     assert counts["files_left_out"] == 1 and counts["relations_replayed"] == 1
     # the scan could not tell: every file is made
     shutil.rmtree(dst)
-    counts = selective.copy_snapshot(snap, dst, {16385}, touched=lambda: None)
+    counts = selective.copy_snapshot(snap, dst, {16385}, touched=scan(None))
     assert (out / "16400").stat().st_size == 65536 and counts["relations_replayed"] == -1
     assert counts["files_left_out"] == 0 and counts["files_zero_filled"] == 4
+    # the scan is not done when the copy is (a long WAL): not waited for past its budget
+    shutil.rmtree(dst)
+    pending: Future = Future()
+    counts = selective.copy_snapshot(snap, dst, {16385}, touched=pending)
+    assert (out / "16400").stat().st_size == 65536 and counts["relations_replayed"] == -1
+    assert counts["files_left_out"] == 0 and counts["files_zero_filled"] == 4
+
+
+def scan(result: set[tuple[int, int]] | None) -> Future:
+    """A WAL scan that is done."""
+    done: Future = Future()
+    done.set_result(result)
+    return done
 
 
 def test_full_provision_flag_reaches_the_request():

@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -295,7 +293,7 @@ class BaseBackupSource(FleetSource):
         stop = threading.Event()
         with ThreadPoolExecutor(1) as pool:
             # which relations replay writes to, read from the WAL while the decision is made and
-            # the copy runs (stopped at once when the copy is full, or fails)
+            # the copy runs (stopped at once when the copy is full, fails or ends without it)
             scan = pool.submit(
                 relations_replayed,
                 self.archive_dir,
@@ -304,7 +302,7 @@ class BaseBackupSource(FleetSource):
                 stop,
             )
             try:
-                decision, counts = self._copy(job, src, stop, lambda: _result_or_none(scan))
+                decision, counts = self._copy(job, src, stop, scan)
             finally:
                 stop.set()
         provisioning = {**decision.to_dict(), **counts}
@@ -319,7 +317,7 @@ class BaseBackupSource(FleetSource):
         job: Materialization,
         src: Path,
         stop_scan: threading.Event,
-        touched: Callable[[], set[tuple[int, int]] | None],
+        touched: Future[set[tuple[int, int]] | None],
     ) -> tuple[selective.Decision, dict[str, Any]]:
         """The path taken, and the copy's counts and seconds."""
         fpw = None
@@ -346,14 +344,6 @@ class BaseBackupSource(FleetSource):
 
     def stop_materializing(self, datadir: Path) -> None:
         """Nothing runs on after a copy: it is a child of the provision."""
-
-
-def _result_or_none(scan: Future[set[tuple[int, int]] | None]) -> set[tuple[int, int]] | None:
-    """The WAL scan's relations, or None when it failed (every zero-filled file is then made)."""
-    try:
-        return scan.result()
-    except (OSError, subprocess.SubprocessError, ValueError):
-        return None
 
 
 def _label(snapshot_dir: Path) -> str:

@@ -25,7 +25,9 @@ Files replay never writes are not made at all. While the copy runs, pg_waldump r
 replay will apply (from the backup's start to the first commit after T, or to the backup's end for
 a snapshot target; `archive.relations_replayed`) and names every (database, relfilenode) a record
 touches; a zero-filled relation outside that set is left out (no file), so a database of thousands
-of other tenants costs files for the relations written since the snapshot, not for every one. The
+of other tenants costs files for the relations written since the snapshot, not for every one. A
+long WAL is slow to scan: after the copy the scan is waited for at most about what making the
+files would cost (SCAN_WAIT_PER_FILE each), then they are made until it is done. The
 scan is only a saving: when it cannot tell (a newer timeline in the archive, no label, pg_waldump
 failing), every zero-filled file is made; if it missed a relation, replay creates the file (a page
 image past its end is written after zero pages, a record without one is an invalid page, as
@@ -55,7 +57,9 @@ import json
 import os
 import re
 import stat
+import subprocess
 from collections.abc import Callable
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +72,9 @@ from restore_assets.core.errors import FleetError
 
 FIRST_NORMAL_OID = 16384  # oids below are initdb's (template1 = 1, template0/postgres = 4/5)
 KEEP_NAMES = ("PG_VERSION",)
+# how long the copy waits for the WAL scan, per sparse file it could leave out (making one costs
+# 0.02-1.5 ms on ext4 here, by directory)
+SCAN_WAIT_PER_FILE = 0.001
 # a database directory: base/<oid> or tablespaces/<tsoid>/PG_<version>_<catversion>/<oid>
 DB_DIR = re.compile(r"^(?:base|tablespaces/\d+/PG_[^/]+)/(\d+)$")
 
@@ -291,17 +298,19 @@ def copy_snapshot(
     dst: Path,
     zero_oids: set[int],
     zero_files: dict[int, set[int]] | None = None,
-    touched: Callable[[], set[tuple[int, int]] | None] | None = None,
+    touched: Future[set[tuple[int, int]] | None] | None = None,
 ) -> dict[str, int]:
     """Copy a snapshot directory, zero-filling (sparse) the files of the given databases and, in
     `base/<oid>/`, the main/fsm/vm forks of the given relfilenodes (other schemas' relations).
 
     Whatever holds nothing zero-filled is copied by `cp -a` as the server user (as a full copy
     is); symbolic links stay links (pg_tblspc is re-pointed afterwards); everything is owned by
-    the server user. `touched` (called once the copy is done) names the (database oid,
-    relfilenode) pairs replay can write to; a zero-filled relation's files outside it are not
-    created at all (None: every one is). Returns bytes copied, bytes zero-filled, files
-    zero-filled and files left out.
+    the server user. `touched`, a WAL scan running beside the copy, names the (database oid,
+    relfilenode) pairs replay can write to; once it is done, a zero-filled relation's files
+    outside it are not created at all. After the copy it is waited for at most
+    SCAN_WAIT_PER_FILE per file at stake; then, until it is done (or when it failed or gave
+    None), the sparse files are made one by one, as without it. Returns bytes copied, bytes
+    zero-filled, files zero-filled and files left out.
     """
     zero_dirs = {
         os.path.relpath(d, src)
@@ -320,17 +329,33 @@ def copy_snapshot(
     }
     zero = _Zero(zero_dirs, ancestors, some)
     _copy_dir(src, dst, "", zero, counts)
-    known = touched() if touched else None
-    if touched:
-        # how many relations replay writes to (-1: unknown, every zero-filled file is made)
-        counts["relations_replayed"] = -1 if known is None else len(known)
+    known: set[tuple[int, int]] | None = None
+    if touched is not None:
+        # wait for the scan about as long as making the files would take, no longer (a long WAL
+        # since the snapshot is slow to scan; it is replayed after this anyway)
+        wait([touched], timeout=len(zero.pending) * SCAN_WAIT_PER_FILE)
     for entry, path, oid in zero.pending:
+        if known is None and touched is not None and touched.done():
+            known = _scanned(touched)
+            # how many relations replay writes to (-1: unknown, every zero-filled file is made)
+            counts["relations_replayed"] = -1 if known is None else len(known)
+            touched = None
         m = RELATION_FILE.match(entry.name)
         if known is not None and m and (oid, int(m.group(1))) not in known:
             counts["files_left_out"] += 1  # replay never writes it: nothing reads it
             continue
         _zero_file(entry, path, counts)
+    if touched is not None:
+        counts["relations_replayed"] = -1  # every file made before the scan was done
     return counts
+
+
+def _scanned(scan: Future[set[tuple[int, int]] | None]) -> set[tuple[int, int]] | None:
+    """A finished WAL scan's relations, or None when it failed (every file is then made)."""
+    try:
+        return scan.result()
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
 
 
 @dataclass
