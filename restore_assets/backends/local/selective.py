@@ -345,8 +345,9 @@ def copy_snapshot(
             counts["files_left_out"] += 1  # replay never writes it: nothing reads it
             continue
         _zero_file(entry, path, counts)
-    if touched is not None:
-        counts["relations_replayed"] = -1  # every file made before the scan was done
+    if touched is not None:  # every file made before the scan was done (or none at stake)
+        done = _scanned(touched) if touched.done() else None
+        counts["relations_replayed"] = -1 if done is None else len(done)
     return counts
 
 
