@@ -297,8 +297,7 @@ def _contiguous_span(directory: Path, timeline: int, start: int) -> tuple[int, i
         per_id = 0x100000000 // size
         return f"{timeline:08X}{segno // per_id:08X}{segno % per_id:08X}"
 
-    sizes = {(directory / f).stat().st_size for f in list(segments)[:1]}
-    size = sizes.pop() if sizes else 0
+    size = (directory / next(iter(segments))).stat().st_size if segments else 0  # all alike
     if size <= 0 or size & (size - 1) or name(start // size, size) not in segments:
         return None
     segno = start // size
