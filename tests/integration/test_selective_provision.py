@@ -21,6 +21,7 @@ import psycopg
 import pytest
 
 from restore_assets.backends.factory import build_services
+from restore_assets.backends.local import selective
 from restore_assets.backends.local.fleet import LocalFleet
 from restore_assets.backends.protocols import RestoreTarget
 from tests.conftest import REPO, scratch_dir
@@ -54,15 +55,6 @@ def table_sums(dsn: str, schema: str | None = None) -> dict[str, tuple[int, str]
         )[0]
         out[f"{schema}.{table}"] = (count, digest)
     return out
-
-
-@pytest.fixture(autouse=True)
-def scan_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The copy waits for the WAL scan here (its budget is 1 ms a file: a loaded test machine could
-    finish the copy first, and the files would be made, as they safely may)."""
-    from restore_assets.backends.local import selective
-
-    monkeypatch.setattr(selective, "SCAN_WAIT_PER_FILE", 1.0)
 
 
 @dataclass
@@ -135,6 +127,8 @@ def scene() -> Iterator[Scene]:
                 f"CREATE TABLE t3.{name} AS SELECT g AS id, md5(g::text) AS v"
                 " FROM generate_series(1, 20000) g",
             )
+        # a small table, never touched again (its file is below selective.LEAVE_OUT_BELOW)
+        execute(tenant, "CREATE TABLE t3.tiny AS SELECT g AS id FROM generate_series(1, 10) g")
         # a view of t1 over t3 (its definition is dumped, t3's data never read) and t4, whose
         # foreign key to t3 makes a restore of t4 copy the whole database
         execute(tenant, "CREATE VIEW t1.over_t3 AS SELECT id, v FROM t3.cold WHERE id < 10")
@@ -150,6 +144,7 @@ def scene() -> Iterator[Scene]:
             "CREATE TABLE cold AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 20000) g",
         )
         execute(other, "CREATE TABLE vac AS SELECT g AS id FROM generate_series(1, 50000) g")
+        execute(other, "CREATE TABLE tiny AS SELECT g AS id FROM generate_series(1, 10) g")
         stop, count = threading.Event(), [0]
         writer = threading.Thread(target=_writer, args=(fleet, stop, count))
         writer.start()
@@ -209,7 +204,7 @@ def test_selective_equals_full_pitr_at_t(scene: Scene):
             assert prov["mode"] == "selective"
             assert prov["zero_filled_databases"] == LEFT_OUT
             assert prov["bytes_zero_filled"] > 0 and prov["connections_barred"] == LEFT_OUT
-            assert prov["relations_replayed"] > 0 and prov["files_left_out"] > 0
+            assert prov["files_left_out"] > 0 and prov["files_zero_filled"] > 0
             assert full.details["provisioning"]["mode"] == "full"
             # replay met zero-filled pages (VACUUM's all-visible records) in otherdb only
             log = Path(sel.details["log"]).read_text()
@@ -247,15 +242,21 @@ def test_selective_equals_full_pitr_at_t(scene: Scene):
 
 
 def _assert_other_db_sparse(sel_data: Path, full_data: Path, scene: Scene) -> None:
-    """Files of the other database that replay never writes are not made; the rest hold only
-    what replay wrote."""
+    """Small relation files of the other database are not made; the others are sparse files of
+    their size holding only what replay wrote."""
     other = scene.fleet.production_dsn(OTHER_DB)
-    cold, big = execute(other, "SELECT pg_relation_filenode('cold'), pg_relation_filenode('big')")[
-        0
-    ]
+    cold, big, tiny = execute(
+        other,
+        "SELECT pg_relation_filenode('cold'), pg_relation_filenode('big'),"
+        " pg_relation_filenode('tiny')",
+    )[0]
     d = sel_data / "base" / str(scene.other_oid)
-    assert not (d / str(cold)).exists()  # no WAL after the snapshot touches it: left out
-    assert (full_data / "base" / str(scene.other_oid) / str(cold)).stat().st_size > 0
+    assert not (d / str(tiny)).exists()  # small: left out
+    assert (full_data / "base" / str(scene.other_oid) / str(tiny)).stat().st_size > 0
+    # no WAL after the snapshot touches cold: a hole of its size
+    full_size = (full_data / "base" / str(scene.other_oid) / str(cold)).stat().st_size
+    assert full_size >= selective.LEAVE_OUT_BELOW
+    assert (d / str(cold)).stat().st_size == full_size and (d / str(cold)).stat().st_blocks == 0
     # `big` is written by replay: a file of its size, whose blocks are the pages replay rebuilt
     assert (d / str(big)).stat().st_size == (
         full_data / "base" / str(scene.other_oid) / str(big)
@@ -435,15 +436,19 @@ def test_schema_path_equals_full_pitr_at_t(scene: Scene):
             log = Path(sel.details["log"]).read_text()
             for f in filenodes.values():
                 assert f"of relation base/{scene.tenant_oid}/{f} " not in log
-            # the untouched table of t3 is left out (no WAL after the snapshot writes to it), the
-            # written one is a file of its size; t3.rw was rewritten after the snapshot (its new
-            # file is built by replay), t3.after_snap created after it
+            # t3's small table has no file, its large untouched one is a hole of its size, the
+            # written one holds the pages replay wrote; t3.rw was rewritten after the snapshot (its
+            # new file is built by replay), t3.after_snap created after it
             data = Path(sel.details["dir"]) / "data" / "base" / str(scene.tenant_oid)
-            assert not (data / str(_snapshot_filenode(fleet, "t3", "cold"))).exists()
+            assert not (data / str(_snapshot_filenode(fleet, "t3", "tiny"))).exists()
+            cold = data / str(_snapshot_filenode(fleet, "t3", "cold"))
+            assert cold.stat().st_size > 0 and cold.stat().st_blocks == 0
             bulk = data / str(_snapshot_filenode(fleet, "t3", "bulk"))
-            assert bulk.stat().st_size > 0  # its pages are those replay wrote (its VACUUM: all)
+            assert bulk.stat().st_blocks > 0  # its pages are those replay wrote (its VACUUM: all)
+            # never read by the tool: a left-out relation fails, a zero-filled one has no rows
             with pytest.raises(psycopg.errors.UndefinedFile):
-                execute(sel_dsn, "SELECT count(*) FROM t3.cold")  # an error, never wrong rows
+                execute(sel_dsn, "SELECT count(*) FROM t3.tiny")
+            assert execute(sel_dsn, "SELECT count(*) FROM t3.cold") == [(0,)]
             assert sums["t3.rw"][0] == 20000 and sums["t3.tr"][0] == 10
             assert sums["t3.after_snap"][0] == 77
         finally:
@@ -477,69 +482,41 @@ def test_snapshot_records_the_relation_map(scene: Scene):
     assert db["depends"] == {"t4": ["t3"]}  # the foreign key; not t1's view (its data is not read)
 
 
-def test_replayed_relations_from_the_archive(scene: Scene):
-    """pg_waldump of the replay range names the relations written after the snapshot, not the
-    untouched ones; to the backup's end it names fewer; a newer timeline makes it unknown."""
-    from restore_assets.backends.local.archive import relations_replayed
-
-    fleet = scene.fleet
-    snap = fleet.snapshots()[0]
-    label = (fleet.backup_dir / snap.id / "backup_label").read_text()
-    found = relations_replayed(fleet.archive_dir, label, scene.t)
-    assert found is not None
-    other = fleet.production_dsn(OTHER_DB)
-    cold, big = execute(other, "SELECT pg_relation_filenode('cold'), pg_relation_filenode('big')")[
-        0
-    ]
-    assert (scene.other_oid, big) in found and (scene.other_oid, cold) not in found
-    assert (scene.tenant_oid, _snapshot_filenode(fleet, "t3", "bulk")) in found
-    assert (scene.tenant_oid, _snapshot_filenode(fleet, "t3", "cold")) not in found
-    to_end = relations_replayed(fleet.archive_dir, label, None)
-    assert to_end is not None and len(to_end) < len(found)
-    history = fleet.archive_dir / "00000063.history"  # a timeline recovery could follow
-    history.write_text("1\t0/0\tno reason\n")
-    try:
-        assert relations_replayed(fleet.archive_dir, label, scene.t) is None
-    finally:
-        history.unlink()
-    assert relations_replayed(fleet.archive_dir, "not a backup label", scene.t) is None
-
-
-@pytest.mark.parametrize("hint", ["none", "empty"])
-def test_a_missing_or_wrong_scan_changes_no_data(
-    scene: Scene, hint: str, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("below", [0, 1 << 40])
+def test_the_files_left_out_change_no_data(
+    scene: Scene, below: int, monkeypatch: pytest.MonkeyPatch
 ):
-    """The WAL scan only saves files: unknown (None), every zero-filled file is made as sparse
-    files; wrong (nothing written), every one is left out and replay makes those it writes to.
-    Either way t1 at T is the same as from the scan's own provision."""
-    from restore_assets.backends.local import basebackups
-
+    """Leaving small relation files out only saves files: with every zero-filled file made (0),
+    or every one left out, large and written ones included (replay makes those it writes to), t1
+    at T is the same as from the default provision."""
     fleet = scene.fleet
     target = RestoreTarget(restore_time=scene.t)
-    monkeypatch.setattr(
-        basebackups, "relations_replayed", lambda *a: None if hint == "none" else set()
-    )
-    sel = fleet.provision(f"hint-{hint}", target, databases=[TENANT_DB], schemas=["t1"])
+    monkeypatch.setattr(selective, "LEAVE_OUT_BELOW", below)
+    sel = fleet.provision(f"below-{below}", target, databases=[TENANT_DB], schemas=["t1"])
     try:
         prov = sel.details["provisioning"]
         data = Path(sel.details["dir"]) / "data" / "base" / str(scene.other_oid)
-        cold = execute(fleet.production_dsn(OTHER_DB), "SELECT pg_relation_filenode('cold')")[0][0]
-        if hint == "none":
-            assert prov["relations_replayed"] == -1 and prov["files_left_out"] == 0
+        cold, big = execute(
+            fleet.production_dsn(OTHER_DB),
+            "SELECT pg_relation_filenode('cold'), pg_relation_filenode('big')",
+        )[0]
+        if below == 0:
+            assert prov["files_left_out"] == 0
             f = data / str(cold)
             assert f.stat().st_size > 0 and f.stat().st_blocks == 0  # a hole of its full size
         else:
-            assert prov["relations_replayed"] == 0 and prov["files_left_out"] > 0
+            assert prov["files_zero_filled"] < 20 and prov["files_left_out"] > 100
             assert not (data / str(cold)).exists()
+            assert (data / str(big)).stat().st_blocks > 0  # made by replay, which wrote to it
         monkeypatch.undo()
-        ref = fleet.provision(f"hint-ref-{hint}", target, databases=[TENANT_DB], schemas=["t1"])
+        ref = fleet.provision(f"below-ref-{below}", target, databases=[TENANT_DB], schemas=["t1"])
         try:
             got, want = (table_sums(fleet.temp_dsn(db, TENANT_DB), "t1") for db in (sel, ref))
             assert got == want and got["t1.after_snap"][0] == 300
         finally:
-            fleet.delete_temp(f"hint-ref-{hint}")
+            fleet.delete_temp(f"below-ref-{below}")
     finally:
-        fleet.delete_temp(f"hint-{hint}")
+        fleet.delete_temp(f"below-{below}")
 
 
 def test_promotion_wait_fails_at_once_on_a_database_that_is_gone(scene: Scene):

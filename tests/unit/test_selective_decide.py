@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
-from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -73,7 +72,10 @@ def shared_tmp() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def test_copy_lays_zero_filled_databases_down_sparse(shared_tmp: Path):
+def test_copy_lays_zero_filled_databases_down_sparse(
+    shared_tmp: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(selective, "LEAVE_OUT_BELOW", 0)  # every file made, the small ones too
     tmp_path = shared_tmp
     snap, _meta = snapshot(tmp_path, [16384, 16385], MAP)
     (snap / "pg_tblspc").mkdir()
@@ -95,39 +97,26 @@ def test_copy_lays_zero_filled_databases_down_sparse(shared_tmp: Path):
     }
 
 
-def test_copy_leaves_out_files_replay_never_writes(shared_tmp: Path):
+def test_copy_leaves_out_small_relation_files(shared_tmp: Path):
     snap, _meta = snapshot(shared_tmp, [16384, 16385], MAP)
     other = snap / "base" / "16385"
-    (other / "16401_fsm").write_bytes(b"\x03" * 8192)  # a fork of a relation replay writes
+    big = selective.LEAVE_OUT_BELOW  # the smallest file that is made
+    (other / "16401").write_bytes(b"\x03" * big)
+    (other / "16401_fsm").write_bytes(b"\x03" * 8192)
+    (other / "16402").write_bytes(b"\x03" * (big - 8192))
     (other / "16400_init").write_bytes(b"\x04" * 8192)  # an init fork: always made
-    (other / "pg_filenode.map").write_bytes(b"\x05" * 512)  # not a relation: zero-filled
+    (other / "pg_filenode.map").write_bytes(b"\x05" * 512)  # not a relation: always made
     dst = shared_tmp / "copy"
-    counts = selective.copy_snapshot(snap, dst, {16385}, touched=scan({(16385, 16401)}))
+    counts = selective.copy_snapshot(snap, dst, {16385})
     out = dst / "base" / "16385"
-    assert not (out / "16400").exists()  # no WAL writes to it: no file
-    assert (out / "16401_fsm").stat().st_size == 8192 and (out / "16401_fsm").stat().st_blocks == 0
-    assert (out / "16400_init").read_bytes() == b"\x00" * 8192  # zero-filled, never left out
+    for name in ("16400", "16401_fsm", "16402"):
+        assert not (out / name).exists(), name  # small: no file (replay makes it if it writes)
+    assert (out / "16401").stat().st_size == big and (out / "16401").stat().st_blocks == 0
+    assert (out / "16400_init").read_bytes() == b"\x00" * 8192
     assert (out / "pg_filenode.map").read_bytes() == b"\x00" * 512
     assert (dst / "base" / "16384" / "16400").read_bytes() == b"\x01" * 65536  # restored: whole
-    assert counts["files_left_out"] == 1 and counts["relations_replayed"] == 1
-    # the scan could not tell: every file is made
-    shutil.rmtree(dst)
-    counts = selective.copy_snapshot(snap, dst, {16385}, touched=scan(None))
-    assert (out / "16400").stat().st_size == 65536 and counts["relations_replayed"] == -1
-    assert counts["files_left_out"] == 0 and counts["files_zero_filled"] == 4
-    # the scan is not done when the copy is (a long WAL): not waited for past its budget
-    shutil.rmtree(dst)
-    pending: Future = Future()
-    counts = selective.copy_snapshot(snap, dst, {16385}, touched=pending)
-    assert (out / "16400").stat().st_size == 65536 and counts["relations_replayed"] == -1
-    assert counts["files_left_out"] == 0 and counts["files_zero_filled"] == 4
-
-
-def scan(result: set[tuple[int, int]] | None) -> Future:
-    """A WAL scan that is done."""
-    done: Future = Future()
-    done.set_result(result)
-    return done
+    assert counts["files_left_out"] == 3 and counts["files_zero_filled"] == 3
+    assert counts["bytes_zero_filled"] == big + 8192 + 512
 
 
 def test_full_provision_flag_reaches_the_request():
@@ -176,7 +165,10 @@ def test_schemas_zero_fill_other_schemas_relations(tmp_path: Path):
     assert d.path == "databases" and "no relation map" in d.to_dict()["schemas_copied_because"]
 
 
-def test_copy_zero_fills_other_schemas_forks_but_not_init_forks(shared_tmp: Path):
+def test_copy_zero_fills_other_schemas_forks_but_not_init_forks(
+    shared_tmp: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(selective, "LEAVE_OUT_BELOW", 0)  # every file made, the small ones too
     snap, _meta = snapshot(shared_tmp, [16384], MAP)
     d = snap / "base" / "16384"
     for name in ("16402_fsm", "16402_vm", "16402.1", "16402_init", "16400_vm", "pg_filenode.map"):

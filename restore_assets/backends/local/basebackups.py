@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,7 @@ from typing import Any
 import psycopg
 
 from restore_assets.backends.local import pg, selective
-from restore_assets.backends.local.archive import last_commit_in, relations_replayed, segments_in
+from restore_assets.backends.local.archive import last_commit_in, segments_in
 from restore_assets.backends.local.dsn import connect, password_env, without_password
 from restore_assets.backends.local.sources import FleetSource, Materialization, Materialized
 from restore_assets.backends.local.tablespaces import relocate_tablespaces, tablespace_mapping
@@ -290,53 +288,31 @@ class BaseBackupSource(FleetSource):
         """Copy a plain snapshot into the data directory: selectively when it can, else in full."""
         cluster, base = job.cluster, job.base
         src = self.backup_dir / base.id
-        stop = threading.Event()
-        with ThreadPoolExecutor(1) as pool:
-            # which relations replay writes to, read from the WAL while the decision is made and
-            # the copy runs (stopped at once when the copy is full, fails or ends without it)
-            scan = pool.submit(
-                relations_replayed,
-                self.archive_dir,
-                _label(src) if job.databases else "",
-                job.target.restore_time,
-                stop,
-            )
-            try:
-                decision, counts = self._copy(job, src, stop, scan)
-            finally:
-                stop.set()
-        provisioning = {**decision.to_dict(), **counts}
-        relocate_tablespaces(cluster.datadir, src)
-        restore_command = f"cp {pg.shell_arg(self.archive_dir)}/%f %p"
-        return Materialized(
-            restore_command, provisioning, set(decision.zero_oids), decision.zero_files
-        )
-
-    def _copy(
-        self,
-        job: Materialization,
-        src: Path,
-        stop_scan: threading.Event,
-        touched: Future[set[tuple[int, int]] | None],
-    ) -> tuple[selective.Decision, dict[str, Any]]:
-        """The path taken, and the copy's counts and seconds."""
         fpw = None
         if job.databases:
             try:
                 fpw = selective.database_map(self.fleet.production_dsn())["full_page_writes"]
             except psycopg.Error:
                 fpw = None  # production down: the snapshot's record decides
-        decision = self._decide(job.base, job.databases, fpw, job.schemas)
+        decision = self._decide(base, job.databases, fpw, job.schemas)
         t0 = time.monotonic()
         if decision.mode == "selective":
             counts = selective.copy_snapshot(
-                src, job.cluster.datadir, decision.zero_oids, decision.zero_files, touched
+                src, cluster.datadir, decision.zero_oids, decision.zero_files
             )
         else:
-            stop_scan.set()  # a full copy makes every file: the scan would only take CPU from it
-            pg.run_server_cmd(["cp", "-a", str(src), str(job.cluster.datadir)])
-            counts = {"bytes_copied": job.base.size_bytes, "bytes_zero_filled": 0}
-        return decision, {**counts, "copy_seconds": round(time.monotonic() - t0, 3)}
+            pg.run_server_cmd(["cp", "-a", str(src), str(cluster.datadir)])
+            counts = {"bytes_copied": base.size_bytes, "bytes_zero_filled": 0}
+        provisioning = {
+            **decision.to_dict(),
+            **counts,
+            "copy_seconds": round(time.monotonic() - t0, 3),
+        }
+        relocate_tablespaces(cluster.datadir, src)
+        restore_command = f"cp {pg.shell_arg(self.archive_dir)}/%f %p"
+        return Materialized(
+            restore_command, provisioning, set(decision.zero_oids), decision.zero_files
+        )
 
     def left_out_oids(self, dsn: str, databases: list[str] | None, made: Materialized) -> set[int]:
         """The databases the copy zero-filled (known from the snapshot's map)."""
@@ -344,11 +320,3 @@ class BaseBackupSource(FleetSource):
 
     def stop_materializing(self, datadir: Path) -> None:
         """Nothing runs on after a copy: it is a child of the provision."""
-
-
-def _label(snapshot_dir: Path) -> str:
-    """A snapshot's backup_label ("" when unreadable: the WAL scan then cannot tell)."""
-    try:
-        return (snapshot_dir / "backup_label").read_text(errors="replace")
-    except OSError:
-        return ""

@@ -2,7 +2,8 @@
 
 Only the restored database's relation files are copied; every other database's files under
 ``base/<oid>/`` (and ``<tablespace>/PG_*/<oid>/``) are laid down as sparse zero-filled files of the
-same size (``os.truncate`` on a new file), as pgBackRest's ``--db-include`` does. ``global/``,
+same size (``os.truncate`` on a new file), as pgBackRest's ``--db-include`` does (small relation
+files are left out, below). ``global/``,
 ``pg_xact``, ``pg_wal`` and everything else outside ``base/`` is copied, and so is each
 zero-filled database's ``PG_VERSION``. Unlike pgBackRest, which keeps them, template0, template1
 and postgres are zero-filled too when not restored: nothing of the temporary instance connects to
@@ -12,7 +13,7 @@ Why recovery is safe (PostgreSQL 15; ``full_page_writes`` must be on, at the sna
 provision, else the copy is full): replay starts at the backup's checkpoint, and the first change
 to a page after a checkpoint carries a full-page image, which replay writes over the zero-filled
 page before applying anything else to it. Relations created or extended after the snapshot are
-built from WAL as in a full copy, and every file keeps its size. Some records carry no image of a
+built from WAL as in a full copy, and every file made keeps its size. Some records carry no image of a
 page they touch (VACUUM's all-visible marks, ``REGBUF_NO_IMAGE``): on a zero-filled page replay
 cannot apply them and PostgreSQL stops with "WAL contains references to invalid pages" (tested).
 So, as pgBackRest advises for ``--db-include``, a selective copy recovers with
@@ -21,17 +22,14 @@ database that was not zero-filled, or of a relation that was not (the schema pat
 the provision (``pgbackrest.check_invalid_pages``).
 Zero-filled databases may hold inconsistent pages afterwards: they are never read.
 
-Files replay never writes are not made at all. While the copy runs, pg_waldump reads the WAL that
-replay will apply (from the backup's start to the first commit after T, or to the backup's end for
-a snapshot target; `archive.relations_replayed`) and names every (database, relfilenode) a record
-touches; a zero-filled relation outside that set is left out (no file), so a database of thousands
-of other tenants costs files for the relations written since the snapshot, not for every one. A
-long WAL is slow to scan: after the copy the scan is waited for at most about what making the
-files would cost (SCAN_WAIT_PER_FILE each), then they are made until it is done. The
-scan is only a saving: when it cannot tell (a newer timeline in the archive, no label, pg_waldump
-failing), every zero-filled file is made; if it missed a relation, replay creates the file (a page
-image past its end is written after zero pages, a record without one is an invalid page, as
-above), so the data restored is the same either way (tested both ways).
+Small relation files are not made at all. A zero-filled relation file (main, fsm or vm fork)
+smaller than LEAVE_OUT_BELOW (256 kB) gets no file: if replay writes to it, PostgreSQL creates it
+(redo creates a missing relation file) and extends it with zero pages up to the page written, fewer
+than 32 of them; a page image is then written over a zero page, and a record without one finds an
+invalid page, as above. So the data restored is the same as with every file made (tested both
+ways), and a database of thousands of small tenants costs files for its large relations only, not
+one per relation (making a file costs 0.03-1 ms of kernel time on ext4 here). Larger files stay
+sparse files of their size, so replay never has to write zeros up to a page it rebuilds.
 
 The restored database is always copied whole, so its data at T is the same as from a full copy.
 The temporary instance admits only the tool (peer authentication on a private unix socket), the
@@ -39,7 +37,9 @@ tool connects only to the restored database, and after promotion every zero-fill
 marked ``datallowconn = false`` (``ALTER DATABASE ... ALLOW_CONNECTIONS false`` is impossible
 during recovery, so it is done right after). A connection to one is impossible either way: its
 zero-filled relation map fails it ("pg_filenode.map contains invalid data"; tested). A query of a
-left-out relation of another schema fails ("could not open file"; tested): never wrong rows.
+left-out relation of another schema fails ("could not open file"), a zero-filled one reads zero
+pages (no rows; both tested): the tool never reads another schema's data, and nothing else can
+connect.
 
 Other schemas of the restored database (the "schemas" path): the snapshot also records, per
 database, relfilenode -> (schema, relkind, relation) of the relations with a file in base/<oid>/
@@ -57,9 +57,7 @@ import json
 import os
 import re
 import stat
-import subprocess
 from collections.abc import Callable
-from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,9 +70,10 @@ from restore_assets.core.errors import FleetError
 
 FIRST_NORMAL_OID = 16384  # oids below are initdb's (template1 = 1, template0/postgres = 4/5)
 KEEP_NAMES = ("PG_VERSION",)
-# how long the copy waits for the WAL scan, per sparse file it could leave out (making one costs
-# 0.02-1.5 ms on ext4 here, by directory)
-SCAN_WAIT_PER_FILE = 0.001
+# a zero-filled relation file smaller than this is not made at all: if replay writes to it,
+# PostgreSQL creates it and extends it with zero pages up to the page written, fewer than 32 (making
+# a file costs 0.03-1 ms on ext4 here, by directory; 32 pages of replay's extension about as much)
+LEAVE_OUT_BELOW = 256 * 1024
 # a database directory: base/<oid> or tablespaces/<tsoid>/PG_<version>_<catversion>/<oid>
 DB_DIR = re.compile(r"^(?:base|tablespaces/\d+/PG_[^/]+)/(\d+)$")
 
@@ -298,19 +297,14 @@ def copy_snapshot(
     dst: Path,
     zero_oids: set[int],
     zero_files: dict[int, set[int]] | None = None,
-    touched: Future[set[tuple[int, int]] | None] | None = None,
 ) -> dict[str, int]:
     """Copy a snapshot directory, zero-filling (sparse) the files of the given databases and, in
     `base/<oid>/`, the main/fsm/vm forks of the given relfilenodes (other schemas' relations).
 
     Whatever holds nothing zero-filled is copied by `cp -a` as the server user (as a full copy
     is); symbolic links stay links (pg_tblspc is re-pointed afterwards); everything is owned by
-    the server user. `touched`, a WAL scan running beside the copy, names the (database oid,
-    relfilenode) pairs replay can write to; once it is done, a zero-filled relation's files
-    outside it are not created at all. After the copy it is waited for at most
-    SCAN_WAIT_PER_FILE per file at stake; then, until it is done (or when it failed or gave
-    None), the sparse files are made one by one, as without it. Returns bytes copied, bytes
-    zero-filled, files zero-filled and files left out.
+    the server user. A zero-filled relation file smaller than LEAVE_OUT_BELOW is not made at all.
+    Returns bytes copied, bytes zero-filled, files zero-filled and files left out.
     """
     zero_dirs = {
         os.path.relpath(d, src)
@@ -327,36 +321,8 @@ def copy_snapshot(
         "files_zero_filled": 0,
         "files_left_out": 0,
     }
-    zero = _Zero(zero_dirs, ancestors, some)
-    _copy_dir(src, dst, "", zero, counts)
-    known: set[tuple[int, int]] | None = None
-    if touched is not None:
-        # wait for the scan about as long as making the files would take, no longer (a long WAL
-        # since the snapshot is slow to scan; it is replayed after this anyway)
-        wait([touched], timeout=len(zero.pending) * SCAN_WAIT_PER_FILE)
-    for entry, path, oid in zero.pending:
-        if known is None and touched is not None and touched.done():
-            known = _scanned(touched)
-            # how many relations replay writes to (-1: unknown, every zero-filled file is made)
-            counts["relations_replayed"] = -1 if known is None else len(known)
-            touched = None
-        m = RELATION_FILE.match(entry.name)
-        if known is not None and m and (oid, int(m.group(1))) not in known:
-            counts["files_left_out"] += 1  # replay never writes it: nothing reads it
-            continue
-        _zero_file(entry, path, counts)
-    if touched is not None:  # every file made before the scan was done (or none at stake)
-        done = _scanned(touched) if touched.done() else None
-        counts["relations_replayed"] = -1 if done is None else len(done)
+    _copy_dir(src, dst, "", _Zero(zero_dirs, ancestors, some), counts)
     return counts
-
-
-def _scanned(scan: Future[set[tuple[int, int]] | None]) -> set[tuple[int, int]] | None:
-    """A finished WAL scan's relations, or None when it failed (every file is then made)."""
-    try:
-        return scan.result()
-    except (OSError, subprocess.SubprocessError, ValueError):
-        return None
 
 
 @dataclass
@@ -364,8 +330,6 @@ class _Zero:
     dirs: set[str]  # whole directories zero-filled
     ancestors: set[str]  # directories walked (they hold something zero-filled)
     files: dict[str, set[int]]  # directory -> relfilenodes whose forks are zero-filled
-    # files to lay down as sparse files once the copy is done: source, destination, database oid
-    pending: list[tuple[os.DirEntry[str], str, int]] = field(default_factory=list)
 
 
 def _own(path: str | Path) -> None:
@@ -379,7 +343,6 @@ def _copy_dir(src: Path, dst: Path, rel: str, zero: _Zero, counts: dict[str, int
     _own(dst)
     batch = []
     some = zero.files.get(rel, set())
-    oid = int(src.name) if some else 0
     out = str(dst)
     # plain strings, not Path objects, per entry: a database may hold 100,000s of files
     for entry in sorted(os.scandir(src), key=lambda e: e.name):
@@ -389,7 +352,7 @@ def _copy_dir(src: Path, dst: Path, rel: str, zero: _Zero, counts: dict[str, int
         elif r in zero.ancestors and entry.is_dir(follow_symlinks=False):
             _copy_dir(Path(entry.path), dst / entry.name, r, zero, counts)
         elif some and _is_fork_of(entry, some):
-            zero.pending.append((entry, f"{out}/{entry.name}", oid))
+            _zero_file(entry, f"{out}/{entry.name}", counts)
         else:
             batch.append(entry.path)
             counts["bytes_copied"] += _entry_size(entry)
@@ -406,19 +369,23 @@ def _zero_fill(src: Path, dst: Path, zero: _Zero, counts: dict[str, int]) -> Non
     """A database directory whose files are to be sparse zero-filled files of the same size."""
     os.mkdir(dst, stat.S_IMODE(src.stat().st_mode))
     _own(dst)
-    oid, out = int(src.name), str(dst)
+    out, kept = str(dst), []
     for entry in os.scandir(src):
-        st = entry.stat(follow_symlinks=False)
-        if not stat.S_ISREG(st.st_mode) or entry.name in KEEP_NAMES:
-            pg.run_server_cmd(["cp", "-a", "--", entry.path, out])
+        if not entry.is_file(follow_symlinks=False) or entry.name in KEEP_NAMES:
+            kept.append(entry.path)
             counts["bytes_copied"] += _entry_size(entry)
             continue
-        zero.pending.append((entry, f"{out}/{entry.name}", oid))
+        _zero_file(entry, f"{out}/{entry.name}", counts)
+    if kept:
+        pg.run_server_cmd(["cp", "-a", "--", *kept, out])
 
 
 def _zero_file(entry: os.DirEntry[str], d: str, counts: dict[str, int]) -> None:
-    """A sparse file of the same size and mode, holding no block."""
+    """A sparse file of the same size and mode, holding no block; none for a small relation file."""
     st = entry.stat(follow_symlinks=False)
+    if st.st_size < LEAVE_OUT_BELOW and RELATION_FILE.match(entry.name):
+        counts["files_left_out"] += 1  # replay makes it if it writes to it (see above)
+        return
     fd = os.open(d, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IMODE(st.st_mode))
     try:
         os.ftruncate(fd, st.st_size)  # a hole: no block is written
