@@ -4,6 +4,7 @@ stock storage, read back across instance objects and by the stock storage, synch
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from pathlib import Path
 
@@ -107,6 +108,47 @@ def test_connections_are_synchronous_normal_on_wal_and_kept(tmp_path: Path):
     stock = SqliteEventLogStorage(str(base))
     with stock.run_connection("abc") as conn:
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2
+
+
+def _layout(path: Path) -> tuple:
+    """A SQLite file's tables, indexes, alembic revision and journal mode."""
+    conn = sqlite3.connect(path)
+    try:
+        return (
+            sorted(conn.execute("SELECT type, name, sql FROM sqlite_master").fetchall()),
+            conn.execute("SELECT * FROM alembic_version").fetchall(),
+            conn.execute("PRAGMA journal_mode").fetchall(),
+        )
+    finally:
+        conn.close()
+
+
+def test_new_run_files_are_copies_of_an_empty_one_dagster_made(tmp_path: Path):
+    base = tmp_path / "runs"
+    storage = PooledSqliteEventLogStorage(str(base))
+    stock = SqliteEventLogStorage(str(tmp_path / "stock"))
+    try:
+        for run in ("a", "b"):
+            with storage.run_connection(run):
+                pass
+        with stock.run_connection("a"):
+            pass
+        empty = base / f".empty-run-{dg.__version__}.db"
+        assert empty.is_file() and not Path(f"{empty}-wal").exists()
+        for run in ("a", "b"):
+            assert _layout(base / f"{run}.db") == _layout(tmp_path / "stock" / "a.db")
+        assert sorted(storage.get_all_run_ids()) == ["a", "b"]  # the empty file is no run
+        # a run file that exists already is Dagster's to check, never replaced by a copy
+        with stock.run_connection("c"):
+            pass
+        (tmp_path / "stock" / "c.db").rename(base / "c.db")
+        inode = (base / "c.db").stat().st_ino
+        with storage.run_connection("c"):
+            pass
+        assert (base / "c.db").stat().st_ino == inode
+    finally:
+        storage.dispose()
+        stock.dispose()
 
 
 def test_run_engines_are_bounded(tmp_path: Path, monkeypatch):
