@@ -176,7 +176,9 @@ def test_fleet_snapshot_and_temp_instance_of_a_cluster_with_a_tablespace(
             # the temporary cluster reads its own copy, never production's tablespace directory
             assert rows == [(50,)]
             assert location.startswith(str(fleet.temp_root / "fid-ts-1")), location
-            execute(tdsn, "INSERT INTO items VALUES (51, 'temp only')")
+            # and it is read-only: paused in recovery at its target
+            with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+                execute(tdsn, "INSERT INTO items VALUES (51, 'temp only')")
         finally:
             fleet.delete_temp("fid-ts-1")
         # production's tablespace was not touched by the temporary cluster

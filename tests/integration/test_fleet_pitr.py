@@ -109,9 +109,10 @@ def test_pitr_between_snapshots_sees_only_commits_before_t(history: History, res
     assert db.details["snapshot"] == history.snap1.id
     dsn = history.fleet.temp_dsn(db)
     assert labels(dsn) == ["seed", "A"]
-    # a promoted, writable copy on its own port, not archiving into the fleet's archive
+    # a read-only copy paused at T on its own port, not archiving into the fleet's archive
     assert db.port != history.fleet.production_cluster().port
-    assert execute(dsn, "SELECT pg_is_in_recovery()")[0][0] is False
+    paused = "SELECT pg_is_in_recovery(), pg_get_wal_replay_pause_state()"
+    assert execute(dsn, paused) == [(True, "paused")]
     assert execute(dsn, "SHOW archive_mode")[0][0] == "off"
     # no TCP listener: only a unix socket in a directory the server user alone can enter
     assert execute(dsn, "SHOW listen_addresses")[0][0] == ""

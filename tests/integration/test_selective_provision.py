@@ -203,7 +203,7 @@ def test_selective_equals_full_pitr_at_t(scene: Scene):
             prov = sel.details["provisioning"]
             assert prov["mode"] == "selective"
             assert prov["zero_filled_databases"] == LEFT_OUT
-            assert prov["bytes_zero_filled"] > 0 and prov["connections_barred"] == LEFT_OUT
+            assert prov["bytes_zero_filled"] > 0 and prov["connections_refused"] == LEFT_OUT
             assert prov["files_left_out"] > 0 and prov["files_zero_filled"] > 0
             assert full.details["provisioning"]["mode"] == "full"
             # replay met zero-filled pages (VACUUM's all-visible records) in otherdb only
@@ -221,13 +221,14 @@ def test_selective_equals_full_pitr_at_t(scene: Scene):
             ]
             assert "after-t" not in labels
             assert sel_sums["t2.items"][0] > 500  # concurrent writes to the other schema replayed
-            # the other database can no longer be connected to; the full copy still can
-            # (its zero-filled relation map refuses a connection even before datallowconn)
-            allow = "SELECT datallowconn FROM pg_database WHERE datname = %s"
+            # no zero-filled database can be connected to (its zero relation map refuses it);
+            # the full copy's can; both stay paused at T, read-only
             for name in LEFT_OUT:
-                assert execute(fleet.temp_dsn(sel, TENANT_DB), allow, (name,)) == [(False,)]
-                with pytest.raises(psycopg.OperationalError, match="pg_filenode.map|not currently"):
+                with pytest.raises(psycopg.OperationalError, match="pg_filenode.map"):
                     psycopg.connect(fleet.temp_dsn(sel, name)).close()
+            for db in (sel, full):
+                paused = "SELECT pg_is_in_recovery(), pg_get_wal_replay_pause_state()"
+                assert execute(fleet.temp_dsn(db, TENANT_DB), paused) == [(True, "paused")]
             assert (
                 execute(fleet.temp_dsn(full, OTHER_DB), "SELECT count(*) FROM cold")[0][0] == 20000
             )

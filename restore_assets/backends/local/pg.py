@@ -180,6 +180,11 @@ BASE_SETTINGS = {
 # wait_promoted: a query on its kept connection every 20 ms; a refused connection retried every 0.2 s
 # (each refusal is a FATAL line in the server's log)
 PROMOTION_POLL_SECONDS, CONNECT_RETRY_SECONDS = 0.02, 0.2
+PROMOTED = "SELECT NOT pg_catalog.pg_is_in_recovery()"
+PAUSED_OR_PROMOTED = (
+    "SELECT NOT pg_catalog.pg_is_in_recovery()"
+    " OR pg_catalog.pg_get_wal_replay_pause_state() = 'paused'"
+)
 
 CONNECTION_REFUSALS = (
     "FATAL:  the database system is ",  # starting up, in recovery mode, shutting down, not (yet) accepting connections
@@ -354,10 +359,13 @@ class Cluster:
         user: str | None = None,
         what: str = "cluster",
         dbname: str = "postgres",
+        paused: bool = False,
     ) -> None:
-        """Wait until the server left recovery; FleetError with its log if it stops or is late.
+        """Wait until the server left recovery (or, with paused, paused replay at its recovery
+        target: recovery_target_action = pause); FleetError with its log if it stops or is late.
         A poll is a query on one kept connection to dbname (a hot standby admits it; promotion
         keeps it)."""
+        done = PAUSED_OR_PROMOTED if paused else PROMOTED
         deadline = time.monotonic() + timeout
         last: Exception | None = None
         conn: psycopg.Connection | None = None
@@ -368,7 +376,7 @@ class Cluster:
                 try:
                     if conn is None or conn.closed:
                         conn = self.connect(dbname, user=user, connect_timeout=5, autocommit=True)
-                    if not conn.execute("SELECT pg_catalog.pg_is_in_recovery()").fetchone()[0]:
+                    if conn.execute(done).fetchone()[0]:
                         return
                 except psycopg.OperationalError as exc:
                     if f'database "{dbname}" does not exist' in str(exc):
@@ -385,7 +393,8 @@ class Cluster:
             if conn is not None:
                 conn.close()
         raise FleetError(
-            f"{what} on port {self.port} not promoted within {timeout:.0f}s:"
+            f"{what} on port {self.port} not {'at its target' if paused else 'promoted'}"
+            f" within {timeout:.0f}s:"
             f" {self.last_log_error() or last}"
         )
 

@@ -33,10 +33,10 @@ sparse files of their size, so replay never has to write zeros up to a page it r
 
 The restored database is always copied whole, so its data at T is the same as from a full copy.
 The temporary instance admits only the tool (peer authentication on a private unix socket), the
-tool connects only to the restored database, and after promotion every zero-filled database is
-marked ``datallowconn = false`` (``ALTER DATABASE ... ALLOW_CONNECTIONS false`` is impossible
-during recovery, so it is done right after). A connection to one is impossible either way: its
-zero-filled relation map fails it ("pg_filenode.map contains invalid data"; tested). A query of a
+tool connects only to the restored database, and the instance stays in recovery, paused at the
+target (read-only: nothing is written to it after replay). A connection to a zero-filled database
+is impossible: its zero-filled relation map fails it ("pg_filenode.map contains invalid data";
+tested for each). A query of a
 left-out relation of another schema fails ("could not open file"), a zero-filled one reads zero
 pages (no rows; both tested): the tool never reads another schema's data, and nothing else can
 connect.
@@ -63,7 +63,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 from restore_assets.backends.local import pg
 from restore_assets.core.errors import FleetError
@@ -417,23 +416,19 @@ def _size(path: Path) -> int:
     return total
 
 
-def close_zero_filled(dsn: str, zero_oids: set[int], databases: list[str]) -> list[str]:
-    """After promotion: refuse a restored database that is zero-filled, and bar connections to
-    every zero-filled one (datallowconn = false). Returns the names barred."""
+def check_zero_filled(dsn: str, zero_oids: set[int], databases: list[str]) -> list[str]:
+    """At the target: refuse a restored database that is zero-filled; the names of the
+    zero-filled ones (a connection to any of them is refused: its relation map is zero)."""
     with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
         rows = conn.execute(
-            "SELECT datname, oid::bigint FROM pg_catalog.pg_database WHERE oid = ANY(%s)",
+            "SELECT datname FROM pg_catalog.pg_database WHERE oid = ANY(%s)",
             (sorted(zero_oids),),
         ).fetchall()
-        names = [n for n, _ in rows]
-        clash = sorted(set(names) & set(databases))
-        if clash:
-            raise FleetError(
-                f"database(s) {', '.join(clash)} at the restore point are not the ones the"
-                " snapshot's map names (renamed since?): rerun with --full-provision"
-            )
-        for name in names:
-            conn.execute(
-                sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(sql.Identifier(name))
-            )
+    names = [n for (n,) in rows]
+    clash = sorted(set(names) & set(databases))
+    if clash:
+        raise FleetError(
+            f"database(s) {', '.join(clash)} at the restore point are not the ones the"
+            " snapshot's map names (renamed since?): rerun with --full-provision"
+        )
     return sorted(names)

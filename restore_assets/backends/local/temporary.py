@@ -123,12 +123,14 @@ def provision(
         # the temporary cluster admits the tool on its unix socket (cluster.host), as its role;
         # a selective copy is connected to in a restored database only (postgres may be zero-filled)
         own = databases[0] if made.selective and databases else "postgres"
-        cluster.wait_promoted(timeout, user=fleet.superuser(), what="temporary cluster", dbname=own)
+        cluster.wait_promoted(
+            timeout, user=fleet.superuser(), what="temporary cluster", dbname=own, paused=True
+        )
         provisioning["recovery_seconds"] = round(time.monotonic() - t0, 3)
         if made.selective:
             zero = fleet.source.left_out_oids(cluster.dsn(own), databases, made)
             check_invalid_pages(cluster.logfile, zero, made.zero_files)
-            provisioning["connections_barred"] = selective.close_zero_filled(
+            provisioning["connections_refused"] = selective.check_zero_filled(
                 cluster.dsn(own), zero, databases or []
             )
     except BaseException:
@@ -169,7 +171,7 @@ def prepare_recovery(
     restore_cmd: str,
     extra: dict[str, str] | None = None,
 ) -> None:
-    """Configure a restored data directory to recover to the target, privately, then promote."""
+    """Configure a restored data directory to recover to the target, privately, and pause there."""
     for name in ("postmaster.pid", "postmaster.opts", "standby.signal"):
         (cluster.datadir / name).unlink(missing_ok=True)
     settings = {
@@ -178,7 +180,10 @@ def prepare_recovery(
         "archive_mode": "off",
         "archive_command": "''",
         "restore_command": pg.quote_setting(restore_cmd),
-        "recovery_target_action": "'promote'",
+        # the instance stays a hot standby paused at the target: everything the tool does there
+        # reads (pg_dump, COPY TO), and promotion would only add an end-of-recovery checkpoint
+        # of every page replay wrote and a new timeline
+        "recovery_target_action": "'pause'",
         "hot_standby": "on",
         "primary_conninfo": "''",
         "timezone": "'UTC'",
