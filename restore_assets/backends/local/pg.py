@@ -10,9 +10,11 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -54,27 +56,29 @@ def server_user() -> OsUser:
     return OsUser(pw.pw_name, pw.pw_uid, pw.pw_gid)
 
 
+def _as_server_user(env: dict | None = None) -> dict[str, Any]:
+    """subprocess keyword arguments running a program as the server user (env, cwd, ids)."""
+    user = server_user()
+    full_env = {**os.environ, "LC_ALL": "C", "LANG": "C", **(env or {})}
+    kwargs: dict[str, Any] = {"env": full_env, "cwd": "/"}
+    if not user.is_current:
+        full_env["HOME"] = "/tmp"
+        kwargs.update(user=user.uid, group=user.gid, extra_groups=[])
+    return kwargs
+
+
 def run_server_cmd(
     args: list[str], *, check: bool = True, timeout: float | None = 600, env: dict | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run a PostgreSQL program as the server user; failures raise FleetError with its stderr."""
-    user = server_user()
-    kwargs: dict = {}
-    if not user.is_current:
-        kwargs = {"user": user.uid, "group": user.gid, "extra_groups": []}
-    full_env = {**os.environ, "LC_ALL": "C", "LANG": "C", **(env or {})}
-    if not user.is_current:
-        full_env["HOME"] = "/tmp"
     try:
         proc = subprocess.run(
             args,
             capture_output=True,
             text=True,
             timeout=timeout,
-            env=full_env,
-            cwd="/",
             check=False,
-            **kwargs,
+            **_as_server_user(env),
         )
     except subprocess.TimeoutExpired as exc:
         raise FleetError(f"{Path(args[0]).name} did not finish within {timeout:.0f}s") from exc
@@ -180,6 +184,7 @@ BASE_SETTINGS = {
 # wait_promoted: a query on its kept connection every 20 ms; a refused connection retried every 0.2 s
 # (each refusal is a FATAL line in the server's log)
 PROMOTION_POLL_SECONDS, CONNECT_RETRY_SECONDS = 0.02, 0.2
+START_POLL_SECONDS = 0.01  # start: postmaster.pid read this often (pg_ctl -w: every 0.1 s)
 PROMOTED = "SELECT NOT pg_catalog.pg_is_in_recovery()"
 PAUSED_OR_PROMOTED = (
     "SELECT NOT pg_catalog.pg_is_in_recovery()"
@@ -254,7 +259,10 @@ class Cluster:
 
     def start(self, timeout: float = 60) -> None:
         """Start the server and wait until it accepts connections (or fail with its log)."""
-        proc = run_server_cmd(
+        began = time.time()
+        # pg_ctl -w reads postmaster.pid every 100 ms: the same read every 10 ms here answers
+        # sooner; pg_ctl's own wait still reports a server that fails to start
+        proc = subprocess.Popen(
             [
                 pg_bin("pg_ctl"),
                 "-D",
@@ -268,13 +276,40 @@ class Cluster:
                 f"-p {self.port}",
                 "start",
             ],
-            check=False,
-            timeout=timeout + 30,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            **_as_server_user(),
         )
-        if proc.returncode != 0:
-            raise FleetError(
-                f"PostgreSQL on port {self.port} did not start: {self.last_log_error() or proc.stderr.strip()}"
-            )
+        deadline = time.monotonic() + timeout + 30
+        while not self._ready_since(began):
+            if proc.poll() is not None:
+                out = proc.communicate()[0]
+                if proc.returncode == 0:
+                    return
+                raise FleetError(
+                    f"PostgreSQL on port {self.port} did not start:"
+                    f" {self.last_log_error() or out.strip()}"
+                )
+            if time.monotonic() > deadline:
+                proc.kill()
+                proc.communicate()
+                raise FleetError(f"pg_ctl did not finish within {timeout + 30:.0f}s")
+            time.sleep(START_POLL_SECONDS)
+        # pg_ctl ends at its next look (within 100 ms): reaped meanwhile
+        threading.Thread(target=proc.communicate, daemon=True).start()
+
+    def _ready_since(self, began: float) -> bool:
+        """True once postmaster.pid, written by a postmaster started at `began` or later, says
+        it accepts connections (ready, or standby: a hot standby's read-only ones)."""
+        try:
+            lines = (self.datadir / "postmaster.pid").read_text().splitlines()
+            started = int(lines[2])
+            status = lines[7].strip()
+        except (OSError, IndexError, ValueError):
+            return False
+        return started >= began - 2 and status in ("ready", "standby")  # as pg_ctl compares
 
     def is_running(self) -> bool:
         """True when a postmaster runs on this data directory."""
