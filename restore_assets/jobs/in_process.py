@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
 import logging
 import os
 import shutil
@@ -99,12 +100,26 @@ def backend_resource(config: dict[str, Any]) -> RestoreBackend:
     )
 
 
+_FROZEN = threading.Event()
+
+
+def _freeze_loaded_code() -> None:
+    """Once per process, once the job's code is loaded: move the objects alive now (the loaded
+    modules and definitions, some 200,000) out of the cyclic garbage collector's scans. Each
+    full collection scanned them all again, 0.05-0.13 s apiece, a few times per restore;
+    objects made later are collected as before."""
+    if not _FROZEN.is_set():
+        _FROZEN.set()
+        gc.freeze()
+
+
 def execute_schema_restore(
     run_config: dict[str, Any], backend_config: dict[str, Any], restore_id: str
 ) -> tuple[str, bool, str]:
     """Run the schema_restore job in process; its run id, success and first step failure."""
     from restore_assets.jobs.schema_restore import schema_restore
 
+    _freeze_loaded_code()
     with dagster_instance(backend_config.get("root")) as instance:
         result = schema_restore.execute_in_process(
             run_config=run_config,
