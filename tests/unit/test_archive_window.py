@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -56,3 +57,60 @@ def test_a_changed_or_new_segment_is_read_again(tmp_path: Path, waldump: list[li
         2026, 12, 2, 12, 0, tzinfo=UTC
     )
     assert len(waldump) == 3
+
+
+LABEL = "START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\nSTART TIMELINE: 1\n"
+NAMES = [f"0000000100000000000000{n:02X}" for n in range(1, 8)]
+
+
+def _segments(wal: Path, names: list[str], at: list[float], size: int = 16 << 20) -> None:
+    """Archived segments (sparse files of the segment size) with the given archive times."""
+    wal.mkdir(exist_ok=True)
+    for name, stamp in zip(names, at, strict=True):
+        with open(wal / name, "wb") as fh:
+            fh.write(name.encode())
+            fh.truncate(size)
+        os.utime(wal / name, (stamp, stamp))
+
+
+def test_segments_to_prefetch_are_those_replay_reads_up_to_the_target(tmp_path: Path):
+    wal = tmp_path / "archive"
+    # segment 6 is missing: replay would fetch it, and what follows, as it goes
+    _segments(wal, NAMES[:5] + NAMES[6:], [100, 200, 300, 400, 500, 700])
+    until = datetime.fromtimestamp(250, UTC)
+    got = archive.segments_to_stage(wal, LABEL, until)
+    # from the backup's start (segment 2), up to the first one archived after the target
+    assert [p.name for p in got] == NAMES[1:3]
+    later = archive.segments_to_stage(wal, LABEL, datetime.fromtimestamp(10_000, UTC))
+    assert [p.name for p in later] == NAMES[1:5]  # stops before the gap
+    assert archive.segments_to_stage(wal, LABEL, None) == []  # a snapshot target: nothing
+    assert archive.segments_to_stage(wal, "no label", until) == []
+    (wal / "00000002.history").write_text("1\t0/5000000\tno reason\n")
+    assert archive.segments_to_stage(wal, LABEL, until) == []  # replay may switch timelines
+
+
+def test_prefetch_stages_whole_segments_ahead_and_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    wal, stage, pg_wal = tmp_path / "archive", tmp_path / "stage", tmp_path / "pg_wal"
+    _segments(wal, NAMES, [100] * len(NAMES), size=1 << 16)
+    stage.mkdir()
+    pg_wal.mkdir()
+    (pg_wal / NAMES[1]).write_bytes(b"from the snapshot")  # replay has it: not staged
+    monkeypatch.setattr(archive, "PREFETCH_AHEAD", 3)
+    prefetch = archive.WalPrefetch([wal / n for n in NAMES[1:]], stage, pg_wal)
+    assert prefetch.restore_command("cp a/%f %p").startswith(f"mv -f {stage}/%f %p 2>/dev/null ||")
+    prefetch.start()
+    deadline = time.monotonic() + 30
+    while len(os.listdir(stage)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)
+    # three waiting (the limit ahead of replay), whole, in order, none of them the snapshot's
+    assert sorted(os.listdir(stage)) == NAMES[2:5]
+    assert all((stage / n).read_bytes() == (wal / n).read_bytes() for n in NAMES[2:5])
+    os.rename(stage / NAMES[2], pg_wal / "RECOVERYXLOG")  # replay takes one: one more comes
+    while len(os.listdir(stage)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sorted(os.listdir(stage)) == NAMES[3:6]
+    prefetch.stop()
+    assert prefetch.staged == 4 and sorted(os.listdir(stage)) == NAMES[3:6]

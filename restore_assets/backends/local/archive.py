@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -175,3 +177,93 @@ def usable_snapshot(fleet: LocalFleet, snapshot_id: str) -> Snapshot:
     if why:
         raise InvalidRequest(f"snapshot {snap.id} cannot be restored: {why}")
     return snap
+
+
+LABEL_START = re.compile(r"^START WAL LOCATION: ([0-9A-F]+)/([0-9A-F]+)", re.M)
+LABEL_TIMELINE = re.compile(r"^START TIMELINE: (\d+)", re.M)
+HISTORY_FILE = re.compile(r"^([0-9A-F]{8})\.history$")
+PREFETCH_MAX_SEGMENTS = 4096  # segments named ahead of replay (64 GB of 16 MB segments)
+PREFETCH_AHEAD = 32  # staged segments replay has not taken yet, at most
+
+
+def segments_to_stage(directory: Path, backup_label: str, until: datetime | None) -> list[Path]:
+    """The archived segments replay from this base backup reads first, in order: from the
+    backup's start, consecutive ones on its timeline archived up to `until` and the one after it
+    (a segment's mtime is when it was archived, after every record in it). None for a snapshot
+    target, an unreadable label, or an archive holding a later timeline (replay may switch)."""
+    start, tli = LABEL_START.search(backup_label), LABEL_TIMELINE.search(backup_label)
+    if until is None or not start or not tli:
+        return []
+    timeline = int(tli.group(1))
+    names = os.listdir(directory)
+    if any(int(m.group(1), 16) > timeline for f in names if (m := HISTORY_FILE.match(f))):
+        return []
+    segments = [f for f in names if WAL_SEGMENT.match(f)]
+    try:
+        size = (directory / segments[0]).stat().st_size if segments else 0  # all alike
+    except OSError:
+        return []
+    if size <= 0 or size & (size - 1):
+        return []
+    first = ((int(start.group(1), 16) << 32) | int(start.group(2), 16)) // size
+    per_id = 0x100000000 // size
+    out: list[Path] = []
+    for segno in range(first, first + PREFETCH_MAX_SEGMENTS):
+        path = directory / f"{timeline:08X}{segno // per_id:08X}{segno % per_id:08X}"
+        try:
+            st = path.stat()
+        except OSError:
+            break
+        if st.st_size != size:
+            break
+        out.append(path)
+        if st.st_mtime > until.timestamp():
+            break  # archived after the target: replay stops in it or before
+    return out
+
+
+class WalPrefetch:
+    """Copies the archived segments replay asks for first into a staging directory of the
+    temporary instance, in a thread, ahead of replay (at most PREFETCH_AHEAD waiting): each
+    appears there whole (written under another name, then renamed), and the restore_command
+    moves it into pg_wal (a rename) instead of copying it from the archive while replay waits.
+    A segment not staged yet is copied from the archive as before."""
+
+    def __init__(self, segments: list[Path], stage: Path, pg_wal: Path) -> None:
+        self.segments, self.stage, self.pg_wal = segments, stage, pg_wal
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="wal-prefetch", daemon=True)
+        self.staged = 0
+
+    def restore_command(self, fallback: str) -> str:
+        """The restore_command taking a staged segment, else running `fallback`."""
+        return f"mv -f {pg.shell_arg(self.stage)}/%f %p 2>/dev/null || {fallback}"
+
+    def start(self) -> None:
+        """Start copying, in the background."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop copying (replay is done, or the provision failed) and wait for the thread."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        user = pg.server_user()
+        try:
+            for segment in self.segments:
+                while len(os.listdir(self.stage)) >= PREFETCH_AHEAD and not self._stop.is_set():
+                    self._stop.wait(0.01)
+                if self._stop.is_set():
+                    return
+                if (self.pg_wal / segment.name).exists():
+                    continue  # replay took it from the archive already
+                part = self.stage / f".{segment.name}.part"
+                shutil.copyfile(segment, part)
+                if not user.is_current:
+                    os.chown(part, user.uid, user.gid)
+                os.rename(part, self.stage / segment.name)
+                self.staged += 1
+        except OSError:
+            return  # what is not staged is copied from the archive

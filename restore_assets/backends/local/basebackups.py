@@ -13,7 +13,12 @@ from typing import Any
 import psycopg
 
 from restore_assets.backends.local import pg, selective
-from restore_assets.backends.local.archive import last_commit_in, segments_in
+from restore_assets.backends.local.archive import (
+    WalPrefetch,
+    last_commit_in,
+    segments_in,
+    segments_to_stage,
+)
 from restore_assets.backends.local.dsn import connect, password_env, without_password
 from restore_assets.backends.local.sources import FleetSource, Materialization, Materialized
 from restore_assets.backends.local.tablespaces import relocate_tablespaces, tablespace_mapping
@@ -310,9 +315,31 @@ class BaseBackupSource(FleetSource):
         }
         relocate_tablespaces(cluster.datadir, src)
         restore_command = f"cp {pg.shell_arg(self.archive_dir)}/%f %p"
+        prefetch = self._prefetch(src, job)
+        if prefetch is not None:
+            restore_command = prefetch.restore_command(restore_command)
         return Materialized(
-            restore_command, provisioning, set(decision.zero_oids), decision.zero_files
+            restore_command,
+            provisioning,
+            set(decision.zero_oids),
+            decision.zero_files,
+            prefetch,
         )
+
+    def _prefetch(self, src: Path, job: Materialization) -> WalPrefetch | None:
+        """The WAL replay reads first, to copy beside the instance while it replays (in
+        `<temp dir>/wal-stage`, the server user's); None when there is nothing to name."""
+        try:
+            label = (src / "backup_label").read_text(errors="replace")
+        except OSError:
+            return None
+        segments = segments_to_stage(self.archive_dir, label, job.target.restore_time)
+        if not segments:
+            return None
+        stage = job.cluster.datadir.parent / "wal-stage"
+        pg.give_to_server_user(stage)
+        os.chmod(stage, 0o700)
+        return WalPrefetch(segments, stage, job.cluster.datadir / "pg_wal")
 
     def left_out_oids(self, dsn: str, databases: list[str] | None, made: Materialized) -> set[int]:
         """The databases the copy zero-filled (known from the snapshot's map)."""

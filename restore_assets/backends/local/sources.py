@@ -16,6 +16,7 @@ from restore_assets.backends.local import pg
 from restore_assets.backends.protocols import RestoreTarget, Snapshot
 
 if TYPE_CHECKING:
+    from restore_assets.backends.local.archive import WalPrefetch
     from restore_assets.backends.local.cluster import FleetConfig
     from restore_assets.backends.local.fleet import LocalFleet
 
@@ -48,6 +49,8 @@ class Materialized:
     zero_oids: set[int] = field(default_factory=set)  # left-out databases known before recovery
     # restored database oid -> relfilenodes of other schemas' relations zero-filled in it
     zero_files: dict[int, set[int]] = field(default_factory=dict)
+    # archived WAL copied beside the instance ahead of replay (started with recovery)
+    prefetch: WalPrefetch | None = None
 
     @property
     def selective(self) -> bool:

@@ -16,7 +16,7 @@ from restore_assets.backends.local import pg, selective
 from restore_assets.backends.local.archive import base_for, check_target, usable_snapshot
 from restore_assets.backends.local.cluster import server_dir
 from restore_assets.backends.local.pgbackrest import check_invalid_pages
-from restore_assets.backends.local.sources import Materialization
+from restore_assets.backends.local.sources import Materialization, Materialized
 from restore_assets.backends.protocols import RecordResource, RestoreTarget, Snapshot, TempDatabase
 from restore_assets.core.errors import FleetError, InvalidRequest
 
@@ -114,11 +114,14 @@ def provision(
     point = check_target(fleet, target)
     base = _base_of(fleet, target, point)
     cluster = _new_workdir(fleet, restore_id, base, record)
+    made: Materialized | None = None
     try:
         made = fleet.source.materialize(Materialization(cluster, base, target, databases, schemas))
         provisioning = made.provisioning
         prepare_recovery(fleet, cluster, target, made.restore_command, made.recovery_settings())
         t0 = time.monotonic()
+        if made.prefetch is not None:
+            made.prefetch.start()
         cluster.start(timeout=timeout)
         # the temporary cluster admits the tool on its unix socket (cluster.host), as its role;
         # a selective copy is connected to in a restored database only (postgres may be zero-filled)
@@ -127,6 +130,9 @@ def provision(
             timeout, user=fleet.superuser(), what="temporary cluster", dbname=own, paused=True
         )
         provisioning["recovery_seconds"] = round(time.monotonic() - t0, 3)
+        if made.prefetch is not None:
+            made.prefetch.stop()
+            provisioning["wal_segments_prefetched"] = made.prefetch.staged
         if made.selective:
             zero = fleet.source.left_out_oids(cluster.dsn(own), databases, made)
             check_invalid_pages(cluster.logfile, zero, made.zero_files)
@@ -134,6 +140,8 @@ def provision(
                 cluster.dsn(own), zero, databases or []
             )
     except BaseException:
+        if made is not None and made.prefetch is not None:
+            made.prefetch.stop()  # before its directory goes
         # nothing usable was made: stop the server and remove its directory (its last log
         # error is already in the exception), so a failed restore leaves no instance behind
         delete_temp(fleet, restore_id)
