@@ -112,6 +112,14 @@ def _wait(ui: dict, run_id: str) -> str:
     raise AssertionError(f"run {run_id} did not end in 600 s")
 
 
+def _last_restore(fleet) -> dict:
+    """The newest restore's audit summary (why a run failed, in an assertion's message)."""
+    from restore_assets.backends.factory import build_services
+
+    recent = build_services({"root": str(fleet.root)}).audit.history(1)
+    return recent[0] if recent else {}
+
+
 def test_launchpad_restore_succeeds_and_its_report_opens(ui, browser, demo_fleet) -> None:
     DOCS.mkdir(exist_ok=True)
     point = datetime.now(UTC)
@@ -132,7 +140,8 @@ def test_launchpad_restore_succeeds_and_its_report_opens(ui, browser, demo_fleet
             f'restore_time: "{point.isoformat()}"\nsuffix: browser\n'
         )
         run_id = _launch(page, ui, config, shot="ui-launchpad.png")
-        assert _wait(ui, run_id) == "SUCCESS"
+        status = _wait(ui, run_id)
+        assert status == "SUCCESS", _last_restore(demo_fleet)
         page.reload()
         page.get_by_text("Success").first.wait_for(timeout=60_000)
         page.screenshot(path=str(DOCS / "ui-run-success.png"))

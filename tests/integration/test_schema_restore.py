@@ -207,7 +207,7 @@ def test_failure_in_each_phase_leaves_nothing_behind(demo_fleet, phase):
             },
             {"root": str(demo_fleet.root)},
         )
-    assert out["status"] == "failed"
+    assert out["status"] == "failed", out
     assert f"injected failure in phase {phase}" in out["cause"]
     assert demo_fleet.temp_instances() == []
     with psycopg.connect(demo_fleet.production_dsn("tenant_a")) as conn:

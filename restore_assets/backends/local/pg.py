@@ -305,11 +305,18 @@ class Cluster:
         it accepts connections (ready, or standby: a hot standby's read-only ones)."""
         try:
             lines = (self.datadir / "postmaster.pid").read_text().splitlines()
-            started = int(lines[2])
-            status = lines[7].strip()
+            pid, started, status = int(lines[0]), int(lines[2]), lines[7].strip()
         except (OSError, IndexError, ValueError):
             return False
-        return started >= began - 2 and status in ("ready", "standby")  # as pg_ctl compares
+        if started < began - 2 or status not in ("ready", "standby"):  # as pg_ctl compares
+            return False
+        try:
+            os.kill(pid, 0)  # not the file of an earlier server that stopped without removing it
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return True
 
     def is_running(self) -> bool:
         """True when a postmaster runs on this data directory."""
