@@ -108,6 +108,7 @@ def test_prefetch_stages_whole_segments_ahead_and_stops(
     # three waiting (the limit ahead of replay), whole, in order, none of them the snapshot's
     assert sorted(os.listdir(stage)) == NAMES[2:5]
     assert all((stage / n).read_bytes() == (wal / n).read_bytes() for n in NAMES[2:5])
+    assert all((stage / n).stat().st_mode & 0o777 == 0o600 for n in NAMES[2:5])
     os.rename(stage / NAMES[2], pg_wal / "RECOVERYXLOG")  # replay takes one: one more comes
     while len(os.listdir(stage)) < 3 and time.monotonic() < deadline:
         time.sleep(0.01)

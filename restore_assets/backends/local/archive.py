@@ -261,6 +261,7 @@ class WalPrefetch:
                     continue  # replay took it from the archive already
                 part = self.stage / f".{segment.name}.part"
                 shutil.copyfile(segment, part)
+                os.chmod(part, 0o600)  # WAL holds every tenant's rows: its owner's only
                 if not user.is_current:
                     os.chown(part, user.uid, user.gid)
                 os.rename(part, self.stage / segment.name)
