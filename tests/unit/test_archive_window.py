@@ -78,15 +78,15 @@ def test_segments_to_prefetch_are_those_replay_reads_up_to_the_target(tmp_path: 
     # segment 6 is missing: replay would fetch it, and what follows, as it goes
     _segments(wal, NAMES[:5] + NAMES[6:], [100, 200, 300, 400, 500, 700])
     until = datetime.fromtimestamp(250, UTC)
-    got = archive.segments_to_stage(wal, LABEL, until)
+    got = archive.segments_to_prefetch(wal, LABEL, until)
     # from the backup's start (segment 2), up to the first one archived after the target
     assert [p.name for p in got] == NAMES[1:3]
-    later = archive.segments_to_stage(wal, LABEL, datetime.fromtimestamp(10_000, UTC))
+    later = archive.segments_to_prefetch(wal, LABEL, datetime.fromtimestamp(10_000, UTC))
     assert [p.name for p in later] == NAMES[1:5]  # stops before the gap
-    assert archive.segments_to_stage(wal, LABEL, None) == []  # a snapshot target: nothing
-    assert archive.segments_to_stage(wal, "no label", until) == []
+    assert archive.segments_to_prefetch(wal, LABEL, None) == []  # a snapshot target: nothing
+    assert archive.segments_to_prefetch(wal, "no label", until) == []
     (wal / "00000002.history").write_text("1\t0/5000000\tno reason\n")
-    assert archive.segments_to_stage(wal, LABEL, until) == []  # replay may switch timelines
+    assert archive.segments_to_prefetch(wal, LABEL, until) == []  # replay may switch timelines
 
 
 def test_prefetch_stages_whole_segments_ahead_and_stops(

@@ -186,7 +186,7 @@ PREFETCH_MAX_SEGMENTS = 4096  # segments named ahead of replay (64 GB of 16 MB s
 PREFETCH_AHEAD = 32  # staged segments replay has not taken yet, at most
 
 
-def segments_to_stage(directory: Path, backup_label: str, until: datetime | None) -> list[Path]:
+def segments_to_prefetch(directory: Path, backup_label: str, until: datetime | None) -> list[Path]:
     """The archived segments replay from this base backup reads first, in order: from the
     backup's start, consecutive ones on its timeline archived up to `until` and the one after it
     (a segment's mtime is when it was archived, after every record in it). None for a snapshot

@@ -17,7 +17,7 @@ from restore_assets.backends.local.archive import (
     WalPrefetch,
     last_commit_in,
     segments_in,
-    segments_to_stage,
+    segments_to_prefetch,
 )
 from restore_assets.backends.local.dsn import connect, password_env, without_password
 from restore_assets.backends.local.sources import FleetSource, Materialization, Materialized
@@ -333,7 +333,7 @@ class BaseBackupSource(FleetSource):
             label = (src / "backup_label").read_text(errors="replace")
         except OSError:
             return None
-        segments = segments_to_stage(self.archive_dir, label, job.target.restore_time)
+        segments = segments_to_prefetch(self.archive_dir, label, job.target.restore_time)
         if not segments:
             return None
         stage = job.cluster.datadir.parent / "wal-stage"

@@ -36,10 +36,9 @@ The temporary instance admits only the tool (peer authentication on a private un
 tool connects only to the restored database, and the instance stays in recovery, paused at the
 target (read-only: nothing is written to it after replay). A connection to a zero-filled database
 is impossible: its zero-filled relation map fails it ("pg_filenode.map contains invalid data";
-tested for each). A query of a
-left-out relation of another schema fails ("could not open file"), a zero-filled one reads zero
-pages (no rows; both tested): the tool never reads another schema's data, and nothing else can
-connect.
+tested for each). A query of a left-out relation of another schema fails ("could not open file"),
+a zero-filled one reads zero pages (no rows; both tested): the tool never reads another schema's
+data, and nothing else can connect.
 
 Other schemas of the restored database (the "schemas" path): the snapshot also records, per
 database, relfilenode -> (schema, relkind, relation) of the relations with a file in base/<oid>/
