@@ -7,6 +7,7 @@ import subprocess
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -115,3 +116,15 @@ def test_prefetch_stages_whole_segments_ahead_and_stops(
     assert sorted(os.listdir(stage)) == NAMES[3:6]
     prefetch.stop()
     assert prefetch.staged == 4 and sorted(os.listdir(stage)) == NAMES[3:6]
+
+
+def test_a_segment_is_archived_once_the_server_reports_it_and_its_file_is_there(tmp_path: Path):
+    from restore_assets.backends.local.basebackups import BaseBackupSource
+
+    seg = "000000010000000000000005"
+    source = BaseBackupSource(None, SimpleNamespace(archive_dir=str(tmp_path)))  # type: ignore[arg-type]
+    (tmp_path / seg).write_bytes(b"partly copied")  # archive_command's cp is still writing
+    assert not source.is_archived(seg, "000000010000000000000004")
+    assert not source.is_archived(seg, None)
+    assert source.is_archived(seg, seg) and source.is_archived(seg, "000000010000000000000006")
+    assert not source.is_archived("000000010000000000000006", "000000010000000000000006")

@@ -71,6 +71,12 @@ def segments_in(directory: Path) -> list[str]:
     return sorted(f.name for f in directory.iterdir() if WAL_SEGMENT.match(f.name))
 
 
+def reported_archived(segment: str, last_archived_wal: str | None) -> bool:
+    """True once pg_stat_archiver's last archived file is this segment or a later one (segments
+    are archived in order, each reported once archive_command has succeeded)."""
+    return bool(last_archived_wal) and str(last_archived_wal)[:24] >= segment
+
+
 def switch_wal(fleet: LocalFleet, timeout: float = 60) -> None:
     """Commit a marker transaction, switch WAL segment and wait until it is archived."""
     with psycopg.connect(fleet.production_dsn(), autocommit=True, connect_timeout=10) as conn:

@@ -16,6 +16,7 @@ from restore_assets.backends.local import pg, selective
 from restore_assets.backends.local.archive import (
     WalPrefetch,
     last_commit_in,
+    reported_archived,
     segments_in,
     segments_to_prefetch,
 )
@@ -262,8 +263,12 @@ class BaseBackupSource(FleetSource):
 
     # ------------------------------------------------------------------ archived WAL
     def is_archived(self, segment: str, last_archived_wal: str | None) -> bool:
-        """True once the segment's file is in the archive directory."""
-        return (self.archive_dir / segment).exists()
+        """True once the server reports the segment archived and its file is in the archive
+        directory (the file appears as soon as archive_command's `cp` starts writing it: read
+        then, it lacked its last commits, and a restore to a time just before was refused)."""
+        return (
+            reported_archived(segment, last_archived_wal) and (self.archive_dir / segment).exists()
+        )
 
     def latest_archived_time(self) -> datetime | None:
         """Time of the last commit found in the archived WAL (pg_waldump over the newest segments)."""

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from restore_assets.backends.local import pg
-from restore_assets.backends.local.archive import last_commit_in
+from restore_assets.backends.local.archive import last_commit_in, reported_archived
 from restore_assets.backends.local.pgbackrest import (
     PgBackRest,
     check_archive_command,
@@ -144,7 +144,7 @@ class PgBackRestSource(FleetSource):
     # ------------------------------------------------------------------ archived WAL
     def is_archived(self, segment: str, last_archived_wal: str | None) -> bool:
         """Segments are pushed in order: archived once the server reports it or a later one."""
-        return bool(last_archived_wal) and last_archived_wal[:24] >= segment
+        return reported_archived(segment, last_archived_wal)
 
     def latest_archived_time(self) -> datetime | None:
         """Last commit in the newest WAL of the repository (fetched with archive-get, read with pg_waldump)."""
