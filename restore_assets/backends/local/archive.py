@@ -195,7 +195,7 @@ PREFETCH_AHEAD = 32  # staged segments replay has not taken yet, at most
 def segments_to_prefetch(directory: Path, backup_label: str, until: datetime | None) -> list[Path]:
     """The archived segments replay from this base backup reads first, in order: from the
     backup's start, consecutive ones on its timeline archived up to `until` and the one after it
-    (a segment's mtime is when it was archived, after every record in it). None for a snapshot
+    (a segment's mtime is when it was archived, after every record in it). Empty for a snapshot
     target, an unreadable label, or an archive holding a later timeline (replay may switch)."""
     start, tli = LABEL_START.search(backup_label), LABEL_TIMELINE.search(backup_label)
     if until is None or not start or not tli:
