@@ -1,8 +1,9 @@
 """Provisioning benchmark: a small tenant's restore with selective provisioning against a full copy.
 
-One managed local fleet: a tenant schema of --tenant-mb MB in database `tenant_db`, and --other-mb
-MB of other tenants' data in database `others_db` (and, with --same-db-mb, in another schema of
-`tenant_db`; selective provisioning zero-fills both, the "schemas" path; with --schemas N, N small
+One managed local fleet: a tenant schema of --tenant-mb MB in database `tenant_db`, --other-mb MB
+of other tenants' data in database `others_db` and --same-db-mb MB in another schema of `tenant_db`
+(by default 1 GB each: the issue's 2 GB split between the two; selective provisioning zero-fills
+both, the "schemas" path; with --schemas N, N small
 tenants in `tenant_db`, 15 tables of 10 rows each, about 75 relations a tenant). One snapshot,
 then writes to every database (a hot 1% of rows updated, three times, and inserts; every 97th row
 with --spread-writes), then the restore point T, then more writes.
@@ -32,9 +33,10 @@ the RTO and total ratios; the last line is `ratio: X` = median wall (selective) 
 Before the rounds, one untimed selective restore loads the job's code (the first restore of a
 process pays it, and it would fall on round 0's selective restore alone).
 
-    .venv/bin/python bench/provision_bench.py                         # 50 MB tenant, 2 GB others
-    .venv/bin/python bench/provision_bench.py --other-mb 200 --rounds 3   # a quick check
-    .venv/bin/python bench/provision_bench.py --other-mb 0 --schemas 2000 --tenant-mb 5 --cold
+    .venv/bin/python bench/provision_bench.py --rounds 5              # 50 MB tenant, 2 GB others
+    .venv/bin/python bench/provision_bench.py --rounds 5 --cold       # the snapshot read from disk
+    .venv/bin/python bench/provision_bench.py --other-mb 100 --same-db-mb 100   # a quick check
+    .venv/bin/python bench/provision_bench.py --other-mb 0 --same-db-mb 0 --schemas 2000 --tenant-mb 5 --cold
 """
 
 from __future__ import annotations
@@ -290,13 +292,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--tenant-mb", type=float, default=50, help="the restored tenant (default 50)")
     ap.add_argument(
-        "--other-mb", type=float, default=2048, help="other tenants, other database (default 2048)"
+        "--other-mb", type=float, default=1024, help="other tenants, other database (default 1024)"
     )
     ap.add_argument(
         "--same-db-mb",
         type=float,
-        default=0,
-        help="other tenants in the tenant's database (default 0)",
+        default=1024,
+        help="other tenants in another schema of the tenant's database (default 1024)",
     )
     ap.add_argument(
         "--schemas",
@@ -317,12 +319,17 @@ def main(argv: list[str] | None = None) -> None:
         help="before each restore, drop the snapshot's files (only those) from the page cache",
     )
     ap.add_argument(
-        "--root", help="scratch directory (default: a new one under /tmp, removed after)"
+        "--root",
+        help="scratch directory, made if missing and kept (default: a new one under /tmp, removed after)",
     )
     args = ap.parse_args(argv)
     if args.rounds < 3:
         ap.error("--rounds must be at least 3")
-    base = Path(args.root) if args.root else Path(tempfile.mkdtemp(prefix="ra-provbench-"))
+    if args.root:
+        base = Path(args.root)
+        base.mkdir(parents=True, exist_ok=True)
+    else:
+        base = Path(tempfile.mkdtemp(prefix="ra-provbench-"))
     base.chmod(0o755)
     fleet = LocalFleet(base / "fleet")
     results: dict[str, list[dict[str, Any]]] = {"selective": [], "full": []}

@@ -300,6 +300,18 @@ def check(name: str, got: dict[str, Any], want: dict[str, Any]) -> None:
         )
 
 
+def promote(dsn: str, timeout: float = 60.0) -> None:
+    """End the baseline instance's recovery: a temporary instance stays a hot standby paused at its
+    target, and pgcopydb exports its snapshot in a read-write transaction a standby refuses."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SELECT pg_catalog.pg_wal_replay_resume()")
+        deadline = time.monotonic() + timeout
+        while conn.execute("SELECT pg_catalog.pg_is_in_recovery()").fetchone()[0]:  # type: ignore[index]
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the baseline instance was not promoted in {timeout:.0f} s")
+            time.sleep(0.05)
+
+
 def main() -> None:
     """Seed, snapshot, run the three tools round after round, verify, print medians and the ratio."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -342,6 +354,7 @@ def main() -> None:
         print(f"seeded {schema} ({what}): {int(size) / 1e6:.1f} MB in {time.monotonic() - t0:.0f}s")
         bench.snapshot_id = fleet.snapshot().id
         temp = fleet.provision(BASELINE_ID, RestoreTarget(snapshot_id=bench.snapshot_id))
+        promote(fleet.temp_dsn(temp, "postgres"))
         bench.source_dsn = fleet.temp_dsn(temp, DATABASE)
         source = fingerprint(bench.source_dsn, schema)
 
