@@ -44,7 +44,7 @@ from restore_assets.backends.factory import build_services
 from restore_assets.backends.local import pg
 from restore_assets.backends.local.dsn import without_password
 from restore_assets.backends.local.fleet import LocalFleet
-from restore_assets.backends.protocols import RestoreTarget
+from restore_assets.backends.protocols import RestoreTarget, TempDatabase
 from restore_assets.demo import seed
 from restore_assets.jobs.launch import run_schema_restore
 
@@ -300,16 +300,13 @@ def check(name: str, got: dict[str, Any], want: dict[str, Any]) -> None:
         )
 
 
-def promote(dsn: str, timeout: float = 60.0) -> None:
+def promote(fleet: LocalFleet, temp: TempDatabase) -> None:
     """End the baseline instance's recovery: a temporary instance stays a hot standby paused at its
     target, and pgcopydb exports its snapshot in a read-write transaction a standby refuses."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with psycopg.connect(fleet.temp_dsn(temp, "postgres"), autocommit=True) as conn:
         conn.execute("SELECT pg_catalog.pg_wal_replay_resume()")
-        deadline = time.monotonic() + timeout
-        while conn.execute("SELECT pg_catalog.pg_is_in_recovery()").fetchone()[0]:  # type: ignore[index]
-            if time.monotonic() > deadline:
-                raise SystemExit(f"the baseline instance was not promoted in {timeout:.0f} s")
-            time.sleep(0.05)
+    cluster = pg.Cluster(Path(temp.details["dir"]) / "data", temp.port, host=temp.host)
+    cluster.wait_promoted(60, user=temp.user, what="the baseline instance")
 
 
 def main() -> None:
@@ -354,7 +351,7 @@ def main() -> None:
         print(f"seeded {schema} ({what}): {int(size) / 1e6:.1f} MB in {time.monotonic() - t0:.0f}s")
         bench.snapshot_id = fleet.snapshot().id
         temp = fleet.provision(BASELINE_ID, RestoreTarget(snapshot_id=bench.snapshot_id))
-        promote(fleet.temp_dsn(temp, "postgres"))
+        promote(fleet, temp)
         bench.source_dsn = fleet.temp_dsn(temp, DATABASE)
         source = fingerprint(bench.source_dsn, schema)
 
