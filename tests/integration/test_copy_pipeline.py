@@ -378,3 +378,20 @@ def test_a_foreign_key_onto_a_table_not_copied_is_left_to_post(pg: Cluster, sour
         assert report.post_applied and not any("FOREIGN KEY" in s for s in report.post_applied)
     finally:
         _drop(pg, "pipeline_target_fk")
+
+
+def test_builds_start_no_parallel_workers_of_the_server(pg: Cluster, source: str) -> None:
+    """Each group of post builds (the mover's and post's) runs where the server may start no
+    parallel maintenance workers: the restore's load stays within its N sessions."""
+    bundle = ddl.extract(source, ["shop"], "pw")
+    groups, prefix = per_table_builds(bundle.post, {"shop_pw"}, "shop_pw")
+    assert groups
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        default = conn.execute("SHOW max_parallel_maintenance_workers").fetchone()
+        assert default is not None and default[0] != "0"  # the server allows them
+        with conn.transaction():
+            for statement in prefix:
+                conn.execute(statement)
+            assert conn.execute("SHOW max_parallel_maintenance_workers").fetchone() == ("0",)
+        # SET LOCAL: the session is as it was after the group's transaction
+        assert conn.execute("SHOW max_parallel_maintenance_workers").fetchone() == default

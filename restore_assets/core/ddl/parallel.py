@@ -169,7 +169,7 @@ def apply_post(
     """Guard, then apply post in three waves (parallel per-table builds first); return counts per wave."""
     guard(statements, allowed_schemas)
     plan = plan_post(statements)
-    prefix = [*plan.session, f"SET LOCAL maintenance_work_mem = '{_mem(maintenance_work_mem)}'"]
+    prefix = build_prefix(plan.session, maintenance_work_mem)
 
     def run(batch: list[str]) -> None:
         with psycopg.connect(dsn) as conn:
@@ -200,6 +200,18 @@ def apply_post(
     }
 
 
+def build_prefix(session: list[str], maintenance_work_mem: str) -> list[str]:
+    """The statements run before each group of post builds: settings, sort memory, no workers."""
+    # no parallel workers of the server's own: a restore's load on the production server stays
+    # within its N sessions (the builds run side by side on the N builders), and no build takes
+    # up to max_parallel_maintenance_workers more cores from the tenants the server serves
+    return [
+        *session,
+        f"SET LOCAL maintenance_work_mem = '{_mem(maintenance_work_mem)}'",
+        "SET LOCAL max_parallel_maintenance_workers = 0",
+    ]
+
+
 def _mem(value: str) -> str:
     """A memory setting such as 256MB (digits and a unit only: it is spliced into SET)."""
     cleaned = value.strip()
@@ -223,7 +235,7 @@ def per_table_builds(
     """
     guard(statements, allowed_schemas)
     plan = plan_post(statements)
-    prefix = [*plan.session, f"SET LOCAL maintenance_work_mem = '{_mem(maintenance_work_mem)}'"]
+    prefix = build_prefix(plan.session, maintenance_work_mem)
     head = f"{schema}."
     groups = {k[len(head) :]: v for k, v in plan.per_table.items() if k.startswith(head)}
     settings: list[str] = []
