@@ -202,9 +202,9 @@ def apply_post(
 
 def build_prefix(session: list[str], maintenance_work_mem: str) -> list[str]:
     """The statements run before each group of post builds: settings, sort memory, no workers."""
-    # no parallel workers of the server's own: a restore's load on the production server stays
-    # within its N sessions (the builds run side by side on the N builders), and no build takes
-    # up to max_parallel_maintenance_workers more cores from the tenants the server serves
+    # no parallel workers of the server's own: a restore's load on the production server is its
+    # own sessions' (the builds already run side by side on N connections), and no build takes up
+    # to max_parallel_maintenance_workers more processes from the tenants the server serves
     return [
         *session,
         f"SET LOCAL maintenance_work_mem = '{_mem(maintenance_work_mem)}'",
