@@ -36,9 +36,12 @@ def test_restore_bench_runs_its_three_tools_on_one_snapshot() -> None:
 def test_provision_bench_runs_both_paths_and_checks_they_restore_the_same() -> None:
     lines = run_bench(
         "bench/provision_bench.py",
-        *("--tenant-mb", "1", "--other-mb", "2", "--same-db-mb", "2", "--rounds", "3"),
+        *("--tenant-mb", "1", "--other-mb", "2", "--same-db-mb", "2"),
+        *("--rounds", "3", "--pause", "0"),
     )
     assert any(line.startswith("outputs: every restored schema equal") for line in lines), lines
     assert any(line.startswith("round 2 selective") for line in lines), lines
     assert any(line.startswith("round 2 full") for line in lines), lines
+    # round 1's full restore is the one that follows a full restore (round 0's)
+    assert any(line.startswith("full restores right after a full one (1):") for line in lines)
     assert re.fullmatch(r"ratio: \d+\.\d{3}", lines[-1]), lines[-1]
