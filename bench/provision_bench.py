@@ -34,9 +34,9 @@ another full restore (a full copy has been faster there than after a selective r
 established: the full path's best case); the last line is `ratio: X` = median wall (selective) /
 median wall (full).
 Each timed restore starts after --pause seconds of rest (default 15): back to back (--pause 0),
-a full copy was 2-3 times faster right after another full restore, and slower right after a
-selective one, than after a rest (measured with warm and cold snapshots; the cause, below the tool,
-is not established), and alternation then decided much of the baseline's figure.
+a full copy right after another full restore was 2-3 times faster than after a selective one or
+after a rest (warm and cold; the cause, below the tool, is not established), and alternation then
+decided much of the baseline's figure.
 Before the rounds, one untimed selective restore loads the job's code (the first restore of a
 process pays it, and it would fall on round 0's selective restore alone).
 
@@ -338,6 +338,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.rounds < 3:
         ap.error("--rounds must be at least 3")
+    if args.pause < 0:
+        ap.error("--pause must not be negative")
     if args.root:
         base = Path(args.root)
         base.mkdir(parents=True, exist_ok=True)

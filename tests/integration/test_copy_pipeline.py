@@ -381,8 +381,8 @@ def test_a_foreign_key_onto_a_table_not_copied_is_left_to_post(pg: Cluster, sour
 
 
 def test_builds_start_no_parallel_workers_of_the_server(pg: Cluster, source: str) -> None:
-    """Each group of post builds (the mover's and post's) runs where the server may start no
-    parallel maintenance workers: the restore's load on the server is its own sessions'."""
+    """The prefix of every group of post builds (the mover's builders and post use the same one)
+    lets the server start no parallel maintenance workers: the restore's load is its own sessions'."""
     bundle = ddl.extract(source, ["shop"], "pw")
     groups, prefix = per_table_builds(bundle.post, {"shop_pw"}, "shop_pw")
     assert groups
