@@ -132,12 +132,16 @@ def execute_schema_restore(
 
 
 def first_failure(result: Any) -> str:
-    """The message of the first failed step of an execution result ('failed' when none says)."""
+    """The message of the first failed step, else of the run's failure ('failed' when none says)."""
     for event in result.all_events:
-        if event.is_failure and event.step_failure_data is not None:
+        # a run failure (a refused request ends its run between steps) has no step failure data
+        if event.is_step_failure and event.step_failure_data is not None:
             return (
                 event.step_failure_data.error.message.strip()
                 if event.step_failure_data.error
                 else "failed"
             )
+    for event in result.all_events:
+        if event.is_run_failure and event.message:
+            return event.message.strip()
     return "failed"
