@@ -1,6 +1,6 @@
 """A real browser (Debian's chromium driven by Playwright) on a real dagster-webserver: launch a
 restore from the launchpad, see it succeed, open its report from the asset's link; launch a bad
-request and read its refusal: one message, no stack trace. Screenshots go to a scratch directory; with
+request and read its refusal: one message, no stack trace. Screenshots go to pytest's temporary directory; with
 RESTORE_ASSETS_SCREENSHOTS=docs they refresh docs/ (committed, shown in the README), so a plain
 `make test` leaves the clone unchanged."""
 
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -25,11 +24,6 @@ from tests.e2e.dagster_web import gql, webserver
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
-DOCS = (
-    REPO / "docs"
-    if os.environ.get("RESTORE_ASSETS_SCREENSHOTS") == "docs"
-    else Path(tempfile.mkdtemp(prefix="ra-screenshots-"))
-)
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
     "--headless",
@@ -50,6 +44,12 @@ def ui(demo_fleet, tmp_path_factory) -> Iterator[dict]:
     """dagster-webserver over the demo fleet plus the report server, one for the module's tests
     (each test reads only its own run); yields their addresses."""
     tmp_path = tmp_path_factory.mktemp("ui")
+    # the screenshots: docs/ when refreshing them, else pytest's own temporary directory
+    shots = (
+        REPO / "docs"
+        if os.environ.get("RESTORE_ASSETS_SCREENSHOTS") == "docs"
+        else tmp_path_factory.mktemp("screenshots")
+    )
     artifacts = Path(demo_fleet.root) / "artifacts"
     artifacts.mkdir(exist_ok=True)
     reports = report_server(artifacts, "127.0.0.1", free_port())
@@ -57,7 +57,12 @@ def ui(demo_fleet, tmp_path_factory) -> Iterator[dict]:
     reports_url = f"http://127.0.0.1:{reports.server_address[1]}"
     try:
         with webserver(demo_fleet.root, tmp_path, **{URL_ENV: reports_url}) as server:
-            yield {"base": server.base, "address": server.address, "reports": reports_url}
+            yield {
+                "base": server.base,
+                "address": server.address,
+                "reports": reports_url,
+                "shots": shots,
+            }
     finally:
         reports.shutdown()
         reports.server_close()
@@ -96,7 +101,7 @@ def _launch(page, ui: dict, yaml_text: str, shot: str | None = None) -> str:
     launch.wait_for(timeout=30_000)
     page.wait_for_timeout(1500)  # the launchpad validates the config before enabling the button
     if shot:
-        page.screenshot(path=str(DOCS / shot))
+        page.screenshot(path=str(ui["shots"] / shot))
     launch.click()
     page.wait_for_url("**/runs/**", timeout=60_000)
     return page.url.rstrip("/").split("/runs/")[1].split("?")[0].split("/")[0]
@@ -121,7 +126,6 @@ def _last_restore(fleet) -> dict:
 
 
 def test_launchpad_restore_succeeds_and_its_report_opens(ui, browser, demo_fleet) -> None:
-    DOCS.mkdir(exist_ok=True)
     point = datetime.now(UTC)
     time.sleep(0.2)
     context = browser.new_context(viewport={"width": 1400, "height": 900})
@@ -134,7 +138,7 @@ def test_launchpad_restore_succeeds_and_its_report_opens(ui, browser, demo_fleet
             "() => document.querySelector('.CodeMirror').CodeMirror.getValue()"
         )
         assert "restore_time" in skeleton and "snapshot_id" in skeleton, skeleton
-        page.screenshot(path=str(DOCS / "ui-launchpad-skeleton.png"))
+        page.screenshot(path=str(ui["shots"] / "ui-launchpad-skeleton.png"))
         config = (
             "database: tenant_b\nschemas: [customer_b1]\n"
             f'restore_time: "{point.isoformat()}"\nsuffix: browser\n'
@@ -144,18 +148,18 @@ def test_launchpad_restore_succeeds_and_its_report_opens(ui, browser, demo_fleet
         assert status == "SUCCESS", _last_restore(demo_fleet)
         page.reload()
         page.get_by_text("Success").first.wait_for(timeout=60_000)
-        page.screenshot(path=str(DOCS / "ui-run-success.png"))
+        page.screenshot(path=str(ui["shots"] / "ui-run-success.png"))
         # the report asset's materialization carries a link to the HTML report
         page.goto(f"{ui['base']}/assets/comparison_report?view=events")
         link = page.locator(f"a[href^='{ui['reports']}']").first
         link.wait_for(timeout=60_000)
-        page.screenshot(path=str(DOCS / "ui-report-asset.png"), full_page=True)
+        page.screenshot(path=str(ui["shots"] / "ui-report-asset.png"), full_page=True)
         with context.expect_page() as opened:
             link.click()
         report = opened.value
         report.wait_for_load_state()
         assert "customer_b1_browser" in report.content()
-        report.screenshot(path=str(DOCS / "ui-report.png"))
+        report.screenshot(path=str(ui["shots"] / "ui-report.png"))
     finally:
         context.close()
         with psycopg.connect(demo_fleet.production_dsn("tenant_b"), autocommit=True) as conn:
@@ -163,7 +167,6 @@ def test_launchpad_restore_succeeds_and_its_report_opens(ui, browser, demo_fleet
 
 
 def test_launchpad_bad_request_shows_its_refusal(ui, browser) -> None:
-    DOCS.mkdir(exist_ok=True)
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
     try:
@@ -191,6 +194,6 @@ def test_launchpad_bad_request_shows_its_refusal(ui, browser) -> None:
         page.locator("input[placeholder^='Filter']").first.fill("type:RUN_FAILURE")
         page.keyboard.press("Enter")
         message.wait_for(state="visible", timeout=30_000)
-        page.screenshot(path=str(DOCS / "ui-rejected.png"))
+        page.screenshot(path=str(ui["shots"] / "ui-rejected.png"))
     finally:
         context.close()
