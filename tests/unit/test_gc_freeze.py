@@ -16,6 +16,8 @@ def test_loaded_code_is_frozen_once() -> None:
         assert frozen > 10_000  # the loaded modules' objects
         garbage = [[] for _ in range(1000)]
         in_process._freeze_loaded_code()  # a second restore of the process: nothing more
-        assert gc.get_freeze_count() == frozen and garbage
+        # nothing is added (the 1,000 lists would be); a frozen object may still die meanwhile (a
+        # thread left by an earlier test of this worker dropping its last reference)
+        assert gc.get_freeze_count() <= frozen and garbage
     finally:
         gc.unfreeze()
